@@ -1,0 +1,78 @@
+"""/apis/runyard.dev/v1/projects/{project}/{plural}[/{name}]: the four kinds and Runs, one shape."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Body, Depends, Header, Query, Response
+
+from runyard.api.deps import AppState, principal, state
+from runyard.services import resources as svc
+from runyard.services.auth import Principal
+
+router = APIRouter(tags=["resources"])
+ITEM = "/projects/{project}/{plural}/{name}"
+Doc = Body(..., description="a resource document: apiVersion runyard.dev/v1, kind, metadata, spec")
+
+
+def _out(res) -> dict:
+    return res.model_dump(mode="json", exclude_none=True)
+
+
+@router.post("/projects/{project}/{plural}", status_code=201)
+def create(
+    project: str, plural: str, doc: dict[str, Any] = Doc,
+    idempotency_key: str | None = Header(None), s: AppState = Depends(state), who: Principal = Depends(principal),
+) -> dict:
+    res = svc.parse_for_path(doc, project, plural, None)
+    created = svc.create_resource(s.store, who, res, idempotency_key)
+    s.notifier.touch(created.metadata.uid)
+    return _out(created)
+
+
+@router.put(ITEM)
+def apply(
+    project: str, plural: str, name: str, response: Response, doc: dict[str, Any] = Doc,
+    idempotency_key: str | None = Header(None), s: AppState = Depends(state), who: Principal = Depends(principal),
+) -> dict:
+    res = svc.parse_for_path(doc, project, plural, name)
+    applied, result = svc.apply_resource(s.store, who, res, idempotency_key)
+    response.headers["X-Runyard-Result"] = result.value
+    if result == svc.ApplyResult.CREATED:
+        response.status_code = 201
+    if result != svc.ApplyResult.UNCHANGED:
+        s.notifier.touch(applied.metadata.uid)
+    return _out(applied)
+
+
+@router.get("/projects/{project}/{plural}")
+def list_(
+    project: str, plural: str, labelSelector: str | None = Query(None, description="k=v[,k2=v2]"),
+    s: AppState = Depends(state), who: Principal = Depends(principal),
+) -> dict:
+    kind = svc.kind_of_plural(plural).__name__
+    items = svc.list_resources(s.store, who, kind, project, labelSelector)
+    return {"apiVersion": "runyard.dev/v1", "kind": f"{kind}List", "items": [_out(r) for r in items]}
+
+
+@router.get(ITEM)
+def get(project: str, plural: str, name: str, s: AppState = Depends(state), who: Principal = Depends(principal)) -> dict:
+    kind = svc.kind_of_plural(plural).__name__
+    return _out(svc.get_resource(s.store, who, kind, project, name))
+
+
+@router.delete(ITEM)
+def delete(
+    project: str, plural: str, name: str, s: AppState = Depends(state), who: Principal = Depends(principal)
+) -> dict:
+    kind = svc.kind_of_plural(plural).__name__
+    return _out(svc.delete_resource(s.store, s.notifier, who, kind, project, name))
+
+
+@router.get(ITEM + "/events")
+def events(
+    project: str, plural: str, name: str, s: AppState = Depends(state), who: Principal = Depends(principal)
+) -> dict:
+    kind = svc.kind_of_plural(plural).__name__
+    res = svc.get_resource(s.store, who, kind, project, name)
+    return {"items": [e.model_dump(mode="json") for e in s.store.events(res.metadata.uid)]}

@@ -1,0 +1,29 @@
+"""Run verbs that are not plain CRUD: stop and logs."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import StreamingResponse
+
+from runyard.api.deps import AppState, principal, state
+from runyard.services import resources as svc
+from runyard.services.auth import Principal
+from runyard.services.logs import stream_logs
+
+router = APIRouter(tags=["runs"])
+
+
+@router.post("/projects/{project}/runs/{name}/stop")
+def stop(project: str, name: str, s: AppState = Depends(state), who: Principal = Depends(principal)) -> dict:
+    return svc.request_stop(s.store, s.notifier, who, project, name).model_dump(mode="json", exclude_none=True)
+
+
+@router.get("/projects/{project}/runs/{name}/logs", response_class=StreamingResponse)
+def logs(
+    project: str, name: str, follow: bool = Query(False, description="keep streaming until the run ends"),
+    s: AppState = Depends(state), who: Principal = Depends(principal),
+) -> StreamingResponse:
+    """NDJSON: {time, stream, text} per line, then {end: true, phase, exitCode, reason, message}."""
+    run = svc.get_resource(s.store, who, "Run", project, name)
+    body = stream_logs(s.store, s.runtime, s.notifier, run, follow)
+    return StreamingResponse(body, media_type="application/x-ndjson")

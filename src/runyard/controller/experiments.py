@@ -1,0 +1,67 @@
+"""The Experiment reconciler: one Run per Experiment (same name), status mirrored from it; cascade delete."""
+
+from __future__ import annotations
+
+from runyard.controller.context import Context
+from runyard.core.errors import Conflict
+from runyard.core.resources import Experiment, ObjectMeta, OwnerReference, Run, RunSpec, WorkloadStatus
+
+
+def reconcile_experiment(ctx: Context, exp: Experiment) -> list[Run]:
+    """Returns the runs it created, so the loop can start them in the same pass."""
+    m = exp.metadata
+    runs = ctx.store.list("Run", m.project, owner_uid=m.uid)
+    if m.deletionTimestamp is not None:
+        _cascade_delete(ctx, exp, runs)
+        return []
+    created = []
+    if not runs:
+        run = _create_run(ctx, exp)
+        if run is None:
+            return []
+        runs = created = [run]
+    _mirror(ctx, exp, runs[-1])
+    return created
+
+
+def _create_run(ctx: Context, exp: Experiment) -> Run | None:
+    m = exp.metadata
+    run = Run(
+        metadata=ObjectMeta(
+            name=m.name, project=m.project, labels=m.labels,
+            ownerReferences=[OwnerReference(kind="Experiment", name=m.name, uid=m.uid)],
+        ),
+        spec=RunSpec(**exp.spec.model_dump()),
+    )
+    try:
+        created = ctx.store.create(run)
+    except Conflict:
+        exp.status.phase, exp.status.reason = "Failed", "NameTaken"
+        exp.status.message = f"a run named {m.name!r} already exists in project {m.project!r}"
+        ctx.save(exp, ("NameTaken", exp.status.message, "Warning"))
+        return None
+    ctx.store.add_event(created, "Created", f"created by Experiment {m.name}")
+    ctx.store.add_event(exp, "RunCreated", f"created run {m.name}")
+    ctx.notifier.touch(created.metadata.uid)
+    return created
+
+
+def _mirror(ctx: Context, exp: Experiment, run: Run) -> None:
+    rs = run.status
+    status = WorkloadStatus(
+        phase=rs.phase.value, reason=rs.reason, message=rs.message, conditions=rs.conditions,
+        observedGeneration=exp.metadata.generation, runs=[run.metadata.name],
+    )
+    if status != exp.status:
+        exp.status = status
+        ctx.save(exp)
+
+
+def _cascade_delete(ctx: Context, exp: Experiment, runs: list[Run]) -> None:
+    for run in runs:
+        if run.metadata.deletionTimestamp is None:
+            ctx.store.mark_deleted(run)
+            ctx.notifier.touch(run.metadata.uid)
+    if not runs:
+        ctx.store.delete(exp.metadata.uid)
+        ctx.notifier.touch(exp.metadata.uid)

@@ -1,0 +1,217 @@
+"""The Run reconciler: admit, launch on the runtime, watch, stop, time out, retry, finish.
+
+Each step reads the run, acts (no transaction open while the runtime works), then writes status with the
+resourceVersion it read. Restart it at any moment and it converges: launches are idempotent per attempt.
+"""
+
+from __future__ import annotations
+
+import signal
+from datetime import timedelta
+
+from runyard.controller.context import Context
+from runyard.controller.status import set_condition, transition
+from runyard.core.phases import Phase, Reason
+from runyard.core.resources import Attempt, Run
+from runyard.runtime.base import LaunchError, LaunchSpec, Observed, State
+from runyard.services.auth import issue_token
+from runyard.store.repository import now
+
+
+def reconcile_run(ctx: Context, run: Run) -> float | None:
+    """Drive one run a step (or several) forward; returns seconds until it wants another look, if soon."""
+    if run.metadata.deletionTimestamp is not None:
+        return _finalize_deleted(ctx, run)
+    step = {
+        Phase.PENDING: _admit,
+        Phase.QUEUED: _start,
+        Phase.STARTING: _launch,
+        Phase.RUNNING: _watch,
+    }.get(run.status.phase)
+    return step(ctx, run) if step else None
+
+
+def _admit(ctx: Context, run: Run) -> float | None:
+    if run.spec.stopRequested:
+        return _cancel_unstarted(ctx, run)
+    transition(run, Phase.QUEUED, Reason.ADMITTED, "admitted: no quota applies on this server")
+    return _start(ctx, ctx.save(run, (Reason.ADMITTED, "admitted to the queue")))
+
+
+def _cancel_unstarted(ctx: Context, run: Run) -> None:
+    transition(run, Phase.CANCELLED, Reason.STOPPED, "stopped before it started")
+    _finish(ctx, run, (Reason.STOPPED, "stopped before it started"))
+
+
+def _start(ctx: Context, run: Run) -> float | None:
+    if run.spec.stopRequested:
+        return _cancel_unstarted(ctx, run)
+    st = run.status
+    if st.nextAttemptAt and st.nextAttemptAt > now():
+        return (st.nextAttemptAt - now()).total_seconds()
+    active = len(ctx.store.list("Run", phases=[Phase.STARTING, Phase.RUNNING]))
+    if active >= ctx.settings.max_running_runs:
+        msg = f"{active} runs are active, the limit is {ctx.settings.max_running_runs}"
+        if st.reason != Reason.WAITING_FOR_CAPACITY:
+            st.reason, st.message = Reason.WAITING_FOR_CAPACITY, msg
+            ctx.save(run, (Reason.WAITING_FOR_CAPACITY, msg))
+        return None
+    n = len(st.attempts) + 1
+    st.attempts.append(Attempt(attempt=n))
+    transition(run, Phase.STARTING, Reason.LAUNCHING, f"launching attempt {n} on the {ctx.runtime.kind} runtime")
+    return _launch(ctx, ctx.save(run))
+
+
+def _launch_spec(ctx: Context, run: Run, attempt: int) -> LaunchSpec:
+    spec, m = run.spec, run.metadata
+    token = issue_token(ctx.store, f"run {m.name} attempt {attempt}", "run", m.project, m.uid)
+    env = {
+        **spec.env,
+        "PYTHONUNBUFFERED": spec.env.get("PYTHONUNBUFFERED", "1"),
+        "RUNYARD_RUN_ID": m.name,
+        "RUNYARD_RUN_UID": m.uid,
+        "RUNYARD_PROJECT": m.project,
+        "RUNYARD_ATTEMPT": str(attempt),
+        "RUNYARD_API_URL": ctx.api_url,
+        "RUNYARD_TOKEN": token,
+    }
+    argv = ["/bin/sh", "-c", spec.command] if isinstance(spec.command, str) else list(spec.command)
+    return LaunchSpec(
+        run_uid=m.uid, project=m.project, name=m.name, attempt=attempt, argv=argv, env=env,
+        snapshot=spec.snapshot, cpu=spec.resources.cpu_cores, memory=spec.resources.memory_bytes,
+        gpu=spec.resources.gpu, stop_grace=spec.stopGracePeriodSeconds,
+    )
+
+
+def _launch(ctx: Context, run: Run) -> float | None:
+    """Starting: launch the current attempt (idempotent, so a restart mid-launch adopts, never doubles)."""
+    att = run.status.attempts[-1]
+    try:
+        handle = ctx.runtime.launch(_launch_spec(ctx, run, att.attempt))
+    except LaunchError as exc:
+        return _attempt_ended(ctx, run, None, Reason.LAUNCH_FAILED, f"could not launch: {exc}")
+    att.handle, att.startedAt = handle, now()
+    run.status.startedAt = run.status.startedAt or att.startedAt
+    msg = f"attempt {att.attempt} started"
+    transition(run, Phase.RUNNING, Reason.STARTED, msg)
+    ctx.save(run, (Reason.STARTED, msg))
+    return _next_look(run)
+
+
+def _watch(ctx: Context, run: Run) -> float | None:
+    att = run.status.attempts[-1]
+    obs = ctx.runtime.observe(att.handle or {})
+    if obs.state == State.EXITED:
+        return _exited(ctx, run, obs)
+    if obs.state == State.LOST:
+        return _attempt_ended(ctx, run, None, Reason.PROCESS_LOST, obs.message or "the process is gone")
+    events = []
+    if run.status.limits is None and obs.limits:
+        run.status.limits = obs.limits
+        if obs.limits.get("enforced"):
+            events.append(("LimitsApplied", _describe_limits(obs.limits)))
+    stop = _stop_reason(run)
+    if stop and run.status.reason not in (Reason.STOPPING, Reason.DEADLINE_EXCEEDED):
+        reason, msg = stop
+        ctx.runtime.stop(att.handle, run.spec.stopGracePeriodSeconds)
+        run.status.reason, run.status.message = reason, msg
+        set_condition(run.status.conditions, "Stopping", "True", reason, msg)
+        events.append((reason, msg, "Warning" if reason == Reason.DEADLINE_EXCEEDED else "Normal"))
+    if events:
+        ctx.save(run, *events)
+    return _next_look(run)
+
+
+def _stop_reason(run: Run) -> tuple[str, str] | None:
+    if run.spec.stopRequested:
+        return Reason.STOPPING, f"stopping: SIGTERM, then SIGKILL after {run.spec.stopGracePeriodSeconds:g}s"
+    limit = run.spec.timeoutSeconds
+    started = run.status.attempts[-1].startedAt
+    if limit and started and now() - started > timedelta(seconds=limit):
+        return Reason.DEADLINE_EXCEEDED, f"ran longer than timeoutSeconds={limit:g}; stopping it"
+    return None
+
+
+def _next_look(run: Run) -> float | None:
+    limit, started = run.spec.timeoutSeconds, run.status.attempts[-1].startedAt
+    if limit and started and run.status.reason != Reason.DEADLINE_EXCEEDED:
+        return max(0.0, limit - (now() - started).total_seconds()) + 0.01
+    return None
+
+
+def _exited(ctx: Context, run: Run, obs: Observed) -> float | None:
+    code = obs.exit_code
+    if run.spec.stopRequested:
+        return _attempt_ended(ctx, run, code, Reason.STOPPED, f"stopped on request ({_exit_text(code)})", obs)
+    if run.status.reason == Reason.DEADLINE_EXCEEDED:
+        return _attempt_ended(ctx, run, code, Reason.DEADLINE_EXCEEDED, f"timed out ({_exit_text(code)})", obs)
+    if code == 0:
+        return _attempt_ended(ctx, run, code, Reason.COMPLETED, "exited with code 0", obs)
+    return _attempt_ended(ctx, run, code, Reason.ERROR, _exit_text(code), obs)
+
+
+def _exit_text(code: int | None) -> str:
+    if code is None:
+        return "no exit code"
+    if code < 0:
+        try:
+            return f"killed by signal {-code} ({signal.Signals(-code).name})"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+def _attempt_ended(
+    ctx: Context, run: Run, code: int | None, reason: str, msg: str, obs: Observed | None = None
+) -> float | None:
+    st = run.status
+    att = st.attempts[-1]
+    att.exitCode, att.reason = code, reason
+    att.finishedAt = (obs.finished_at if obs else None) or now()
+    st.exitCode = code
+    if obs and obs.limits and st.limits is None:
+        st.limits = obs.limits
+    if reason == Reason.COMPLETED:
+        transition(run, Phase.SUCCEEDED, reason, msg, att.finishedAt)
+        return _finish(ctx, run, (reason, msg))
+    if reason == Reason.STOPPED:
+        transition(run, Phase.CANCELLED, reason, msg, att.finishedAt)
+        return _finish(ctx, run, (reason, msg))
+    retries = run.spec.retryPolicy
+    if reason != Reason.DEADLINE_EXCEEDED and len(st.attempts) <= retries.maxRetries:
+        backoff = retries.backoffSeconds
+        note = f"attempt {att.attempt} {msg}; retrying in {backoff:g}s ({len(st.attempts) + 1}/{retries.maxRetries + 1})"
+        transition(run, Phase.QUEUED, Reason.RETRYING, note)
+        st.nextAttemptAt = now() + timedelta(seconds=backoff)
+        ctx.save(run, (Reason.RETRYING, note, "Warning"))
+        return backoff
+    if len(st.attempts) > 1:
+        msg = f"{msg} (attempt {att.attempt} of {len(st.attempts)}, no retries left)"
+    transition(run, Phase.FAILED, reason, msg, att.finishedAt)
+    return _finish(ctx, run, (reason, msg, "Warning"))
+
+
+def _finish(ctx: Context, run: Run, event: tuple) -> None:
+    ctx.save(run, event)
+    ctx.store.revoke_run_tokens(run.metadata.uid)
+
+
+def _finalize_deleted(ctx: Context, run: Run) -> float | None:
+    """Stop what still runs, then remove the run's files, tokens and record."""
+    if run.status.phase == Phase.RUNNING:
+        att = run.status.attempts[-1]
+        if ctx.runtime.observe(att.handle or {}).state in (State.RUNNING, State.STARTING):
+            ctx.runtime.stop(att.handle, run.spec.stopGracePeriodSeconds)
+            return 0.2
+    for att in run.status.attempts:
+        if att.handle:
+            ctx.runtime.cleanup(att.handle)
+    ctx.store.revoke_run_tokens(run.metadata.uid)
+    ctx.store.delete(run.metadata.uid)
+    ctx.notifier.touch(run.metadata.uid)
+    return None
+
+
+def _describe_limits(limits: dict) -> str:
+    parts = [f"{k}={v}" for k, v in limits.items() if k != "mechanism" and v not in (None, [], "")]
+    return f"limits applied with {limits.get('mechanism', 'none')}: " + ", ".join(parts)

@@ -1,0 +1,1 @@
+"""The platform's vocabulary: resources, phases, quantities and errors. Imports nothing of runyard's."""

@@ -1,0 +1,1 @@
+"""Runtimes start Runs somewhere: `local` (processes on this host) today, `kubernetes` later."""

@@ -1,0 +1,113 @@
+"""The runtime interface. A Run is the only thing a runtime knows how to start.
+
+Handles are plain JSON-able dicts kept in the store, so a restarted server (or another replica) can observe,
+stop and read the logs of what an earlier process launched. Nothing here assumes the server and the run
+share a filesystem or a process tree; only a runtime's own implementation may.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, ClassVar
+
+Handle = dict[str, Any]
+
+
+@dataclass
+class LaunchSpec:
+    """Everything needed to start one attempt of a Run. `argv` is final: shell commands arrive as sh -c."""
+
+    run_uid: str
+    project: str
+    name: str
+    attempt: int
+    argv: list[str]
+    env: dict[str, str]
+    snapshot: str | None = None
+    cpu: float | None = None
+    memory: int | None = None
+    gpu: int = 0
+    stop_grace: float = 10.0
+
+
+class State(StrEnum):
+    STARTING = "starting"  # launched, the process has not been confirmed yet
+    RUNNING = "running"
+    EXITED = "exited"      # finished; exit_code is set (negative: killed by that signal)
+    LOST = "lost"          # neither running nor a recorded exit: the process vanished
+
+
+@dataclass
+class Observed:
+    state: State
+    exit_code: int | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    message: str = ""
+    limits: dict[str, Any] | None = None  # e.g. {"mechanism": "cgroup-v1", "cpu": 2.0, "memory": 4294967296}
+
+
+@dataclass
+class LogEntry:
+    time: datetime
+    stream: str  # "stdout" | "stderr" | "system"
+    text: str
+
+
+@dataclass
+class LogChunk:
+    entries: list[LogEntry] = field(default_factory=list)
+    offset: int = 0      # pass back to continue after these entries
+    complete: bool = False  # the attempt has exited and everything it wrote has been read
+
+
+class LaunchError(Exception):
+    """The runtime could not start the attempt; the message says why (shown to the user)."""
+
+
+class Runtime(ABC):
+    kind: ClassVar[str]
+
+    @abstractmethod
+    def launch(self, spec: LaunchSpec) -> Handle:
+        """Start one attempt. Idempotent per (run_uid, attempt): calling it again for an attempt that was
+        already launched returns that attempt's handle and starts nothing. Returns quickly; raises LaunchError."""
+
+    @abstractmethod
+    def observe(self, handle: Handle) -> Observed:
+        """Current state of an attempt. Cheap, never blocks on the process."""
+
+    @abstractmethod
+    def stop(self, handle: Handle, grace: float) -> None:
+        """Ask the attempt to terminate (SIGTERM), killing it after `grace` seconds even if the caller dies
+        meanwhile. Idempotent: stopping what is already gone is not an error. Does not wait."""
+
+    @abstractmethod
+    def read_logs(self, handle: Handle, offset: int = 0, max_bytes: int = 1 << 20) -> LogChunk:
+        """Log entries written since `offset`, kept after the attempt ends."""
+
+    def metrics(self, handle: Handle) -> dict[str, float]:
+        """Resource usage now (cpu_percent, memory_bytes); empty when unknown."""
+        return {}
+
+    def cleanup(self, handle: Handle) -> None:  # noqa: B027 - optional for runtimes that keep nothing
+        """Remove what the attempt left behind (work directory, logs). Idempotent."""
+
+    def on_change(self, callback: Callable[[str], None]) -> None:  # noqa: B027
+        """Register a callback called with a run uid when an attempt of it changes state (best effort:
+        callers must still poll, this only makes them react sooner)."""
+
+    def close(self) -> None:  # noqa: B027
+        """Release what the runtime holds in this process; launched attempts keep running."""
+
+
+class SupportsGPUs:
+    """Ability mixin: the runtime can hand out GPUs exclusively."""
+
+
+class SupportsCgroupLimits:
+    """Ability mixin: the runtime enforces cpu and memory limits."""

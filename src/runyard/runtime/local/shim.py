@@ -1,0 +1,326 @@
+"""The shim: the per-run supervisor forked by the launcher. Standard library only (see launcher.py).
+
+It claims the attempt directory (so an attempt never runs twice), forks the run's process into its own
+process group, writes every output line to `output.log`, forwards a stop (SIGTERM, then SIGKILL after the
+grace period), and records the exit in `exit.json`. It lives in its own session, so it outlives the
+launcher and the server; the files it writes are all the server needs to observe the run later.
+
+output.log holds one line per output line: `<UTC time, ISO-8601 with microseconds and Z> <stream> <text>`,
+stream being stdout, stderr or system.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import selectors
+import signal
+import socket
+import time
+from datetime import UTC, datetime
+
+if __package__:
+    from . import limits
+else:  # imported by the launcher script, which runs outside the package
+    import limits
+
+MAX_LINE = 64 * 1024
+DRAIN_SECONDS = 2.0
+_boot_time: float | None = None
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def create_time(pid: int) -> float | None:
+    """A process's start time in seconds since the epoch, computed exactly as psutil does on Linux."""
+    global _boot_time
+    try:
+        if _boot_time is None:
+            with open("/proc/stat", "rb") as f:
+                _boot_time = next(float(line.split()[1]) for line in f if line.startswith(b"btime"))
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+        ticks = int(data[data.rfind(b")") + 2 :].split()[19])
+        return ticks / os.sysconf("SC_CLK_TCK") + _boot_time
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def write_json(path: str, data: dict) -> None:
+    """Atomically replace `path` (readers see the old or the new content, never a partial one)."""
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(data, f)
+    os.replace(tmp, path)
+
+
+def _kill_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(OSError):  # gone already
+        os.killpg(pgid, sig)
+
+
+class Shim:
+    def __init__(self, req: dict) -> None:
+        self.req = req
+        self.dir = req["dir"]
+        self.state: dict = {}
+        self.log_fd = -1
+        self.child = 0
+        self.term_requested = False
+        self.stopped = False
+        self.kill_at: float | None = None
+        self.sel = selectors.DefaultSelector()
+        self.buffers: dict[int, bytearray] = {}
+        self.streams: dict[int, str] = {}
+        self.wake_r = -1
+        self.error: str | None = None
+
+    # -- setup ---------------------------------------------------------------------------------------
+    def _setup_process(self) -> None:
+        os.setsid()
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):  # drop the launcher's pipes: the server must see EOF when the launcher dies
+            os.dup2(null, fd)
+        os.close(null)
+        self.wake_r, wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(wake_w, False)
+        signal.set_wakeup_fd(wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)  # replaces the launcher's reaper; wakes select
+        signal.signal(signal.SIGTERM, self._on_term)
+        signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+    def _on_term(self, *_: object) -> None:
+        self.term_requested = True
+
+    def _claim(self) -> bool:
+        try:
+            fd = os.open(os.path.join(self.dir, "claim"), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        return True
+
+    def _save_state(self, **changes: object) -> None:
+        self.state.update(changes)
+        write_json(os.path.join(self.dir, "state.json"), self.state)
+
+    # -- output ----------------------------------------------------------------------------------------
+    def _log(self, stream: str, lines: list[bytes]) -> None:
+        if not lines:
+            return
+        stamp = now_iso()
+        out = b"".join(
+            f"{stamp} {stream} {line.decode('utf-8', 'replace')}\n".encode("utf-8", "replace")
+            for line in lines
+        )
+        while out:
+            out = out[os.write(self.log_fd, out) :]
+
+    def system(self, text: str) -> None:
+        self._log("system", [text.encode()])
+
+    def _read(self, fd: int) -> None:
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        buf = self.buffers[fd]
+        if not data:
+            self._log(self.streams[fd], [bytes(buf)] if buf else [])
+            self.sel.unregister(fd)
+            os.close(fd)
+            del self.buffers[fd]
+            return
+        buf += data
+        lines = []
+        start = 0
+        while (end := buf.find(b"\n", start)) >= 0:
+            lines.append(bytes(buf[start:end]))
+            start = end + 1
+        del buf[:start]
+        while len(buf) >= MAX_LINE:
+            lines.append(bytes(buf[:MAX_LINE]))
+            del buf[:MAX_LINE]
+        self._log(self.streams[fd], lines)
+
+    # -- the run's process -------------------------------------------------------------------------------
+    def _spawn(self) -> None:
+        req = self.req
+        env = dict(os.environ)
+        env.update(req["env"])
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        status_r, status_w = os.pipe()  # close-on-exec: EOF tells the shim the exec happened
+        started_at = now_iso()
+        pid = os.fork()
+        if pid == 0:
+            self._child(env, out_w, err_w, status_w)
+        for fd in (out_w, err_w, status_w):
+            os.close(fd)
+        self.child = pid
+        with os.fdopen(status_r, "rb") as f:
+            reports = [json.loads(line) for line in f.read().splitlines() if line.strip()]
+        report = {k: v for r in reports for k, v in r.items()}
+        self._save_state(
+            child_pid=pid,
+            child_create_time=create_time(pid),
+            started_at=started_at,
+            limits=report.get("limits"),
+            cgroups=report.get("cgroups", []),
+        )
+        self.error = report.get("error")
+        if self.error:
+            self.system(f"failed to start: {self.error}")
+        for fd, stream in ((out_r, "stdout"), (err_r, "stderr")):
+            os.set_blocking(fd, False)
+            self.buffers[fd] = bytearray()
+            self.streams[fd] = stream
+            self.sel.register(fd, selectors.EVENT_READ)
+
+    def _child(self, env: dict, out_w: int, err_w: int, status_w: int) -> None:
+        """In the forked child: new process group, limits, cwd, stdio, exec. Never returns."""
+        try:
+            signal.set_wakeup_fd(-1)
+            for sig in (signal.SIGTERM, signal.SIGCHLD, signal.SIGPIPE, signal.SIGINT, signal.SIGXFSZ):
+                signal.signal(sig, signal.SIG_DFL)
+            os.setpgid(0, 0)
+            name = f"{self.req['run_uid']}-{self.req['attempt']}"
+            record, cgroups = limits.apply(name, self.req.get("cpu"), self.req.get("memory"))
+            os.write(status_w, json.dumps({"limits": record, "cgroups": cgroups}).encode() + b"\n")
+            os.chdir(os.path.join(self.dir, "work"))
+            null = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(null, 0)
+            os.dup2(out_w, 1)
+            os.dup2(err_w, 2)
+            argv = self.req["argv"]
+            os.execvpe(argv[0], argv, env)
+        except BaseException as e:
+            try:
+                os.write(status_w, json.dumps({"error": f"{e}"}).encode() + b"\n")
+            finally:
+                os._exit(127)
+
+    def _stop_requested(self) -> None:
+        self.stopped = True
+        grace = float(self.req.get("stop_grace", 10.0))
+        try:
+            with open(os.path.join(self.dir, "stop.json")) as f:
+                grace = float(json.load(f)["grace"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        self.system(f"stop requested: sent SIGTERM, SIGKILL follows in {grace:g} s")
+        _kill_group(self.child, signal.SIGTERM)
+        self.kill_at = time.monotonic() + grace
+
+    def _supervise(self) -> int:
+        """Pump output until the child exits; handle stops. Returns the child's wait status."""
+        self.sel.register(self.wake_r, selectors.EVENT_READ)
+        while True:
+            timeout = None if self.kill_at is None else max(0.0, self.kill_at - time.monotonic())
+            for key, _ in self.sel.select(timeout):
+                if key.fd == self.wake_r:
+                    while True:
+                        try:
+                            if not os.read(self.wake_r, 512):
+                                break
+                        except BlockingIOError:
+                            break
+                else:
+                    self._read(key.fd)
+            if self.term_requested and not self.stopped:
+                self._stop_requested()
+            if self.kill_at is not None and time.monotonic() >= self.kill_at:
+                self.system("grace period over: sent SIGKILL")
+                _kill_group(self.child, signal.SIGKILL)
+                self.kill_at = None
+            pid, status = os.waitpid(self.child, os.WNOHANG)
+            if pid:
+                return status
+
+    def _drain(self) -> None:
+        """After the child exited (and its group was killed): read what is left, at most DRAIN_SECONDS."""
+        self.sel.unregister(self.wake_r)
+        deadline = time.monotonic() + DRAIN_SECONDS
+        while self.buffers and (left := deadline - time.monotonic()) > 0:
+            for key, _ in self.sel.select(left):
+                self._read(key.fd)
+        for fd, buf in list(self.buffers.items()):  # writers escaped the group: keep what we have
+            self._log(self.streams[fd], [bytes(buf)] if buf else [])
+            os.close(fd)
+
+    def _notify(self) -> None:
+        path = self.req.get("notify")
+        if not path:
+            return
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+                s.sendto(self.req["run_uid"].encode(), path)
+        except OSError:
+            pass
+
+    # -- main ------------------------------------------------------------------------------------------
+    def run(self, ready_fd: int) -> None:
+        self._setup_process()
+        if not self._claim():
+            os.write(ready_fd, b'{"claimed": true}')
+            os.close(ready_fd)
+            return
+        pid = os.getpid()
+        self._save_state(
+            runtime="local",
+            run_uid=self.req["run_uid"],
+            attempt=self.req["attempt"],
+            shim_pid=pid,
+            shim_create_time=create_time(pid),
+            child_pid=None,
+            started_at=None,
+            limits=None,
+        )
+        os.write(
+            ready_fd,
+            json.dumps({"shim_pid": pid, "shim_create_time": self.state["shim_create_time"]}).encode(),
+        )
+        os.close(ready_fd)
+        self.log_fd = os.open(
+            os.path.join(self.dir, "output.log"), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644
+        )
+        self._spawn()
+        status = self._supervise()
+        _kill_group(self.child, signal.SIGKILL)  # container semantics: nothing outlives the main process
+        self._drain()
+        cgroups = self.state.get("cgroups") or []
+        oom = limits.oom_killed(cgroups)
+        if oom:
+            self.system("killed: out of memory")
+        exit_code = os.waitstatus_to_exitcode(status)
+        result = {
+            "exit_code": exit_code,
+            "finished_at": now_iso(),
+            "stopped": self.stopped,
+            "oom_killed": oom,
+        }
+        if self.error:
+            result["error"] = self.error
+        write_json(os.path.join(self.dir, "exit.json"), result)
+        self._notify()
+        limits.remove(cgroups)
+
+
+def main(req: dict, ready_fd: int) -> None:
+    """Entry point in the process the launcher forked. Never returns."""
+    code = 1
+    shim = Shim(req)
+    try:
+        shim.run(ready_fd)
+        code = 0
+    except BaseException as e:
+        if shim.log_fd >= 0:
+            with contextlib.suppress(BaseException):
+                shim.system(f"supervisor failed: {type(e).__name__}: {e}")
+    finally:
+        os._exit(code)

@@ -1,0 +1,94 @@
+"""`runyard server`: the API server and the controller in one process, on the local runtime."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+
+from runyard.api.app import create_app
+from runyard.api.deps import AppState
+from runyard.controller.context import Context
+from runyard.controller.loop import Controller
+from runyard.runtime.local import LocalRuntime
+from runyard.services.auth import ensure_admin_token
+from runyard.services.notify import Notifier
+from runyard.services.snapshots import BlobStore, materialize
+from runyard.settings import ControllerSettings, ServerSettings
+from runyard.store import Store
+
+log = logging.getLogger("runyard.server")
+
+
+@dataclass
+class Platform:
+    state: AppState
+    controller: Controller
+
+    def close(self) -> None:
+        self.controller.stop()
+        self.state.runtime.close()
+        self.state.store.close()
+
+
+def build(settings: ServerSettings, api_url: str) -> Platform:
+    """Wire store, runtime and controller together; migrations run here, before anything is served."""
+    home = settings.home
+    home.mkdir(parents=True, exist_ok=True)
+    store = Store(settings.resolved_store_url())
+    store.ensure_project("default")
+    ensure_admin_token(store, home)
+    blobs = BlobStore(home / "blobs")
+    runtime = LocalRuntime(home, materialize=lambda sid, dest: materialize(store, blobs, sid, dest))
+    notifier = Notifier()
+    ctx = Context(store, runtime, notifier, ControllerSettings(), api_url)
+    return Platform(AppState(store, runtime, blobs, notifier), Controller(ctx))
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _client_url(host: str, port: int) -> str:
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _write_server_file(home: Path, url: str) -> Path:
+    path = home / "server.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"url": url, "pid": os.getpid()}))
+    tmp.replace(path)
+    return path
+
+
+def serve(settings: ServerSettings) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    sock = _bind(settings.host, settings.port)
+    url = _client_url(settings.host, sock.getsockname()[1])
+    platform = build(settings, settings.public_url or url)
+    server = uvicorn.Server(uvicorn.Config(create_app(platform.state), log_level="warning", lifespan="off"))
+    platform.controller.start()
+    server_file = _write_server_file(settings.home, url)
+    log.info("runyard server listening on %s (store %s, home %s)", url, platform.state.store.engine.url.render_as_string(hide_password=True), settings.home)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        platform.close()
+        try:
+            if json.loads(server_file.read_text()).get("pid") == os.getpid():
+                server_file.unlink()
+        except (OSError, ValueError):
+            pass

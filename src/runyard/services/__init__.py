@@ -1,0 +1,1 @@
+"""Use cases, one module per area: routers call these; these call the store and the runtime."""

@@ -1,0 +1,134 @@
+"""Apply, create, read, list and delete resources on behalf of an authenticated user."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from runyard.core.errors import Conflict, FieldError, Invalid, NotFound
+from runyard.core.resources import BY_PLURAL, Experiment, Resource, Run, parse_workload
+from runyard.services.auth import Principal
+from runyard.services.notify import Notifier
+from runyard.store import Store
+
+
+class ApplyResult(StrEnum):
+    CREATED = "created"
+    CONFIGURED = "configured"
+    UNCHANGED = "unchanged"
+
+
+def kind_of_plural(plural: str) -> type[Resource]:
+    cls = BY_PLURAL.get(plural)
+    if cls is None:
+        raise Invalid(f"unknown resource type {plural!r}", [FieldError("plural", f"expected one of {', '.join(BY_PLURAL)}")])
+    return cls
+
+
+def parse_for_path(doc: Any, project: str, plural: str, name: str | None) -> Resource:
+    """Validate a document and check it agrees with the URL it was sent to."""
+    if isinstance(doc, dict) and isinstance(doc.get("metadata"), dict):
+        doc["metadata"].setdefault("project", project)
+    res = parse_workload(doc)
+    errors = []
+    if res.plural != plural:
+        errors.append(FieldError("kind", f"a {res.kind} cannot be sent to /{plural}"))
+    if res.metadata.project != project:
+        errors.append(FieldError("metadata.project", f"is {res.metadata.project!r} but the URL says {project!r}"))
+    if name is not None and res.metadata.name != name:
+        errors.append(FieldError("metadata.name", f"is {res.metadata.name!r} but the URL says {name!r}"))
+    if errors:
+        raise Invalid("the resource does not match its URL", errors)
+    return res
+
+
+def create_resource(store: Store, who: Principal, res: Resource, key: str | None = None) -> Resource:
+    who.check_project(res.metadata.project)
+    store.ensure_project(res.metadata.project)
+    created = store.create(res, idempotency_key=key)
+    if created.metadata.resourceVersion == 1:
+        store.add_event(created, "Created", f"{res.kind} created by {who.name}")
+    return created
+
+
+def apply_resource(
+    store: Store, who: Principal, res: Resource, key: str | None = None
+) -> tuple[Resource, ApplyResult]:
+    """Create the resource, or bring an existing one to the document (declarative, like kubectl apply)."""
+    m = res.metadata
+    who.check_project(m.project)
+    try:
+        current = store.get(res.kind, m.project, m.name)
+    except NotFound:
+        try:
+            return create_resource(store, who, res, key), ApplyResult.CREATED
+        except Conflict:  # created concurrently: fall through to update it
+            current = store.get(res.kind, m.project, m.name)
+    if current.metadata.deletionTimestamp is not None:
+        raise Conflict(f"{res.kind} {m.name!r} is being deleted; apply again once it is gone")
+    if m.resourceVersion is not None and m.resourceVersion != current.metadata.resourceVersion:
+        raise Conflict(
+            f"{res.kind} {m.name!r} has changed since you read it (resourceVersion "
+            f"{current.metadata.resourceVersion}, yours {m.resourceVersion}); read it again and retry"
+        )
+    same_spec = current.spec == res.spec
+    if isinstance(res, Experiment) and not same_spec:
+        raise Invalid(
+            "an Experiment runs once; its spec cannot change",
+            [FieldError("spec", "immutable once created: delete the Experiment or apply it under a new name")],
+        )
+    if same_spec and current.metadata.labels == m.labels and current.metadata.annotations == m.annotations:
+        return current, ApplyResult.UNCHANGED
+    merged = current.model_copy(update={"spec": res.spec})
+    merged.metadata = current.metadata.model_copy(update={"labels": m.labels, "annotations": m.annotations})
+    updated = store.replace(merged, expect_version=current.metadata.resourceVersion)
+    store.add_event(updated, "Updated", f"{res.kind} updated by {who.name}")
+    return updated, ApplyResult.CONFIGURED
+
+
+def get_resource(store: Store, who: Principal, kind: str, project: str, name: str) -> Resource:
+    who.check_project(project)
+    return store.get(kind, project, name)
+
+
+def list_resources(store: Store, who: Principal, kind: str, project: str, selector: str | None) -> list[Resource]:
+    who.check_project(project)
+    return store.list(kind, project, labels=parse_selector(selector))
+
+
+def parse_selector(selector: str | None) -> dict[str, str] | None:
+    if not selector:
+        return None
+    labels = {}
+    for part in selector.split(","):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip():
+            raise Invalid("bad label selector", [FieldError("labelSelector", f"{part!r} is not key=value")])
+        labels[key.strip()] = value.strip()
+    return labels
+
+
+def delete_resource(store: Store, notifier: Notifier, who: Principal, kind: str, project: str, name: str) -> Resource:
+    """Mark for deletion; the controller stops what runs, then removes it (and the Runs it owns)."""
+    who.check_project(project)
+    res = store.get(kind, project, name)
+    marked = store.mark_deleted(res)
+    store.add_event(marked, "Deleting", f"deletion requested by {who.name}")
+    notifier.touch(marked.metadata.uid)
+    return marked
+
+
+def request_stop(store: Store, notifier: Notifier, who: Principal, project: str, name: str) -> Run:
+    who.check_project(project)
+    while True:
+        run = store.get("Run", project, name)
+        if run.status.phase.is_terminal() or run.spec.stopRequested:
+            return run
+        run.spec.stopRequested = True
+        try:
+            updated = store.replace(run, expect_version=run.metadata.resourceVersion)
+        except Conflict:
+            continue  # the controller wrote status meanwhile: read again
+        store.add_event(updated, "StopRequested", f"stop requested by {who.name}")
+        notifier.touch(updated.metadata.uid)
+        return updated

@@ -1,0 +1,315 @@
+"""The Store: resources with optimistic concurrency, events, projects, tokens, idempotency, snapshots.
+
+Every method is one short transaction. Writers that must not lose an update pass `expect_version`; a stale
+one raises Conflict (HTTP 409), never overwrites.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session as DBSession
+from sqlalchemy.orm import sessionmaker
+
+from runyard.core.errors import Conflict, NotFound
+from runyard.core.phases import TERMINAL
+from runyard.core.resources import ALL_KINDS, Event, Resource
+from runyard.store.engine import make_engine, upgrade
+from runyard.store.tables import (
+    EventRow,
+    IdempotencyRow,
+    ProjectRow,
+    ResourceRow,
+    SnapshotRow,
+    TokenRow,
+)
+
+
+TERMINAL_PHASES = [p.value for p in TERMINAL]
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(dt: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; everything we store is UTC."""
+    if dt is not None and dt.tzinfo is None:
+        return dt.replace(tzinfo=UTC)
+    return dt
+
+
+def to_resource(row: ResourceRow) -> Resource:
+    owner = (
+        [{"kind": row.owner_kind, "name": row.owner_name, "uid": row.owner_uid}] if row.owner_uid else []
+    )
+    return ALL_KINDS[row.kind].model_validate(
+        {
+            "kind": row.kind,
+            "metadata": {
+                "name": row.name,
+                "project": row.project,
+                "labels": row.labels or {},
+                "annotations": row.annotations or {},
+                "uid": row.uid,
+                "resourceVersion": row.resource_version,
+                "generation": row.generation,
+                "creationTimestamp": _aware(row.created_at),
+                "deletionTimestamp": _aware(row.deletion_timestamp),
+                "ownerReferences": owner,
+            },
+            "spec": row.spec,
+            "status": row.status or {},
+        }
+    )
+
+
+def _dump(model: Any) -> dict:
+    return model.model_dump(mode="json", exclude_none=True)
+
+
+class Store:
+    def __init__(self, url: str, migrate: bool = True):
+        self.url = url
+        self.engine = make_engine(url)
+        self.is_sqlite = self.engine.dialect.name == "sqlite"
+        if migrate:
+            upgrade(self.engine)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def read(self) -> Iterator[DBSession]:
+        with self._sessions() as s:
+            yield s
+
+    @contextmanager
+    def write(self) -> Iterator[DBSession]:
+        opts = {"sqlite_begin": "IMMEDIATE"} if self.is_sqlite else {}
+        with self._sessions() as s:
+            s.connection(execution_options=opts)
+            yield s
+            s.commit()
+
+    # -- resources ---------------------------------------------------------------------------------------
+
+    def create(self, res: Resource, idempotency_key: str | None = None) -> Resource:
+        """Insert a new resource. With an idempotency key seen before, return what that request created."""
+        meta = res.metadata
+        with self.write() as s:
+            if idempotency_key:
+                seen = s.get(IdempotencyRow, (idempotency_key, meta.project))
+                if seen is not None:
+                    row = s.get(ResourceRow, seen.uid)
+                    if row is not None:
+                        return to_resource(row)
+            owner = meta.ownerReferences[0] if meta.ownerReferences else None
+            ts = now()
+            row = ResourceRow(
+                uid=str(uuid.uuid4()),
+                project=meta.project,
+                kind=res.kind,
+                name=meta.name,
+                labels=meta.labels,
+                annotations=meta.annotations,
+                spec=_dump(res.spec),
+                status=_dump(res.status),
+                phase=getattr(res.status, "phase", None),
+                owner_uid=owner.uid if owner else None,
+                owner_kind=owner.kind if owner else None,
+                owner_name=owner.name if owner else None,
+                resource_version=1,
+                generation=1,
+                created_at=ts,
+                updated_at=ts,
+            )
+            s.add(row)
+            if idempotency_key:
+                s.add(IdempotencyRow(key=idempotency_key, project=meta.project, uid=row.uid, created_at=ts))
+            try:
+                s.flush()
+            except IntegrityError:
+                s.rollback()
+                raise Conflict(f"{res.kind} {meta.name!r} already exists in project {meta.project!r}") from None
+            return to_resource(row)
+
+    def get(self, kind: str, project: str, name: str) -> Resource:
+        with self.read() as s:
+            row = s.scalars(
+                select(ResourceRow).where(
+                    ResourceRow.kind == kind, ResourceRow.project == project, ResourceRow.name == name
+                )
+            ).first()
+            if row is None:
+                raise NotFound(f"{kind} {name!r} not found in project {project!r}")
+            return to_resource(row)
+
+    def get_uid(self, uid: str) -> Resource | None:
+        with self.read() as s:
+            row = s.get(ResourceRow, uid)
+            return to_resource(row) if row else None
+
+    def list(
+        self,
+        kind: str,
+        project: str | None = None,
+        labels: dict[str, str] | None = None,
+        owner_uid: str | None = None,
+        phases: list[str] | None = None,
+        deleting: bool | None = None,
+        unfinished: bool = False,
+    ) -> list[Resource]:
+        """Filter by project, owner, phase or deletion; `unfinished` is what a controller still has to act on."""
+        q = select(ResourceRow).where(ResourceRow.kind == kind)
+        if project is not None:
+            q = q.where(ResourceRow.project == project)
+        if owner_uid is not None:
+            q = q.where(ResourceRow.owner_uid == owner_uid)
+        if phases is not None:
+            q = q.where(ResourceRow.phase.in_(phases))
+        if deleting is not None:
+            q = q.where(
+                ResourceRow.deletion_timestamp.is_not(None) if deleting else ResourceRow.deletion_timestamp.is_(None)
+            )
+        if unfinished:
+            q = q.where(
+                or_(
+                    ResourceRow.phase.is_(None),
+                    ResourceRow.phase.not_in(TERMINAL_PHASES),
+                    ResourceRow.deletion_timestamp.is_not(None),
+                )
+            )
+        with self.read() as s:
+            rows = s.scalars(q.order_by(ResourceRow.created_at, ResourceRow.name)).all()
+            items = [to_resource(r) for r in rows]
+        if labels:
+            items = [r for r in items if all(r.metadata.labels.get(k) == v for k, v in labels.items())]
+        return items
+
+    def replace(self, res: Resource, expect_version: int) -> Resource:
+        """Write metadata and spec (a user's change); bumps generation when the spec changed."""
+        with self.write() as s:
+            row = self._locked(s, res.metadata.uid, expect_version, res.kind, res.metadata.name)
+            spec = _dump(res.spec)
+            if spec != row.spec:
+                row.generation += 1
+            row.spec = spec
+            row.labels = res.metadata.labels
+            row.annotations = res.metadata.annotations
+            self._bump(row)
+            return to_resource(row)
+
+    def update_status(self, res: Resource, expect_version: int | None = None) -> Resource:
+        """The status subresource: only the controller calls this."""
+        expect = res.metadata.resourceVersion if expect_version is None else expect_version
+        with self.write() as s:
+            row = self._locked(s, res.metadata.uid, expect, res.kind, res.metadata.name)
+            row.status = _dump(res.status)
+            row.phase = getattr(res.status, "phase", None) or row.phase
+            self._bump(row)
+            return to_resource(row)
+
+    def mark_deleted(self, res: Resource) -> Resource:
+        with self.write() as s:
+            row = s.get(ResourceRow, res.metadata.uid)
+            if row is None:
+                raise NotFound(f"{res.kind} {res.metadata.name!r} not found")
+            if row.deletion_timestamp is None:
+                row.deletion_timestamp = now()
+                self._bump(row)
+            return to_resource(row)
+
+    def delete(self, uid: str) -> None:
+        with self.write() as s:
+            s.execute(delete(ResourceRow).where(ResourceRow.uid == uid))
+            s.execute(delete(EventRow).where(EventRow.uid == uid))
+            s.execute(delete(IdempotencyRow).where(IdempotencyRow.uid == uid))
+
+    def _locked(self, s: DBSession, uid: str | None, expect: int | None, kind: str, name: str) -> ResourceRow:
+        row = s.get(ResourceRow, uid) if uid else None
+        if row is None:
+            raise NotFound(f"{kind} {name!r} not found")
+        if expect is not None and row.resource_version != expect:
+            raise Conflict(
+                f"{kind} {name!r} was modified (resourceVersion is {row.resource_version}, "
+                f"the write was based on {expect}); read it again and retry"
+            )
+        return row
+
+    @staticmethod
+    def _bump(row: ResourceRow) -> None:
+        row.resource_version += 1
+        row.updated_at = now()
+
+    # -- events ------------------------------------------------------------------------------------------
+
+    def add_event(self, res: Resource, reason: str, message: str, type: str = "Normal") -> None:
+        m = res.metadata
+        with self.write() as s:
+            s.add(
+                EventRow(
+                    uid=m.uid, project=m.project, kind=res.kind, name=m.name,
+                    type=type, reason=reason, message=message, time=now(),
+                )
+            )
+
+    def events(self, uid: str) -> list[Event]:
+        with self.read() as s:
+            rows = s.scalars(select(EventRow).where(EventRow.uid == uid).order_by(EventRow.id)).all()
+            return [
+                Event(type=r.type, reason=r.reason, message=r.message, time=_aware(r.time), kind=r.kind, name=r.name)
+                for r in rows
+            ]
+
+    # -- projects ----------------------------------------------------------------------------------------
+
+    def ensure_project(self, name: str) -> None:
+        with self.write() as s:
+            if s.get(ProjectRow, name) is None:
+                s.add(ProjectRow(name=name, created_at=now()))
+
+    def projects(self) -> list[str]:
+        with self.read() as s:
+            return list(s.scalars(select(ProjectRow.name).order_by(ProjectRow.name)))
+
+    # -- tokens ------------------------------------------------------------------------------------------
+
+    def add_token(self, row: TokenRow) -> None:
+        with self.write() as s:
+            s.add(row)
+
+    def token_by_hash(self, secret_hash: str) -> TokenRow | None:
+        with self.read() as s:
+            row = s.scalars(select(TokenRow).where(TokenRow.secret_hash == secret_hash)).first()
+            return None if row is None or row.revoked else row
+
+    def has_admin_token(self) -> bool:
+        with self.read() as s:
+            return s.scalars(select(TokenRow.id).where(TokenRow.role == "admin")).first() is not None
+
+    def revoke_run_tokens(self, run_uid: str) -> None:
+        with self.write() as s:
+            s.execute(update(TokenRow).where(TokenRow.run_uid == run_uid).values(revoked=True))
+
+    # -- snapshots ---------------------------------------------------------------------------------------
+
+    def put_snapshot(self, snapshot_id: str, manifest: dict) -> None:
+        with self.write() as s:
+            if s.get(SnapshotRow, snapshot_id) is None:
+                s.add(SnapshotRow(id=snapshot_id, manifest=manifest, created_at=now()))
+
+    def get_snapshot(self, snapshot_id: str) -> dict:
+        with self.read() as s:
+            row = s.get(SnapshotRow, snapshot_id)
+            if row is None:
+                raise NotFound(f"snapshot {snapshot_id} not found")
+            return row.manifest
+

@@ -1,0 +1,250 @@
+"""LocalRuntime against real processes (no mocks)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from runyard.runtime.base import LaunchSpec, State
+from runyard.runtime.local import LocalRuntime
+
+
+def sh(script: str) -> list[str]:
+    return ["/bin/sh", "-c", script]
+
+
+def make_spec(argv: list[str], uid: str = "run1", attempt: int = 1, **kw) -> LaunchSpec:
+    return LaunchSpec(
+        run_uid=uid, project="p", name="n", attempt=attempt, argv=argv, env=kw.pop("env", {}), **kw
+    )
+
+
+def wait_state(rt: LocalRuntime, handle: dict, *states: State, timeout: float = 5.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        observed = rt.observe(handle)
+        if observed.state in states or time.monotonic() > deadline:
+            assert observed.state in states, observed
+            return observed
+        time.sleep(0.01)
+
+
+def logs(rt: LocalRuntime, handle: dict) -> list[tuple[str, str]]:
+    return [(e.stream, e.text) for e in rt.read_logs(handle).entries]
+
+
+def wait_log(rt: LocalRuntime, handle: dict, text: str, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not any(t == text for _, t in logs(rt, handle)):
+        assert time.monotonic() < deadline, logs(rt, handle)
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def rt(tmp_path: Path):
+    runtime = LocalRuntime(tmp_path)
+    yield runtime
+    runtime.close()
+    for state_file in tmp_path.glob("runs/*/attempt-*/state.json"):  # leave no process behind
+        state = json.loads(state_file.read_text())
+        for pid, kill in ((state.get("shim_pid"), os.kill), (state.get("child_pid"), os.killpg)):
+            try:
+                if pid:
+                    kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+
+def test_exit_code_and_logs(rt: LocalRuntime):
+    handle = rt.launch(make_spec(sh("echo hello; echo oops >&2; exit 3")))
+    assert handle["runtime"] == "local" and handle["run_uid"] == "run1" and handle["attempt"] == 1
+    observed = wait_state(rt, handle, State.EXITED)
+    assert observed.exit_code == 3
+    assert observed.started_at and observed.finished_at and observed.started_at <= observed.finished_at
+    chunk = rt.read_logs(handle)
+    assert chunk.complete
+    assert [(e.stream, e.text) for e in chunk.entries] == [("stdout", "hello"), ("stderr", "oops")]
+    assert all(e.time.tzinfo is not None and e.time >= observed.started_at for e in chunk.entries)
+    again = rt.read_logs(handle, chunk.offset)
+    assert again.entries == [] and again.complete and again.offset == chunk.offset
+
+
+def test_env_and_cwd_with_materialized_snapshot(tmp_path: Path):
+    def materialize(snapshot: str, dest: Path) -> None:
+        (dest / "data.txt").write_text(f"from {snapshot}\n")
+
+    rt = LocalRuntime(tmp_path, materialize)
+    try:
+        spec = make_spec(
+            sh('cat data.txt; pwd; echo "$GREETING"'), env={"GREETING": "hi there"}, snapshot="s1"
+        )
+        handle = rt.launch(spec)
+        wait_state(rt, handle, State.EXITED)
+        work = Path(handle["dir"]) / "work"
+        assert logs(rt, handle) == [("stdout", "from s1"), ("stdout", str(work)), ("stdout", "hi there")]
+    finally:
+        rt.close()
+
+
+def test_launch_is_idempotent(rt: LocalRuntime, tmp_path: Path):
+    marker = tmp_path / "ran.txt"
+    spec = make_spec(sh(f"echo once >> '{marker}'"))
+    first = rt.launch(spec)
+    second = rt.launch(spec)
+    assert first == second
+    wait_state(rt, first, State.EXITED)
+    other = LocalRuntime(tmp_path)  # e.g. a restarted server retrying the launch
+    try:
+        assert other.launch(spec) == first
+    finally:
+        other.close()
+    assert marker.read_text() == "once\n"
+
+
+def test_stop_escalates_to_sigkill_after_grace(rt: LocalRuntime):
+    handle = rt.launch(make_spec(sh("trap '' TERM; echo ready; sleep 60"), stop_grace=0.5))
+    wait_log(rt, handle, "ready")
+    started = time.monotonic()
+    rt.stop(handle, 0.5)
+    observed = wait_state(rt, handle, State.EXITED)
+    assert 0.4 <= time.monotonic() - started < 4
+    assert observed.exit_code == -signal.SIGKILL
+    assert observed.message == "stopped"
+    assert json.loads((Path(handle["dir"]) / "exit.json").read_text())["stopped"] is True
+    assert any(stream == "system" and "SIGKILL" in text for stream, text in logs(rt, handle))
+    rt.stop(handle, 0.5)  # stopping what is gone is a no-op
+
+
+def test_stop_sends_sigterm(rt: LocalRuntime):
+    handle = rt.launch(make_spec(["sleep", "60"]))
+    wait_state(rt, handle, State.RUNNING)
+    rt.stop(handle, 5)
+    rt.stop(handle, 5)  # twice while stopping: still fine
+    observed = wait_state(rt, handle, State.EXITED, timeout=3)
+    assert observed.exit_code == -signal.SIGTERM
+    assert observed.message == "stopped"
+    rt.stop(handle, 5)
+
+
+def test_run_survives_server_death(rt: LocalRuntime, tmp_path: Path):
+    handle = rt.launch(make_spec(sh("echo before; sleep 1; echo after; exit 7")))
+    wait_log(rt, handle, "before")
+    launcher = rt._launcher
+    assert launcher is not None
+    os.kill(launcher.pid, signal.SIGKILL)  # the server dies
+    rt.close()
+
+    revived = LocalRuntime(tmp_path)
+    try:
+        assert revived.observe(handle).state == State.RUNNING
+        observed = wait_state(revived, handle, State.EXITED)
+        assert observed.exit_code == 7
+        assert [text for _, text in logs(revived, handle)] == ["before", "after"]
+    finally:
+        revived.close()
+
+
+def test_launcher_is_restarted_transparently(rt: LocalRuntime):
+    first = rt.launch(make_spec(["true"], uid="a"))
+    assert rt._launcher is not None
+    os.kill(rt._launcher.pid, signal.SIGKILL)
+    rt._launcher.wait()
+    second = rt.launch(make_spec(sh("exit 5"), uid="b"))
+    assert wait_state(rt, second, State.EXITED).exit_code == 5
+    assert wait_state(rt, first, State.EXITED).exit_code == 0
+
+
+def test_killed_supervisor_is_lost(rt: LocalRuntime):
+    handle = rt.launch(make_spec(["sleep", "60"]))
+    wait_state(rt, handle, State.RUNNING)
+    state = json.loads((Path(handle["dir"]) / "state.json").read_text())
+    os.kill(handle["shim_pid"], signal.SIGKILL)
+    os.killpg(state["child_pid"], signal.SIGKILL)
+    observed = wait_state(rt, handle, State.LOST)
+    assert "supervisor" in observed.message and observed.exit_code is None
+    rt.stop(handle, 1)  # nothing left to stop: no error
+
+
+def test_failed_exec_is_reported(rt: LocalRuntime):
+    handle = rt.launch(make_spec(["/nonexistent/command"]))
+    observed = wait_state(rt, handle, State.EXITED)
+    assert observed.exit_code == 127
+    assert observed.message.startswith("failed to start")
+    assert any(stream == "system" for stream, _ in logs(rt, handle))
+
+
+def test_memory_limit_is_recorded_and_enforced(rt: LocalRuntime):
+    limit = 128 * 1024 * 1024
+    hog = [sys.executable, "-c", "x = b'x' * (1024 ** 3); print('survived')"]
+    handle = rt.launch(make_spec(hog, memory=limit))
+    observed = wait_state(rt, handle, State.EXITED, timeout=8)
+    assert observed.limits is not None
+    assert observed.limits["mechanism"] in ("cgroup-v2", "cgroup-v1", "rlimit")
+    assert observed.limits["memory"] == limit and "memory" in observed.limits["enforced"]
+    assert observed.limits["cpu"] is None and "cpu" not in observed.limits["enforced"]
+    assert observed.exit_code != 0
+    if observed.limits["mechanism"].startswith("cgroup"):
+        assert "out of memory" in observed.message
+
+
+def test_no_limits_requested(rt: LocalRuntime):
+    handle = rt.launch(make_spec(["true"]))
+    limits = wait_state(rt, handle, State.EXITED).limits
+    assert limits == {"mechanism": "none", "cpu": None, "memory": None, "enforced": [], "note": ""}
+
+
+def test_on_change_is_called_when_a_run_exits(rt: LocalRuntime):
+    seen: list[str] = []
+    called = threading.Event()
+
+    def callback(run_uid: str) -> None:
+        seen.append(run_uid)
+        called.set()
+
+    rt.on_change(callback)
+    rt.launch(make_spec(["true"], uid="notified"))
+    assert called.wait(5)
+    assert seen == ["notified"]
+
+
+def test_whole_process_group_is_killed_when_main_process_exits(rt: LocalRuntime):
+    handle = rt.launch(make_spec(sh("sleep 60 & echo $!")))
+    wait_state(rt, handle, State.EXITED)
+    background = int(logs(rt, handle)[0][1])
+    deadline = time.monotonic() + 3
+    while psutil.pid_exists(background) and psutil.Process(background).status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
+def test_read_logs_in_pieces_with_unterminated_last_line(rt: LocalRuntime):
+    handle = rt.launch(make_spec(sh("for i in 1 2 3 4 5; do echo line$i; done; printf tail")))
+    wait_state(rt, handle, State.EXITED)
+    texts, offset, complete = [], 0, False
+    while not complete:
+        chunk = rt.read_logs(handle, offset, max_bytes=60)
+        assert chunk.entries or chunk.complete
+        texts += [e.text for e in chunk.entries]
+        offset, complete = chunk.offset, chunk.complete
+    assert texts == ["line1", "line2", "line3", "line4", "line5", "tail"]
+
+
+def test_metrics_and_cleanup(rt: LocalRuntime):
+    handle = rt.launch(make_spec(["sleep", "60"]))
+    wait_state(rt, handle, State.RUNNING)
+    metrics = rt.metrics(handle)
+    assert metrics["memory_bytes"] > 0 and metrics["cpu_percent"] >= 0
+    rt.stop(handle, 0)
+    wait_state(rt, handle, State.EXITED)
+    assert rt.metrics(handle) == {}
+    rt.cleanup(handle)
+    rt.cleanup(handle)
+    assert not Path(handle["dir"]).exists()
