@@ -53,14 +53,12 @@ def rt(tmp_path: Path):
     runtime = LocalRuntime(tmp_path)
     yield runtime
     runtime.close()
+    cleaner = LocalRuntime(tmp_path)
     for state_file in tmp_path.glob("runs/*/attempt-*/state.json"):  # leave no process behind
         state = json.loads(state_file.read_text())
-        for pid, kill in ((state.get("shim_pid"), os.kill), (state.get("child_pid"), os.killpg)):
-            try:
-                if pid:
-                    kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
+        cleaner.stop({"dir": str(state_file.parent), **state}, 0)
+    time.sleep(0.05)  # let shims act on the stop
+    cleaner.close()
 
 
 def test_exit_code_and_logs(rt: LocalRuntime):
@@ -235,6 +233,12 @@ def test_read_logs_in_pieces_with_unterminated_last_line(rt: LocalRuntime):
         texts += [e.text for e in chunk.entries]
         offset, complete = chunk.offset, chunk.complete
     assert texts == ["line1", "line2", "line3", "line4", "line5", "tail"]
+
+
+def test_long_lines_are_split(rt: LocalRuntime):
+    handle = rt.launch(make_spec(sh("head -c 100000 /dev/zero | tr '\\0' a")))
+    wait_state(rt, handle, State.EXITED)
+    assert [len(text) for _, text in logs(rt, handle)] == [65536, 100000 - 65536]
 
 
 def test_metrics_and_cleanup(rt: LocalRuntime):

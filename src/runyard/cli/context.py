@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import click
+import typer
 
 if TYPE_CHECKING:
     from runyard.client import Client
@@ -36,7 +36,6 @@ class State:
         return (override or self.home or default_home()).expanduser()
 
 
-def state() -> State:
-    ctx = click.get_current_context()
-    found = ctx.find_object(State)
-    return found if found is not None else ctx.ensure_object(State)
+def state(ctx: typer.Context) -> State:
+    """The State the app callback stored for this invocation."""
+    return ctx.ensure_object(State)

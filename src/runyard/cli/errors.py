@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import click
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -12,7 +11,7 @@ from runyard.core.errors import Forbidden, NotFound, RunyardError, Unauthorized
 
 USAGE_EXIT = 2
 INTERRUPTED_EXIT = 130
-stderr = Console(stderr=True, highlight=False)
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 _HINTS: dict[type[RunyardError], str] = {
     Unauthorized: "pass --token or set RUNYARD_TOKEN (the embedded server's is in its home, admin-token)",
@@ -42,7 +41,7 @@ def fail(message: str, code: int = USAGE_EXIT, hint: str | None = None) -> typer
 class RunyardGroup(TyperGroup):
     """Turns the expected failures of any command into a short report and an exit code."""
 
-    def invoke(self, ctx: click.Context):  # type: ignore[override]
+    def invoke(self, ctx: typer.Context):  # type: ignore[override]
         try:
             return super().invoke(ctx)
         except RunyardError as err:

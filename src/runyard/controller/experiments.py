@@ -1,10 +1,20 @@
-"""The Experiment reconciler: one Run per Experiment (same name), status mirrored from it; cascade delete."""
+"""The Experiment reconciler (one Run per Experiment, same name, status mirrored, cascade delete), and the
+placeholder for kinds whose controllers come later."""
 
 from __future__ import annotations
 
 from runyard.controller.context import Context
 from runyard.core.errors import Conflict
-from runyard.core.resources import Experiment, ObjectMeta, OwnerReference, Run, RunSpec, WorkloadStatus
+from runyard.core.phases import Reason
+from runyard.core.resources import (
+    Experiment,
+    ObjectMeta,
+    OwnerReference,
+    Resource,
+    Run,
+    RunSpec,
+    WorkloadStatus,
+)
 
 
 def reconcile_experiment(ctx: Context, exp: Experiment) -> list[Run]:
@@ -65,3 +75,15 @@ def _cascade_delete(ctx: Context, exp: Experiment, runs: list[Run]) -> None:
     if not runs:
         ctx.store.delete(exp.metadata.uid)
         ctx.notifier.touch(exp.metadata.uid)
+
+
+def reconcile_stored_only(ctx: Context, res: Resource) -> None:
+    """Sessions, Jobs and Models are validated and stored; their controllers come later. Say so, and delete."""
+    if res.metadata.deletionTimestamp is not None:
+        ctx.store.delete(res.metadata.uid)
+        ctx.notifier.touch(res.metadata.uid)
+        return
+    if res.status.reason != Reason.NOT_IMPLEMENTED:
+        res.status.phase, res.status.reason = "Pending", Reason.NOT_IMPLEMENTED
+        res.status.message = f"stored; this server has no {res.kind} controller yet, so nothing runs for it"
+        ctx.save(res)

@@ -6,7 +6,7 @@ import logging
 import threading
 
 from runyard.controller.context import Context
-from runyard.controller.experiments import reconcile_experiment
+from runyard.controller.experiments import reconcile_experiment, reconcile_stored_only
 from runyard.controller.runs import reconcile_run
 from runyard.core.errors import Conflict, NotFound
 from runyard.core.phases import Phase
@@ -52,6 +52,9 @@ class Controller:
         """One pass over everything unfinished; returns how long it may sleep."""
         delays = [self.ctx.settings.tick_seconds]
         store = self.ctx.store
+        for kind in ("Session", "Job", "Model"):
+            for res in store.list(kind, unfinished=True):
+                self._guard(reconcile_stored_only, res)
         for exp in store.list("Experiment", unfinished=True):
             self._guard(reconcile_experiment, exp)
         for run in store.list("Run", unfinished=True):

@@ -136,10 +136,16 @@ class Store:
                 s.add(IdempotencyRow(key=idempotency_key, project=meta.project, uid=row.uid, created_at=ts))
             try:
                 s.flush()
+                return to_resource(row)
             except IntegrityError:
                 s.rollback()
-                raise Conflict(f"{res.kind} {meta.name!r} already exists in project {meta.project!r}") from None
-            return to_resource(row)
+        if idempotency_key:  # the same request raced itself: answer with what the winner created
+            with self.read() as s:
+                seen = s.get(IdempotencyRow, (idempotency_key, meta.project))
+                row = s.get(ResourceRow, seen.uid) if seen else None
+                if row is not None:
+                    return to_resource(row)
+        raise Conflict(f"{res.kind} {meta.name!r} already exists in project {meta.project!r}")
 
     def get(self, kind: str, project: str, name: str) -> Resource:
         with self.read() as s:
@@ -219,7 +225,7 @@ class Store:
 
     def mark_deleted(self, res: Resource) -> Resource:
         with self.write() as s:
-            row = s.get(ResourceRow, res.metadata.uid)
+            row = s.get(ResourceRow, res.metadata.uid, with_for_update=True)
             if row is None:
                 raise NotFound(f"{res.kind} {res.metadata.name!r} not found")
             if row.deletion_timestamp is None:
@@ -234,7 +240,9 @@ class Store:
             s.execute(delete(IdempotencyRow).where(IdempotencyRow.uid == uid))
 
     def _locked(self, s: DBSession, uid: str | None, expect: int | None, kind: str, name: str) -> ResourceRow:
-        row = s.get(ResourceRow, uid) if uid else None
+        # FOR UPDATE: on PostgreSQL two writers must not both pass the version check (SQLite's
+        # BEGIN IMMEDIATE already serializes them).
+        row = s.get(ResourceRow, uid, with_for_update=True) if uid else None
         if row is None:
             raise NotFound(f"{kind} {name!r} not found")
         if expect is not None and row.resource_version != expect:

@@ -93,7 +93,7 @@ class LocalRuntime(Runtime, SupportsCgroupLimits):
     kind = "local"
 
     def __init__(self, home: Path, materialize: Callable[[str, Path], None] | None = None) -> None:
-        self.home = Path(home)
+        self.home = Path(home).absolute()
         self.runs_dir = self.home / "runs"
         self.runtime_dir = self.home / "runtime"
         self.runs_dir.mkdir(parents=True, exist_ok=True)
@@ -324,6 +324,7 @@ class LocalRuntime(Runtime, SupportsCgroupLimits):
             os.killpg(pgid, signal.SIGKILL)
 
     def cleanup(self, handle: Handle) -> None:
+        """Remove the attempt's files and cgroups. For finished attempts: a running one keeps running."""
         adir = Path(handle["dir"])
         state = _read_json(adir / "state.json") or {}
         limits.remove(state.get("cgroups") or [])

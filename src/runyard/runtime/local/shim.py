@@ -81,6 +81,7 @@ class Shim:
     # -- setup ---------------------------------------------------------------------------------------
     def _setup_process(self) -> None:
         os.setsid()
+        os.chdir("/")  # do not pin the server's cwd; the run's process gets its own
         null = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):  # drop the launcher's pipes: the server must see EOF when the launcher dies
             os.dup2(null, fd)

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs everything the test suite needs on a fresh Debian machine, starts a throwaway PostgreSQL
+# on loopback, and runs the whole suite. Extra arguments go to pytest (e.g. -k restart).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
+  echo "== installing PostgreSQL from Debian's packages"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+fi
+
+echo "== installing runyard and its test dependencies into .venv"
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+.venv/bin/python -m pip install -q -e ".[test]"
+
+echo "== starting PostgreSQL on 127.0.0.1"
+PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+PGDATA=$(mktemp -d /tmp/runyard-pg.XXXXXX)
+PGPORT=${RUNYARD_TEST_PGPORT:-54329}
+as_pg() { if [ "$(id -u)" = 0 ]; then su postgres -s /bin/sh -c "$1"; else sh -c "$1"; fi; }
+[ "$(id -u)" = 0 ] && chown postgres "$PGDATA"
+as_pg "$PGBIN/initdb -D $PGDATA -A trust -U postgres >/dev/null"
+as_pg "$PGBIN/pg_ctl -D $PGDATA -o '-k $PGDATA -h 127.0.0.1 -p $PGPORT -c fsync=off' -l $PGDATA/server.log -w start >/dev/null"
+trap 'as_pg "$PGBIN/pg_ctl -D $PGDATA -m immediate stop >/dev/null" || true; rm -rf "$PGDATA"' EXIT
+export RUNYARD_TEST_POSTGRES_URL="postgresql://postgres@127.0.0.1:$PGPORT/postgres"
+
+echo "== lint"
+.venv/bin/ruff check src tests bench
+
+echo "== tests"
+.venv/bin/python -m pytest -q -p no:cacheprovider "$@"

@@ -1,0 +1,126 @@
+"""`runyard apply`, `get`, `describe` and `delete`: the declarative verbs over every kind."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from runyard.cli.context import state
+from runyard.cli.errors import USAGE_EXIT, fail, report, stderr
+from runyard.cli.output import Output, render, stdout
+from runyard.cli.output import describe as show_description
+from runyard.core.errors import Invalid
+
+if TYPE_CHECKING:
+    from runyard.core.resources import Resource
+
+
+def apply(
+    ctx: typer.Context,
+    files: list[str] = typer.Option(..., "-f", "--filename", help="YAML file(s) to apply; - reads stdin."),
+) -> None:
+    """Create or update the resources described in YAML files (documents split by --- are allowed)."""
+    docs = [(name, index, doc) for name in files for index, doc in enumerate(load_documents(name), 1)]
+    for name, index, doc in docs:
+        _validate(name, index, doc)  # nothing is sent unless every document is valid
+    client = state(ctx).client()
+    for _name, _index, doc in docs:
+        result = client.apply_result(doc)
+        meta = result.resource.metadata
+        stdout().print(f"{result.resource.kind.lower()}/{meta.name} {result.outcome}")
+
+
+def load_documents(name: str) -> list[Any]:
+    """The non-empty YAML documents of a file; a syntax error exits 2 with `FILE:LINE:COL: problem`."""
+    import yaml
+
+    label = "<stdin>" if name == "-" else name
+    try:
+        text = sys.stdin.read() if name == "-" else open(name, encoding="utf-8").read()  # noqa: SIM115
+    except OSError as exc:
+        raise fail(f"{label}: {exc.strerror or exc}") from None
+    try:
+        return [doc for doc in yaml.safe_load_all(text) if doc is not None]
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{label}:{mark.line + 1}:{mark.column + 1}" if mark else label
+        raise fail(f"{where}: {exc.problem or exc.context or 'invalid YAML'}") from None
+    except yaml.YAMLError as exc:
+        raise fail(f"{label}: {exc}") from None
+
+
+def _validate(name: str, index: int, doc: Any) -> None:
+    from runyard.core.resources import parse_workload
+
+    try:
+        parse_workload(doc)
+    except Invalid as err:
+        report(err, prefix=f"{'<stdin>' if name == '-' else name} (document {index}): ")
+        raise typer.Exit(1) from None
+
+
+def resolve_kind(word: str) -> type[Resource]:
+    """What the user typed ('exp', 'runs', 'Model') as a kind, or exit 2 naming the ones that exist."""
+    from runyard.core.resources import kind_for
+
+    try:
+        return kind_for(word)
+    except Invalid as err:
+        report(err)
+        raise typer.Exit(USAGE_EXIT) from None
+
+
+def get(
+    ctx: typer.Context,
+    kind: str = typer.Argument(..., help="experiments, jobs, models, sessions or runs (or exp, run, ...)."),
+    name: str | None = typer.Argument(None, help="One resource by name; omitted, all of the kind."),
+    output: Output = typer.Option(Output.TABLE, "-o", "--output", help="table, json or yaml."),
+    selector: list[str] = typer.Option([], "-l", "--selector", help="k=v label to match; repeatable."),
+) -> None:
+    """Show resources of one kind: a table, or JSON / YAML that `apply -f` takes back."""
+    cls = resolve_kind(kind)
+    labels = _labels(selector)
+    client = state(ctx).client()
+    if name is not None:
+        render([client.get(cls, name)], output, single=True)
+        return
+    items = client.list(cls, labels or None)
+    if not items and output is Output.TABLE:
+        stderr.print(f"no {cls.plural} in project {client.project}")
+        return
+    render(items, output)
+
+
+def _labels(pairs: list[str]) -> dict[str, str]:
+    labels = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise fail(f"-l {pair!r}: expected KEY=VALUE")
+        labels[key] = value
+    return labels
+
+
+def describe(
+    ctx: typer.Context,
+    kind: str = typer.Argument(..., help="The kind, e.g. experiment or run."),
+    name: str = typer.Argument(..., help="Name of the resource."),
+) -> None:
+    """Show one resource in detail, with its events."""
+    cls = resolve_kind(kind)
+    client = state(ctx).client()
+    resource = client.get(cls, name)
+    show_description(resource, client.events(cls, name))
+
+
+def delete(
+    ctx: typer.Context,
+    kind: str = typer.Argument(..., help="The kind, e.g. experiment or job."),
+    name: str = typer.Argument(..., help="Name of the resource."),
+) -> None:
+    """Delete a resource (its runs are stopped by the controller)."""
+    cls = resolve_kind(kind)
+    state(ctx).client().delete(cls, name)
+    stdout().print(f"{cls.__name__.lower()}/{name} deleted")

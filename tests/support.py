@@ -1,0 +1,104 @@
+"""Helpers the tests share: a real server process, resource documents, waiting and reading logs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+API = "/apis/runyard.dev/v1"
+
+
+class ServerProcess:
+    """`runyard server` as users run it: a separate process on a free loopback port."""
+
+    def __init__(self, home: Path, store_url: str | None = None):
+        self.home, self.store_url = home, store_url
+        self.proc: subprocess.Popen | None = None
+        self.url = ""
+        self.token = ""
+
+    def start(self, timeout: float = 30) -> ServerProcess:
+        self.home.mkdir(parents=True, exist_ok=True)
+        (self.home / "server.json").unlink(missing_ok=True)
+        cmd = [sys.executable, "-m", "runyard", "server", "--home", str(self.home), "--port", "0"]
+        if self.store_url:
+            cmd += ["--store-url", self.store_url]
+        log = open(self.home / "server.log", "ab")  # noqa: SIM115 - the process owns it
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=log, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {(self.home / 'server.log').read_text()[-3000:]}")
+            try:
+                info = json.loads((self.home / "server.json").read_text())
+                healthy = httpx.get(info["url"] + "/healthz", timeout=1).status_code == 200
+                if info["pid"] == self.proc.pid and healthy:
+                    self.url = info["url"]
+                    self.token = (self.home / "admin-token").read_text().strip()
+                    return self
+            except (OSError, ValueError, KeyError, httpx.HTTPError):
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("server did not start in time")
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+
+    def api(self, token: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token or self.token}"}
+        return httpx.Client(base_url=self.url + API + "/projects/default", headers=headers, timeout=30)
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "RUNYARD_API_URL": self.url, "RUNYARD_TOKEN": self.token}
+
+
+def experiment(name: str, command: str | list[str] = "echo hello", **spec) -> dict:
+    return {
+        "apiVersion": "runyard.dev/v1",
+        "kind": "Experiment",
+        "metadata": {"name": name},
+        "spec": {"command": command, **spec},
+    }
+
+
+def wait_phase(api: httpx.Client, run: str, phases: set[str], timeout: float = 20) -> dict:
+    deadline = time.monotonic() + timeout
+    doc: dict = {}
+    while time.monotonic() < deadline:
+        r = api.get(f"/runs/{run}")
+        if r.status_code == 200:
+            doc = r.json()
+            if doc["status"].get("phase") in phases:
+                return doc
+        time.sleep(0.05)
+    raise AssertionError(f"run {run} did not reach {phases}: {doc.get('status')}")
+
+
+def read_logs(api: httpx.Client, run: str, follow: bool = True) -> tuple[list[dict], dict]:
+    lines, end = [], {}
+    with api.stream("GET", f"/runs/{run}/logs", params={"follow": str(follow).lower()}, timeout=60) as resp:
+        assert resp.status_code == 200, resp.read()
+        for raw in resp.iter_lines():
+            doc = json.loads(raw)
+            if doc.get("end"):
+                end = doc
+            else:
+                lines.append(doc)
+    return lines, end
