@@ -29,7 +29,7 @@ STOP_TIMEOUT = 20.0
 
 def ensure_server(home: Path) -> tuple[str, str]:
     """Return (url, admin token) of the embedded server for `home`, starting it if it is not running."""
-    home = Path(home).expanduser()
+    home = Path(home).expanduser().resolve()
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
     with _locked(home):
         url = running_url(home)
@@ -40,7 +40,7 @@ def ensure_server(home: Path) -> tuple[str, str]:
 
 def stop_server(home: Path) -> int | None:
     """Stop the embedded server for `home` (SIGTERM, then wait); returns its pid, or None if none ran."""
-    home = Path(home).expanduser()
+    home = Path(home).expanduser().resolve()
     if not home.is_dir():
         return None
     with _locked(home):
@@ -112,7 +112,16 @@ def _spawn(home: Path) -> subprocess.Popen:
             stderr=subprocess.STDOUT,
             start_new_session=True,
             close_fds=True,
+            cwd=home,  # not the caller's directory, which may be deleted while the server lives on
+            env=_child_env(),
         )
+
+
+def _child_env() -> dict[str, str]:
+    """The environment, with PYTHONPATH absolute and led by this very package, as the child runs elsewhere."""
+    package_root = str(Path(__file__).resolve().parents[1])
+    entries = [str(Path(p).resolve()) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(dict.fromkeys([package_root, *entries]))}
 
 
 def _wait_until_ready(home: Path, process: subprocess.Popen) -> str:

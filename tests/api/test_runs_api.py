@@ -1,0 +1,156 @@
+"""Runs end to end over HTTP: logs, exit codes, snapshots, stop, timeouts, retries, events, limits."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+from tests.support import experiment, read_logs, wait_phase
+
+
+def test_an_experiment_runs_and_its_logs_stream_with_timestamps(server):
+    api = server.api()
+    api.put("/experiments/hello", json=experiment("hello", "echo out; echo err >&2"))
+    lines, end = read_logs(api, "hello")
+    assert [(entry["stream"], entry["text"]) for entry in lines] == [("stdout", "out"), ("stderr", "err")]
+    assert all(entry["time"].startswith("20") for entry in lines)
+    assert (end["phase"], end["exitCode"]) == ("Succeeded", 0)
+    exp = api.get("/experiments/hello").json()
+    assert exp["status"]["runs"] == ["hello"]
+    assert wait_phase(api, "hello", {"Succeeded"})["status"]["exitCode"] == 0
+
+
+def test_logs_are_kept_after_the_run_ends(server):
+    api = server.api()
+    api.put("/experiments/kept", json=experiment("kept", "seq 3"))
+    wait_phase(api, "kept", {"Succeeded"})
+    lines, end = read_logs(api, "kept", follow=False)
+    assert [entry["text"] for entry in lines] == ["1", "2", "3"]
+    assert end["phase"] == "Succeeded"
+
+
+def test_a_failing_command_records_its_exit_code_and_reason(server):
+    api = server.api()
+    api.put("/experiments/boom", json=experiment("boom", "exit 7"))
+    run = wait_phase(api, "boom", {"Failed"})
+    assert run["status"]["exitCode"] == 7
+    assert run["status"]["reason"] == "Error"
+    assert "exited with code 7" in run["status"]["message"]
+
+
+def test_the_run_sees_its_identity_and_the_api(server):
+    api = server.api()
+    cmd = 'echo "$RUNYARD_RUN_ID $RUNYARD_PROJECT $RUNYARD_API_URL"; test -n "$RUNYARD_TOKEN"'
+    api.put("/experiments/who", json=experiment("who", cmd))
+    lines, end = read_logs(api, "who")
+    assert lines[0]["text"] == f"who default {server.url}"
+    assert end["exitCode"] == 0
+
+
+def test_a_run_works_in_its_own_copy_of_the_snapshot(server):
+    api = server.api()
+    content = b"print('from the snapshot')\n"
+    digest = hashlib.sha256(content).hexdigest()
+    manifest = {"files": {"pkg/train.py": {"sha256": digest, "size": len(content), "mode": 0o644}}}
+    first = api.post("/snapshots", json=manifest).json()
+    assert first["missing"] == [digest]
+    up = server.api().put(f"{server.url}/apis/runyard.dev/v1/blobs/{digest}", content=content)
+    assert up.status_code == 201
+    again = api.post("/snapshots", json=manifest).json()
+    assert again == {"id": first["id"], "missing": []}
+    api.put("/experiments/snap", json=experiment("snap", "python3 pkg/train.py; touch made-here", snapshot=first["id"]))
+    lines, end = read_logs(api, "snap")
+    assert [entry["text"] for entry in lines] == ["from the snapshot"]
+    assert end["phase"] == "Succeeded"
+
+
+def test_a_blob_whose_bytes_do_not_match_its_name_is_refused(server):
+    bad = server.api().put(f"{server.url}/apis/runyard.dev/v1/blobs/{'0' * 64}", content=b"hello")
+    assert bad.status_code == 422
+
+
+def test_stop_sends_sigterm_and_the_run_is_cancelled(server):
+    api = server.api()
+    api.put("/experiments/long", json=experiment("long", "echo started; sleep 60"))
+    wait_phase(api, "long", {"Running"})
+    assert api.post("/runs/long/stop").status_code == 200
+    run = wait_phase(api, "long", {"Cancelled"}, timeout=10)
+    assert run["status"]["reason"] == "Stopped"
+    assert run["status"]["exitCode"] == -15
+    reasons = [e["reason"] for e in api.get("/runs/long/events").json()["items"]]
+    assert "StopRequested" in reasons and "Stopped" in reasons
+
+
+def test_stop_escalates_to_sigkill_after_the_grace_period(server):
+    api = server.api()
+    spec = experiment("stubborn", "trap '' TERM; echo ready; while true; do sleep 0.1; done", stopGracePeriodSeconds=0.5)
+    api.put("/experiments/stubborn", json=spec)
+    read_until(api, "stubborn", "ready")
+    t0 = time.monotonic()
+    api.post("/runs/stubborn/stop")
+    run = wait_phase(api, "stubborn", {"Cancelled"}, timeout=10)
+    assert run["status"]["exitCode"] == -9
+    assert time.monotonic() - t0 < 5
+
+
+def test_a_run_over_its_timeout_is_stopped_and_fails(server):
+    api = server.api()
+    api.put("/experiments/slow", json=experiment("slow", "sleep 30", timeoutSeconds=0.5))
+    run = wait_phase(api, "slow", {"Failed"}, timeout=10)
+    assert run["status"]["reason"] == "DeadlineExceeded"
+
+
+def test_a_failed_attempt_is_retried_per_policy(server):
+    api = server.api()
+    # Fails the first time (no marker yet), succeeds the second: each attempt has a fresh work dir,
+    # so the marker lives in the server's home, passed in through the environment.
+    marker = server.home / "tried"
+    cmd = f'if [ -e {marker} ]; then echo second; else touch {marker}; echo first; exit 1; fi'
+    api.put("/experiments/flaky", json=experiment("flaky", cmd, retryPolicy={"maxRetries": 2, "backoffSeconds": 0.1}))
+    lines, end = read_logs(api, "flaky")
+    assert [entry["text"] for entry in lines] == ["first", "second"]
+    assert end["phase"] == "Succeeded"
+    run = api.get("/runs/flaky").json()
+    assert [a["exitCode"] for a in run["status"]["attempts"]] == [1, 0]
+    assert "Retrying" in [e["reason"] for e in api.get("/runs/flaky/events").json()["items"]]
+
+
+def test_describe_events_show_each_transition_with_reasons(server):
+    api = server.api()
+    api.put("/experiments/ev", json=experiment("ev", "true"))
+    wait_phase(api, "ev", {"Succeeded"})
+    events = api.get("/runs/ev/events").json()["items"]
+    assert [e["reason"] for e in events][:3] == ["Created", "Admitted", "Started"]
+    assert events[-1]["reason"] == "Completed"
+    conditions = {c["type"]: c["status"] for c in api.get("/runs/ev").json()["status"]["conditions"]}
+    assert conditions == {"Admitted": "True", "Started": "True", "Completed": "True"}
+
+
+def test_a_memory_limit_is_applied_and_reported(server):
+    api = server.api()
+    api.put("/experiments/capped", json=experiment("capped", "true", resources={"memory": "256Mi", "cpu": "500m"}))
+    run = wait_phase(api, "capped", {"Succeeded"})
+    limits = run["status"]["limits"]
+    assert limits["mechanism"] in {"cgroup-v1", "cgroup-v2", "rlimit"}
+    assert limits["memory"] == 256 * 2**20
+    assert "memory" in limits["enforced"]
+
+
+def test_deleting_an_experiment_stops_and_removes_its_run(server):
+    api = server.api()
+    api.put("/experiments/gone", json=experiment("gone", "sleep 60"))
+    wait_phase(api, "gone", {"Running"})
+    api.delete("/experiments/gone")
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and api.get("/experiments/gone").status_code != 404:
+        time.sleep(0.1)
+    assert api.get("/experiments/gone").status_code == 404
+    assert api.get("/runs/gone").status_code == 404
+
+
+def read_until(api, run: str, text: str) -> None:
+    with api.stream("GET", f"/runs/{run}/logs", params={"follow": "true"}, timeout=30) as resp:
+        for raw in resp.iter_lines():
+            if text in raw:
+                return
+    raise AssertionError(f"{text!r} never appeared in {run}'s logs")

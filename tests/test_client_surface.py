@@ -1,0 +1,103 @@
+"""The public SDK surface is pinned: `runyard.__all__`, the Client's methods, and a cheap `import runyard`."""
+
+from __future__ import annotations
+
+import inspect
+import subprocess
+import sys
+
+import httpx
+import pytest
+
+import runyard
+from runyard.client import Client
+from runyard.core.errors import Invalid, Unavailable
+
+CLIENT_METHODS = {
+    "apply",
+    "apply_result",
+    "close",
+    "create",
+    "delete",
+    "events",
+    "get",
+    "health",
+    "list",
+    "logs",
+    "run",
+    "runs",
+    "stop",
+    "upload_snapshot",
+    "wait",
+    "whoami",
+}
+
+
+def test_the_package_exports_exactly_the_client_and_the_version():
+    assert runyard.__all__ == ["Client", "__version__"]
+    assert runyard.__version__ == "0.1.0"
+    assert runyard.Client is Client
+
+
+def test_the_client_has_exactly_these_public_methods():
+    public = {name for name, _ in inspect.getmembers(Client, inspect.isfunction) if not name.startswith("_")}
+    assert public == CLIENT_METHODS
+
+
+def test_importing_runyard_loads_neither_httpx_nor_pydantic():
+    code = "import sys, runyard; print(sorted(m for m in ('httpx', 'pydantic') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_without_a_url_the_client_says_how_to_get_a_server(monkeypatch):
+    monkeypatch.delenv("RUNYARD_API_URL", raising=False)
+    with pytest.raises(Unavailable, match="RUNYARD_API_URL"):
+        Client()
+
+
+def test_settings_come_from_the_environment_when_not_given(monkeypatch):
+    monkeypatch.setenv("RUNYARD_API_URL", "http://example.test/")
+    monkeypatch.setenv("RUNYARD_TOKEN", "t0k")
+    monkeypatch.setenv("RUNYARD_PROJECT", "vision")
+    client = Client()
+    assert (client.url, client.token, client.project) == ("http://example.test", "t0k", "vision")
+
+
+def test_an_error_body_becomes_the_matching_error_with_its_details():
+    def server(request: httpx.Request) -> httpx.Response:
+        details = [{"field": "spec.command", "reason": "must not be empty"}]
+        error = {"code": "Invalid", "message": "the resource is invalid", "details": details}
+        return httpx.Response(422, json={"error": error})
+
+    client = Client("http://example.test", "t", transport=httpx.MockTransport(server))
+    with pytest.raises(Invalid) as caught:
+        client.get("experiments", "train")
+    assert caught.value.details[0].field == "spec.command"
+
+
+def test_an_unreachable_server_is_unavailable_with_a_hint():
+    client = Client("http://127.0.0.1:1", "t", timeout=2)
+    with pytest.raises(
+        Unavailable, match=r"cannot reach the runyard server at http://127.0.0.1:1.*runyard server"
+    ):
+        client.whoami()
+
+
+DOC = {"apiVersion": "runyard.dev/v1", "kind": "Experiment",
+       "metadata": {"name": "t"}, "spec": {"command": "1"}}
+
+
+def test_create_is_retried_once_after_a_5xx_with_the_same_idempotency_key():
+    seen: list[tuple[str | None, str | None]] = []
+
+    def server(request: httpx.Request) -> httpx.Response:
+        seen.append((request.headers.get("Idempotency-Key"), request.headers.get("Authorization")))
+        if len(seen) == 1:
+            return httpx.Response(503, json={"error": {"code": "Unavailable", "message": "busy"}})
+        return httpx.Response(201, json=DOC)
+
+    client = Client("http://example.test", "secret", transport=httpx.MockTransport(server))
+    created = client.create(DOC, idempotency_key="k-1")
+    assert created.metadata.name == "t"
+    assert seen == [("k-1", "Bearer secret"), ("k-1", "Bearer secret")]
