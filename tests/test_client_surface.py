@@ -84,8 +84,12 @@ def test_an_unreachable_server_is_unavailable_with_a_hint():
         client.whoami()
 
 
-DOC = {"apiVersion": "runyard.dev/v1", "kind": "Experiment",
-       "metadata": {"name": "t"}, "spec": {"command": "1"}}
+DOC = {
+    "apiVersion": "runyard.dev/v1",
+    "kind": "Experiment",
+    "metadata": {"name": "t"},
+    "spec": {"command": "1"},
+}
 
 
 def test_create_is_retried_once_after_a_5xx_with_the_same_idempotency_key():

@@ -21,8 +21,6 @@ class Context:
 
     def save(self, res: Resource, *events: tuple[str, str] | tuple[str, str, str]) -> Resource:
         """Write status (optimistically: a stale read raises Conflict and the loop retries), then events."""
-        saved = self.store.update_status(res)
-        for ev in events:
-            self.store.add_event(saved, *ev)
-        self.notifier.touch(saved.metadata.uid)
+        saved = self.store.update_status(res, events=events)
+        self.notifier.touch(saved.metadata.uid, wake_controller=False)
         return saved

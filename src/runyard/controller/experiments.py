@@ -24,13 +24,13 @@ def reconcile_experiment(ctx: Context, exp: Experiment) -> list[Run]:
     if m.deletionTimestamp is not None:
         _cascade_delete(ctx, exp, runs)
         return []
-    created = []
+    created: list[Run] = []
     if not runs:
         run = _create_run(ctx, exp)
         if run is None:
             return []
         runs = created = [run]
-    _mirror(ctx, exp, runs[-1])
+    _mirror(ctx, exp, runs[-1], [("RunCreated", f"created run {m.name}")] if created else [])
     return created
 
 
@@ -44,34 +44,32 @@ def _create_run(ctx: Context, exp: Experiment) -> Run | None:
         spec=RunSpec(**exp.spec.model_dump()),
     )
     try:
-        created = ctx.store.create(run)
+        created = ctx.store.create(run, events=[("Created", f"created by Experiment {m.name}")])
     except Conflict:
         exp.status.phase, exp.status.reason = "Failed", "NameTaken"
         exp.status.message = f"a run named {m.name!r} already exists in project {m.project!r}"
         ctx.save(exp, ("NameTaken", exp.status.message, "Warning"))
         return None
-    ctx.store.add_event(created, "Created", f"created by Experiment {m.name}")
-    ctx.store.add_event(exp, "RunCreated", f"created run {m.name}")
-    ctx.notifier.touch(created.metadata.uid)
+    ctx.notifier.touch(created.metadata.uid, wake_controller=False)
     return created
 
 
-def _mirror(ctx: Context, exp: Experiment, run: Run) -> None:
+def _mirror(ctx: Context, exp: Experiment, run: Run, events: list) -> None:
     rs = run.status
     status = WorkloadStatus(
         phase=rs.phase.value, reason=rs.reason, message=rs.message, conditions=rs.conditions,
         observedGeneration=exp.metadata.generation, runs=[run.metadata.name],
     )
-    if status != exp.status:
+    if status != exp.status or events:
         exp.status = status
-        ctx.save(exp)
+        ctx.save(exp, *events)
 
 
 def _cascade_delete(ctx: Context, exp: Experiment, runs: list[Run]) -> None:
     for run in runs:
         if run.metadata.deletionTimestamp is None:
             ctx.store.mark_deleted(run)
-            ctx.notifier.touch(run.metadata.uid)
+            ctx.notifier.touch(run.metadata.uid)  # wakes the controller to reconcile the run's deletion
     if not runs:
         ctx.store.delete(exp.metadata.uid)
         ctx.notifier.touch(exp.metadata.uid)

@@ -1,9 +1,11 @@
-"""The control loop: one thread, woken by change notices, resyncing every tick (level-triggered)."""
+"""The control loop: one thread. Change notices queue uids that are reconciled at once; a full resync
+every tick catches anything a notice missed (level-triggered, like an informer's periodic resync)."""
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from runyard.controller.context import Context
 from runyard.controller.experiments import reconcile_experiment, reconcile_stored_only
@@ -14,6 +16,7 @@ from runyard.core.resources import Resource
 from runyard.runtime.base import State
 
 log = logging.getLogger("runyard.controller")
+STORED_ONLY = ("Session", "Job", "Model")
 
 
 class Controller:
@@ -21,9 +24,12 @@ class Controller:
         self.ctx = ctx
         self._wake = threading.Event()
         self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._dirty: set[str] = set()
+        self._due: dict[str, float] = {}  # uid -> monotonic time it asked to be looked at again
         self._thread: threading.Thread | None = None
-        ctx.notifier.subscribe(self._wake.set)
-        ctx.runtime.on_change(lambda _uid: self._wake.set())
+        ctx.notifier.subscribe(self.enqueue)
+        ctx.runtime.on_change(self.enqueue)
 
     def start(self) -> None:
         self._report_adoptions()
@@ -36,44 +42,77 @@ class Controller:
         if self._thread:
             self._thread.join(timeout=10)
 
-    def wake(self) -> None:
+    def enqueue(self, uid: str) -> None:
+        """Thread-safe and cheap: called by the API and the runtime when something changed."""
+        with self._lock:
+            self._dirty.add(uid)
         self._wake.set()
 
     def _run(self) -> None:
-        delay = 0.0
+        next_resync = 0.0
         while not self._stopping.is_set():
-            self._wake.wait(timeout=delay)
+            now = time.monotonic()
+            if now >= next_resync:
+                self.resync()
+                next_resync = now + self.ctx.settings.tick_seconds
+            else:
+                self._process(self._take_work(now))
+            wake_at = min([next_resync, *self._due.values()])
+            self._wake.wait(timeout=max(0.0, wake_at - time.monotonic()))
             self._wake.clear()
-            if self._stopping.is_set():
-                return
-            delay = self.reconcile_all()
 
-    def reconcile_all(self) -> float:
-        """One pass over everything unfinished; returns how long it may sleep."""
-        delays = [self.ctx.settings.tick_seconds]
+    def _take_work(self, now: float) -> set[str]:
+        with self._lock:
+            work, self._dirty = self._dirty, set()
+        for uid, due in list(self._due.items()):
+            if due <= now:
+                work.add(uid)
+                del self._due[uid]
+        return work
+
+    def resync(self) -> None:
+        """One pass over everything unfinished, whatever the notices said."""
+        with self._lock:
+            self._dirty.clear()
         store = self.ctx.store
-        for kind in ("Session", "Job", "Model"):
+        for kind in (*STORED_ONLY, "Experiment", "Run"):
             for res in store.list(kind, unfinished=True):
-                self._guard(reconcile_stored_only, res)
-        for exp in store.list("Experiment", unfinished=True):
-            self._guard(reconcile_experiment, exp)
-        for run in store.list("Run", unfinished=True):
-            d = self._guard(reconcile_run, run)
-            if isinstance(d, int | float):
-                delays.append(d)
-        return max(0.0, min(delays))
+                self._reconcile(res)
+
+    def _process(self, uids: set[str]) -> None:
+        for uid in uids:
+            res = self.ctx.store.get_uid(uid)
+            if res is not None:
+                self._reconcile(res)
+
+    def _reconcile(self, res: Resource) -> None:
+        if res.kind == "Experiment":
+            for run in self._guard(reconcile_experiment, res) or []:
+                self._reconcile(run)  # start it in the same pass: no round trip through the queue
+            return
+        if res.kind in STORED_ONLY:
+            self._guard(reconcile_stored_only, res)
+            return
+        delay = self._guard(reconcile_run, res)
+        if delay is not None:
+            self._due[res.metadata.uid] = time.monotonic() + delay
+        for owner in res.metadata.ownerReferences:  # let the owner mirror the run's new status
+            parent = self.ctx.store.get_uid(owner.uid)
+            if parent is not None:
+                self._guard(reconcile_experiment, parent)
 
     def _guard(self, fn, res: Resource):
         try:
             return fn(self.ctx, res)
         except (Conflict, NotFound):
-            return 0.0  # someone else wrote it first: look again at once
+            self.enqueue(res.metadata.uid)  # someone else wrote it first: look again at once
         except Exception:
             log.exception("reconciling %s %s failed; will retry", res.kind, res.metadata.name)
-            return 1.0
+            self._due[res.metadata.uid] = time.monotonic() + 1.0
+        return None
 
     def _report_adoptions(self) -> None:
-        """After a restart, say in each running run's events that it was found alive (or not)."""
+        """After a restart, say in each running run's events that it was found alive."""
         for run in self.ctx.store.list("Run", phases=[Phase.RUNNING]):
             att = run.status.attempts[-1] if run.status.attempts else None
             if att and att.handle and self.ctx.runtime.observe(att.handle).state == State.RUNNING:

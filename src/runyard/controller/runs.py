@@ -35,7 +35,7 @@ def _admit(ctx: Context, run: Run) -> float | None:
     if run.spec.stopRequested:
         return _cancel_unstarted(ctx, run)
     transition(run, Phase.QUEUED, Reason.ADMITTED, "admitted: no quota applies on this server")
-    return _start(ctx, ctx.save(run, (Reason.ADMITTED, "admitted to the queue")))
+    return _start(ctx, run, [(Reason.ADMITTED, "admitted to the queue")])
 
 
 def _cancel_unstarted(ctx: Context, run: Run) -> None:
@@ -43,23 +43,34 @@ def _cancel_unstarted(ctx: Context, run: Run) -> None:
     _finish(ctx, run, (Reason.STOPPED, "stopped before it started"))
 
 
-def _start(ctx: Context, run: Run) -> float | None:
+def _start(ctx: Context, run: Run, events: list | None = None) -> float | None:
+    """Queued: launch the next attempt when its backoff is over and there is capacity.
+
+    The attempt number comes from the attempts already stored, and launches are idempotent per attempt,
+    so the Starting phase need not be written before launching: after a crash here the same attempt is
+    launched again, and the runtime adopts it if it had started.
+    """
+    events = events or []
     if run.spec.stopRequested:
         return _cancel_unstarted(ctx, run)
     st = run.status
     if st.nextAttemptAt and st.nextAttemptAt > now():
+        if events:
+            ctx.save(run, *events)
         return (st.nextAttemptAt - now()).total_seconds()
     active = len(ctx.store.list("Run", phases=[Phase.STARTING, Phase.RUNNING]))
     if active >= ctx.settings.max_running_runs:
         msg = f"{active} runs are active, the limit is {ctx.settings.max_running_runs}"
         if st.reason != Reason.WAITING_FOR_CAPACITY:
             st.reason, st.message = Reason.WAITING_FOR_CAPACITY, msg
-            ctx.save(run, (Reason.WAITING_FOR_CAPACITY, msg))
+            events.append((Reason.WAITING_FOR_CAPACITY, msg))
+        if events:
+            ctx.save(run, *events)
         return None
     n = len(st.attempts) + 1
     st.attempts.append(Attempt(attempt=n))
     transition(run, Phase.STARTING, Reason.LAUNCHING, f"launching attempt {n} on the {ctx.runtime.kind} runtime")
-    return _launch(ctx, ctx.save(run))
+    return _launch(ctx, run, events)
 
 
 def _launch_spec(ctx: Context, run: Run, attempt: int) -> LaunchSpec:
@@ -83,18 +94,18 @@ def _launch_spec(ctx: Context, run: Run, attempt: int) -> LaunchSpec:
     )
 
 
-def _launch(ctx: Context, run: Run) -> float | None:
+def _launch(ctx: Context, run: Run, events: list | None = None) -> float | None:
     """Starting: launch the current attempt (idempotent, so a restart mid-launch adopts, never doubles)."""
     att = run.status.attempts[-1]
     try:
         handle = ctx.runtime.launch(_launch_spec(ctx, run, att.attempt))
     except LaunchError as exc:
-        return _attempt_ended(ctx, run, None, Reason.LAUNCH_FAILED, f"could not launch: {exc}")
+        return _attempt_ended(ctx, run, None, Reason.LAUNCH_FAILED, f"could not launch: {exc}", events=events)
     att.handle, att.startedAt = handle, now()
     run.status.startedAt = run.status.startedAt or att.startedAt
     msg = f"attempt {att.attempt} started"
     transition(run, Phase.RUNNING, Reason.STARTED, msg)
-    ctx.save(run, (Reason.STARTED, msg))
+    ctx.save(run, *(events or []), (Reason.STARTED, msg))
     return _next_look(run)
 
 
@@ -162,8 +173,11 @@ def _exit_text(code: int | None) -> str:
 
 
 def _attempt_ended(
-    ctx: Context, run: Run, code: int | None, reason: str, msg: str, obs: Observed | None = None
+    ctx: Context, run: Run, code: int | None, reason: str, msg: str, obs: Observed | None = None,
+    events: list | None = None,
 ) -> float | None:
+    """Record how the attempt ended; then succeed, fail, or queue a retry per the retry policy."""
+    events = list(events or [])
     st = run.status
     att = st.attempts[-1]
     att.exitCode, att.reason = code, reason
@@ -173,26 +187,26 @@ def _attempt_ended(
         st.limits = obs.limits
     if reason == Reason.COMPLETED:
         transition(run, Phase.SUCCEEDED, reason, msg, att.finishedAt)
-        return _finish(ctx, run, (reason, msg))
+        return _finish(ctx, run, *events, (reason, msg))
     if reason == Reason.STOPPED:
         transition(run, Phase.CANCELLED, reason, msg, att.finishedAt)
-        return _finish(ctx, run, (reason, msg))
+        return _finish(ctx, run, *events, (reason, msg))
     retries = run.spec.retryPolicy
     if reason != Reason.DEADLINE_EXCEEDED and len(st.attempts) <= retries.maxRetries:
         backoff = retries.backoffSeconds
         note = f"attempt {att.attempt} {msg}; retrying in {backoff:g}s ({len(st.attempts) + 1}/{retries.maxRetries + 1})"
         transition(run, Phase.QUEUED, Reason.RETRYING, note)
         st.nextAttemptAt = now() + timedelta(seconds=backoff)
-        ctx.save(run, (Reason.RETRYING, note, "Warning"))
+        ctx.save(run, *events, (Reason.RETRYING, note, "Warning"))
         return backoff
     if len(st.attempts) > 1:
         msg = f"{msg} (attempt {att.attempt} of {len(st.attempts)}, no retries left)"
     transition(run, Phase.FAILED, reason, msg, att.finishedAt)
-    return _finish(ctx, run, (reason, msg, "Warning"))
+    return _finish(ctx, run, *events, (reason, msg, "Warning"))
 
 
-def _finish(ctx: Context, run: Run, event: tuple) -> None:
-    ctx.save(run, event)
+def _finish(ctx: Context, run: Run, *events: tuple) -> None:
+    ctx.save(run, *events)
     ctx.store.revoke_run_tokens(run.metadata.uid)
 
 

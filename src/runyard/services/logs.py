@@ -6,6 +6,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 
+from runyard.core.errors import NotFound
 from runyard.core.resources import Run
 from runyard.runtime.base import Runtime
 from runyard.services.notify import Notifier
@@ -26,11 +27,36 @@ def _end(run: Run | None) -> bytes:
     return (json.dumps(doc) + "\n").encode()
 
 
+def find_run(store: Store, project: str, name: str) -> Run | None:
+    """The run, or None while the Experiment of that name exists but its controller has not made it yet."""
+    try:
+        return store.get("Run", project, name)
+    except NotFound:
+        store.get("Experiment", project, name)  # NotFound for a name that is neither
+        return None
+
+
+async def _await_run(store: Store, project: str, name: str, timeout: float = 30.0) -> Run | None:
+    interval, waited = POLL_MIN, 0.0
+    while True:
+        run = find_run(store, project, name)
+        if run is not None or waited >= timeout:
+            return run
+        await asyncio.sleep(interval)
+        waited += interval
+        interval = min(POLL_MAX, interval * 1.5)
+
+
 async def stream_logs(
-    store: Store, runtime: Runtime, notifier: Notifier, run: Run, follow: bool
+    store: Store, runtime: Runtime, notifier: Notifier, project: str, name: str, follow: bool
 ) -> AsyncIterator[bytes]:
+    run = await _await_run(store, project, name, timeout=30.0 if follow else 0.0)
+    if run is None:
+        yield b'{"end": true, "phase": "Pending", "message": "the run has not been created yet"}\n'
+        return
     uid = run.metadata.uid
     idx, offset, seen, interval = 0, 0, notifier.version(uid), POLL_MIN
+    run = store.get_uid(uid) or run  # re-read after taking `seen`, so no change can slip between
     while True:
         progressed = False
         atts = run.status.attempts

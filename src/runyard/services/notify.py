@@ -12,15 +12,18 @@ class Notifier:
         self._lock = threading.Lock()
         self._listeners: list = []
 
-    def touch(self, uid: str) -> None:
+    def touch(self, uid: str, wake_controller: bool = True) -> None:
+        """Something about `uid` changed. The controller's own writes pass wake_controller=False: it
+        already knows, and waking itself would only re-read what it just wrote."""
         with self._lock:
             self._versions[uid] += 1
-        for listener in self._listeners:
-            listener()
+        if wake_controller:
+            for listener in self._listeners:
+                listener(uid)
 
     def version(self, uid: str) -> int:
         return self._versions.get(uid, 0)
 
     def subscribe(self, listener) -> None:
-        """Call listener() (cheap, thread-safe) on every touch: the controller uses it to wake up."""
+        """Call listener(uid) (cheap, thread-safe) on every touch: the controller queues the uid."""
         self._listeners.append(listener)

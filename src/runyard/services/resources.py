@@ -45,10 +45,7 @@ def parse_for_path(doc: Any, project: str, plural: str, name: str | None) -> Res
 def create_resource(store: Store, who: Principal, res: Resource, key: str | None = None) -> Resource:
     who.check_project(res.metadata.project)
     store.ensure_project(res.metadata.project)
-    created = store.create(res, idempotency_key=key)
-    if created.metadata.resourceVersion == 1:
-        store.add_event(created, "Created", f"{res.kind} created by {who.name}")
-    return created
+    return store.create(res, idempotency_key=key, events=[("Created", f"{res.kind} created by {who.name}")])
 
 
 def apply_resource(

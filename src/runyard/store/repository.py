@@ -7,7 +7,7 @@ one raises Conflict (HTTP 409), never overwrites.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -70,6 +70,18 @@ def to_resource(row: ResourceRow) -> Resource:
     )
 
 
+EventSpec = tuple[str, str] | tuple[str, str, str]  # (reason, message[, "Normal" | "Warning"])
+
+
+def _event_row(uid: str, res: Resource, ev: EventSpec) -> EventRow:
+    reason, message, *rest = ev
+    m = res.metadata
+    return EventRow(
+        uid=uid, project=m.project, kind=res.kind, name=m.name,
+        type=rest[0] if rest else "Normal", reason=reason, message=message, time=now(),
+    )
+
+
 def _dump(model: Any) -> dict:
     return model.model_dump(mode="json", exclude_none=True)
 
@@ -82,6 +94,7 @@ class Store:
         if migrate:
             upgrade(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._known_projects: set[str] = set()  # projects are never deleted yet, so a cache is safe
 
     def close(self) -> None:
         self.engine.dispose()
@@ -101,8 +114,9 @@ class Store:
 
     # -- resources ---------------------------------------------------------------------------------------
 
-    def create(self, res: Resource, idempotency_key: str | None = None) -> Resource:
-        """Insert a new resource. With an idempotency key seen before, return what that request created."""
+    def create(self, res: Resource, idempotency_key: str | None = None, events: Iterable[EventSpec] = ()) -> Resource:
+        """Insert a new resource (and its first events). With an idempotency key seen before, return what
+        that request created instead."""
         meta = res.metadata
         with self.write() as s:
             if idempotency_key:
@@ -134,6 +148,7 @@ class Store:
             s.add(row)
             if idempotency_key:
                 s.add(IdempotencyRow(key=idempotency_key, project=meta.project, uid=row.uid, created_at=ts))
+            s.add_all(_event_row(row.uid, res, ev) for ev in events)
             try:
                 s.flush()
                 return to_resource(row)
@@ -213,14 +228,17 @@ class Store:
             self._bump(row)
             return to_resource(row)
 
-    def update_status(self, res: Resource, expect_version: int | None = None) -> Resource:
-        """The status subresource: only the controller calls this."""
+    def update_status(
+        self, res: Resource, expect_version: int | None = None, events: Iterable[EventSpec] = ()
+    ) -> Resource:
+        """The status subresource (only the controller calls this), with the events that explain it."""
         expect = res.metadata.resourceVersion if expect_version is None else expect_version
         with self.write() as s:
             row = self._locked(s, res.metadata.uid, expect, res.kind, res.metadata.name)
             row.status = _dump(res.status)
             row.phase = getattr(res.status, "phase", None) or row.phase
             self._bump(row)
+            s.add_all(_event_row(row.uid, res, ev) for ev in events)
             return to_resource(row)
 
     def mark_deleted(self, res: Resource) -> Resource:
@@ -260,14 +278,8 @@ class Store:
     # -- events ------------------------------------------------------------------------------------------
 
     def add_event(self, res: Resource, reason: str, message: str, type: str = "Normal") -> None:
-        m = res.metadata
         with self.write() as s:
-            s.add(
-                EventRow(
-                    uid=m.uid, project=m.project, kind=res.kind, name=m.name,
-                    type=type, reason=reason, message=message, time=now(),
-                )
-            )
+            s.add(_event_row(res.metadata.uid, res, (reason, message, type)))
 
     def events(self, uid: str) -> list[Event]:
         with self.read() as s:
@@ -280,9 +292,12 @@ class Store:
     # -- projects ----------------------------------------------------------------------------------------
 
     def ensure_project(self, name: str) -> None:
+        if name in self._known_projects:
+            return
         with self.write() as s:
             if s.get(ProjectRow, name) is None:
                 s.add(ProjectRow(name=name, created_at=now()))
+        self._known_projects.add(name)
 
     def projects(self) -> list[str]:
         with self.read() as s:

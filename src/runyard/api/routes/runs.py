@@ -8,7 +8,7 @@ from fastapi.responses import StreamingResponse
 from runyard.api.deps import AppState, principal, state
 from runyard.services import resources as svc
 from runyard.services.auth import Principal
-from runyard.services.logs import stream_logs
+from runyard.services.logs import find_run, stream_logs
 
 router = APIRouter(tags=["runs"])
 
@@ -24,6 +24,7 @@ def logs(
     s: AppState = Depends(state), who: Principal = Depends(principal),
 ) -> StreamingResponse:
     """NDJSON: {time, stream, text} per line, then {end: true, phase, exitCode, reason, message}."""
-    run = svc.get_resource(s.store, who, "Run", project, name)
-    body = stream_logs(s.store, s.runtime, s.notifier, run, follow)
+    who.check_project(project)
+    find_run(s.store, project, name)  # a 404 now, not mid-stream, for a name that is neither run nor experiment
+    body = stream_logs(s.store, s.runtime, s.notifier, project, name, follow)
     return StreamingResponse(body, media_type="application/x-ndjson")

@@ -1,0 +1,171 @@
+#!/usr/bin/env python3
+"""Launch latency: submit -> first line of output, and total time, for runyard runs against a bare spawn.
+
+The same command runs both ways: `python -c "print('x')"` (argv, no shell), with `python` this interpreter.
+  bare      subprocess.Popen with stdout on a pipe: time to the line and to exit
+  runyard   POST an Experiment to a real `runyard server` on loopback (SQLite, local runtime), then follow
+            its logs over HTTP: time to the line and to the end-of-run record (phase known to the server)
+Sequential: --runs pairs, bare and runyard interleaved so that both see the same noise. Bursts: --bursts
+of --burst-size concurrent submissions (threads), against the same number of concurrent bare spawns.
+Prints one JSON document: p50/p90/p99 (nearest rank) per mode, overheads and ratios, and the targets:
+p50 total overhead <= 50 ms above bare, p99 total <= 2x bare p99.
+
+Run:  python bench/launch.py [--runs 200] [--burst-size 50] [--bursts 3] [--out results.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.support import ServerProcess  # noqa: E402
+
+CMD = [sys.executable, "-c", "print('x')"]
+
+
+def nearest_rank(xs: list[float], q: float) -> float:
+    s = sorted(xs)
+    return s[max(0, min(len(s) - 1, int(round(q * len(s) + 0.5)) - 1))]
+
+
+def summary(xs: list[float]) -> dict:
+    return {f"p{int(q * 100)}_ms": round(nearest_rank(xs, q) * 1000, 2) for q in (0.5, 0.9, 0.99)} | {"n": len(xs)}
+
+
+def bare_once() -> tuple[float, float]:
+    t0 = time.perf_counter()
+    p = subprocess.Popen(CMD, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    line = p.stdout.readline()
+    t1 = time.perf_counter()
+    p.stdout.read()
+    p.wait()
+    assert line == b"x\n", line
+    return t1 - t0, time.perf_counter() - t0
+
+
+class Submitter:
+    def __init__(self, srv: ServerProcess):
+        self.srv = srv
+        self.local = threading.local()
+        self.n = 0
+        self.lock = threading.Lock()
+
+    def api(self) -> httpx.Client:
+        if not hasattr(self.local, "api"):
+            self.local.api = self.srv.api()
+        return self.local.api
+
+    def once(self) -> tuple[float, float]:
+        with self.lock:
+            self.n += 1
+            name = f"b{self.n}"
+        api = self.api()
+        doc = {"apiVersion": "runyard.dev/v1", "kind": "Experiment", "metadata": {"name": name},
+               "spec": {"command": CMD}}
+        t0 = time.perf_counter()
+        r = api.post("/experiments", json=doc)
+        assert r.status_code == 201, r.text
+        first = None
+        with api.stream("GET", f"/runs/{name}/logs", params={"follow": "true"}, timeout=120) as resp:
+            for raw in resp.iter_lines():
+                rec = json.loads(raw)
+                if first is None and rec.get("text") == "x":
+                    first = time.perf_counter() - t0
+                if rec.get("end"):
+                    assert rec["phase"] == "Succeeded", rec
+        return first, time.perf_counter() - t0
+
+
+def concurrently(fn, n: int) -> list[tuple[float, float]]:
+    out: list = [None] * n
+    barrier = threading.Barrier(n)
+
+    def work(i: int) -> None:
+        barrier.wait()
+        out[i] = fn()
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return out
+
+
+def report(bare: list[tuple[float, float]], ry: list[tuple[float, float]]) -> dict:
+    b_first, b_total = summary([b[0] for b in bare]), summary([b[1] for b in bare])
+    r_first, r_total = summary([r[0] for r in ry]), summary([r[1] for r in ry])
+    return {
+        "bare": {"first_line": b_first, "total": b_total},
+        "runyard": {"first_line": r_first, "total": r_total},
+        "overhead_ms": {
+            "first_line_p50": round(r_first["p50_ms"] - b_first["p50_ms"], 2),
+            "total_p50": round(r_total["p50_ms"] - b_total["p50_ms"], 2),
+            "total_p99": round(r_total["p99_ms"] - b_total["p99_ms"], 2),
+        },
+        "ratio_to_bare": {
+            "first_line_p50": round(r_first["p50_ms"] / b_first["p50_ms"], 2),
+            "total_p50": round(r_total["p50_ms"] / b_total["p50_ms"], 2),
+            "total_p99": round(r_total["p99_ms"] / b_total["p99_ms"], 2),
+        },
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=200)
+    ap.add_argument("--burst-size", type=int, default=50)
+    ap.add_argument("--bursts", type=int, default=3)
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="runyard-bench-") as home:
+        srv = ServerProcess(Path(home)).start()
+        try:
+            sub = Submitter(srv)
+            for _ in range(5):  # warm-up: launcher started, connections open, code paths hot
+                sub.once()
+                bare_once()
+            bare, ry = [], []
+            for _ in range(args.runs):
+                bare.append(bare_once())
+                ry.append(sub.once())
+            b_burst, r_burst = [], []
+            for _ in range(args.bursts):
+                b_burst += concurrently(bare_once, args.burst_size)
+                time.sleep(0.5)
+                r_burst += concurrently(sub.once, args.burst_size)
+                time.sleep(0.5)
+        finally:
+            srv.stop()
+
+    seq, burst = report(bare, ry), report(b_burst, r_burst)
+    result = {
+        "benchmark": "launch",
+        "command": "python -c \"print('x')\"",
+        "sequential": seq,
+        f"burst_{args.burst_size}": burst,
+        "targets": {
+            "sequential_p50_overhead_le_50ms": seq["overhead_ms"]["total_p50"] <= 50,
+            "sequential_p99_le_2x_bare": seq["ratio_to_bare"]["total_p99"] <= 2,
+            "burst_p50_overhead_le_50ms": burst["overhead_ms"]["total_p50"] <= 50,
+            "burst_p99_le_2x_bare": burst["ratio_to_bare"]["total_p99"] <= 2,
+        },
+    }
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

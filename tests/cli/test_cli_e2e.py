@@ -1,0 +1,228 @@
+"""The CLI as users run it, a separate process, against a real `runyard server` (and the embedded one)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+import runyard
+from runyard.client import Client
+from runyard.core.errors import Invalid
+from runyard.embedded import stop_server
+
+SRC = str(Path(runyard.__file__).resolve().parents[1])
+
+
+def base_env() -> dict[str, str]:
+    """This checkout's runyard, and none of the caller's RUNYARD_* settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNYARD_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [SRC, env.get("PYTHONPATH")]))
+    return env
+
+
+class Server:
+    """`python -m runyard server --home H --port 0`, read back from H/server.json and H/admin-token."""
+
+    def __init__(self, home: Path):
+        self.home = home
+        home.mkdir(parents=True)
+        argv = [sys.executable, "-m", "runyard", "server", "--home", str(home), "--port", "0"]
+        with (home / "server.log").open("ab") as log:
+            self.proc = subprocess.Popen(argv, env=base_env(), stdout=log, stderr=log, start_new_session=True)
+        self.url, self.token = self._wait_ready()
+
+    def _wait_ready(self) -> tuple[str, str]:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, (self.home / "server.log").read_text()[-3000:]
+            try:
+                info = json.loads((self.home / "server.json").read_text())
+                if httpx.get(info["url"] + "/healthz", timeout=1).status_code == 200:
+                    return info["url"], (self.home / "admin-token").read_text().strip()
+            except (OSError, ValueError, KeyError, httpx.HTTPError):
+                pass
+            time.sleep(0.05)
+        raise AssertionError("the server did not start within 30 s")
+
+    def env(self) -> dict[str, str]:
+        return {**base_env(), "RUNYARD_API_URL": self.url, "RUNYARD_TOKEN": self.token}
+
+    def client(self) -> Client:
+        return Client(self.url, self.token)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory) -> Iterator[Server]:
+    server = Server(tmp_path_factory.mktemp("cli") / "home")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def project(tmp_path) -> Path:
+    """A project directory with a data file and a git-ignored secret."""
+    (tmp_path / "data.txt").write_text("the data\n")
+    (tmp_path / ".gitignore").write_text("secret.txt\n")
+    (tmp_path / "secret.txt").write_text("do not upload\n")
+    return tmp_path
+
+
+def runyard_cli(*args: str, env: dict[str, str], cwd: Path | None = None, stdin: str | None = None):
+    argv = [sys.executable, "-m", "runyard", *args]
+    return subprocess.run(
+        argv, env=env, cwd=cwd, input=stdin or "", capture_output=True, text=True, timeout=90
+    )
+
+
+def experiment_yaml(name: str, command: str = "echo applied") -> str:
+    head = "apiVersion: runyard.dev/v1\nkind: Experiment\n"
+    return head + f"metadata: {{name: {name}}}\nspec: {{command: {command!r}}}\n"
+
+
+def test_run_prints_the_output_and_exits_0(srv, project):
+    result = runyard_cli("run", "--cmd", "echo hello", env=srv.env(), cwd=project)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "hello\n"
+    assert "submitted" in result.stderr
+
+
+def test_run_exits_with_the_commands_exit_code(srv, project):
+    result = runyard_cli("run", "--cmd", "echo oops >&2; exit 3", env=srv.env(), cwd=project)
+    assert result.returncode == 3
+    assert "oops" in result.stderr and "oops" not in result.stdout
+
+
+def test_the_run_sees_the_project_files_but_not_the_git_ignored_ones(srv, project):
+    command = "cat data.txt; test -e secret.txt && echo secret-present || echo secret-absent"
+    result = runyard_cli("run", "--cmd", command, env=srv.env(), cwd=project)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["the data", "secret-absent"]
+
+
+def test_detach_prints_the_name_and_logs_follow_shows_the_output_later(srv, project):
+    result = runyard_cli("run", "-d", "--cmd", "sleep 0.5; echo later", env=srv.env(), cwd=project)
+    assert result.returncode == 0, result.stderr
+    name = result.stdout.strip()
+    assert name.startswith("run-") and len(name) == 10
+    logs = runyard_cli("logs", "-f", name, env=srv.env())
+    assert logs.returncode == 0, logs.stderr
+    assert logs.stdout == "later\n"
+
+
+def test_apply_then_get_lists_it_and_yaml_round_trips(srv, tmp_path):
+    spec = tmp_path / "exp.yaml"
+    spec.write_text(experiment_yaml("applied-one"))
+    first = runyard_cli("apply", "-f", str(spec), env=srv.env())
+    assert (first.returncode, first.stdout) == (0, "experiment/applied-one created\n"), first.stderr
+    listed = json.loads(runyard_cli("get", "experiments", "-o", "json", env=srv.env()).stdout)
+    assert "applied-one" in [item["metadata"]["name"] for item in listed["items"]]
+    exported = runyard_cli("get", "exp", "applied-one", "-o", "yaml", env=srv.env()).stdout
+    again = runyard_cli("apply", "-f", "-", env=srv.env(), stdin=exported)
+    assert again.stdout == "experiment/applied-one unchanged\n", again.stderr
+
+
+def test_apply_of_an_invalid_spec_prints_the_field_and_reason(srv, tmp_path):
+    spec = tmp_path / "bad.yaml"
+    spec.write_text(experiment_yaml("bad-one").replace("spec: {", "spec: {timeoutSeconds: -5, "))
+    result = runyard_cli("apply", "-f", str(spec), env=srv.env())
+    assert result.returncode == 1
+    assert "  spec.timeoutSeconds: " in result.stderr and "greater than 0" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_the_server_rejects_an_invalid_spec_with_field_paths_through_the_client(srv):
+    doc = {
+        "apiVersion": "runyard.dev/v1",
+        "kind": "Experiment",
+        "metadata": {"name": "x"},
+        "spec": {"command": ""},
+    }
+    with pytest.raises(Invalid) as caught:
+        srv.client().apply(doc)
+    assert [d.field for d in caught.value.details] == ["spec.command"]
+
+
+def test_describe_shows_the_events(srv, tmp_path):
+    spec = tmp_path / "exp.yaml"
+    spec.write_text(experiment_yaml("described"))
+    assert runyard_cli("apply", "-f", str(spec), env=srv.env()).returncode == 0
+    srv.client().wait("described", timeout=30)
+    result = runyard_cli("describe", "run", "described", env=srv.env())
+    assert result.returncode == 0, result.stderr
+    assert "Events:" in result.stdout
+    assert "Started" in result.stdout and "Completed" in result.stdout
+
+
+def test_stop_cancels_a_running_run(srv, project):
+    started = runyard_cli("run", "-d", "--name", "stop-me", "--cmd", "sleep 30", env=srv.env(), cwd=project)
+    assert started.returncode == 0, started.stderr
+    stopped = runyard_cli("stop", "stop-me", "--wait", env=srv.env())
+    assert stopped.returncode == 0, stopped.stderr
+    run = json.loads(runyard_cli("get", "runs", "stop-me", "-o", "json", env=srv.env()).stdout)
+    assert run["status"]["phase"] == "Cancelled"
+    ps = runyard_cli("ps", env=srv.env())
+    assert "stop-me" in ps.stdout and "Cancelled" in ps.stdout
+
+
+def test_ctrl_c_without_a_terminal_stops_the_run_and_exits_130(srv, project):
+    argv = [
+        sys.executable,
+        "-m",
+        "runyard",
+        "run",
+        "--name",
+        "interrupted",
+        "--cmd",
+        "echo started; sleep 30",
+    ]
+    pipes = {"stdin": subprocess.DEVNULL, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+    cli = subprocess.Popen(argv, env=srv.env(), cwd=project, text=True, **pipes)
+    try:
+        assert cli.stdout.readline() == "started\n"
+        cli.send_signal(signal.SIGINT)
+        assert cli.wait(timeout=30) == 130
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+    assert "stopping run interrupted" in cli.stderr.read()
+    assert srv.client().get("runs", "interrupted").status.phase == "Cancelled"
+
+
+def test_a_wrong_token_is_one_readable_error(srv):
+    result = runyard_cli("get", "experiments", env={**srv.env(), "RUNYARD_TOKEN": "wrong"})
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: ")
+    assert "Traceback" not in result.stderr
+
+
+def test_without_a_server_the_embedded_one_starts_once_and_is_reused(tmp_path, project):
+    home = tmp_path / "home"
+    try:
+        first = runyard_cli("--home", str(home), "run", "--cmd", "echo hi", env=base_env(), cwd=project)
+        assert (first.returncode, first.stdout) == (0, "hi\n"), first.stderr
+        pid = json.loads((home / "server.json").read_text())["pid"]
+        second = runyard_cli("--home", str(home), "run", "--cmd", "echo again", env=base_env(), cwd=project)
+        assert (second.returncode, second.stdout) == (0, "again\n"), second.stderr
+        assert json.loads((home / "server.json").read_text())["pid"] == pid
+        down = runyard_cli("--home", str(home), "down", env=base_env())
+        assert down.returncode == 0 and f"pid {pid}" in down.stderr
+        assert not (home / "server.json").exists()
+    finally:
+        stop_server(home)
