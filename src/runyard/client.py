@@ -22,7 +22,7 @@ import httpx
 
 from runyard.core.errors import FieldError, Invalid, NotFound, RunyardError, Unauthorized, Unavailable
 from runyard.core.resources import ALL_KINDS, API_VERSION, Event, Experiment, Resource, Run, kind_for
-from runyard.workspace import collect
+from runyard.workspace import FileEntry, collect
 
 Progress = Callable[[int, int], None]
 _STATUS_ERRORS: dict[int, type[RunyardError]] = {401: Unauthorized, 404: NotFound, 503: Unavailable}
@@ -205,33 +205,25 @@ class Client:
         url = f"{self.base}/projects/{self.project}/snapshots"
         missing = self._send("POST", url, json={"files": files}).json()["missing"]
         by_hash = {entry["sha256"]: rel for rel, entry in files.items()}
-        total = sum(files[by_hash[h]]["size"] for h in missing)
-        done = 0
-        if progress:
-            progress(0, total)
-        for digest in missing:
-            done = self._put_blob(root / by_hash[digest], digest, done, total, progress)
+        uploads = [(by_hash[digest], files[by_hash[digest]]) for digest in missing]
+        meter = _Meter(sum(entry["size"] for _, entry in uploads), progress)
+        for rel, entry in uploads:
+            self._put_blob(root, rel, entry, meter)
         answer = self._send("POST", url, json={"files": files}).json()
         if answer["missing"]:
             lacking = len(answer["missing"])
             raise Unavailable(f"the server still lacks {lacking} file(s) after the upload; try again")
         return answer["id"]
 
-    def _put_blob(self, path: Path, digest: str, done: int, total: int, progress: Progress | None) -> int:
-        size = path.stat().st_size
-        sent = [done]
-
-        def chunks() -> Iterator[bytes]:
-            with path.open("rb") as f:
-                while chunk := f.read(1024 * 1024):
-                    sent[0] += len(chunk)
-                    yield chunk
-                    if progress:
-                        progress(sent[0], total)
-
-        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
-        self._send("PUT", f"{self.base}/blobs/{digest}", content=chunks(), headers=headers)
-        return done + size
+    def _put_blob(self, root: Path, rel: str, entry: FileEntry, meter: _Meter) -> None:
+        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(entry["size"])}
+        content = _read_exactly(root / rel, entry["size"], meter)
+        try:
+            self._send("PUT", f"{self.base}/blobs/{entry['sha256']}", content=content, headers=headers)
+        except (Invalid, _FileChanged):
+            # The server checks the hash; a file written to while we read it (a log, a database) fails it.
+            reason = "changed while it was being uploaded: run again, or list it in .runyardignore"
+            raise Invalid("a file changed during the snapshot upload", [FieldError(rel, reason)]) from None
 
     # -- identity ----------------------------------------------------------------------------------------
 
@@ -291,6 +283,36 @@ class Client:
 
     def _item(self, kind: str | type[Resource], name: str) -> str:
         return f"{self._collection(_kind(kind))}/{name}"
+
+
+class _FileChanged(Exception):
+    """The file holds fewer bytes than when it was hashed."""
+
+
+class _Meter:
+    """Counts uploaded bytes for the caller's progress callback."""
+
+    def __init__(self, total: int, progress: Progress | None):
+        self.total, self.done, self.progress = total, 0, progress
+        self.add(0)
+
+    def add(self, count: int) -> None:
+        self.done += count
+        if self.progress:
+            self.progress(self.done, self.total)
+
+
+def _read_exactly(path: Path, size: int, meter: _Meter) -> Iterator[bytes]:
+    """The first `size` bytes of the file in chunks: the Content-Length sent must hold even if it grew."""
+    left = size
+    with path.open("rb") as f:
+        while left:
+            chunk = f.read(min(left, 1024 * 1024))
+            if not chunk:
+                raise _FileChanged(path)
+            left -= len(chunk)
+            yield chunk
+            meter.add(len(chunk))
 
 
 def new_run_name() -> str:

@@ -46,6 +46,7 @@ def build(settings: ServerSettings, api_url: str) -> Platform:
     blobs = BlobStore(home / "blobs")
     runtime = LocalRuntime(home, materialize=lambda sid, dest: materialize(store, blobs, sid, dest))
     notifier = Notifier()
+    runtime.on_output(notifier.output)
     ctx = Context(store, runtime, notifier, ControllerSettings(), api_url)
     return Platform(AppState(store, runtime, blobs, notifier), Controller(ctx))
 

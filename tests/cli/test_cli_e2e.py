@@ -78,10 +78,12 @@ def srv(tmp_path_factory) -> Iterator[Server]:
 @pytest.fixture
 def project(tmp_path) -> Path:
     """A project directory with a data file and a git-ignored secret."""
-    (tmp_path / "data.txt").write_text("the data\n")
-    (tmp_path / ".gitignore").write_text("secret.txt\n")
-    (tmp_path / "secret.txt").write_text("do not upload\n")
-    return tmp_path
+    root = tmp_path / "project"
+    root.mkdir()
+    (root / "data.txt").write_text("the data\n")
+    (root / ".gitignore").write_text("secret.txt\n")
+    (root / "secret.txt").write_text("do not upload\n")
+    return root
 
 
 def runyard_cli(*args: str, env: dict[str, str], cwd: Path | None = None, stdin: str | None = None):

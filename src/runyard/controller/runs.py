@@ -58,7 +58,7 @@ def _start(ctx: Context, run: Run, events: list | None = None) -> float | None:
         if events:
             ctx.save(run, *events)
         return (st.nextAttemptAt - now()).total_seconds()
-    active = len(ctx.store.list("Run", phases=[Phase.STARTING, Phase.RUNNING]))
+    active = ctx.store.count("Run", phases=[Phase.STARTING, Phase.RUNNING])
     if active >= ctx.settings.max_running_runs:
         msg = f"{active} runs are active, the limit is {ctx.settings.max_running_runs}"
         if st.reason != Reason.WAITING_FOR_CAPACITY:

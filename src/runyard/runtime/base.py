@@ -101,6 +101,10 @@ class Runtime(ABC):
         """Register a callback called with a run uid when an attempt of it changes state (best effort:
         callers must still poll, this only makes them react sooner)."""
 
+    def on_output(self, callback: Callable[[str], None]) -> None:  # noqa: B027
+        """Register a callback called with a run uid when an attempt wrote new output (best effort, as
+        on_change: log followers use it to wake up instead of polling)."""
+
     def close(self) -> None:  # noqa: B027
         """Release what the runtime holds in this process; launched attempts keep running."""
 

@@ -1,9 +1,13 @@
-"""Stream a run's logs across its attempts as NDJSON, optionally following until the run ends."""
+"""Stream a run's logs across its attempts as NDJSON, optionally following until the run ends.
+
+Followers sleep on the Notifier and wake when the run's record changes or it writes output; FALLBACK is
+only how long a missed notice can delay them.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 
 from runyard.core.errors import NotFound
@@ -12,7 +16,7 @@ from runyard.runtime.base import Runtime
 from runyard.services.notify import Notifier
 from runyard.store import Store
 
-POLL_MIN, POLL_MAX = 0.002, 0.05  # seconds: quick while output flows, cheap while idle
+FALLBACK = 0.5  # seconds
 
 
 def _line(entry) -> bytes:
@@ -36,28 +40,38 @@ def find_run(store: Store, project: str, name: str) -> Run | None:
         return None
 
 
-async def _await_run(store: Store, project: str, name: str, timeout: float = 30.0) -> Run | None:
-    interval, waited = POLL_MIN, 0.0
-    while True:
+async def _await_run(store: Store, notifier: Notifier, project: str, name: str, timeout: float) -> Run | None:
+    """Wait for the controller to create an experiment's run: it touches the experiment when it does."""
+    run = find_run(store, project, name)
+    if run is not None or timeout <= 0:
+        return run
+    exp_uid = store.get("Experiment", project, name).metadata.uid
+    deadline = time.monotonic() + timeout
+    while run is None and time.monotonic() < deadline:
+        seen = notifier.versions(exp_uid)
         run = find_run(store, project, name)
-        if run is not None or waited >= timeout:
-            return run
-        await asyncio.sleep(interval)
-        waited += interval
-        interval = min(POLL_MAX, interval * 1.5)
+        if run is None:
+            await notifier.wait(exp_uid, seen, FALLBACK)
+    return run
 
 
 async def stream_logs(
     store: Store, runtime: Runtime, notifier: Notifier, project: str, name: str, follow: bool
 ) -> AsyncIterator[bytes]:
-    run = await _await_run(store, project, name, timeout=30.0 if follow else 0.0)
+    run = await _await_run(store, notifier, project, name, timeout=30.0 if follow else 0.0)
     if run is None:
         yield b'{"end": true, "phase": "Pending", "message": "the run has not been created yet"}\n'
         return
     uid = run.metadata.uid
-    idx, offset, seen, interval = 0, 0, notifier.version(uid), POLL_MIN
-    run = store.get_uid(uid) or run  # re-read after taking `seen`, so no change can slip between
+    idx, offset, seen_state = 0, 0, -1
     while True:
+        seen = notifier.versions(uid)
+        if seen[0] != seen_state:  # the record changed: new attempts, a new phase
+            seen_state = seen[0]
+            run = store.get_uid(uid)
+            if run is None:
+                yield _end(None)
+                return
         progressed = False
         atts = run.status.attempts
         while idx < len(atts):
@@ -70,15 +84,8 @@ async def stream_logs(
                 idx, offset = idx + 1, 0
                 continue
             break
-        if (run.status.phase.is_terminal() and not progressed) or not follow:
+        if not follow or (run.status.phase.is_terminal() and not progressed):
             yield _end(run)
             return
-        if notifier.version(uid) != seen:
-            seen = notifier.version(uid)
-            run = store.get_uid(uid)
-            if run is None:
-                yield _end(None)
-                return
-            progressed = True
-        interval = POLL_MIN if progressed else min(POLL_MAX, interval * 1.5)
-        await asyncio.sleep(interval)
+        if not progressed:
+            await notifier.wait(uid, seen, FALLBACK)

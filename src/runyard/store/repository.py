@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DBSession
 from sqlalchemy.orm import sessionmaker
@@ -214,6 +214,11 @@ class Store:
         if labels:
             items = [r for r in items if all(r.metadata.labels.get(k) == v for k, v in labels.items())]
         return items
+
+    def count(self, kind: str, phases: list[str]) -> int:
+        with self.read() as s:
+            q = select(func.count()).select_from(ResourceRow)
+            return s.scalar(q.where(ResourceRow.kind == kind, ResourceRow.phase.in_(phases))) or 0
 
     def replace(self, res: Resource, expect_version: int) -> Resource:
         """Write metadata and spec (a user's change); bumps generation when the spec changed."""

@@ -103,6 +103,7 @@ class LocalRuntime(Runtime, SupportsCgroupLimits):
         self._lock = threading.Lock()
         self._launcher: subprocess.Popen[bytes] | None = None
         self._callbacks: list[Callable[[str], None]] = []
+        self._output_callbacks: list[Callable[[str], None]] = []
         self._sock: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._sock_ino = 0
@@ -335,6 +336,13 @@ class LocalRuntime(Runtime, SupportsCgroupLimits):
     # -- notifications -----------------------------------------------------------------------------------
     def on_change(self, callback: Callable[[str], None]) -> None:
         self._callbacks.append(callback)
+        self._listen_once()
+
+    def on_output(self, callback: Callable[[str], None]) -> None:
+        self._output_callbacks.append(callback)
+        self._listen_once()
+
+    def _listen_once(self) -> None:
         if self._thread is not None:
             return
         try:
@@ -359,7 +367,10 @@ class LocalRuntime(Runtime, SupportsCgroupLimits):
             if self._closing:
                 return
             run_uid = data.decode("utf-8", "replace")
-            for callback in list(self._callbacks):
+            callbacks = self._callbacks
+            if run_uid.startswith("o:"):
+                run_uid, callbacks = run_uid[2:], self._output_callbacks
+            for callback in list(callbacks):
                 try:
                     callback(run_uid)
                 except Exception:

@@ -77,6 +77,8 @@ class Shim:
         self.streams: dict[int, str] = {}
         self.wake_r = -1
         self.error: str | None = None
+        self.new_output = False
+        self.notify_sock: socket.socket | None = None
 
     # -- setup ---------------------------------------------------------------------------------------
     def _setup_process(self) -> None:
@@ -121,6 +123,7 @@ class Shim:
         )
         while out:
             out = out[os.write(self.log_fd, out) :]
+        self.new_output = True
 
     def system(self, text: str) -> None:
         self._log("system", [text.encode()])
@@ -233,6 +236,9 @@ class Shim:
                             break
                 else:
                     self._read(key.fd)
+            if self.new_output:  # one notice per wake-up, however many lines it brought
+                self.new_output = False
+                self._notify(b"o:")
             if self.term_requested and not self.stopped:
                 self._stop_requested()
             if self.kill_at is not None and time.monotonic() >= self.kill_at:
@@ -254,13 +260,16 @@ class Shim:
             self._log(self.streams[fd], [bytes(buf)] if buf else [])
             os.close(fd)
 
-    def _notify(self) -> None:
+    def _notify(self, what: bytes = b"") -> None:
+        """Best effort, never blocks: a datagram with the run uid ("o:" before it for new output)."""
         path = self.req.get("notify")
         if not path:
             return
         try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
-                s.sendto(self.req["run_uid"].encode(), path)
+            if self.notify_sock is None:
+                self.notify_sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+                self.notify_sock.setblocking(False)
+            self.notify_sock.sendto(what + self.req["run_uid"].encode(), path)
         except OSError:
             pass
 
