@@ -38,7 +38,9 @@ def nearest_rank(xs: list[float], q: float) -> float:
 
 
 def summary(xs: list[float]) -> dict:
-    return {f"p{int(q * 100)}_ms": round(nearest_rank(xs, q) * 1000, 2) for q in (0.5, 0.9, 0.99)} | {"n": len(xs)}
+    return {f"p{int(q * 100)}_ms": round(nearest_rank(xs, q) * 1000, 2) for q in (0.5, 0.9, 0.99)} | {
+        "n": len(xs)
+    }
 
 
 def bare_once() -> tuple[float, float]:
@@ -69,8 +71,12 @@ class Submitter:
             self.n += 1
             name = f"b{self.n}"
         api = self.api()
-        doc = {"apiVersion": "runyard.dev/v1", "kind": "Experiment", "metadata": {"name": name},
-               "spec": {"command": CMD}}
+        doc = {
+            "apiVersion": "runyard.dev/v1",
+            "kind": "Experiment",
+            "metadata": {"name": name},
+            "spec": {"command": CMD},
+        }
         t0 = time.perf_counter()
         r = api.post("/experiments", json=doc)
         assert r.status_code == 201, r.text

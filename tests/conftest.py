@@ -13,7 +13,9 @@ import pytest
 def postgres_url() -> str:
     url = os.environ.get("RUNYARD_TEST_POSTGRES_URL")
     if not url:
-        pytest.fail("RUNYARD_TEST_POSTGRES_URL is not set: run `bash scripts/test.sh`, which starts PostgreSQL")
+        pytest.fail(
+            "RUNYARD_TEST_POSTGRES_URL is not set: run `bash scripts/test.sh`, which starts PostgreSQL"
+        )
     return url
 
 
@@ -57,5 +59,3 @@ def server_factory(tmp_path) -> Iterator:
     yield make
     for srv in started:
         srv.stop()
-
-

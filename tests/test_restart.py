@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
-
 from tests.support import ServerProcess, experiment, read_logs, wait_phase
 
 
@@ -51,7 +52,7 @@ def test_a_run_whose_process_vanished_while_down_fails_with_a_clear_reason(serve
     run = wait_phase(srv.api(), "victim", {"Running"})
     srv.kill9()
     handle = run["status"]["attempts"][-1]["handle"]
-    state = __import__("json").loads(open(os.path.join(handle["dir"], "state.json")).read())
+    state = json.loads(Path(handle["dir"], "state.json").read_text())
     os.kill(handle["shim_pid"], signal.SIGKILL)  # as if the host had rebooted
     os.killpg(state["child_pid"], signal.SIGKILL)
     srv = ServerProcess(srv.home, srv.store_url).start()
@@ -84,8 +85,11 @@ def test_kill_9_during_a_burst_of_submits_loses_nothing_accepted_and_runs_nothin
                 return
             name = f"b{i}"
             try:
-                r = api.post("/experiments", json=experiment(name, f"echo {name} >> {ledger}"),
-                             headers={"Idempotency-Key": name})
+                r = api.post(
+                    "/experiments",
+                    json=experiment(name, f"echo {name} >> {ledger}"),
+                    headers={"Idempotency-Key": name},
+                )
             except httpx.HTTPError:
                 return
             if r.status_code == 201:

@@ -83,7 +83,12 @@ def serve(settings: ServerSettings) -> None:
     server = uvicorn.Server(uvicorn.Config(create_app(platform.state), log_level="warning", lifespan="off"))
     platform.controller.start()
     server_file = _write_server_file(settings.home, url)
-    log.info("runyard server listening on %s (store %s, home %s)", url, platform.state.store.engine.url.render_as_string(hide_password=True), settings.home)
+    log.info(
+        "runyard server listening on %s (store %s, home %s)",
+        url,
+        platform.state.store.engine.url.render_as_string(hide_password=True),
+        settings.home,
+    )
     try:
         server.run(sockets=[sock])
     finally:

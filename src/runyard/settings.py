@@ -10,7 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 def default_home() -> Path:
-    """Where the embedded server keeps its state (database, logs, snapshots): ~/.runyard unless RUNYARD_HOME."""
+    """Where the embedded server keeps its state (database, logs, snapshots): RUNYARD_HOME or ~/.runyard."""
     return Path(os.environ.get("RUNYARD_HOME") or Path.home() / ".runyard").expanduser()
 
 
@@ -21,7 +21,9 @@ class ServerSettings(BaseSettings):
     port: int = Field(8765, description="0 picks a free port; the chosen one is written to server.json")
     home: Path = Field(default_factory=default_home, description="data directory for the embedded defaults")
     store_url: str | None = Field(None, description="sqlite:///… or postgresql://…; default: sqlite in home")
-    public_url: str | None = Field(None, description="URL runs use to reach the API; default: the bound address")
+    public_url: str | None = Field(
+        None, description="URL runs use to reach the API; default: the bound address"
+    )
 
     def resolved_store_url(self) -> str:
         return self.store_url or f"sqlite:///{self.home / 'runyard.db'}"

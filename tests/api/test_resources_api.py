@@ -6,7 +6,6 @@ import concurrent.futures
 import time
 
 import httpx
-
 from tests.support import API, experiment
 
 
@@ -37,8 +36,12 @@ def test_the_admin_token_is_stored_hashed(server):
 
 def test_apply_creates_then_reports_unchanged_then_configured(server):
     api = server.api()
-    doc = {"apiVersion": "runyard.dev/v1", "kind": "Job", "metadata": {"name": "nightly"},
-           "spec": {"schedule": "0 3 * * *", "template": {"command": "python etl.py"}}}
+    doc = {
+        "apiVersion": "runyard.dev/v1",
+        "kind": "Job",
+        "metadata": {"name": "nightly"},
+        "spec": {"schedule": "0 3 * * *", "template": {"command": "python etl.py"}},
+    }
     first = api.put("/jobs/nightly", json=doc)
     assert (first.status_code, first.headers["x-runyard-result"]) == (201, "created")
     again = api.put("/jobs/nightly", json=doc)
@@ -68,10 +71,15 @@ def test_all_four_kinds_validate_store_and_list(server):
 def test_bad_input_names_each_field_and_writes_nothing(server):
     api = server.api()
     bad = {
-        "apiVersion": "runyard.dev/v1", "kind": "Experiment",
+        "apiVersion": "runyard.dev/v1",
+        "kind": "Experiment",
         "metadata": {"name": "Bad_Name"},
-        "spec": {"command": "x", "resources": {"cpu": "lots", "memory": "4 gigs"}, "colour": "blue",
-                 "timeoutSeconds": -1},
+        "spec": {
+            "command": "x",
+            "resources": {"cpu": "lots", "memory": "4 gigs"},
+            "colour": "blue",
+            "timeoutSeconds": -1,
+        },
     }
     r = api.put("/experiments/Bad_Name", json=bad)
     assert r.status_code == 422
@@ -86,7 +94,9 @@ def test_bad_input_names_each_field_and_writes_nothing(server):
 
 def test_unknown_kind_and_malformed_json_are_clear_4xx(server):
     api = server.api()
-    r = api.put("/experiments/x", json={"apiVersion": "runyard.dev/v1", "kind": "Pipeline", "metadata": {"name": "x"}})
+    r = api.put(
+        "/experiments/x", json={"apiVersion": "runyard.dev/v1", "kind": "Pipeline", "metadata": {"name": "x"}}
+    )
     assert r.status_code == 422
     assert r.json()["error"]["details"][0]["field"] == "kind"
     r = api.put("/experiments/x", content=b"{not json", headers={"Content-Type": "application/json"})
@@ -104,7 +114,12 @@ def test_a_document_sent_to_the_wrong_url_is_refused(server):
 
 def test_a_stale_resource_version_gets_409(server):
     api = server.api()
-    doc = {"apiVersion": "runyard.dev/v1", "kind": "Model", "metadata": {"name": "m"}, "spec": {"handler": "a:b"}}
+    doc = {
+        "apiVersion": "runyard.dev/v1",
+        "kind": "Model",
+        "metadata": {"name": "m"},
+        "spec": {"handler": "a:b"},
+    }
     api.put("/models/m", json=doc)
     v1 = _settled(api, "/models/m")["metadata"]["resourceVersion"]
     doc["spec"]["replicas"] = 3
@@ -128,7 +143,9 @@ def test_a_retried_submit_with_the_same_request_id_runs_once(server):
     api = server.api()
     key = {"Idempotency-Key": "submit-42"}
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
-        results = list(pool.map(lambda _: api.post("/experiments", json=experiment("once"), headers=key), range(4)))
+        results = list(
+            pool.map(lambda _: api.post("/experiments", json=experiment("once"), headers=key), range(4))
+        )
     assert {r.status_code for r in results} == {201}
     assert len({r.json()["metadata"]["uid"] for r in results}) == 1
     assert len(api.get("/runs").json()["items"]) == 1
@@ -142,13 +159,17 @@ def test_a_run_token_is_limited_to_its_project(server):
     lines, _ = read_logs(api, "leak")
     run_token = lines[0]["text"]
     assert run_token.startswith("ryd_") and run_token != server.token
-    other = httpx.get(server.url + API + "/projects/other/experiments", headers={"Authorization": f"Bearer {run_token}"})
+    other = httpx.get(
+        server.url + API + "/projects/other/experiments", headers={"Authorization": f"Bearer {run_token}"}
+    )
     assert other.status_code in (401, 403)  # 401 once the run has ended and its token was revoked
 
 
 def test_delete_removes_the_resource(server):
     api = server.api()
-    api.put("/sessions/s", json={"apiVersion": "runyard.dev/v1", "kind": "Session", "metadata": {"name": "s"}})
+    api.put(
+        "/sessions/s", json={"apiVersion": "runyard.dev/v1", "kind": "Session", "metadata": {"name": "s"}}
+    )
     assert api.delete("/sessions/s").status_code == 200
     assert api.delete("/sessions/missing").status_code == 404
 

@@ -58,7 +58,10 @@ def test_a_run_works_in_its_own_copy_of_the_snapshot(server):
     assert up.status_code == 201
     again = api.post("/snapshots", json=manifest).json()
     assert again == {"id": first["id"], "missing": []}
-    api.put("/experiments/snap", json=experiment("snap", "python3 pkg/train.py; touch made-here", snapshot=first["id"]))
+    api.put(
+        "/experiments/snap",
+        json=experiment("snap", "python3 pkg/train.py; touch made-here", snapshot=first["id"]),
+    )
     lines, end = read_logs(api, "snap")
     assert [entry["text"] for entry in lines] == ["from the snapshot"]
     assert end["phase"] == "Succeeded"
@@ -83,7 +86,9 @@ def test_stop_sends_sigterm_and_the_run_is_cancelled(server):
 
 def test_stop_escalates_to_sigkill_after_the_grace_period(server):
     api = server.api()
-    spec = experiment("stubborn", "trap '' TERM; echo ready; while true; do sleep 0.1; done", stopGracePeriodSeconds=0.5)
+    spec = experiment(
+        "stubborn", "trap '' TERM; echo ready; while true; do sleep 0.1; done", stopGracePeriodSeconds=0.5
+    )
     api.put("/experiments/stubborn", json=spec)
     read_until(api, "stubborn", "ready")
     t0 = time.monotonic()
@@ -105,8 +110,11 @@ def test_a_failed_attempt_is_retried_per_policy(server):
     # Fails the first time (no marker yet), succeeds the second: each attempt has a fresh work dir,
     # so the marker lives in the server's home, passed in through the environment.
     marker = server.home / "tried"
-    cmd = f'if [ -e {marker} ]; then echo second; else touch {marker}; echo first; exit 1; fi'
-    api.put("/experiments/flaky", json=experiment("flaky", cmd, retryPolicy={"maxRetries": 2, "backoffSeconds": 0.1}))
+    cmd = f"if [ -e {marker} ]; then echo second; else touch {marker}; echo first; exit 1; fi"
+    api.put(
+        "/experiments/flaky",
+        json=experiment("flaky", cmd, retryPolicy={"maxRetries": 2, "backoffSeconds": 0.1}),
+    )
     lines, end = read_logs(api, "flaky")
     assert [entry["text"] for entry in lines] == ["first", "second"]
     assert end["phase"] == "Succeeded"
@@ -128,7 +136,9 @@ def test_describe_events_show_each_transition_with_reasons(server):
 
 def test_a_memory_limit_is_applied_and_reported(server):
     api = server.api()
-    api.put("/experiments/capped", json=experiment("capped", "true", resources={"memory": "256Mi", "cpu": "500m"}))
+    api.put(
+        "/experiments/capped", json=experiment("capped", "true", resources={"memory": "256Mi", "cpu": "500m"})
+    )
     run = wait_phase(api, "capped", {"Succeeded"})
     limits = run["status"]["limits"]
     assert limits["mechanism"] in {"cgroup-v1", "cgroup-v2", "rlimit"}

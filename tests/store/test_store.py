@@ -16,7 +16,12 @@ from runyard.store.tables import Base
 
 def exp(name: str = "train", command: str = "python train.py"):
     return parse_workload(
-        {"apiVersion": "runyard.dev/v1", "kind": "Experiment", "metadata": {"name": name}, "spec": {"command": command}}
+        {
+            "apiVersion": "runyard.dev/v1",
+            "kind": "Experiment",
+            "metadata": {"name": name},
+            "spec": {"command": command},
+        }
     )
 
 

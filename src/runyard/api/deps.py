@@ -13,7 +13,9 @@ from runyard.services.notify import Notifier
 from runyard.services.snapshots import BlobStore
 from runyard.store import Store
 
-bearer = HTTPBearer(auto_error=False, description="a runyard token (the embedded server writes one to HOME/admin-token)")
+bearer = HTTPBearer(
+    auto_error=False, description="a runyard token (the embedded server writes one to HOME/admin-token)"
+)
 
 
 @dataclass
@@ -28,8 +30,6 @@ def state(request: Request) -> AppState:
     return request.app.state.runyard
 
 
-def principal(
-    request: Request, creds: HTTPAuthorizationCredentials | None = Depends(bearer)
-) -> Principal:
+def principal(request: Request, creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Principal:
     header = f"Bearer {creds.credentials}" if creds else None
     return authenticate(state(request).store, header)

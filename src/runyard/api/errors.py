@@ -24,7 +24,9 @@ def install(app: FastAPI) -> None:
         for e in exc.errors():
             loc = [str(p) for p in e.get("loc", ())]
             if e.get("type") == "json_invalid":
-                details.append(FieldError("(body)", f"not valid JSON: {e.get('ctx', {}).get('error', e['msg'])}"))
+                details.append(
+                    FieldError("(body)", f"not valid JSON: {e.get('ctx', {}).get('error', e['msg'])}")
+                )
                 continue
             where = loc[0] if loc else ""
             path = ".".join(loc[1:]) if where in ("body", "query", "path", "header") else ".".join(loc)

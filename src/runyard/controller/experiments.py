@@ -38,7 +38,9 @@ def _create_run(ctx: Context, exp: Experiment) -> Run | None:
     m = exp.metadata
     run = Run(
         metadata=ObjectMeta(
-            name=m.name, project=m.project, labels=m.labels,
+            name=m.name,
+            project=m.project,
+            labels=m.labels,
             ownerReferences=[OwnerReference(kind="Experiment", name=m.name, uid=m.uid)],
         ),
         spec=RunSpec(**exp.spec.model_dump()),
@@ -57,8 +59,12 @@ def _create_run(ctx: Context, exp: Experiment) -> Run | None:
 def _mirror(ctx: Context, exp: Experiment, run: Run, events: list) -> None:
     rs = run.status
     status = WorkloadStatus(
-        phase=rs.phase.value, reason=rs.reason, message=rs.message, conditions=rs.conditions,
-        observedGeneration=exp.metadata.generation, runs=[run.metadata.name],
+        phase=rs.phase.value,
+        reason=rs.reason,
+        message=rs.message,
+        conditions=rs.conditions,
+        observedGeneration=exp.metadata.generation,
+        runs=[run.metadata.name],
     )
     if status != exp.status or events:
         exp.status = status
@@ -76,7 +82,8 @@ def _cascade_delete(ctx: Context, exp: Experiment, runs: list[Run]) -> None:
 
 
 def reconcile_stored_only(ctx: Context, res: Resource) -> None:
-    """Sessions, Jobs and Models are validated and stored; their controllers come later. Say so, and delete."""
+    """Sessions, Jobs and Models are validated and stored; their controllers come later.
+    Say so in their status, and delete them when asked."""
     if res.metadata.deletionTimestamp is not None:
         ctx.store.delete(res.metadata.uid)
         ctx.notifier.touch(res.metadata.uid)

@@ -116,4 +116,6 @@ class Controller:
         for run in self.ctx.store.list("Run", phases=[Phase.RUNNING]):
             att = run.status.attempts[-1] if run.status.attempts else None
             if att and att.handle and self.ctx.runtime.observe(att.handle).state == State.RUNNING:
-                self.ctx.store.add_event(run, "Adopted", "the controller restarted and found the process running")
+                self.ctx.store.add_event(
+                    run, "Adopted", "the controller restarted and found the process running"
+                )

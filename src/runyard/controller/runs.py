@@ -69,7 +69,9 @@ def _start(ctx: Context, run: Run, events: list | None = None) -> float | None:
         return None
     n = len(st.attempts) + 1
     st.attempts.append(Attempt(attempt=n))
-    transition(run, Phase.STARTING, Reason.LAUNCHING, f"launching attempt {n} on the {ctx.runtime.kind} runtime")
+    transition(
+        run, Phase.STARTING, Reason.LAUNCHING, f"launching attempt {n} on the {ctx.runtime.kind} runtime"
+    )
     return _launch(ctx, run, events)
 
 
@@ -88,9 +90,17 @@ def _launch_spec(ctx: Context, run: Run, attempt: int) -> LaunchSpec:
     }
     argv = ["/bin/sh", "-c", spec.command] if isinstance(spec.command, str) else list(spec.command)
     return LaunchSpec(
-        run_uid=m.uid, project=m.project, name=m.name, attempt=attempt, argv=argv, env=env,
-        snapshot=spec.snapshot, cpu=spec.resources.cpu_cores, memory=spec.resources.memory_bytes,
-        gpu=spec.resources.gpu, stop_grace=spec.stopGracePeriodSeconds,
+        run_uid=m.uid,
+        project=m.project,
+        name=m.name,
+        attempt=attempt,
+        argv=argv,
+        env=env,
+        snapshot=spec.snapshot,
+        cpu=spec.resources.cpu_cores,
+        memory=spec.resources.memory_bytes,
+        gpu=spec.resources.gpu,
+        stop_grace=spec.stopGracePeriodSeconds,
     )
 
 
@@ -155,7 +165,9 @@ def _exited(ctx: Context, run: Run, obs: Observed) -> float | None:
     if run.spec.stopRequested:
         return _attempt_ended(ctx, run, code, Reason.STOPPED, f"stopped on request ({_exit_text(code)})", obs)
     if run.status.reason == Reason.DEADLINE_EXCEEDED:
-        return _attempt_ended(ctx, run, code, Reason.DEADLINE_EXCEEDED, f"timed out ({_exit_text(code)})", obs)
+        return _attempt_ended(
+            ctx, run, code, Reason.DEADLINE_EXCEEDED, f"timed out ({_exit_text(code)})", obs
+        )
     if code == 0:
         return _attempt_ended(ctx, run, code, Reason.COMPLETED, "exited with code 0", obs)
     return _attempt_ended(ctx, run, code, Reason.ERROR, _exit_text(code), obs)
@@ -173,7 +185,12 @@ def _exit_text(code: int | None) -> str:
 
 
 def _attempt_ended(
-    ctx: Context, run: Run, code: int | None, reason: str, msg: str, obs: Observed | None = None,
+    ctx: Context,
+    run: Run,
+    code: int | None,
+    reason: str,
+    msg: str,
+    obs: Observed | None = None,
     events: list | None = None,
 ) -> float | None:
     """Record how the attempt ended; then succeed, fail, or queue a retry per the retry policy."""
@@ -194,7 +211,8 @@ def _attempt_ended(
     retries = run.spec.retryPolicy
     if reason != Reason.DEADLINE_EXCEEDED and len(st.attempts) <= retries.maxRetries:
         backoff = retries.backoffSeconds
-        note = f"attempt {att.attempt} {msg}; retrying in {backoff:g}s ({len(st.attempts) + 1}/{retries.maxRetries + 1})"
+        next_try = f"{len(st.attempts) + 1}/{retries.maxRetries + 1}"
+        note = f"attempt {att.attempt} {msg}; retrying in {backoff:g}s ({next_try})"
         transition(run, Phase.QUEUED, Reason.RETRYING, note)
         st.nextAttemptAt = now() + timedelta(seconds=backoff)
         ctx.save(run, *events, (Reason.RETRYING, note, "Warning"))

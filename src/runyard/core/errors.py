@@ -1,12 +1,12 @@
 """One small error tree, mapped to HTTP status codes in one place (`HTTP_STATUS`).
 
-    RunyardError
-    ├── Invalid        422  bad input; `details` lists {field, reason}
-    ├── Unauthorized   401  no or unknown bearer token
-    ├── Forbidden      403  the token may not do this
-    ├── NotFound       404
-    ├── Conflict       409  exists already, or a stale resourceVersion
-    └── Unavailable    503  a dependency (runtime, store) cannot serve now
+RunyardError
+├── Invalid        422  bad input; `details` lists {field, reason}
+├── Unauthorized   401  no or unknown bearer token
+├── Forbidden      403  the token may not do this
+├── NotFound       404
+├── Conflict       409  exists already, or a stale resourceVersion
+└── Unavailable    503  a dependency (runtime, store) cannot serve now
 """
 
 from __future__ import annotations

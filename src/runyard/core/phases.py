@@ -6,9 +6,9 @@ from enum import StrEnum
 
 
 class Phase(StrEnum):
-    PENDING = "Pending"      # accepted, not yet admitted
-    QUEUED = "Queued"        # admitted, waiting for capacity (or a retry backoff)
-    STARTING = "Starting"    # the runtime is launching it
+    PENDING = "Pending"  # accepted, not yet admitted
+    QUEUED = "Queued"  # admitted, waiting for capacity (or a retry backoff)
+    STARTING = "Starting"  # the runtime is launching it
     RUNNING = "Running"
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"

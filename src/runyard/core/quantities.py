@@ -5,8 +5,15 @@ from __future__ import annotations
 import re
 
 _MEM_SUFFIX = {
-    "": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
-    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40,
+    "": 1,
+    "k": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
 }
 _MEM_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(Ki|Mi|Gi|Ti|k|M|G|T)?\s*$")
 _CPU_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)(m)?\s*$")
@@ -37,7 +44,9 @@ def parse_memory(value: str | int) -> int:
     else:
         m = _MEM_RE.match(str(value))
         if not m:
-            raise ValueError(f"{value!r} is not a memory quantity; use bytes or a suffix: '512Mi', '4Gi', '1G'")
+            raise ValueError(
+                f"{value!r} is not a memory quantity; use bytes or a suffix: '512Mi', '4Gi', '1G'"
+            )
         n = int(float(m.group(1)) * _MEM_SUFFIX[m.group(2) or ""])
     if n <= 0:
         raise ValueError("must be greater than 0")

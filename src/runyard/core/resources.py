@@ -167,7 +167,9 @@ class JobSpec(Strict):
     @classmethod
     def _schedule(cls, v: str | None) -> str | None:
         if v is not None and not croniter.is_valid(v):
-            raise ValueError(f"{v!r} is not a valid cron expression (five fields: minute hour day month weekday)")
+            raise ValueError(
+                f"{v!r} is not a valid cron expression (five fields: minute hour day month weekday)"
+            )
         return v
 
     @field_validator("dependsOn")
@@ -177,7 +179,9 @@ class JobSpec(Strict):
 
 
 class ModelSpec(Strict):
-    handler: str | None = Field(default=None, description="'module:function' in the snapshot that serves requests")
+    handler: str | None = Field(
+        default=None, description="'module:function' in the snapshot that serves requests"
+    )
     modelUri: str | None = None
     replicas: int = Field(default=1, ge=0, le=100)
     environment: str = "default"
@@ -326,7 +330,11 @@ def parse_workload(data: Any) -> Session | Experiment | Job | Model:
     kind = data.get("kind")
     if kind not in WORKLOAD_KINDS:
         expected = ", ".join(WORKLOAD_KINDS)
-        reason = "Runs are created by the controller" if kind == "Run" else f"unknown kind {kind!r}: expected one of {expected}"
+        reason = (
+            "Runs are created by the controller"
+            if kind == "Run"
+            else f"unknown kind {kind!r}: expected one of {expected}"
+        )
         raise Invalid("the resource is invalid", [*errors, FieldError("kind", reason)])
     try:
         res = WORKLOAD_KINDS[kind].model_validate({**data, "apiVersion": API_VERSION})

@@ -37,8 +37,8 @@ class LaunchSpec:
 class State(StrEnum):
     STARTING = "starting"  # launched, the process has not been confirmed yet
     RUNNING = "running"
-    EXITED = "exited"      # finished; exit_code is set (negative: killed by that signal)
-    LOST = "lost"          # neither running nor a recorded exit: the process vanished
+    EXITED = "exited"  # finished; exit_code is set (negative: killed by that signal)
+    LOST = "lost"  # neither running nor a recorded exit: the process vanished
 
 
 @dataclass
@@ -61,7 +61,7 @@ class LogEntry:
 @dataclass
 class LogChunk:
     entries: list[LogEntry] = field(default_factory=list)
-    offset: int = 0      # pass back to continue after these entries
+    offset: int = 0  # pass back to continue after these entries
     complete: bool = False  # the attempt has exited and everything it wrote has been read
 
 
@@ -75,7 +75,8 @@ class Runtime(ABC):
     @abstractmethod
     def launch(self, spec: LaunchSpec) -> Handle:
         """Start one attempt. Idempotent per (run_uid, attempt): calling it again for an attempt that was
-        already launched returns that attempt's handle and starts nothing. Returns quickly; raises LaunchError."""
+        already launched returns that attempt's handle and starts nothing. Returns quickly; raises
+        LaunchError."""
 
     @abstractmethod
     def observe(self, handle: Handle) -> Observed:

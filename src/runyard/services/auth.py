@@ -36,13 +36,21 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def issue_token(store: Store, name: str, role: str, project: str | None = None, run_uid: str | None = None) -> str:
+def issue_token(
+    store: Store, name: str, role: str, project: str | None = None, run_uid: str | None = None
+) -> str:
     """Create a token and return its secret: the only time it exists in plain text."""
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     store.add_token(
         TokenRow(
-            id=secrets.token_hex(8), secret_hash=hash_secret(secret), name=name, role=role,
-            project=project, run_uid=run_uid, created_at=now(), revoked=False,
+            id=secrets.token_hex(8),
+            secret_hash=hash_secret(secret),
+            name=name,
+            role=role,
+            project=project,
+            run_uid=run_uid,
+            created_at=now(),
+            revoked=False,
         )
     )
     return secret

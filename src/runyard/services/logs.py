@@ -20,14 +20,22 @@ FALLBACK = 0.5  # seconds
 
 
 def _line(entry) -> bytes:
-    return (json.dumps({"time": entry.time.isoformat(), "stream": entry.stream, "text": entry.text}) + "\n").encode()
+    return (
+        json.dumps({"time": entry.time.isoformat(), "stream": entry.stream, "text": entry.text}) + "\n"
+    ).encode()
 
 
 def _end(run: Run | None) -> bytes:
     if run is None:
         return b'{"end": true, "phase": "Deleted"}\n'
     st = run.status
-    doc = {"end": True, "phase": st.phase.value, "exitCode": st.exitCode, "reason": st.reason, "message": st.message}
+    doc = {
+        "end": True,
+        "phase": st.phase.value,
+        "exitCode": st.exitCode,
+        "reason": st.reason,
+        "message": st.message,
+    }
     return (json.dumps(doc) + "\n").encode()
 
 

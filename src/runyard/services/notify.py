@@ -15,7 +15,9 @@ class Notifier:
     def __init__(self) -> None:
         self._state: defaultdict[str, int] = defaultdict(int)
         self._output: defaultdict[str, int] = defaultdict(int)
-        self._waiters: defaultdict[str, list[tuple[asyncio.AbstractEventLoop, asyncio.Future]]] = defaultdict(list)
+        self._waiters: defaultdict[str, list[tuple[asyncio.AbstractEventLoop, asyncio.Future]]] = defaultdict(
+            list
+        )
         self._lock = threading.Lock()
         self._listeners: list[Callable[[str], None]] = []
 
@@ -39,7 +41,7 @@ class Notifier:
         return self._state.get(uid, 0), self._output.get(uid, 0)
 
     async def wait(self, uid: str, seen: tuple[int, int], timeout: float) -> None:
-        """Return once versions(uid) differs from `seen`, or after `timeout` (a missed notice costs that much)."""
+        """Return once versions(uid) differs from `seen`, or after `timeout` (what a missed notice costs)."""
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
         with self._lock:

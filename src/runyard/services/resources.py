@@ -21,7 +21,10 @@ class ApplyResult(StrEnum):
 def kind_of_plural(plural: str) -> type[Resource]:
     cls = BY_PLURAL.get(plural)
     if cls is None:
-        raise Invalid(f"unknown resource type {plural!r}", [FieldError("plural", f"expected one of {', '.join(BY_PLURAL)}")])
+        raise Invalid(
+            f"unknown resource type {plural!r}",
+            [FieldError("plural", f"expected one of {', '.join(BY_PLURAL)}")],
+        )
     return cls
 
 
@@ -34,7 +37,9 @@ def parse_for_path(doc: Any, project: str, plural: str, name: str | None) -> Res
     if res.plural != plural:
         errors.append(FieldError("kind", f"a {res.kind} cannot be sent to /{plural}"))
     if res.metadata.project != project:
-        errors.append(FieldError("metadata.project", f"is {res.metadata.project!r} but the URL says {project!r}"))
+        errors.append(
+            FieldError("metadata.project", f"is {res.metadata.project!r} but the URL says {project!r}")
+        )
     if name is not None and res.metadata.name != name:
         errors.append(FieldError("metadata.name", f"is {res.metadata.name!r} but the URL says {name!r}"))
     if errors:
@@ -72,7 +77,11 @@ def apply_resource(
     if isinstance(res, Experiment) and not same_spec:
         raise Invalid(
             "an Experiment runs once; its spec cannot change",
-            [FieldError("spec", "immutable once created: delete the Experiment or apply it under a new name")],
+            [
+                FieldError(
+                    "spec", "immutable once created: delete the Experiment or apply it under a new name"
+                )
+            ],
         )
     if same_spec and current.metadata.labels == m.labels and current.metadata.annotations == m.annotations:
         return current, ApplyResult.UNCHANGED
@@ -88,7 +97,9 @@ def get_resource(store: Store, who: Principal, kind: str, project: str, name: st
     return store.get(kind, project, name)
 
 
-def list_resources(store: Store, who: Principal, kind: str, project: str, selector: str | None) -> list[Resource]:
+def list_resources(
+    store: Store, who: Principal, kind: str, project: str, selector: str | None
+) -> list[Resource]:
     who.check_project(project)
     return store.list(kind, project, labels=parse_selector(selector))
 
@@ -105,7 +116,9 @@ def parse_selector(selector: str | None) -> dict[str, str] | None:
     return labels
 
 
-def delete_resource(store: Store, notifier: Notifier, who: Principal, kind: str, project: str, name: str) -> Resource:
+def delete_resource(
+    store: Store, notifier: Notifier, who: Principal, kind: str, project: str, name: str
+) -> Resource:
     """Mark for deletion; the controller stops what runs, then removes it (and the Runs it owns)."""
     who.check_project(project)
     res = store.get(kind, project, name)

@@ -15,7 +15,7 @@ def normalize_url(url: str) -> str:
     """Accept the URLs users write (postgresql://) and pick the driver we ship (psycopg 3)."""
     for prefix in ("postgresql://", "postgres://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
+            return "postgresql+psycopg://" + url[len(prefix) :]
     return url
 
 

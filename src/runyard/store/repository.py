@@ -30,7 +30,6 @@ from runyard.store.tables import (
     TokenRow,
 )
 
-
 TERMINAL_PHASES = [p.value for p in TERMINAL]
 
 
@@ -46,9 +45,7 @@ def _aware(dt: datetime | None) -> datetime | None:
 
 
 def to_resource(row: ResourceRow) -> Resource:
-    owner = (
-        [{"kind": row.owner_kind, "name": row.owner_name, "uid": row.owner_uid}] if row.owner_uid else []
-    )
+    owner = [{"kind": row.owner_kind, "name": row.owner_name, "uid": row.owner_uid}] if row.owner_uid else []
     return ALL_KINDS[row.kind].model_validate(
         {
             "kind": row.kind,
@@ -77,8 +74,14 @@ def _event_row(uid: str, res: Resource, ev: EventSpec) -> EventRow:
     reason, message, *rest = ev
     m = res.metadata
     return EventRow(
-        uid=uid, project=m.project, kind=res.kind, name=m.name,
-        type=rest[0] if rest else "Normal", reason=reason, message=message, time=now(),
+        uid=uid,
+        project=m.project,
+        kind=res.kind,
+        name=m.name,
+        type=rest[0] if rest else "Normal",
+        reason=reason,
+        message=message,
+        time=now(),
     )
 
 
@@ -114,7 +117,9 @@ class Store:
 
     # -- resources ---------------------------------------------------------------------------------------
 
-    def create(self, res: Resource, idempotency_key: str | None = None, events: Iterable[EventSpec] = ()) -> Resource:
+    def create(
+        self, res: Resource, idempotency_key: str | None = None, events: Iterable[EventSpec] = ()
+    ) -> Resource:
         """Insert a new resource (and its first events). With an idempotency key seen before, return what
         that request created instead."""
         meta = res.metadata
@@ -188,7 +193,7 @@ class Store:
         deleting: bool | None = None,
         unfinished: bool = False,
     ) -> list[Resource]:
-        """Filter by project, owner, phase or deletion; `unfinished` is what a controller still has to act on."""
+        """Filter by project, owner, phase or deletion; `unfinished`: what a controller must still act on."""
         q = select(ResourceRow).where(ResourceRow.kind == kind)
         if project is not None:
             q = q.where(ResourceRow.project == project)
@@ -198,7 +203,9 @@ class Store:
             q = q.where(ResourceRow.phase.in_(phases))
         if deleting is not None:
             q = q.where(
-                ResourceRow.deletion_timestamp.is_not(None) if deleting else ResourceRow.deletion_timestamp.is_(None)
+                ResourceRow.deletion_timestamp.is_not(None)
+                if deleting
+                else ResourceRow.deletion_timestamp.is_(None)
             )
         if unfinished:
             q = q.where(
@@ -290,7 +297,14 @@ class Store:
         with self.read() as s:
             rows = s.scalars(select(EventRow).where(EventRow.uid == uid).order_by(EventRow.id)).all()
             return [
-                Event(type=r.type, reason=r.reason, message=r.message, time=_aware(r.time), kind=r.kind, name=r.name)
+                Event(
+                    type=r.type,
+                    reason=r.reason,
+                    message=r.message,
+                    time=_aware(r.time),
+                    kind=r.kind,
+                    name=r.name,
+                )
                 for r in rows
             ]
 
@@ -340,4 +354,3 @@ class Store:
             if row is None:
                 raise NotFound(f"snapshot {snapshot_id} not found")
             return row.manifest
-

@@ -21,8 +21,12 @@ def _out(res) -> dict:
 
 @router.post("/projects/{project}/{plural}", status_code=201)
 def create(
-    project: str, plural: str, doc: dict[str, Any] = Doc,
-    idempotency_key: str | None = Header(None), s: AppState = Depends(state), who: Principal = Depends(principal),
+    project: str,
+    plural: str,
+    doc: dict[str, Any] = Doc,
+    idempotency_key: str | None = Header(None),
+    s: AppState = Depends(state),
+    who: Principal = Depends(principal),
 ) -> dict:
     res = svc.parse_for_path(doc, project, plural, None)
     created = svc.create_resource(s.store, who, res, idempotency_key)
@@ -32,8 +36,14 @@ def create(
 
 @router.put(ITEM)
 def apply(
-    project: str, plural: str, name: str, response: Response, doc: dict[str, Any] = Doc,
-    idempotency_key: str | None = Header(None), s: AppState = Depends(state), who: Principal = Depends(principal),
+    project: str,
+    plural: str,
+    name: str,
+    response: Response,
+    doc: dict[str, Any] = Doc,
+    idempotency_key: str | None = Header(None),
+    s: AppState = Depends(state),
+    who: Principal = Depends(principal),
 ) -> dict:
     res = svc.parse_for_path(doc, project, plural, name)
     applied, result = svc.apply_resource(s.store, who, res, idempotency_key)
@@ -47,8 +57,11 @@ def apply(
 
 @router.get("/projects/{project}/{plural}")
 def list_(
-    project: str, plural: str, labelSelector: str | None = Query(None, description="k=v[,k2=v2]"),
-    s: AppState = Depends(state), who: Principal = Depends(principal),
+    project: str,
+    plural: str,
+    labelSelector: str | None = Query(None, description="k=v[,k2=v2]"),
+    s: AppState = Depends(state),
+    who: Principal = Depends(principal),
 ) -> dict:
     kind = svc.kind_of_plural(plural).__name__
     items = svc.list_resources(s.store, who, kind, project, labelSelector)
@@ -56,7 +69,9 @@ def list_(
 
 
 @router.get(ITEM)
-def get(project: str, plural: str, name: str, s: AppState = Depends(state), who: Principal = Depends(principal)) -> dict:
+def get(
+    project: str, plural: str, name: str, s: AppState = Depends(state), who: Principal = Depends(principal)
+) -> dict:
     kind = svc.kind_of_plural(plural).__name__
     return _out(svc.get_resource(s.store, who, kind, project, name))
 

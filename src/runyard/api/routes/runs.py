@@ -15,16 +15,23 @@ router = APIRouter(tags=["runs"])
 
 @router.post("/projects/{project}/runs/{name}/stop")
 def stop(project: str, name: str, s: AppState = Depends(state), who: Principal = Depends(principal)) -> dict:
-    return svc.request_stop(s.store, s.notifier, who, project, name).model_dump(mode="json", exclude_none=True)
+    return svc.request_stop(s.store, s.notifier, who, project, name).model_dump(
+        mode="json", exclude_none=True
+    )
 
 
 @router.get("/projects/{project}/runs/{name}/logs", response_class=StreamingResponse)
 def logs(
-    project: str, name: str, follow: bool = Query(False, description="keep streaming until the run ends"),
-    s: AppState = Depends(state), who: Principal = Depends(principal),
+    project: str,
+    name: str,
+    follow: bool = Query(False, description="keep streaming until the run ends"),
+    s: AppState = Depends(state),
+    who: Principal = Depends(principal),
 ) -> StreamingResponse:
     """NDJSON: {time, stream, text} per line, then {end: true, phase, exitCode, reason, message}."""
     who.check_project(project)
-    find_run(s.store, project, name)  # a 404 now, not mid-stream, for a name that is neither run nor experiment
+    find_run(
+        s.store, project, name
+    )  # a 404 now, not mid-stream, for a name that is neither run nor experiment
     body = stream_logs(s.store, s.runtime, s.notifier, project, name, follow)
     return StreamingResponse(body, media_type="application/x-ndjson")
