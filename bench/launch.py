@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.support import ServerProcess  # noqa: E402
@@ -41,6 +42,12 @@ def summary(xs: list[float]) -> dict:
     return {f"p{int(q * 100)}_ms": round(nearest_rank(xs, q) * 1000, 2) for q in (0.5, 0.9, 0.99)} | {
         "n": len(xs)
     }
+
+
+def server_cpu(proc: psutil.Process) -> float:
+    """CPU seconds of the server process (API, controller, log streaming); runs are not its children."""
+    t = proc.cpu_times()
+    return t.user + t.system
 
 
 def bare_once() -> tuple[float, float]:
@@ -141,20 +148,28 @@ def main() -> None:
             for _ in range(5):  # warm-up: launcher started, connections open, code paths hot
                 sub.once()
                 bare_once()
+            server = psutil.Process(srv.proc.pid)
             bare, ry = [], []
+            cpu0 = server_cpu(server)
             for _ in range(args.runs):
                 bare.append(bare_once())
                 ry.append(sub.once())
-            b_burst, r_burst = [], []
+            seq_cpu = (server_cpu(server) - cpu0) / args.runs
+            b_burst, r_burst, burst_cpu = [], [], 0.0
             for _ in range(args.bursts):
                 b_burst += concurrently(bare_once, args.burst_size)
                 time.sleep(0.5)
+                cpu0 = server_cpu(server)
                 r_burst += concurrently(sub.once, args.burst_size)
+                burst_cpu += server_cpu(server) - cpu0
                 time.sleep(0.5)
+            burst_cpu /= args.bursts * args.burst_size
         finally:
             srv.stop()
 
     seq, burst = report(bare, ry), report(b_burst, r_burst)
+    seq["server_cpu_ms_per_run"] = round(seq_cpu * 1000, 2)
+    burst["server_cpu_ms_per_run"] = round(burst_cpu * 1000, 2)
     result = {
         "benchmark": "launch",
         "command": "python -c \"print('x')\"",

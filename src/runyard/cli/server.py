@@ -33,8 +33,11 @@ def up(ctx: typer.Context) -> None:
     """Start the embedded server in the background (if it is not running) and print its URL."""
     from runyard.embedded import ensure_server
 
-    url, _token = ensure_server(state(ctx).home_dir())
+    home = state(ctx).home_dir()
+    url, _token = ensure_server(home)
     sys.stdout.write(url + "\n")
+    sys.stdout.flush()
+    stderr.print(f"runyard server running at {url} (data in {home})", markup=False)
     stderr.print('Next: runyard run --cmd "python train.py"', markup=False)
 
 

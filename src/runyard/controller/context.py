@@ -19,8 +19,11 @@ class Context:
     settings: ControllerSettings
     api_url: str
 
-    def save(self, res: Resource, *events: tuple[str, str] | tuple[str, str, str]) -> Resource:
-        """Write status (optimistically: a stale read raises Conflict and the loop retries), then events."""
-        saved = self.store.update_status(res, events=events)
+    def save(
+        self, res: Resource, *events: tuple[str, str] | tuple[str, str, str], final: bool = False
+    ) -> Resource:
+        """Write status and its events (optimistically: a stale read raises Conflict and the loop retries).
+        `final`: the run has ended, revoke its tokens in the same transaction."""
+        saved = self.store.update_status(res, events=events, revoke_run_tokens=final)
         self.notifier.touch(saved.metadata.uid, wake_controller=False)
         return saved

@@ -93,10 +93,14 @@ class Controller:
         if res.kind in STORED_ONLY:
             self._guard(reconcile_stored_only, res)
             return
+        uid = res.metadata.uid
+        before = self.ctx.notifier.versions(uid)[0]
         delay = self._guard(reconcile_run, res)
         if delay is not None:
-            self._due[res.metadata.uid] = time.monotonic() + delay
-        for owner in res.metadata.ownerReferences:  # let the owner mirror the run's new status
+            self._due[uid] = time.monotonic() + delay
+        if self.ctx.notifier.versions(uid)[0] == before:
+            return  # nothing was written: the owner has nothing new to mirror
+        for owner in res.metadata.ownerReferences:
             parent = self.ctx.store.get_uid(owner.uid)
             if parent is not None:
                 self._guard(reconcile_experiment, parent)

@@ -224,8 +224,7 @@ def _attempt_ended(
 
 
 def _finish(ctx: Context, run: Run, *events: tuple) -> None:
-    ctx.save(run, *events)
-    ctx.store.revoke_run_tokens(run.metadata.uid)
+    ctx.save(run, *events, final=True)
 
 
 def _finalize_deleted(ctx: Context, run: Run) -> float | None:

@@ -85,6 +85,11 @@ def _event_row(uid: str, res: Resource, ev: EventSpec) -> EventRow:
     )
 
 
+def _meta_of(row: ResourceRow) -> dict:
+    """The server-set metadata after a write, so callers need not re-validate the whole document."""
+    return {"resourceVersion": row.resource_version, "generation": row.generation}
+
+
 def _dump(model: Any) -> dict:
     return model.model_dump(mode="json", exclude_none=True)
 
@@ -241,9 +246,14 @@ class Store:
             return to_resource(row)
 
     def update_status(
-        self, res: Resource, expect_version: int | None = None, events: Iterable[EventSpec] = ()
+        self,
+        res: Resource,
+        expect_version: int | None = None,
+        events: Iterable[EventSpec] = (),
+        revoke_run_tokens: bool = False,
     ) -> Resource:
-        """The status subresource (only the controller calls this), with the events that explain it."""
+        """The status subresource (only the controller calls this), with the events that explain it and,
+        for a run that has ended, the revocation of its tokens: all in one transaction."""
         expect = res.metadata.resourceVersion if expect_version is None else expect_version
         with self.write() as s:
             row = self._locked(s, res.metadata.uid, expect, res.kind, res.metadata.name)
@@ -251,7 +261,9 @@ class Store:
             row.phase = getattr(res.status, "phase", None) or row.phase
             self._bump(row)
             s.add_all(_event_row(row.uid, res, ev) for ev in events)
-            return to_resource(row)
+            if revoke_run_tokens:
+                s.execute(update(TokenRow).where(TokenRow.run_uid == row.uid).values(revoked=True))
+            return res.model_copy(update={"metadata": res.metadata.model_copy(update=_meta_of(row))})
 
     def mark_deleted(self, res: Resource) -> Resource:
         with self.write() as s:
