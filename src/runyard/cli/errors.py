@@ -50,3 +50,14 @@ class RunyardGroup(TyperGroup):
         except KeyboardInterrupt:
             stderr.print()
             raise typer.Exit(INTERRUPTED_EXIT) from None
+
+
+def parse_pairs(pairs: list[str], option: str) -> dict[str, str]:
+    """KEY=VALUE options (--env, -l) into a dict; a malformed one is a usage error naming the option."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise fail(f"{option} {pair!r}: expected KEY=VALUE")
+        out[key] = value
+    return out

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from runyard.cli.context import state
-from runyard.cli.errors import USAGE_EXIT, fail, report, stderr
+from runyard.cli.errors import USAGE_EXIT, fail, parse_pairs, report, stderr
 from runyard.cli.output import Output, render, stdout
 from runyard.cli.output import describe as show_description
 from runyard.core.errors import Invalid
@@ -81,7 +81,7 @@ def get(
 ) -> None:
     """Show resources of one kind: a table, or JSON / YAML that `apply -f` takes back."""
     cls = resolve_kind(kind)
-    labels = _labels(selector)
+    labels = parse_pairs(selector, "-l")
     client = state(ctx).client()
     if name is not None:
         render([client.get(cls, name)], output, single=True)
@@ -91,16 +91,6 @@ def get(
         stderr.print(f"no {cls.plural} in project {client.project}")
         return
     render(items, output)
-
-
-def _labels(pairs: list[str]) -> dict[str, str]:
-    labels = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise fail(f"-l {pair!r}: expected KEY=VALUE")
-        labels[key] = value
-    return labels
 
 
 def describe(

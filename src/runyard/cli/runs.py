@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from runyard.cli.context import state
-from runyard.cli.errors import INTERRUPTED_EXIT, fail, stderr
+from runyard.cli.errors import INTERRUPTED_EXIT, parse_pairs, stderr
 from runyard.cli.follow import Follower, print_line
 from runyard.cli.output import Output, render
 
@@ -33,7 +33,7 @@ def run(
 ) -> None:
     """Run a command on the platform with the files of --path, following its logs to the end."""
     resources = {"cpu": cpu, "memory": memory, "gpu": gpu}
-    variables = parse_env(env)
+    variables = parse_pairs(env, "--env")
     client = state(ctx).client()
     with UploadProgress() as progress:
         experiment = client.run(cmd, name, path, variables, resources, timeout, retries, progress=progress)
@@ -46,16 +46,6 @@ def run(
         sys.stdout.write(run_name + "\n")
         return
     raise typer.Exit(Follower(client, run_name).follow())
-
-
-def parse_env(pairs: list[str]) -> dict[str, str]:
-    env = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise fail(f"--env {pair!r}: expected KEY=VALUE")
-        env[key] = value
-    return env
 
 
 class UploadProgress:

@@ -7,6 +7,7 @@ from pydantic import BaseModel
 
 from runyard import __version__
 from runyard.api.deps import AppState, principal, state
+from runyard.core.errors import FieldError, Invalid
 from runyard.core.resources import check_name
 from runyard.services.auth import Principal
 
@@ -39,8 +40,6 @@ def create_project(
     body: ProjectIn = Body(...), s: AppState = Depends(state), who: Principal = Depends(principal)
 ) -> dict:
     who.check_admin()
-    from runyard.core.errors import FieldError, Invalid
-
     try:
         check_name(body.name)
     except ValueError as exc:
