@@ -40,9 +40,11 @@ def store_url(request, tmp_path) -> str:
 from tests.support import ServerProcess  # noqa: E402
 
 
-@pytest.fixture
-def server(tmp_path) -> Iterator[ServerProcess]:
-    srv = ServerProcess(tmp_path / "home").start()
+@pytest.fixture(params=["sqlite", "postgres"])
+def server(request, tmp_path) -> Iterator[ServerProcess]:
+    """A real server, once on SQLite (the embedded default) and once on PostgreSQL."""
+    store_url = fresh_postgres_database() if request.param == "postgres" else None
+    srv = ServerProcess(tmp_path / "home", store_url).start()
     yield srv
     srv.stop()
 

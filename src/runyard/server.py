@@ -10,17 +10,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import uvicorn
+from sqlalchemy import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from runyard.api.app import create_app
 from runyard.api.deps import AppState
 from runyard.controller.context import Context
 from runyard.controller.loop import Controller
+from runyard.core.errors import Unavailable
 from runyard.runtime.local import LocalRuntime
 from runyard.services.auth import ensure_admin_token
 from runyard.services.notify import Notifier
 from runyard.services.snapshots import BlobStore, materialize
 from runyard.settings import ControllerSettings, ServerSettings
 from runyard.store import Store
+from runyard.store.engine import normalize_url
 
 log = logging.getLogger("runyard.server")
 
@@ -40,7 +44,7 @@ def build(settings: ServerSettings, api_url: str) -> Platform:
     """Wire store, runtime and controller together; migrations run here, before anything is served."""
     home = settings.home
     home.mkdir(parents=True, exist_ok=True)
-    store = Store(settings.resolved_store_url())
+    store = _open_store(settings.resolved_store_url())
     store.ensure_project("default")
     ensure_admin_token(store, home)
     blobs = BlobStore(home / "blobs")
@@ -51,11 +55,27 @@ def build(settings: ServerSettings, api_url: str) -> Platform:
     return Platform(AppState(store, runtime, blobs, notifier), Controller(ctx))
 
 
+def _open_store(url: str) -> Store:
+    try:
+        return Store(url)
+    except SQLAlchemyError as exc:
+        shown = make_url(normalize_url(url)).render_as_string(hide_password=True)
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise Unavailable(f"cannot open the store {shown}: {reason}") from None
+
+
 def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise Unavailable(
+            f"cannot listen on {host}:{port}: {exc.strerror}; is another server running there? "
+            "Choose another --port (0 picks a free one)"
+        ) from None
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock

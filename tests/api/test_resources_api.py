@@ -26,11 +26,14 @@ def test_every_api_call_needs_a_valid_bearer_token(server):
 
 
 def test_the_admin_token_is_stored_hashed(server):
-    import sqlite3
+    from sqlalchemy import create_engine, text
 
-    db = sqlite3.connect(server.home / "runyard.db")
-    stored = [row[0] for row in db.execute("select secret_hash from tokens")]
-    assert server.token not in stored
+    from runyard.store.engine import normalize_url
+
+    url = server.store_url or f"sqlite:///{server.home / 'runyard.db'}"
+    with create_engine(normalize_url(url)).connect() as conn:
+        stored = [row[0] for row in conn.execute(text("select secret_hash from tokens"))]
+    assert stored and server.token not in stored
     assert all(len(h) == 64 for h in stored)
 
 

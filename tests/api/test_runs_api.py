@@ -164,3 +164,20 @@ def read_until(api, run: str, text: str) -> None:
             if text in raw:
                 return
     raise AssertionError(f"{text!r} never appeared in {run}'s logs")
+
+
+def test_deleting_an_experiments_run_does_not_run_the_experiment_again(server, tmp_path):
+    api = server.api()
+    ledger = tmp_path / "ledger"
+    api.put("/experiments/once", json=experiment("once", f"echo ran >> {ledger}"))
+    wait_phase(api, "once", {"Succeeded"})
+    assert api.delete("/runs/once").status_code == 200
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and api.get("/runs/once").status_code != 404:
+        time.sleep(0.05)
+    time.sleep(1.5)  # a full resync has passed
+    assert api.get("/runs/once").status_code == 404
+    assert ledger.read_text() == "ran\n"
+    exp = api.get("/experiments/once").json()
+    assert exp["status"]["reason"] == "RunDeleted"
+    assert exp["status"]["phase"] == "Succeeded"

@@ -25,6 +25,9 @@ def reconcile_experiment(ctx: Context, exp: Experiment) -> list[Run]:
         _cascade_delete(ctx, exp, runs)
         return []
     created: list[Run] = []
+    if not runs and exp.status.runs:
+        _run_gone(ctx, exp)  # its run was deleted: an Experiment runs once, so it is not made again
+        return []
     if not runs:
         run = _create_run(ctx, exp)
         if run is None:
@@ -54,6 +57,15 @@ def _create_run(ctx: Context, exp: Experiment) -> Run | None:
         return None
     ctx.notifier.touch(created.metadata.uid, wake_controller=False)
     return created
+
+
+def _run_gone(ctx: Context, exp: Experiment) -> None:
+    if exp.status.reason != "RunDeleted":
+        exp.status.reason = "RunDeleted"
+        exp.status.message = f"its run {exp.status.runs[-1]} was deleted; the experiment is not run again"
+        if exp.status.phase not in ("Succeeded", "Failed", "Cancelled"):
+            exp.status.phase = "Cancelled"
+        ctx.save(exp, ("RunDeleted", exp.status.message, "Warning"))
 
 
 def _mirror(ctx: Context, exp: Experiment, run: Run, events: list) -> None:
