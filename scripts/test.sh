@@ -28,6 +28,7 @@ export RUNYARD_TEST_POSTGRES_URL="postgresql://postgres@127.0.0.1:$PGPORT/postgr
 
 echo "== lint"
 .venv/bin/ruff check src tests bench
+.venv/bin/mypy
 .venv/bin/lint-imports --no-cache >/dev/null || .venv/bin/lint-imports --no-cache
 
 echo "== tests"

@@ -7,12 +7,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
+from tests.support import ServerProcess
 
 import runyard
 from runyard.client import Client
@@ -29,29 +28,8 @@ def base_env() -> dict[str, str]:
     return env
 
 
-class Server:
-    """`python -m runyard server --home H --port 0`, read back from H/server.json and H/admin-token."""
-
-    def __init__(self, home: Path):
-        self.home = home
-        home.mkdir(parents=True)
-        argv = [sys.executable, "-m", "runyard", "server", "--home", str(home), "--port", "0"]
-        with (home / "server.log").open("ab") as log:
-            self.proc = subprocess.Popen(argv, env=base_env(), stdout=log, stderr=log, start_new_session=True)
-        self.url, self.token = self._wait_ready()
-
-    def _wait_ready(self) -> tuple[str, str]:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, (self.home / "server.log").read_text()[-3000:]
-            try:
-                info = json.loads((self.home / "server.json").read_text())
-                if httpx.get(info["url"] + "/healthz", timeout=1).status_code == 200:
-                    return info["url"], (self.home / "admin-token").read_text().strip()
-            except (OSError, ValueError, KeyError, httpx.HTTPError):
-                pass
-            time.sleep(0.05)
-        raise AssertionError("the server did not start within 30 s")
+class Server(ServerProcess):
+    """The shared real server, seen by the CLI through RUNYARD_API_URL / RUNYARD_TOKEN only."""
 
     def env(self) -> dict[str, str]:
         return {**base_env(), "RUNYARD_API_URL": self.url, "RUNYARD_TOKEN": self.token}
@@ -59,18 +37,10 @@ class Server:
     def client(self) -> Client:
         return Client(self.url, self.token)
 
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory) -> Iterator[Server]:
-    server = Server(tmp_path_factory.mktemp("cli") / "home")
+    server = Server(tmp_path_factory.mktemp("cli") / "home").start()
     yield server
     server.stop()
 

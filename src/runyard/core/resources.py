@@ -249,9 +249,13 @@ class WorkloadStatus(BaseModel):
 
 
 class Resource(Strict):
-    apiVersion: Literal["runyard.dev/v1"] = API_VERSION
+    apiVersion: Literal["runyard.dev/v1"] = "runyard.dev/v1"
     kind: str
     metadata: ObjectMeta
+    # Every kind overrides these two with its own concrete types; declared here so that code handling
+    # any resource can read them.
+    spec: Any
+    status: Any
     plural: ClassVar[str]
 
 
@@ -295,7 +299,9 @@ class Run(Resource):
 AnyWorkload = Annotated[Session | Experiment | Job | Model, Field(discriminator="kind")]
 AnyResource = Session | Experiment | Job | Model | Run
 
-WORKLOAD_KINDS: dict[str, type[Resource]] = {c.__name__: c for c in (Session, Experiment, Job, Model)}
+WORKLOAD_KINDS: dict[str, type[Session | Experiment | Job | Model]] = {
+    c.__name__: c for c in (Session, Experiment, Job, Model)
+}
 ALL_KINDS: dict[str, type[Resource]] = {**WORKLOAD_KINDS, "Run": Run}
 BY_PLURAL: dict[str, type[Resource]] = {c.plural: c for c in ALL_KINDS.values()}
 

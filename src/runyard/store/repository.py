@@ -6,6 +6,7 @@ one raises Conflict (HTTP 409), never overwrites.
 
 from __future__ import annotations
 
+import builtins
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -70,7 +71,7 @@ def to_resource(row: ResourceRow) -> Resource:
 EventSpec = tuple[str, str] | tuple[str, str, str]  # (reason, message[, "Normal" | "Warning"])
 
 
-def _event_row(uid: str, res: Resource, ev: EventSpec) -> EventRow:
+def _event_row(uid: str | None, res: Resource, ev: EventSpec) -> EventRow:
     reason, message, *rest = ev
     m = res.metadata
     return EventRow(
@@ -227,7 +228,7 @@ class Store:
             items = [r for r in items if all(r.metadata.labels.get(k) == v for k, v in labels.items())]
         return items
 
-    def count(self, kind: str, phases: list[str]) -> int:
+    def count(self, kind: str, phases: builtins.list[str]) -> int:
         with self.read() as s:
             q = select(func.count()).select_from(ResourceRow)
             return s.scalar(q.where(ResourceRow.kind == kind, ResourceRow.phase.in_(phases))) or 0
@@ -305,7 +306,7 @@ class Store:
         with self.write() as s:
             s.add(_event_row(res.metadata.uid, res, (reason, message, type)))
 
-    def events(self, uid: str) -> list[Event]:
+    def events(self, uid: str) -> builtins.list[Event]:
         with self.read() as s:
             rows = s.scalars(select(EventRow).where(EventRow.uid == uid).order_by(EventRow.id)).all()
             return [
@@ -330,7 +331,7 @@ class Store:
                 s.add(ProjectRow(name=name, created_at=now()))
         self._known_projects.add(name)
 
-    def projects(self) -> list[str]:
+    def projects(self) -> builtins.list[str]:
         with self.read() as s:
             return list(s.scalars(select(ProjectRow.name).order_by(ProjectRow.name)))
 

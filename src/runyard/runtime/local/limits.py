@@ -98,7 +98,13 @@ def _rmdir(paths: list[str]) -> None:
 
 def apply(name: str, cpu: float | None, memory: int | None) -> tuple[dict, list[str]]:
     """Limit the calling process (and what it will exec). Returns (limits record, cgroup dirs created)."""
-    limits = {"mechanism": "none", "cpu": cpu, "memory": memory, "enforced": [], "note": ""}
+    limits: dict[str, object] = {
+        "mechanism": "none",
+        "cpu": cpu,
+        "memory": memory,
+        "enforced": [],
+        "note": "",
+    }
     if cpu is None and memory is None:
         return limits, []
     enforced = [k for k, v in (("cpu", cpu), ("memory", memory)) if v is not None]

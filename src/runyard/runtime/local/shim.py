@@ -19,8 +19,9 @@ import signal
 import socket
 import time
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-if __package__:
+if __package__ or TYPE_CHECKING:
     from . import limits
 else:  # imported by the launcher script, which runs outside the package
     import limits
