@@ -6,6 +6,7 @@ server that cannot be reached as `Unavailable`, so callers handle one error tree
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import secrets
@@ -16,13 +17,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, overload
 
 import httpx
 
 from runyard.core.errors import FieldError, Invalid, NotFound, RunyardError, Unauthorized, Unavailable
 from runyard.core.resources import ALL_KINDS, API_VERSION, Event, Experiment, Resource, Run, kind_for
 from runyard.workspace import FileEntry, collect
+
+R = TypeVar("R", bound=Resource)
 
 Progress = Callable[[int, int], None]
 _STATUS_ERRORS: dict[int, type[RunyardError]] = {401: Unauthorized, 404: NotFound, 503: Unavailable}
@@ -117,10 +120,19 @@ class Client:
         response = self._send("POST", url, json=body, headers=headers, retry=bool(idempotency_key))
         return _parse(response.json())
 
+    @overload
+    def get(self, kind: type[R], name: str) -> R: ...
+    @overload
+    def get(self, kind: str, name: str) -> Resource: ...
     def get(self, kind: str | type[Resource], name: str) -> Resource:
+        """One resource; pass the class (`client.get(Run, "x")`) for a precisely typed result."""
         return _parse(self._send("GET", self._item(kind, name)).json())
 
-    def list(self, kind: str | type[Resource], labels: dict[str, str] | None = None) -> list[Resource]:
+    @overload
+    def list(self, kind: type[R], labels: dict[str, str] | None = None) -> builtins.list[R]: ...
+    @overload
+    def list(self, kind: str, labels: dict[str, str] | None = None) -> builtins.list[Resource]: ...
+    def list(self, kind: str | type[Resource], labels: dict[str, str] | None = None) -> builtins.list[Any]:
         params = {"labelSelector": ",".join(f"{k}={v}" for k, v in labels.items())} if labels else None
         response = self._send("GET", self._collection(_kind(kind)), params=params)
         return [_parse(item) for item in response.json()["items"]]
@@ -128,25 +140,25 @@ class Client:
     def delete(self, kind: str | type[Resource], name: str) -> Resource:
         return _parse(self._send("DELETE", self._item(kind, name)).json())
 
-    def events(self, kind: str | type[Resource], name: str) -> list[Event]:
+    def events(self, kind: str | type[Resource], name: str) -> builtins.list[Event]:
         response = self._send("GET", f"{self._item(kind, name)}/events")
         return [Event.model_validate(item) for item in response.json()["items"]]
 
     # -- runs --------------------------------------------------------------------------------------------
 
-    def runs(self) -> list[Run]:
-        return self.list(Run)  # type: ignore[return-value]
+    def runs(self) -> builtins.list[Run]:
+        return self.list(Run)
 
     def stop(self, run: str) -> Run:
         """Ask the controller to stop the run; returns at once (see `wait`). A finished run is left as is."""
-        return _parse(self._send("POST", f"{self._item(Run, run)}/stop").json())  # type: ignore[return-value]
+        return Run.model_validate(self._send("POST", f"{self._item(Run, run)}/stop").json())
 
     def wait(self, run: str, timeout: float | None = None) -> Run:
         """Poll until the run reaches a terminal phase; raises TimeoutError after `timeout` seconds."""
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = 0.05
         while True:
-            current: Run = self.get(Run, run)  # type: ignore[assignment]
+            current = self.get(Run, run)
             if current.status.phase.is_terminal():
                 return current
             if deadline is not None and time.monotonic() + delay > deadline:
@@ -173,7 +185,7 @@ class Client:
 
     def run(
         self,
-        command: str | list[str],
+        command: str | builtins.list[str],
         name: str | None = None,
         path: Path | str = ".",
         env: dict[str, str] | None = None,

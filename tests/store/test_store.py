@@ -9,7 +9,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from runyard.core.errors import Conflict, NotFound
-from runyard.core.resources import parse_workload
+from runyard.core.resources import Experiment, parse_workload
 from runyard.store import Store
 from runyard.store.tables import Base
 
@@ -34,7 +34,7 @@ def store(store_url):
 
 def test_create_then_get_round_trips_the_document(store):
     created = store.create(exp())
-    got = store.get("Experiment", "default", "train")
+    got = store.get(Experiment, "default", "train")
     assert got.metadata.uid == created.metadata.uid
     assert got.metadata.resourceVersion == 1
     assert got.spec.command == "python train.py"
@@ -51,7 +51,7 @@ def test_a_retried_create_with_the_same_request_id_returns_the_first(store):
     first = store.create(exp(), idempotency_key="req-1")
     again = store.create(exp(), idempotency_key="req-1")
     assert again.metadata.uid == first.metadata.uid
-    assert len(store.list("Experiment")) == 1
+    assert len(store.list(Experiment)) == 1
 
 
 def test_a_stale_write_is_rejected_not_lost(store):
@@ -59,7 +59,7 @@ def test_a_stale_write_is_rejected_not_lost(store):
     store.update_status(current)  # someone else wrote: resourceVersion is now 2
     with pytest.raises(Conflict, match="resourceVersion is 2"):
         store.update_status(current)  # still based on 1
-    assert store.get("Experiment", "default", "train").metadata.resourceVersion == 2
+    assert store.get(Experiment, "default", "train").metadata.resourceVersion == 2
 
 
 def test_concurrent_writers_never_lose_an_update(store):
@@ -68,7 +68,7 @@ def test_concurrent_writers_never_lose_an_update(store):
 
     def add_label(i: int) -> None:
         while True:
-            cur = store.get("Experiment", "default", "train")
+            cur = store.get(Experiment, "default", "train")
             cur.metadata.labels[f"k{i}"] = "v"
             try:
                 store.replace(cur, expect_version=cur.metadata.resourceVersion)
@@ -81,7 +81,7 @@ def test_concurrent_writers_never_lose_an_update(store):
         t.start()
     for t in threads:
         t.join()
-    final = store.get("Experiment", "default", "train")
+    final = store.get(Experiment, "default", "train")
     assert set(final.metadata.labels) == {f"k{i}" for i in range(8)}
     assert final.metadata.resourceVersion == 9
 
@@ -101,12 +101,12 @@ def test_unfinished_lists_what_a_controller_must_still_act_on(store):
     b = store.create(exp("b"))
     a.status.phase = "Succeeded"
     store.update_status(a)
-    assert [r.metadata.name for r in store.list("Experiment", unfinished=True)] == ["b"]
+    assert [r.metadata.name for r in store.list(Experiment, unfinished=True)] == ["b"]
     store.mark_deleted(store.get_uid(a.metadata.uid))
-    assert {r.metadata.name for r in store.list("Experiment", unfinished=True)} == {"a", "b"}
+    assert {r.metadata.name for r in store.list(Experiment, unfinished=True)} == {"a", "b"}
     store.delete(b.metadata.uid)
     with pytest.raises(NotFound):
-        store.get("Experiment", "default", "b")
+        store.get(Experiment, "default", "b")
 
 
 def test_events_are_kept_in_order(store):

@@ -80,9 +80,9 @@ class Follower:
     def _ended_without_end(self) -> LogEnd | None:
         """The stream closed early (a server restart?): finish if the run has, else follow again."""
         from runyard.client import LogEnd
+        from runyard.core.resources import Run
 
-        run = self.client.get("runs", self.name)
-        status = run.status  # type: ignore[attr-defined]
+        status = self.client.get(Run, self.name).status
         if status.phase.is_terminal():
             return LogEnd(status.phase, status.exitCode, status.reason, status.message)
         time.sleep(0.5)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
@@ -32,11 +33,12 @@ def root(
     ctx.obj = State(url=url, token=token, project=project, home=home)
 
 
-for command in (runs.run, runs.ps, runs.logs, runs.stop):
-    app.command()(command)
-for command in (resources.apply, resources.get, resources.describe, resources.delete):
-    app.command()(command)
-for command in (server.server, server.up, server.down, server.version):
+COMMANDS: list[Callable[..., None]] = [
+    runs.run, runs.ps, runs.logs, runs.stop,
+    resources.apply, resources.get, resources.describe, resources.delete,
+    server.server, server.up, server.down, server.version,
+]  # fmt: skip
+for command in COMMANDS:
     app.command()(command)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -37,7 +38,7 @@ def stdout() -> Console:
     return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 
 
-def render(resources: list[Resource], output: Output, single: bool = False) -> None:
+def render(resources: Sequence[Resource], output: Output, single: bool = False) -> None:
     """Print one resource (`single`) or a list, as a table, JSON (`{"items": [...]}`) or YAML documents."""
     docs = [r.model_dump(mode="json", exclude_none=True) for r in resources]
     if output is Output.JSON:
@@ -56,7 +57,7 @@ def to_yaml_documents(docs: list[dict]) -> str:
     return "---\n".join(yaml.safe_dump(doc, sort_keys=False) for doc in docs)
 
 
-def table(resources: list[Resource]) -> Table:
+def table(resources: Sequence[Resource]) -> Table:
     kind = resources[0].kind if resources else ""
     columns, row = _COLUMNS.get(kind, (("NAME", "PHASE", "AGE"), _workload_row))
     grid = Table(box=None, header_style="bold", pad_edge=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,6 +15,8 @@ from runyard.cli.follow import Follower, print_line
 from runyard.cli.output import Output, render
 
 if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
     from runyard.client import Client
 
 
@@ -54,8 +57,8 @@ class UploadProgress:
     THRESHOLD = 1024 * 1024
 
     def __init__(self) -> None:
-        self._bar = None
-        self._task = None
+        self._bar: Progress | None = None
+        self._task: TaskID | None = None
 
     def __enter__(self) -> UploadProgress:
         return self
@@ -67,7 +70,7 @@ class UploadProgress:
     def __call__(self, done: int, total: int) -> None:
         if self._bar is None and total > self.THRESHOLD and stderr.is_terminal:
             self._start(total)
-        if self._bar is not None:
+        if self._bar is not None and self._task is not None:
             self._bar.update(self._task, completed=done)
 
     def _start(self, total: int) -> None:
@@ -85,8 +88,8 @@ def ps(
 ) -> None:
     """List the runs of the project, newest first."""
     runs = state(ctx).client().runs()
-    runs.sort(key=lambda r: r.metadata.creationTimestamp or 0, reverse=True)  # type: ignore[arg-type,return-value]
-    render(runs, output)  # type: ignore[arg-type]
+    runs.sort(key=lambda r: r.metadata.creationTimestamp or datetime.min.replace(tzinfo=UTC), reverse=True)
+    render(runs, output)
 
 
 def logs(

@@ -22,11 +22,11 @@ def server(
     from runyard.server import serve
     from runyard.settings import ServerSettings
 
-    options = {"host": host, "port": port, "store_url": store_url}
     chosen_home = home or state(ctx).home
+    settings = ServerSettings(host=host, port=port, store_url=store_url)
     if chosen_home is not None:
-        options["home"] = chosen_home.expanduser()
-    serve(ServerSettings(**options))
+        settings.home = chosen_home.expanduser()
+    serve(settings)
 
 
 def up(ctx: typer.Context) -> None:

@@ -25,5 +25,5 @@ class Context:
         """Write status and its events (optimistically: a stale read raises Conflict and the loop retries).
         `final`: the run has ended, revoke its tokens in the same transaction."""
         saved = self.store.update_status(res, events=events, revoke_run_tokens=final)
-        self.notifier.touch(saved.metadata.uid, wake_controller=False)
+        self.notifier.touch(saved.uid, wake_controller=False)
         return saved

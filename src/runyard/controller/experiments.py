@@ -20,7 +20,7 @@ from runyard.core.resources import (
 def reconcile_experiment(ctx: Context, exp: Experiment) -> list[Run]:
     """Returns the runs it created, so the loop can start them in the same pass."""
     m = exp.metadata
-    runs = ctx.store.list("Run", m.project, owner_uid=m.uid)
+    runs = ctx.store.list(Run, m.project, owner_uid=exp.uid)
     if m.deletionTimestamp is not None:
         _cascade_delete(ctx, exp, runs)
         return []
@@ -55,7 +55,7 @@ def _create_run(ctx: Context, exp: Experiment) -> Run | None:
         exp.status.message = f"a run named {m.name!r} already exists in project {m.project!r}"
         ctx.save(exp, ("NameTaken", exp.status.message, "Warning"))
         return None
-    ctx.notifier.touch(created.metadata.uid, wake_controller=False)
+    ctx.notifier.touch(created.uid, wake_controller=False)
     return created
 
 
@@ -87,18 +87,18 @@ def _cascade_delete(ctx: Context, exp: Experiment, runs: list[Run]) -> None:
     for run in runs:
         if run.metadata.deletionTimestamp is None:
             ctx.store.mark_deleted(run)
-            ctx.notifier.touch(run.metadata.uid)  # wakes the controller to reconcile the run's deletion
+            ctx.notifier.touch(run.uid)  # wakes the controller to reconcile the run's deletion
     if not runs:
-        ctx.store.delete(exp.metadata.uid)
-        ctx.notifier.touch(exp.metadata.uid)
+        ctx.store.delete(exp.uid)
+        ctx.notifier.touch(exp.uid)
 
 
 def reconcile_stored_only(ctx: Context, res: Resource) -> None:
     """Sessions, Jobs and Models are validated and stored; their controllers come later.
     Say so in their status, and delete them when asked."""
     if res.metadata.deletionTimestamp is not None:
-        ctx.store.delete(res.metadata.uid)
-        ctx.notifier.touch(res.metadata.uid)
+        ctx.store.delete(res.uid)
+        ctx.notifier.touch(res.uid)
         return
     if res.status.reason != Reason.NOT_IMPLEMENTED:
         res.status.phase, res.status.reason = "Pending", Reason.NOT_IMPLEMENTED

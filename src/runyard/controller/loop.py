@@ -12,11 +12,11 @@ from runyard.controller.experiments import reconcile_experiment, reconcile_store
 from runyard.controller.runs import reconcile_run
 from runyard.core.errors import Conflict, NotFound
 from runyard.core.phases import Phase
-from runyard.core.resources import Resource
+from runyard.core.resources import Experiment, Job, Model, Resource, Run, Session
 from runyard.runtime.base import State
 
 log = logging.getLogger("runyard.controller")
-STORED_ONLY = ("Session", "Job", "Model")
+STORED_ONLY: tuple[type[Resource], ...] = (Session, Job, Model)
 
 
 class Controller:
@@ -75,7 +75,8 @@ class Controller:
         with self._lock:
             self._dirty.clear()
         store = self.ctx.store
-        for kind in (*STORED_ONLY, "Experiment", "Run"):
+        kinds: tuple[type[Resource], ...] = (*STORED_ONLY, Experiment, Run)
+        for kind in kinds:
             for res in store.list(kind, unfinished=True):
                 self._reconcile(res)
 
@@ -86,14 +87,14 @@ class Controller:
                 self._reconcile(res)
 
     def _reconcile(self, res: Resource) -> None:
-        if res.kind == "Experiment":
+        if isinstance(res, Experiment):
             for run in self._guard(reconcile_experiment, res) or []:
                 self._reconcile(run)  # start it in the same pass: no round trip through the queue
             return
-        if res.kind in STORED_ONLY:
+        if isinstance(res, STORED_ONLY):
             self._guard(reconcile_stored_only, res)
             return
-        uid = res.metadata.uid
+        uid = res.uid
         before = self.ctx.notifier.versions(uid)[0]
         delay = self._guard(reconcile_run, res)
         if delay is not None:
@@ -109,15 +110,15 @@ class Controller:
         try:
             return fn(self.ctx, res)
         except (Conflict, NotFound):
-            self.enqueue(res.metadata.uid)  # someone else wrote it first: look again at once
+            self.enqueue(res.uid)  # someone else wrote it first: look again at once
         except Exception:
             log.exception("reconciling %s %s failed; will retry", res.kind, res.metadata.name)
-            self._due[res.metadata.uid] = time.monotonic() + 1.0
+            self._due[res.uid] = time.monotonic() + 1.0
         return None
 
     def _report_adoptions(self) -> None:
         """After a restart, say in each running run's events that it was found alive."""
-        for run in self.ctx.store.list("Run", phases=[Phase.RUNNING]):
+        for run in self.ctx.store.list(Run, phases=[Phase.RUNNING]):
             att = run.status.attempts[-1] if run.status.attempts else None
             if att and att.handle and self.ctx.runtime.observe(att.handle).state == State.RUNNING:
                 self.ctx.store.add_event(

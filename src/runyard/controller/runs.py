@@ -15,7 +15,7 @@ from runyard.core.phases import Phase, Reason
 from runyard.core.resources import Attempt, Run
 from runyard.runtime.base import LaunchError, LaunchSpec, Observed, State
 from runyard.services.auth import issue_token
-from runyard.store.repository import now
+from runyard.store.repository import EventSpec, now
 
 
 def reconcile_run(ctx: Context, run: Run) -> float | None:
@@ -38,9 +38,9 @@ def _admit(ctx: Context, run: Run) -> float | None:
     return _start(ctx, run, [(Reason.ADMITTED, "admitted to the queue")])
 
 
-def _cancel_unstarted(ctx: Context, run: Run) -> None:
+def _cancel_unstarted(ctx: Context, run: Run) -> float | None:
     transition(run, Phase.CANCELLED, Reason.STOPPED, "stopped before it started")
-    _finish(ctx, run, (Reason.STOPPED, "stopped before it started"))
+    return _finish(ctx, run, (Reason.STOPPED, "stopped before it started"))
 
 
 def _start(ctx: Context, run: Run, events: list | None = None) -> float | None:
@@ -58,7 +58,7 @@ def _start(ctx: Context, run: Run, events: list | None = None) -> float | None:
         if events:
             ctx.save(run, *events)
         return (st.nextAttemptAt - now()).total_seconds()
-    active = ctx.store.count("Run", phases=[Phase.STARTING, Phase.RUNNING])
+    active = ctx.store.count(Run, phases=[Phase.STARTING, Phase.RUNNING])
     if active >= ctx.settings.max_running_runs:
         msg = f"{active} runs are active, the limit is {ctx.settings.max_running_runs}"
         if st.reason != Reason.WAITING_FOR_CAPACITY:
@@ -77,12 +77,12 @@ def _start(ctx: Context, run: Run, events: list | None = None) -> float | None:
 
 def _launch_spec(ctx: Context, run: Run, attempt: int) -> LaunchSpec:
     spec, m = run.spec, run.metadata
-    token = issue_token(ctx.store, f"run {m.name} attempt {attempt}", "run", m.project, m.uid)
+    token = issue_token(ctx.store, f"run {m.name} attempt {attempt}", "run", m.project, run.uid)
     env = {
         **spec.env,
         "PYTHONUNBUFFERED": spec.env.get("PYTHONUNBUFFERED", "1"),
         "RUNYARD_RUN_ID": m.name,
-        "RUNYARD_RUN_UID": m.uid,
+        "RUNYARD_RUN_UID": run.uid,
         "RUNYARD_PROJECT": m.project,
         "RUNYARD_ATTEMPT": str(attempt),
         "RUNYARD_API_URL": ctx.api_url,
@@ -90,7 +90,7 @@ def _launch_spec(ctx: Context, run: Run, attempt: int) -> LaunchSpec:
     }
     argv = ["/bin/sh", "-c", spec.command] if isinstance(spec.command, str) else list(spec.command)
     return LaunchSpec(
-        run_uid=m.uid,
+        run_uid=run.uid,
         project=m.project,
         name=m.name,
         attempt=attempt,
@@ -121,12 +121,13 @@ def _launch(ctx: Context, run: Run, events: list | None = None) -> float | None:
 
 def _watch(ctx: Context, run: Run) -> float | None:
     att = run.status.attempts[-1]
-    obs = ctx.runtime.observe(att.handle or {})
+    handle = att.handle or {}
+    obs = ctx.runtime.observe(handle)
     if obs.state == State.EXITED:
         return _exited(ctx, run, obs)
     if obs.state == State.LOST:
         return _attempt_ended(ctx, run, None, Reason.PROCESS_LOST, obs.message or "the process is gone")
-    events = []
+    events: list[EventSpec] = []
     if run.status.limits is None and obs.limits:
         run.status.limits = obs.limits
         if obs.limits.get("enforced"):
@@ -134,7 +135,7 @@ def _watch(ctx: Context, run: Run) -> float | None:
     stop = _stop_reason(run)
     if stop and run.status.reason not in (Reason.STOPPING, Reason.DEADLINE_EXCEEDED):
         reason, msg = stop
-        ctx.runtime.stop(att.handle, run.spec.stopGracePeriodSeconds)
+        ctx.runtime.stop(handle, run.spec.stopGracePeriodSeconds)
         run.status.reason, run.status.message = reason, msg
         set_condition(run.status.conditions, "Stopping", "True", reason, msg)
         events.append((reason, msg, "Warning" if reason == Reason.DEADLINE_EXCEEDED else "Normal"))
@@ -223,23 +224,26 @@ def _attempt_ended(
     return _finish(ctx, run, *events, (reason, msg, "Warning"))
 
 
-def _finish(ctx: Context, run: Run, *events: tuple) -> None:
+def _finish(ctx: Context, run: Run, *events: EventSpec) -> float | None:
+    """The run has ended: nothing more to look at."""
     ctx.save(run, *events, final=True)
+    return None
 
 
 def _finalize_deleted(ctx: Context, run: Run) -> float | None:
     """Stop what still runs, then remove the run's files, tokens and record."""
     if run.status.phase == Phase.RUNNING:
         att = run.status.attempts[-1]
-        if ctx.runtime.observe(att.handle or {}).state in (State.RUNNING, State.STARTING):
-            ctx.runtime.stop(att.handle, run.spec.stopGracePeriodSeconds)
+        handle = att.handle or {}
+        if ctx.runtime.observe(handle).state in (State.RUNNING, State.STARTING):
+            ctx.runtime.stop(handle, run.spec.stopGracePeriodSeconds)
             return 0.2
     for att in run.status.attempts:
         if att.handle:
             ctx.runtime.cleanup(att.handle)
-    ctx.store.revoke_run_tokens(run.metadata.uid)
-    ctx.store.delete(run.metadata.uid)
-    ctx.notifier.touch(run.metadata.uid)
+    ctx.store.revoke_run_tokens(run.uid)
+    ctx.store.delete(run.uid)
+    ctx.notifier.touch(run.uid)
     return None
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from runyard.core.phases import Phase
-from runyard.core.resources import Condition, Run
+from runyard.core.resources import Condition, ConditionStatus, Run
 from runyard.store.repository import now
 
 # Which condition a phase sets, and to what.
-PHASE_CONDITION: dict[Phase, tuple[str, str]] = {
+PHASE_CONDITION: dict[Phase, tuple[str, ConditionStatus]] = {
     Phase.QUEUED: ("Admitted", "True"),
     Phase.STARTING: ("Started", "False"),
     Phase.RUNNING: ("Started", "True"),
@@ -19,7 +19,9 @@ PHASE_CONDITION: dict[Phase, tuple[str, str]] = {
 }
 
 
-def set_condition(conditions: list[Condition], type_: str, status: str, reason: str, message: str) -> None:
+def set_condition(
+    conditions: list[Condition], type_: str, status: ConditionStatus, reason: str, message: str
+) -> None:
     for c in conditions:
         if c.type == type_:
             if (c.status, c.reason, c.message) != (status, reason, message):

@@ -209,9 +209,12 @@ class RunSpec(RunTemplate):
     stopRequested: bool = Field(default=False, description="set by `runyard stop`; the controller stops it")
 
 
+ConditionStatus = Literal["True", "False", "Unknown"]
+
+
 class Condition(BaseModel):
     type: str
-    status: Literal["True", "False", "Unknown"]
+    status: ConditionStatus
     reason: str
     message: str = ""
     lastTransitionTime: datetime
@@ -257,6 +260,13 @@ class Resource(Strict):
     spec: Any
     status: Any
     plural: ClassVar[str]
+
+    @property
+    def uid(self) -> str:
+        """The uid the store gave it; only stored resources have one."""
+        if self.metadata.uid is None:
+            raise ValueError(f"{self.kind} {self.metadata.name!r} has not been stored yet")
+        return self.metadata.uid
 
 
 class Session(Resource):

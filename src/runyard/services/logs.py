@@ -11,7 +11,7 @@ import time
 from collections.abc import AsyncIterator
 
 from runyard.core.errors import NotFound
-from runyard.core.resources import Run
+from runyard.core.resources import Experiment, Run
 from runyard.runtime.base import Runtime
 from runyard.services.notify import Notifier
 from runyard.store import Store
@@ -42,9 +42,9 @@ def _end(run: Run | None) -> bytes:
 def find_run(store: Store, project: str, name: str) -> Run | None:
     """The run, or None while the Experiment of that name exists but its controller has not made it yet."""
     try:
-        return store.get("Run", project, name)
+        return store.get(Run, project, name)
     except NotFound:
-        store.get("Experiment", project, name)  # NotFound for a name that is neither
+        store.get(Experiment, project, name)  # NotFound for a name that is neither
         return None
 
 
@@ -53,7 +53,7 @@ async def _await_run(store: Store, notifier: Notifier, project: str, name: str, 
     run = find_run(store, project, name)
     if run is not None or timeout <= 0:
         return run
-    exp_uid = store.get("Experiment", project, name).metadata.uid
+    exp_uid = store.get(Experiment, project, name).uid
     deadline = time.monotonic() + timeout
     while run is None and time.monotonic() < deadline:
         seen = notifier.versions(exp_uid)
@@ -70,20 +70,22 @@ async def stream_logs(
     if run is None:
         yield b'{"end": true, "phase": "Pending", "message": "the run has not been created yet"}\n'
         return
-    uid = run.metadata.uid
+    uid = run.uid
     idx, offset, seen_state = 0, 0, -1
     while True:
         seen = notifier.versions(uid)
         if seen[0] != seen_state:  # the record changed: new attempts, a new phase
             seen_state = seen[0]
-            run = store.get_uid(uid)
-            if run is None:
+            found = store.get_uid(uid)
+            if not isinstance(found, Run):
                 yield _end(None)
                 return
+            run = found
         progressed = False
         atts = run.status.attempts
         while idx < len(atts):
-            chunk = runtime.read_logs(atts[idx].handle, offset) if atts[idx].handle else None
+            handle = atts[idx].handle
+            chunk = runtime.read_logs(handle, offset) if handle else None
             if chunk and chunk.entries:
                 offset, progressed = chunk.offset, True
                 yield b"".join(_line(e) for e in chunk.entries)

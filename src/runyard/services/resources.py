@@ -10,6 +10,7 @@ from runyard.core.resources import BY_PLURAL, Experiment, Resource, Run, parse_w
 from runyard.services.auth import Principal
 from runyard.services.notify import Notifier
 from runyard.store import Store
+from runyard.store.repository import R
 
 
 class ApplyResult(StrEnum):
@@ -60,12 +61,12 @@ def apply_resource(
     m = res.metadata
     who.check_project(m.project)
     try:
-        current = store.get(res.kind, m.project, m.name)
+        current = store.get(type(res), m.project, m.name)
     except NotFound:
         try:
             return create_resource(store, who, res, key), ApplyResult.CREATED
         except Conflict:  # created concurrently: fall through to update it
-            current = store.get(res.kind, m.project, m.name)
+            current = store.get(type(res), m.project, m.name)
     if current.metadata.deletionTimestamp is not None:
         raise Conflict(f"{res.kind} {m.name!r} is being deleted; apply again once it is gone")
     if m.resourceVersion is not None and m.resourceVersion != current.metadata.resourceVersion:
@@ -87,19 +88,19 @@ def apply_resource(
         return current, ApplyResult.UNCHANGED
     merged = current.model_copy(update={"spec": res.spec})
     merged.metadata = current.metadata.model_copy(update={"labels": m.labels, "annotations": m.annotations})
-    updated = store.replace(merged, expect_version=current.metadata.resourceVersion)
-    store.add_event(updated, "Updated", f"{res.kind} updated by {who.name}")
+    event = ("Updated", f"{res.kind} updated by {who.name}")
+    updated = store.replace(merged, current.metadata.resourceVersion, events=[event])
     return updated, ApplyResult.CONFIGURED
 
 
-def get_resource(store: Store, who: Principal, kind: str, project: str, name: str) -> Resource:
+def get_resource(store: Store, who: Principal, kind: type[R], project: str, name: str) -> R:
     who.check_project(project)
     return store.get(kind, project, name)
 
 
 def list_resources(
-    store: Store, who: Principal, kind: str, project: str, selector: str | None
-) -> list[Resource]:
+    store: Store, who: Principal, kind: type[R], project: str, selector: str | None
+) -> list[R]:
     who.check_project(project)
     return store.list(kind, project, labels=parse_selector(selector))
 
@@ -117,28 +118,28 @@ def parse_selector(selector: str | None) -> dict[str, str] | None:
 
 
 def delete_resource(
-    store: Store, notifier: Notifier, who: Principal, kind: str, project: str, name: str
+    store: Store, notifier: Notifier, who: Principal, kind: type[Resource], project: str, name: str
 ) -> Resource:
     """Mark for deletion; the controller stops what runs, then removes it (and the Runs it owns)."""
     who.check_project(project)
     res = store.get(kind, project, name)
-    marked = store.mark_deleted(res)
-    store.add_event(marked, "Deleting", f"deletion requested by {who.name}")
-    notifier.touch(marked.metadata.uid)
+    marked = store.mark_deleted(res, events=[("Deleting", f"deletion requested by {who.name}")])
+    notifier.touch(marked.uid)
     return marked
 
 
 def request_stop(store: Store, notifier: Notifier, who: Principal, project: str, name: str) -> Run:
     who.check_project(project)
     while True:
-        run = store.get("Run", project, name)
+        run = store.get(Run, project, name)
         if run.status.phase.is_terminal() or run.spec.stopRequested:
             return run
         run.spec.stopRequested = True
         try:
-            updated = store.replace(run, expect_version=run.metadata.resourceVersion)
+            updated = store.replace(
+                run, run.metadata.resourceVersion, events=[("StopRequested", f"stop requested by {who.name}")]
+            )
         except Conflict:
             continue  # the controller wrote status meanwhile: read again
-        store.add_event(updated, "StopRequested", f"stop requested by {who.name}")
-        notifier.touch(updated.metadata.uid)
+        notifier.touch(updated.uid)
         return updated

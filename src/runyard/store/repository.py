@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -32,6 +32,7 @@ from runyard.store.tables import (
 )
 
 TERMINAL_PHASES = [p.value for p in TERMINAL]
+R = TypeVar("R", bound=Resource)
 
 
 def now() -> datetime:
@@ -123,9 +124,7 @@ class Store:
 
     # -- resources ---------------------------------------------------------------------------------------
 
-    def create(
-        self, res: Resource, idempotency_key: str | None = None, events: Iterable[EventSpec] = ()
-    ) -> Resource:
+    def create(self, res: R, idempotency_key: str | None = None, events: Iterable[EventSpec] = ()) -> R:
         """Insert a new resource (and its first events). With an idempotency key seen before, return what
         that request created instead."""
         meta = res.metadata
@@ -135,7 +134,7 @@ class Store:
                 if seen is not None:
                     row = s.get(ResourceRow, seen.uid)
                     if row is not None:
-                        return to_resource(row)
+                        return cast(R, to_resource(row))
             owner = meta.ownerReferences[0] if meta.ownerReferences else None
             ts = now()
             row = ResourceRow(
@@ -162,7 +161,7 @@ class Store:
             s.add_all(_event_row(row.uid, res, ev) for ev in events)
             try:
                 s.flush()
-                return to_resource(row)
+                return cast(R, to_resource(row))
             except IntegrityError:
                 s.rollback()
         if idempotency_key:  # the same request raced itself: answer with what the winner created
@@ -170,10 +169,11 @@ class Store:
                 seen = s.get(IdempotencyRow, (idempotency_key, meta.project))
                 row = s.get(ResourceRow, seen.uid) if seen else None
                 if row is not None:
-                    return to_resource(row)
+                    return cast(R, to_resource(row))
         raise Conflict(f"{res.kind} {meta.name!r} already exists in project {meta.project!r}")
 
-    def get(self, kind: str, project: str, name: str) -> Resource:
+    def get(self, cls: type[R], project: str, name: str) -> R:
+        kind = cls.__name__
         with self.read() as s:
             row = s.scalars(
                 select(ResourceRow).where(
@@ -182,7 +182,7 @@ class Store:
             ).first()
             if row is None:
                 raise NotFound(f"{kind} {name!r} not found in project {project!r}")
-            return to_resource(row)
+            return cast(R, to_resource(row))
 
     def get_uid(self, uid: str) -> Resource | None:
         with self.read() as s:
@@ -191,16 +191,16 @@ class Store:
 
     def list(
         self,
-        kind: str,
+        cls: type[R],
         project: str | None = None,
         labels: dict[str, str] | None = None,
         owner_uid: str | None = None,
         phases: list[str] | None = None,
         deleting: bool | None = None,
         unfinished: bool = False,
-    ) -> list[Resource]:
+    ) -> list[R]:
         """Filter by project, owner, phase or deletion; `unfinished`: what a controller must still act on."""
-        q = select(ResourceRow).where(ResourceRow.kind == kind)
+        q = select(ResourceRow).where(ResourceRow.kind == cls.__name__)
         if project is not None:
             q = q.where(ResourceRow.project == project)
         if owner_uid is not None:
@@ -223,18 +223,19 @@ class Store:
             )
         with self.read() as s:
             rows = s.scalars(q.order_by(ResourceRow.created_at, ResourceRow.name)).all()
-            items = [to_resource(r) for r in rows]
+            items = [cast(R, to_resource(r)) for r in rows]
         if labels:
             items = [r for r in items if all(r.metadata.labels.get(k) == v for k, v in labels.items())]
         return items
 
-    def count(self, kind: str, phases: builtins.list[str]) -> int:
+    def count(self, cls: type[Resource], phases: builtins.list[str]) -> int:
         with self.read() as s:
             q = select(func.count()).select_from(ResourceRow)
-            return s.scalar(q.where(ResourceRow.kind == kind, ResourceRow.phase.in_(phases))) or 0
+            return s.scalar(q.where(ResourceRow.kind == cls.__name__, ResourceRow.phase.in_(phases))) or 0
 
-    def replace(self, res: Resource, expect_version: int) -> Resource:
-        """Write metadata and spec (a user's change); bumps generation when the spec changed."""
+    def replace(self, res: R, expect_version: int | None, events: Iterable[EventSpec] = ()) -> R:
+        """Write metadata and spec (a user's change) with the events that say who did it; bumps generation
+        when the spec changed."""
         with self.write() as s:
             row = self._locked(s, res.metadata.uid, expect_version, res.kind, res.metadata.name)
             spec = _dump(res.spec)
@@ -244,15 +245,16 @@ class Store:
             row.labels = res.metadata.labels
             row.annotations = res.metadata.annotations
             self._bump(row)
-            return to_resource(row)
+            s.add_all(_event_row(row.uid, res, ev) for ev in events)
+            return cast(R, to_resource(row))
 
     def update_status(
         self,
-        res: Resource,
+        res: R,
         expect_version: int | None = None,
         events: Iterable[EventSpec] = (),
         revoke_run_tokens: bool = False,
-    ) -> Resource:
+    ) -> R:
         """The status subresource (only the controller calls this), with the events that explain it and,
         for a run that has ended, the revocation of its tokens: all in one transaction."""
         expect = res.metadata.resourceVersion if expect_version is None else expect_version
@@ -266,7 +268,7 @@ class Store:
                 s.execute(update(TokenRow).where(TokenRow.run_uid == row.uid).values(revoked=True))
             return res.model_copy(update={"metadata": res.metadata.model_copy(update=_meta_of(row))})
 
-    def mark_deleted(self, res: Resource) -> Resource:
+    def mark_deleted(self, res: R, events: Iterable[EventSpec] = ()) -> R:
         with self.write() as s:
             row = s.get(ResourceRow, res.metadata.uid, with_for_update=True)
             if row is None:
@@ -274,7 +276,8 @@ class Store:
             if row.deletion_timestamp is None:
                 row.deletion_timestamp = now()
                 self._bump(row)
-            return to_resource(row)
+                s.add_all(_event_row(row.uid, res, ev) for ev in events)
+            return cast(R, to_resource(row))
 
     def delete(self, uid: str) -> None:
         with self.write() as s:

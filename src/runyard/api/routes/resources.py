@@ -30,7 +30,7 @@ def create(
 ) -> dict:
     res = svc.parse_for_path(doc, project, plural, None)
     created = svc.create_resource(s.store, who, res, idempotency_key)
-    s.notifier.touch(created.metadata.uid)
+    s.notifier.touch(created.uid)
     return _out(created)
 
 
@@ -51,7 +51,7 @@ def apply(
     if result == svc.ApplyResult.CREATED:
         response.status_code = 201
     if result != svc.ApplyResult.UNCHANGED:
-        s.notifier.touch(applied.metadata.uid)
+        s.notifier.touch(applied.uid)
     return _out(applied)
 
 
@@ -63,16 +63,16 @@ def list_(
     s: AppState = Depends(state),
     who: Principal = Depends(principal),
 ) -> dict:
-    kind = svc.kind_of_plural(plural).__name__
+    kind = svc.kind_of_plural(plural)
     items = svc.list_resources(s.store, who, kind, project, labelSelector)
-    return {"apiVersion": "runyard.dev/v1", "kind": f"{kind}List", "items": [_out(r) for r in items]}
+    return {"apiVersion": "runyard.dev/v1", "kind": f"{kind.__name__}List", "items": [_out(r) for r in items]}
 
 
 @router.get(ITEM)
 def get(
     project: str, plural: str, name: str, s: AppState = Depends(state), who: Principal = Depends(principal)
 ) -> dict:
-    kind = svc.kind_of_plural(plural).__name__
+    kind = svc.kind_of_plural(plural)
     return _out(svc.get_resource(s.store, who, kind, project, name))
 
 
@@ -80,7 +80,7 @@ def get(
 def delete(
     project: str, plural: str, name: str, s: AppState = Depends(state), who: Principal = Depends(principal)
 ) -> dict:
-    kind = svc.kind_of_plural(plural).__name__
+    kind = svc.kind_of_plural(plural)
     return _out(svc.delete_resource(s.store, s.notifier, who, kind, project, name))
 
 
@@ -88,6 +88,6 @@ def delete(
 def events(
     project: str, plural: str, name: str, s: AppState = Depends(state), who: Principal = Depends(principal)
 ) -> dict:
-    kind = svc.kind_of_plural(plural).__name__
+    kind = svc.kind_of_plural(plural)
     res = svc.get_resource(s.store, who, kind, project, name)
-    return {"items": [e.model_dump(mode="json") for e in s.store.events(res.metadata.uid)]}
+    return {"items": [e.model_dump(mode="json") for e in s.store.events(res.uid)]}
