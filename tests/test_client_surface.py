@@ -24,6 +24,7 @@ CLIENT_METHODS = {
     "health",
     "list",
     "logs",
+    "metrics",
     "run",
     "runs",
     "stop",

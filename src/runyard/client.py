@@ -153,6 +153,10 @@ class Client:
         """Ask the controller to stop the run; returns at once (see `wait`). A finished run is left as is."""
         return Run.model_validate(self._send("POST", f"{self._item(Run, run)}/stop").json())
 
+    def metrics(self, run: str) -> dict[str, Any]:
+        """The run's resource usage now: cpu_percent, memory_bytes (absent once it has ended)."""
+        return dict(self._send("GET", f"{self._item(Run, run)}/metrics").json())
+
     def wait(self, run: str, timeout: float | None = None) -> Run:
         """Poll until the run reaches a terminal phase; raises TimeoutError after `timeout` seconds."""
         deadline = None if timeout is None else time.monotonic() + timeout

@@ -100,7 +100,14 @@ def serve(settings: ServerSettings) -> None:
     sock = _bind(settings.host, settings.port)
     url = _client_url(settings.host, sock.getsockname()[1])
     platform = build(settings, settings.public_url or url)
-    server = uvicorn.Server(uvicorn.Config(create_app(platform.state), log_level="warning", lifespan="off"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(platform.state),
+            log_level="warning",
+            lifespan="off",
+            timeout_graceful_shutdown=3,  # log followers would otherwise hold a shutdown open
+        )
+    )
     platform.controller.start()
     server_file = _write_server_file(settings.home, url)
     log.info(

@@ -181,3 +181,18 @@ def test_deleting_an_experiments_run_does_not_run_the_experiment_again(server, t
     exp = api.get("/experiments/once").json()
     assert exp["status"]["reason"] == "RunDeleted"
     assert exp["status"]["phase"] == "Succeeded"
+
+
+def test_a_running_runs_memory_is_reported_through_the_runtime(server):
+    api = server.api()
+    cmd = (
+        "python3 -c \"import time; data = bytearray(64 * 2**20); print('ready', flush=True); time.sleep(30)\""
+    )
+    api.put("/experiments/hungry", json=experiment("hungry", cmd))
+    read_until(api, "hungry", "ready")
+    usage = api.get("/runs/hungry/metrics").json()
+    assert usage["phase"] == "Running" and usage["attempt"] == 1
+    assert usage["memory_bytes"] > 64 * 2**20
+    api.post("/runs/hungry/stop")
+    wait_phase(api, "hungry", {"Cancelled"})
+    assert "memory_bytes" not in api.get("/runs/hungry/metrics").json()

@@ -7,6 +7,7 @@ from typing import Any
 
 from runyard.core.errors import Conflict, FieldError, Invalid, NotFound
 from runyard.core.resources import BY_PLURAL, Experiment, Resource, Run, parse_workload
+from runyard.runtime.base import Runtime
 from runyard.services.auth import Principal
 from runyard.services.notify import Notifier
 from runyard.store import Store
@@ -126,6 +127,14 @@ def delete_resource(
     marked = store.mark_deleted(res, events=[("Deleting", f"deletion requested by {who.name}")])
     notifier.touch(marked.uid)
     return marked
+
+
+def run_metrics(store: Store, runtime: Runtime, who: Principal, project: str, name: str) -> dict:
+    """Resource usage of the run's current attempt, read through the runtime; empty once it has ended."""
+    run = get_resource(store, who, Run, project, name)
+    att = run.status.attempts[-1] if run.status.attempts else None
+    usage = runtime.metrics(att.handle) if att and att.handle and not run.status.phase.is_terminal() else {}
+    return {"name": name, "phase": run.status.phase.value, "attempt": att.attempt if att else None, **usage}
 
 
 def request_stop(store: Store, notifier: Notifier, who: Principal, project: str, name: str) -> Run:

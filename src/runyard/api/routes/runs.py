@@ -20,6 +20,14 @@ def stop(project: str, name: str, s: AppState = Depends(state), who: Principal =
     )
 
 
+@router.get("/projects/{project}/runs/{name}/metrics")
+def metrics(
+    project: str, name: str, s: AppState = Depends(state), who: Principal = Depends(principal)
+) -> dict:
+    """cpu_percent and memory_bytes (RSS) of the run's processes now, where the runtime can tell."""
+    return svc.run_metrics(s.store, s.runtime, who, project, name)
+
+
 @router.get("/projects/{project}/runs/{name}/logs", response_class=StreamingResponse)
 def logs(
     project: str,
