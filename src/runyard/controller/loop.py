@@ -17,6 +17,8 @@ from runyard.runtime.base import State
 
 log = logging.getLogger("runyard.controller")
 STORED_ONLY: tuple[type[Resource], ...] = (Session, Job, Model)
+BATCH = 8  # uids reconciled between two looks at the queues
+RESYNC_AT_LEAST = 5  # ticks: how long a busy queue may postpone the full resync
 
 
 class Controller:
@@ -25,11 +27,14 @@ class Controller:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._lock = threading.Lock()
-        self._dirty: set[str] = set()
+        # Ordered sets (dicts): first come, first served. Runtime notices (a process exited) go first, so
+        # that a burst of submissions does not delay noticing the runs that already finished.
+        self._urgent: dict[str, None] = {}
+        self._dirty: dict[str, None] = {}
         self._due: dict[str, float] = {}  # uid -> monotonic time it asked to be looked at again
         self._thread: threading.Thread | None = None
         ctx.notifier.subscribe(self.enqueue)
-        ctx.runtime.on_change(self.enqueue)
+        ctx.runtime.on_change(lambda uid: self.enqueue(uid, urgent=True))
 
     def start(self) -> None:
         self._report_adoptions()
@@ -42,37 +47,49 @@ class Controller:
         if self._thread:
             self._thread.join(timeout=10)
 
-    def enqueue(self, uid: str) -> None:
+    def enqueue(self, uid: str, urgent: bool = False) -> None:
         """Thread-safe and cheap: called by the API and the runtime when something changed."""
         with self._lock:
-            self._dirty.add(uid)
+            (self._urgent if urgent else self._dirty)[uid] = None
         self._wake.set()
 
     def _run(self) -> None:
-        next_resync = 0.0
+        last_resync = 0.0
         while not self._stopping.is_set():
             now = time.monotonic()
-            if now >= next_resync:
+            work = self._take_work(now)
+            if work:
+                self._process(work)
+            # The resync waits while notices keep the loop busy, but never for long.
+            tick = self.ctx.settings.tick_seconds
+            if (not work and now - last_resync >= tick) or now - last_resync >= RESYNC_AT_LEAST * tick:
                 self.resync()
-                next_resync = now + self.ctx.settings.tick_seconds
-            else:
-                self._process(self._take_work(now))
-            wake_at = min([next_resync, *self._due.values()])
+                last_resync = now
+            if self._urgent or self._dirty:
+                continue
+            wake_at = min([last_resync + tick, *self._due.values()])
             self._wake.wait(timeout=max(0.0, wake_at - time.monotonic()))
             self._wake.clear()
 
-    def _take_work(self, now: float) -> set[str]:
+    def _take_work(self, now: float) -> list[str]:
+        """At most BATCH uids: runtime notices first, then other notices, then those that are due."""
+        work: list[str] = []
         with self._lock:
-            work, self._dirty = self._dirty, set()
+            for queue in (self._urgent, self._dirty):
+                while queue and len(work) < BATCH:
+                    uid = next(iter(queue))
+                    del queue[uid]
+                    work.append(uid)
         for uid, due in list(self._due.items()):
-            if due <= now:
-                work.add(uid)
+            if due <= now and uid not in work:
+                work.append(uid)
                 del self._due[uid]
         return work
 
     def resync(self) -> None:
         """One pass over everything unfinished, whatever the notices said."""
         with self._lock:
+            self._urgent.clear()
             self._dirty.clear()
         store = self.ctx.store
         kinds: tuple[type[Resource], ...] = (*STORED_ONLY, Experiment, Run)
@@ -80,7 +97,7 @@ class Controller:
             for res in store.list(kind, unfinished=True):
                 self._reconcile(res)
 
-    def _process(self, uids: set[str]) -> None:
+    def _process(self, uids: list[str]) -> None:
         for uid in uids:
             res = self.ctx.store.get_uid(uid)
             if res is not None:
