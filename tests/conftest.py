@@ -2,32 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-
-def postgres_url() -> str:
-    url = os.environ.get("RUNYARD_TEST_POSTGRES_URL")
-    if not url:
-        pytest.fail(
-            "RUNYARD_TEST_POSTGRES_URL is not set: run `bash scripts/test.sh`, which starts PostgreSQL"
-        )
-    return url
-
-
-def fresh_postgres_database() -> str:
-    """A new, empty database on the test server, so tests never see each other's rows."""
-    import psycopg
-
-    base = postgres_url()
-    name = "ry_" + uuid.uuid4().hex[:12]
-    with psycopg.connect(base, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return base.rsplit("/", 1)[0] + "/" + name
+from tests.support import ServerProcess, fresh_postgres_database
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -35,9 +14,6 @@ def store_url(request, tmp_path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'runyard.db'}"
     return fresh_postgres_database()
-
-
-from tests.support import ServerProcess  # noqa: E402
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -8,11 +8,34 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import httpx
 
 API = "/apis/runyard.dev/v1"
+
+
+def postgres_url() -> str:
+    url = os.environ.get("RUNYARD_TEST_POSTGRES_URL")
+    if not url:
+        import pytest  # only here: the benchmarks share this module and run without pytest
+
+        pytest.fail(
+            "RUNYARD_TEST_POSTGRES_URL is not set: run `bash scripts/test.sh`, which starts PostgreSQL"
+        )
+    return url
+
+
+def fresh_postgres_database() -> str:
+    """A new, empty database on the test server, so tests never see each other's rows."""
+    import psycopg
+
+    base = postgres_url()
+    name = "ry_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return base.rsplit("/", 1)[0] + "/" + name
 
 
 class ServerProcess:

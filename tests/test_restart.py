@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.support import ServerProcess, experiment, read_logs, wait_phase
+from tests.support import ServerProcess, experiment, fresh_postgres_database, read_logs, wait_phase
 
 
 def restart(srv: ServerProcess) -> ServerProcess:
@@ -70,8 +70,6 @@ def test_kill_9_during_a_burst_of_submits_loses_nothing_accepted_and_runs_nothin
 ):
     store_url = None
     if backend == "postgres":
-        from tests.conftest import fresh_postgres_database
-
         store_url = fresh_postgres_database()
     srv = server_factory(store_url=store_url)
     ledger = tmp_path / "ledger"

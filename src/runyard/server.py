@@ -25,6 +25,7 @@ from runyard.services.snapshots import BlobStore, materialize
 from runyard.settings import ControllerSettings, ServerSettings
 from runyard.store import Store
 from runyard.store.engine import normalize_url
+from runyard.store.lease import ControllerLock
 
 log = logging.getLogger("runyard.server")
 
@@ -33,10 +34,12 @@ log = logging.getLogger("runyard.server")
 class Platform:
     state: AppState
     controller: Controller
+    lock: ControllerLock
 
     def close(self) -> None:
         self.controller.stop()
         self.state.runtime.close()
+        self.lock.release()
         self.state.store.close()
 
 
@@ -45,6 +48,8 @@ def build(settings: ServerSettings, api_url: str) -> Platform:
     home = settings.home
     home.mkdir(parents=True, exist_ok=True)
     store = _open_store(settings.resolved_store_url())
+    lock = ControllerLock(store)
+    lock.acquire()
     store.ensure_project("default")
     ensure_admin_token(store, home)
     blobs = BlobStore(home / "blobs")
@@ -52,7 +57,7 @@ def build(settings: ServerSettings, api_url: str) -> Platform:
     notifier = Notifier()
     runtime.on_output(notifier.output)
     ctx = Context(store, runtime, notifier, ControllerSettings(), api_url)
-    return Platform(AppState(store, runtime, blobs, notifier), Controller(ctx))
+    return Platform(AppState(store, runtime, blobs, notifier), Controller(ctx), lock)
 
 
 def _open_store(url: str) -> Store:

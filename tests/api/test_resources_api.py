@@ -6,7 +6,7 @@ import concurrent.futures
 import time
 
 import httpx
-from tests.support import API, experiment
+from tests.support import API, experiment, wait_phase
 
 
 def test_openapi_document_is_served_and_lists_the_resource_paths(server):
@@ -151,7 +151,8 @@ def test_a_retried_submit_with_the_same_request_id_runs_once(server):
         )
     assert {r.status_code for r in results} == {201}
     assert len({r.json()["metadata"]["uid"] for r in results}) == 1
-    assert len(api.get("/runs").json()["items"]) == 1
+    wait_phase(api, "once", {"Succeeded"})
+    assert [r["metadata"]["name"] for r in api.get("/runs").json()["items"]] == ["once"]
 
 
 def test_a_run_token_is_limited_to_its_project(server):
