@@ -11,14 +11,17 @@ if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
 fi
 
 echo "== installing runyard and its test dependencies into .venv"
+# Some machines' pip config names find-links folders that do not exist: hide only those warnings.
+quiet() { { "$@" 2>&1; } | { grep -v "is ignored: it is neither a file nor a directory" || true; }; }
 [ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q -e ".[test]"
+quiet .venv/bin/python -m pip install -q --upgrade pip
+quiet .venv/bin/python -m pip install -q -e ".[test]"
+.venv/bin/python -c "import runyard, fastapi, sqlalchemy, psycopg, pytest"  # the install really happened
 
 echo "== starting PostgreSQL on 127.0.0.1"
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
 PGDATA=$(mktemp -d /tmp/runyard-pg.XXXXXX)
-PGPORT=${RUNYARD_TEST_PGPORT:-54329}
+PGPORT=${RUNYARD_TEST_PGPORT:-$(python3 -c "import socket; s = socket.socket(); s.bind((\"127.0.0.1\", 0)); print(s.getsockname()[1])")}
 as_pg() { if [ "$(id -u)" = 0 ]; then su postgres -s /bin/sh -c "$1"; else sh -c "$1"; fi; }
 [ "$(id -u)" = 0 ] && chown postgres "$PGDATA"
 as_pg "$PGBIN/initdb -D $PGDATA -A trust -U postgres >/dev/null"
