@@ -10,7 +10,11 @@ of --burst-size concurrent submissions (threads), against the same number of con
 Prints one JSON document: p50/p90/p99 (nearest rank) per mode, overheads and ratios, and the targets:
 p50 total overhead <= 50 ms above bare, p99 total <= 2x bare p99.
 
-Run:  python bench/launch.py [--runs 200] [--burst-size 50] [--bursts 3] [--out results.json]
+With --with-ray, the shared peer driver (shared/bench/peers/launch_latency.py, after its setup-ray.sh)
+measures `ray job submit` and Ray's job SDK for the same command in the same run, and the JSON gains
+their figures and runyard's speed-up over them.
+
+Run:  python bench/launch.py [--runs 200] [--burst-size 50] [--bursts 3] [--with-ray] [--out results.json]
 """
 
 from __future__ import annotations
@@ -133,12 +137,50 @@ def report(bare: list[tuple[float, float]], ry: list[tuple[float, float]]) -> di
     }
 
 
+PEERS = Path(__file__).resolve().parents[2] / "shared" / "bench" / "peers"
+
+
+def ray_peer(seq: dict) -> dict:
+    """Ray's job submission for the same command, measured by the shared driver in this same run."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "ray.jsonl"
+        argv = [
+            sys.executable,
+            str(PEERS / "launch_latency.py"),
+            "--spawn-runs",
+            "20",
+            "--job-runs",
+            "10",
+            "--sdk-runs",
+            "10",
+            "--task-calls",
+            "100",
+            "--wait-quiet",
+            "10",
+            "--out",
+            str(out),
+        ]
+        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+        ray = json.loads(out.read_text().strip().splitlines()[-1])
+    figures = {
+        k: {"first_line": ray[k]["first_line"], "total": ray[k]["total"]}
+        for k in ("ray_job_cli", "ray_job_sdk")
+    }
+    ours = seq["runyard"]["total"]["p50_ms"]
+    return {
+        "ray_version": ray.get("ray_version"),
+        **figures,
+        "speedup_total_p50": {k: round(v["total"]["p50_ms"] / ours, 1) for k, v in figures.items()},
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=200)
     ap.add_argument("--burst-size", type=int, default=50)
     ap.add_argument("--bursts", type=int, default=3)
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--with-ray", action="store_true", help="also run the shared Ray peer driver")
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="runyard-bench-") as home:
@@ -182,6 +224,8 @@ def main() -> None:
             "burst_p99_le_2x_bare": burst["ratio_to_bare"]["total_p99"] <= 2,
         },
     }
+    if args.with_ray:
+        result["peers"] = ray_peer(seq)
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:
