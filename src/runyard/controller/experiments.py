@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from runyard.controller.context import Context
 from runyard.core.errors import Conflict
-from runyard.core.phases import Reason
+from runyard.core.phases import TERMINAL, Phase, Reason
 from runyard.core.resources import (
     Experiment,
     ObjectMeta,
@@ -33,7 +33,7 @@ def reconcile_experiment(ctx: Context, exp: Experiment) -> list[Run]:
         if run is None:
             return []
         runs = created = [run]
-    _mirror(ctx, exp, runs[-1], [("RunCreated", f"created run {m.name}")] if created else [])
+    _mirror(ctx, exp, runs[-1], [(Reason.RUN_CREATED, f"created run {m.name}")] if created else [])
     return created
 
 
@@ -49,23 +49,23 @@ def _create_run(ctx: Context, exp: Experiment) -> Run | None:
         spec=RunSpec(**exp.spec.model_dump()),
     )
     try:
-        created = ctx.store.create(run, events=[("Created", f"created by Experiment {m.name}")])
+        created = ctx.store.create(run, events=[(Reason.CREATED, f"created by Experiment {m.name}")])
     except Conflict:
-        exp.status.phase, exp.status.reason = "Failed", "NameTaken"
+        exp.status.phase, exp.status.reason = Phase.FAILED, Reason.NAME_TAKEN
         exp.status.message = f"a run named {m.name!r} already exists in project {m.project!r}"
-        ctx.save(exp, ("NameTaken", exp.status.message, "Warning"))
+        ctx.save(exp, (Reason.NAME_TAKEN, exp.status.message, "Warning"))
         return None
     ctx.notifier.touch(created.uid, wake_controller=False)
     return created
 
 
 def _run_gone(ctx: Context, exp: Experiment) -> None:
-    if exp.status.reason != "RunDeleted":
-        exp.status.reason = "RunDeleted"
+    if exp.status.reason != Reason.RUN_DELETED:
+        exp.status.reason = Reason.RUN_DELETED
         exp.status.message = f"its run {exp.status.runs[-1]} was deleted; the experiment is not run again"
-        if exp.status.phase not in ("Succeeded", "Failed", "Cancelled"):
-            exp.status.phase = "Cancelled"
-        ctx.save(exp, ("RunDeleted", exp.status.message, "Warning"))
+        if exp.status.phase not in TERMINAL:
+            exp.status.phase = Phase.CANCELLED
+        ctx.save(exp, (Reason.RUN_DELETED, exp.status.message, "Warning"))
 
 
 def _mirror(ctx: Context, exp: Experiment, run: Run, events: list) -> None:

@@ -11,7 +11,7 @@ from runyard.controller.context import Context
 from runyard.controller.experiments import reconcile_experiment, reconcile_stored_only
 from runyard.controller.runs import reconcile_run
 from runyard.core.errors import Conflict, NotFound
-from runyard.core.phases import Phase
+from runyard.core.phases import Phase, Reason
 from runyard.core.resources import Experiment, Job, Model, Resource, Run, Session
 from runyard.runtime.base import State
 
@@ -139,5 +139,5 @@ class Controller:
             att = run.status.attempts[-1] if run.status.attempts else None
             if att and att.handle and self.ctx.runtime.observe(att.handle).state == State.RUNNING:
                 self.ctx.store.add_event(
-                    run, "Adopted", "the controller restarted and found the process running"
+                    run, Reason.ADOPTED, "the controller restarted and found the process running"
                 )

@@ -131,7 +131,7 @@ def _watch(ctx: Context, run: Run) -> float | None:
     if run.status.limits is None and obs.limits:
         run.status.limits = obs.limits
         if obs.limits.get("enforced"):
-            events.append(("LimitsApplied", _describe_limits(obs.limits)))
+            events.append((Reason.LIMITS_APPLIED, _describe_limits(obs.limits)))
     stop = _stop_reason(run)
     if stop and run.status.reason not in (Reason.STOPPING, Reason.DEADLINE_EXCEEDED):
         reason, msg = stop

@@ -6,6 +6,7 @@ from enum import StrEnum
 from typing import Any
 
 from runyard.core.errors import Conflict, FieldError, Invalid, NotFound
+from runyard.core.phases import Reason
 from runyard.core.resources import BY_PLURAL, Experiment, Resource, Run, parse_workload
 from runyard.runtime.base import Runtime
 from runyard.services.auth import Principal
@@ -52,7 +53,9 @@ def parse_for_path(doc: Any, project: str, plural: str, name: str | None) -> Res
 def create_resource(store: Store, who: Principal, res: Resource, key: str | None = None) -> Resource:
     who.check_project(res.metadata.project)
     store.ensure_project(res.metadata.project)
-    return store.create(res, idempotency_key=key, events=[("Created", f"{res.kind} created by {who.name}")])
+    return store.create(
+        res, idempotency_key=key, events=[(Reason.CREATED, f"{res.kind} created by {who.name}")]
+    )
 
 
 def apply_resource(
@@ -89,7 +92,7 @@ def apply_resource(
         return current, ApplyResult.UNCHANGED
     merged = current.model_copy(update={"spec": res.spec})
     merged.metadata = current.metadata.model_copy(update={"labels": m.labels, "annotations": m.annotations})
-    event = ("Updated", f"{res.kind} updated by {who.name}")
+    event = (Reason.UPDATED, f"{res.kind} updated by {who.name}")
     updated = store.replace(merged, current.metadata.resourceVersion, events=[event])
     return updated, ApplyResult.CONFIGURED
 
@@ -124,7 +127,7 @@ def delete_resource(
     """Mark for deletion; the controller stops what runs, then removes it (and the Runs it owns)."""
     who.check_project(project)
     res = store.get(kind, project, name)
-    marked = store.mark_deleted(res, events=[("Deleting", f"deletion requested by {who.name}")])
+    marked = store.mark_deleted(res, events=[(Reason.DELETING, f"deletion requested by {who.name}")])
     notifier.touch(marked.uid)
     return marked
 
@@ -146,7 +149,9 @@ def request_stop(store: Store, notifier: Notifier, who: Principal, project: str,
         run.spec.stopRequested = True
         try:
             updated = store.replace(
-                run, run.metadata.resourceVersion, events=[("StopRequested", f"stop requested by {who.name}")]
+                run,
+                run.metadata.resourceVersion,
+                events=[(Reason.STOP_REQUESTED, f"stop requested by {who.name}")],
             )
         except Conflict:
             continue  # the controller wrote status meanwhile: read again
