@@ -196,3 +196,10 @@ def test_a_running_runs_memory_is_reported_through_the_runtime(server):
     api.post("/runs/hungry/stop")
     wait_phase(api, "hungry", {"Cancelled"})
     assert "memory_bytes" not in api.get("/runs/hungry/metrics").json()
+
+
+def test_a_snapshot_path_outside_the_project_is_refused(server):
+    manifest = {"files": {"../escape.py": {"sha256": "0" * 64, "size": 1, "mode": 0o644}}}
+    r = server.api().post("/snapshots", json=manifest)
+    assert r.status_code == 422
+    assert r.json()["error"]["details"][0]["field"] == "files.../escape.py"
