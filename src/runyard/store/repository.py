@@ -11,9 +11,9 @@ import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any, TypeVar, cast
+from typing import Any, NoReturn, TypeVar, cast
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import Connection, Row, Table, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DBSession
 from sqlalchemy.orm import sessionmaker
@@ -33,6 +33,9 @@ from runyard.store.tables import (
 
 TERMINAL_PHASES = [p.value for p in TERMINAL]
 R = TypeVar("R", bound=Resource)
+RESOURCES = cast(Table, ResourceRow.__table__)
+EVENTS = cast(Table, EventRow.__table__)
+TOKENS = cast(Table, TokenRow.__table__)
 
 
 def now() -> datetime:
@@ -46,7 +49,8 @@ def _aware(dt: datetime | None) -> datetime | None:
     return dt
 
 
-def to_resource(row: ResourceRow) -> Resource:
+def to_resource(row: ResourceRow | Row[Any]) -> Resource:
+    """An ORM row or a Core row of the resources table, as its typed resource."""
     owner = [{"kind": row.owner_kind, "name": row.owner_name, "uid": row.owner_uid}] if row.owner_uid else []
     return ALL_KINDS[row.kind].model_validate(
         {
@@ -72,24 +76,23 @@ def to_resource(row: ResourceRow) -> Resource:
 EventSpec = tuple[str, str] | tuple[str, str, str]  # (reason, message[, "Normal" | "Warning"])
 
 
-def _event_row(uid: str | None, res: Resource, ev: EventSpec) -> EventRow:
+def _event_values(uid: str | None, res: Resource, ev: EventSpec) -> dict[str, Any]:
     reason, message, *rest = ev
     m = res.metadata
-    return EventRow(
-        uid=uid,
-        project=m.project,
-        kind=res.kind,
-        name=m.name,
-        type=rest[0] if rest else "Normal",
-        reason=reason,
-        message=message,
-        time=now(),
-    )
+    return {
+        "uid": uid,
+        "project": m.project,
+        "kind": res.kind,
+        "name": m.name,
+        "type": rest[0] if rest else "Normal",
+        "reason": reason,
+        "message": message,
+        "time": now(),
+    }
 
 
-def _meta_of(row: ResourceRow) -> dict:
-    """The server-set metadata after a write, so callers need not re-validate the whole document."""
-    return {"resourceVersion": row.resource_version, "generation": row.generation}
+def _event_row(uid: str | None, res: Resource, ev: EventSpec) -> EventRow:
+    return EventRow(**_event_values(uid, res, ev))
 
 
 def _dump(model: Any) -> dict:
@@ -113,6 +116,16 @@ class Store:
     def read(self) -> Iterator[DBSession]:
         with self._sessions() as s:
             yield s
+
+    @contextmanager
+    def connect(self, write: bool = False) -> Iterator[Connection]:
+        """A Core connection in a transaction: the hot paths (reads, status writes) skip the ORM's
+        unit of work, which cost more than the SQL itself."""
+        opts = {"sqlite_begin": "IMMEDIATE"} if write and self.is_sqlite else {}
+        with self.engine.connect() as conn:
+            conn.execution_options(**opts)
+            with conn.begin():
+                yield conn
 
     @contextmanager
     def write(self) -> Iterator[DBSession]:
@@ -174,20 +187,19 @@ class Store:
 
     def get(self, cls: type[R], project: str, name: str) -> R:
         kind = cls.__name__
-        with self.read() as s:
-            row = s.scalars(
-                select(ResourceRow).where(
-                    ResourceRow.kind == kind, ResourceRow.project == project, ResourceRow.name == name
-                )
-            ).first()
-            if row is None:
-                raise NotFound(f"{kind} {name!r} not found in project {project!r}")
-            return cast(R, to_resource(row))
+        q = select(RESOURCES).where(
+            RESOURCES.c.kind == kind, RESOURCES.c.project == project, RESOURCES.c.name == name
+        )
+        with self.connect() as conn:
+            row = conn.execute(q).first()
+        if row is None:
+            raise NotFound(f"{kind} {name!r} not found in project {project!r}")
+        return cast(R, to_resource(row))
 
     def get_uid(self, uid: str) -> Resource | None:
-        with self.read() as s:
-            row = s.get(ResourceRow, uid)
-            return to_resource(row) if row else None
+        with self.connect() as conn:
+            row = conn.execute(select(RESOURCES).where(RESOURCES.c.uid == uid)).first()
+        return to_resource(row) if row else None
 
     def list(
         self,
@@ -200,7 +212,7 @@ class Store:
         unfinished: bool = False,
     ) -> list[R]:
         """Filter by project, owner, phase or deletion; `unfinished`: what a controller must still act on."""
-        q = select(ResourceRow).where(ResourceRow.kind == cls.__name__)
+        q = select(RESOURCES).where(ResourceRow.kind == cls.__name__)
         if project is not None:
             q = q.where(ResourceRow.project == project)
         if owner_uid is not None:
@@ -221,17 +233,17 @@ class Store:
                     ResourceRow.deletion_timestamp.is_not(None),
                 )
             )
-        with self.read() as s:
-            rows = s.scalars(q.order_by(ResourceRow.created_at, ResourceRow.name)).all()
-            items = [cast(R, to_resource(r)) for r in rows]
+        with self.connect() as conn:
+            rows = conn.execute(q.order_by(ResourceRow.created_at, ResourceRow.name)).all()
+        items = [cast(R, to_resource(r)) for r in rows]
         if labels:
             items = [r for r in items if all(r.metadata.labels.get(k) == v for k, v in labels.items())]
         return items
 
     def count(self, cls: type[Resource], phases: builtins.list[str]) -> int:
-        with self.read() as s:
-            q = select(func.count()).select_from(ResourceRow)
-            return s.scalar(q.where(ResourceRow.kind == cls.__name__, ResourceRow.phase.in_(phases))) or 0
+        q = select(func.count()).where(RESOURCES.c.kind == cls.__name__, RESOURCES.c.phase.in_(phases))
+        with self.connect() as conn:
+            return conn.execute(q).scalar() or 0
 
     def replace(self, res: R, expect_version: int | None, events: Iterable[EventSpec] = ()) -> R:
         """Write metadata and spec (a user's change) with the events that say who did it; bumps generation
@@ -256,17 +268,45 @@ class Store:
         revoke_run_tokens: bool = False,
     ) -> R:
         """The status subresource (only the controller calls this), with the events that explain it and,
-        for a run that has ended, the revocation of its tokens: all in one transaction."""
+        for a run that has ended, the revocation of its tokens: all in one transaction. One UPDATE with
+        the version in its WHERE clause is the optimistic check, atomic on SQLite and PostgreSQL alike."""
         expect = res.metadata.resourceVersion if expect_version is None else expect_version
-        with self.write() as s:
-            row = self._locked(s, res.metadata.uid, expect, res.kind, res.metadata.name)
-            row.status = _dump(res.status)
-            row.phase = getattr(res.status, "phase", None) or row.phase
-            self._bump(row)
-            s.add_all(_event_row(row.uid, res, ev) for ev in events)
+        uid = res.uid
+        values: dict[str, Any] = {
+            "status": _dump(res.status),
+            "resource_version": RESOURCES.c.resource_version + 1,
+            "updated_at": now(),
+        }
+        if getattr(res.status, "phase", None):
+            values["phase"] = res.status.phase
+        stmt = update(RESOURCES).where(RESOURCES.c.uid == uid)
+        if expect is not None:
+            stmt = stmt.where(RESOURCES.c.resource_version == expect)
+        returning = (RESOURCES.c.resource_version, RESOURCES.c.generation)
+        with self.connect(write=True) as conn:
+            got = conn.execute(stmt.values(**values).returning(*returning)).first()
+            if got is None:
+                self._raise_stale(conn, res, expect)
+            rows = [_event_values(uid, res, ev) for ev in events]
+            if rows:
+                conn.execute(insert(EVENTS), rows)
             if revoke_run_tokens:
-                s.execute(update(TokenRow).where(TokenRow.run_uid == row.uid).values(revoked=True))
-            return res.model_copy(update={"metadata": res.metadata.model_copy(update=_meta_of(row))})
+                conn.execute(update(TOKENS).where(TOKENS.c.run_uid == uid).values(revoked=True))
+        meta = {"resourceVersion": got.resource_version, "generation": got.generation}
+        return res.model_copy(update={"metadata": res.metadata.model_copy(update=meta)})
+
+    @staticmethod
+    def _raise_stale(conn: Connection, res: Resource, expect: int | None) -> NoReturn:
+        current = conn.execute(
+            select(RESOURCES.c.resource_version).where(RESOURCES.c.uid == res.uid)
+        ).scalar()
+        kind, name = res.kind, res.metadata.name
+        if current is None:
+            raise NotFound(f"{kind} {name!r} not found")
+        raise Conflict(
+            f"{kind} {name!r} was modified (resourceVersion is {current}, "
+            f"the write was based on {expect}); read it again and retry"
+        )
 
     def mark_deleted(self, res: R, events: Iterable[EventSpec] = ()) -> R:
         with self.write() as s:
@@ -344,10 +384,11 @@ class Store:
         with self.write() as s:
             s.add(row)
 
-    def token_by_hash(self, secret_hash: str) -> TokenRow | None:
-        with self.read() as s:
-            row = s.scalars(select(TokenRow).where(TokenRow.secret_hash == secret_hash)).first()
-            return None if row is None or row.revoked else row
+    def token_by_hash(self, secret_hash: str) -> Row[Any] | None:
+        """The token's row (id, name, role, project, run_uid), unless it is unknown or revoked."""
+        with self.connect() as conn:
+            row = conn.execute(select(TOKENS).where(TOKENS.c.secret_hash == secret_hash)).first()
+        return None if row is None or row.revoked else row
 
     def has_admin_token(self) -> bool:
         with self.read() as s:
