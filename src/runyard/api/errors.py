@@ -5,8 +5,9 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 
-from runyard.core.errors import FieldError, Invalid, RunyardError, status_code
+from runyard.core.errors import FieldError, Invalid, RunyardError, Unavailable, status_code
 
 
 def _response(err: RunyardError) -> JSONResponse:
@@ -17,6 +18,11 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RunyardError)
     async def _runyard(_req: Request, exc: RunyardError) -> JSONResponse:
         return _response(exc)
+
+    @app.exception_handler(DBAPIError)
+    async def _store_down(_req: Request, exc: DBAPIError) -> JSONResponse:
+        reason = str(exc.orig or exc).strip().splitlines()[0] if (exc.orig or str(exc)) else "unknown error"
+        return _response(Unavailable(f"the store is unavailable, try again shortly: {reason}"))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_req: Request, exc: RequestValidationError) -> JSONResponse:

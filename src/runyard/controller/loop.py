@@ -56,20 +56,29 @@ class Controller:
     def _run(self) -> None:
         last_resync = 0.0
         while not self._stopping.is_set():
-            now = time.monotonic()
-            work = self._take_work(now)
-            if work:
-                self._process(work)
-            # The resync waits while notices keep the loop busy, but never for long.
-            tick = self.ctx.settings.tick_seconds
-            if (not work and now - last_resync >= tick) or now - last_resync >= RESYNC_AT_LEAST * tick:
-                self.resync()
-                last_resync = now
-            if self._urgent or self._dirty:
-                continue
-            wake_at = min([last_resync + tick, *self._due.values()])
-            self._wake.wait(timeout=max(0.0, wake_at - time.monotonic()))
-            self._wake.clear()
+            try:
+                last_resync = self._step(last_resync)
+            except Exception:  # e.g. the database is down: keep the loop alive and try again
+                log.exception("controller pass failed; retrying in %ss", self.ctx.settings.tick_seconds)
+                self._stopping.wait(self.ctx.settings.tick_seconds)
+
+    def _step(self, last_resync: float) -> float:
+        """Reconcile a batch of queued uids (or resync everything), then sleep until there is work."""
+        now = time.monotonic()
+        work = self._take_work(now)
+        if work:
+            self._process(work)
+        # The resync waits while notices keep the loop busy, but never for long.
+        tick = self.ctx.settings.tick_seconds
+        if (not work and now - last_resync >= tick) or now - last_resync >= RESYNC_AT_LEAST * tick:
+            self.resync()
+            last_resync = now
+        if self._urgent or self._dirty:
+            return last_resync
+        wake_at = min([last_resync + tick, *self._due.values()])
+        self._wake.wait(timeout=max(0.0, wake_at - time.monotonic()))
+        self._wake.clear()
+        return last_resync
 
     def _take_work(self, now: float) -> list[str]:
         """At most BATCH uids: runtime notices first, then other notices, then those that are due."""
