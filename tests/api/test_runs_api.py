@@ -203,3 +203,12 @@ def test_a_snapshot_path_outside_the_project_is_refused(server):
     r = server.api().post("/snapshots", json=manifest)
     assert r.status_code == 422
     assert r.json()["error"]["details"][0]["field"] == "files.../escape.py"
+
+
+def test_a_gpu_request_the_runtime_cannot_meet_fails_with_a_clear_reason(server):
+    api = server.api()
+    api.put("/experiments/needs-gpu", json=experiment("needs-gpu", "nvidia-smi", resources={"gpu": 1}))
+    run = wait_phase(api, "needs-gpu", {"Failed"})
+    assert run["status"]["reason"] == "Unschedulable"
+    assert "GPU" in run["status"]["message"]
+    assert run["status"]["attempts"] == []  # nothing was launched

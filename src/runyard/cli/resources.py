@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -14,22 +15,46 @@ from runyard.cli.output import describe as show_description
 from runyard.core.errors import Invalid
 
 if TYPE_CHECKING:
+    from runyard.client import Client
     from runyard.core.resources import Resource
 
 
 def apply(
     ctx: typer.Context,
     files: list[str] = typer.Option(..., "-f", "--filename", help="YAML file(s) to apply; - reads stdin."),
+    snapshot: bool = typer.Option(
+        True,
+        "--snapshot/--no-snapshot",
+        help="Upload the YAML file's directory (cwd for stdin) as the code of documents without one.",
+    ),
 ) -> None:
     """Create or update the resources described in YAML files (documents split by --- are allowed)."""
     docs = [(name, index, doc) for name in files for index, doc in enumerate(load_documents(name), 1)]
     for name, index, doc in docs:
         _validate(name, index, doc)  # nothing is sent unless every document is valid
     client = state(ctx).client()
+    if snapshot:
+        _attach_snapshots(client, docs)
     for _name, _index, doc in docs:
         result = client.apply_result(doc)
         meta = result.resource.metadata
         stdout().print(f"{result.resource.kind.lower()}/{meta.name} {result.outcome}")
+
+
+def _attach_snapshots(client: Client, docs: list[tuple[str, int, Any]]) -> None:
+    """Give each document that runs code and names none the snapshot of its project directory, as
+    `runyard run` does; each directory is uploaded once, and unchanged files not at all."""
+    uploaded: dict[Path, str] = {}
+    for name, _index, doc in docs:
+        spec = doc.get("spec") or {}
+        target = spec.get("template") if doc.get("kind") == "Job" else spec
+        if not isinstance(target, dict) or target.get("snapshot"):
+            continue
+        root = Path.cwd() if name == "-" else Path(name).resolve().parent
+        if root not in uploaded:
+            uploaded[root] = client.upload_snapshot(root)
+        target["snapshot"] = uploaded[root]
+        doc["spec"] = spec
 
 
 def load_documents(name: str) -> list[Any]:

@@ -13,7 +13,7 @@ from runyard.controller.context import Context
 from runyard.controller.status import set_condition, transition
 from runyard.core.phases import Phase, Reason
 from runyard.core.resources import Attempt, Run
-from runyard.runtime.base import LaunchError, LaunchSpec, Observed, State
+from runyard.runtime.base import LaunchError, LaunchSpec, Observed, State, SupportsGPUs
 from runyard.services.auth import issue_token
 from runyard.store.repository import EventSpec, now
 
@@ -34,8 +34,21 @@ def reconcile_run(ctx: Context, run: Run) -> float | None:
 def _admit(ctx: Context, run: Run) -> float | None:
     if run.spec.stopRequested:
         return _cancel_unstarted(ctx, run)
+    unschedulable = _unschedulable(ctx, run)
+    if unschedulable:
+        transition(run, Phase.FAILED, Reason.UNSCHEDULABLE, unschedulable)
+        return _finish(ctx, run, (Reason.UNSCHEDULABLE, unschedulable, "Warning"))
     transition(run, Phase.QUEUED, Reason.ADMITTED, "admitted: no quota applies on this server")
     return _start(ctx, run, [(Reason.ADMITTED, "admitted to the queue")])
+
+
+def _unschedulable(ctx: Context, run: Run) -> str | None:
+    """Why no node of this runtime could ever run it, if so: better a clear failure than a silent wait or
+    a run without the GPU it asked for."""
+    gpus = run.spec.resources.gpu
+    if gpus and not isinstance(ctx.runtime, SupportsGPUs):
+        return f"requests {gpus} GPU(s), but the {ctx.runtime.kind} runtime hands out none"
+    return None
 
 
 def _cancel_unstarted(ctx: Context, run: Run) -> float | None:

@@ -64,3 +64,4 @@ class Reason(StrEnum):
     RUN_CREATED = "RunCreated"
     RUN_DELETED = "RunDeleted"
     NAME_TAKEN = "NameTaken"
+    UNSCHEDULABLE = "Unschedulable"
