@@ -198,3 +198,21 @@ def test_without_a_server_the_embedded_one_starts_once_and_is_reused(tmp_path, p
         assert not (home / "server.json").exists()
     finally:
         stop_server(home)
+
+
+def test_logs_and_describe_speak_json_and_yaml_too(srv, project):
+    name = runyard_cli(
+        "run", "-d", "--cmd", "echo out; echo err >&2", env=srv.env(), cwd=project
+    ).stdout.strip()
+    srv.client().wait(name, timeout=30)
+    entries = [
+        json.loads(line)
+        for line in runyard_cli("logs", name, "-o", "json", env=srv.env()).stdout.splitlines()
+    ]
+    assert [(e["stream"], e["text"]) for e in entries] == [("stdout", "out"), ("stderr", "err")]
+    assert all(e["time"] for e in entries)
+    described = json.loads(runyard_cli("describe", "run", name, "-o", "json", env=srv.env()).stdout)
+    assert described["object"]["status"]["phase"] == "Succeeded"
+    assert [e["reason"] for e in described["events"]][-1] == "Completed"
+    as_yaml = runyard_cli("describe", "run", name, "-o", "yaml", env=srv.env()).stdout
+    assert as_yaml.startswith("object:\n")

@@ -7,6 +7,7 @@ the lines already printed.
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from typing import TYPE_CHECKING
@@ -14,13 +15,25 @@ from typing import TYPE_CHECKING
 from rich.markup import escape
 
 from runyard.cli.errors import INTERRUPTED_EXIT, stderr
+from runyard.cli.output import Output, to_yaml
 
 if TYPE_CHECKING:
     from runyard.client import Client, LogEnd, LogLine
 
 
-def print_line(line: LogLine, timestamps: bool = False) -> None:
-    """stdout lines to stdout, stderr lines to stderr, the platform's own messages dimmed on stderr."""
+def print_line(line: LogLine, timestamps: bool = False, output: Output = Output.TABLE) -> None:
+    """As text: stdout lines to stdout, stderr lines to stderr, the platform's own messages dimmed on
+    stderr. As json (one object a line) or yaml (a document a line): every entry on stdout, with its
+    time and stream."""
+    if output is not Output.TABLE:
+        entry = {
+            "time": line.time.isoformat() if line.time else None,
+            "stream": line.stream,
+            "text": line.text,
+        }
+        sys.stdout.write(json.dumps(entry) + "\n" if output is Output.JSON else "---\n" + to_yaml(entry))
+        sys.stdout.flush()
+        return
     text = line.text[:-1] if line.text.endswith("\n") else line.text
     if timestamps and line.time is not None:
         text = f"{line.time.isoformat()} {text}"
@@ -46,8 +59,16 @@ def exit_code(phase: str, code: int | None) -> int:
 class Follower:
     """Prints a run's logs as they arrive and returns the exit status the CLI should end with."""
 
-    def __init__(self, client: Client, name: str, timestamps: bool = False, may_stop: bool = True):
+    def __init__(
+        self,
+        client: Client,
+        name: str,
+        timestamps: bool = False,
+        may_stop: bool = True,
+        output: Output = Output.TABLE,
+    ):
         self.client, self.name, self.timestamps, self.may_stop = client, name, timestamps, may_stop
+        self.output = output
         self.printed = 0
         self.stopping = False
         self.detached = False
@@ -73,7 +94,7 @@ class Follower:
             if skip:
                 skip -= 1
                 continue
-            print_line(item, self.timestamps)
+            print_line(item, self.timestamps, self.output)
             self.printed += 1
         return self._ended_without_end()
 

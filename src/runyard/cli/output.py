@@ -52,9 +52,13 @@ def render(resources: Sequence[Resource], output: Output, single: bool = False) 
 
 def to_yaml_documents(docs: list[dict]) -> str:
     """YAML documents separated by `---`, so that `get -o yaml | apply -f -` round-trips."""
+    return "---\n".join(to_yaml(doc) for doc in docs)
+
+
+def to_yaml(doc: Any) -> str:
     import yaml
 
-    return "---\n".join(yaml.safe_dump(doc, sort_keys=False) for doc in docs)
+    return yaml.safe_dump(doc, sort_keys=False)
 
 
 def table(resources: Sequence[Resource]) -> Table:

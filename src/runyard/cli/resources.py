@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -10,7 +11,7 @@ import typer
 
 from runyard.cli.context import state
 from runyard.cli.errors import USAGE_EXIT, fail, parse_pairs, report, stderr
-from runyard.cli.output import Output, render, stdout
+from runyard.cli.output import Output, render, stdout, to_yaml
 from runyard.cli.output import describe as show_description
 from runyard.core.errors import Invalid
 
@@ -122,12 +123,21 @@ def describe(
     ctx: typer.Context,
     kind: str = typer.Argument(..., help="The kind, e.g. experiment or run."),
     name: str = typer.Argument(..., help="Name of the resource."),
+    output: Output = typer.Option(Output.TABLE, "-o", "--output", help="table, json or yaml."),
 ) -> None:
     """Show one resource in detail, with its events."""
     cls = resolve_kind(kind)
     client = state(ctx).client()
     resource = client.get(cls, name)
-    show_description(resource, client.events(cls, name))
+    events = client.events(cls, name)
+    if output is Output.TABLE:
+        show_description(resource, events)
+        return
+    doc = {
+        "object": resource.model_dump(mode="json", exclude_none=True),
+        "events": [e.model_dump(mode="json") for e in events],
+    }
+    sys.stdout.write(json.dumps(doc, indent=2) + "\n" if output is Output.JSON else to_yaml(doc))
 
 
 def delete(

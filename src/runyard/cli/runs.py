@@ -97,22 +97,28 @@ def logs(
     run_name: str = typer.Argument(..., metavar="RUN", help="Name of the run."),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing until the run ends."),
     timestamps: bool = typer.Option(False, "--timestamps", help="Prefix each line with its time."),
+    output: Output = typer.Option(
+        Output.TABLE,
+        "-o",
+        "--output",
+        help="table (plain text), json (a line each) or yaml (a document each).",
+    ),
 ) -> None:
     """Print a run's logs (stdout to stdout, stderr to stderr)."""
     client = state(ctx).client()
     if follow:
-        follower = Follower(client, run_name, timestamps, may_stop=False)
+        follower = Follower(client, run_name, timestamps, may_stop=False, output=output)
         follower.follow()
         raise typer.Exit(INTERRUPTED_EXIT if follower.detached else 0)
-    _print_all(client, run_name, timestamps)
+    _print_all(client, run_name, timestamps, output)
 
 
-def _print_all(client: Client, run_name: str, timestamps: bool) -> None:
+def _print_all(client: Client, run_name: str, timestamps: bool, output: Output) -> None:
     from runyard.client import LogLine
 
     for item in client.logs(run_name, follow=False):
         if isinstance(item, LogLine):
-            print_line(item, timestamps)
+            print_line(item, timestamps, output)
 
 
 def stop(
