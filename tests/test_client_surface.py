@@ -30,6 +30,7 @@ CLIENT_METHODS = {
     "stop",
     "upload_snapshot",
     "wait",
+    "watch",
     "whoami",
 }
 

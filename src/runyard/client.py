@@ -42,6 +42,15 @@ class LogLine:
 
 
 @dataclass(frozen=True)
+class WatchEvent:
+    """A change to a watched collection: type is ADDED, MODIFIED or DELETED; `revision` resumes after it."""
+
+    type: str
+    revision: int
+    object: Resource
+
+
+@dataclass(frozen=True)
 class LogEnd:
     """The last item of a log stream: the run has finished."""
 
@@ -172,18 +181,28 @@ class Client:
 
     def logs(self, run: str, follow: bool = False) -> Iterator[LogLine | LogEnd]:
         """Yield the run's log lines as they arrive; a LogEnd comes last once the run has finished."""
-        url = f"{self._item(Run, run)}/logs"
-        timeout = httpx.Timeout(self.timeout, read=None) if follow else self.timeout
         params = {"follow": "true" if follow else "false"}
+        for line in self._stream_lines(f"{self._item(Run, run)}/logs", params, endless=follow):
+            yield _log_item(line)
+
+    def watch(self, kind: str | type[Resource], since: int | None = None) -> Iterator[WatchEvent]:
+        """Yield every change to the kind in the project, forever: the current objects first (ADDED),
+        or, with `since` (a list's `revision`), only what changed after it."""
+        params = {"watch": "true", **({"since": str(since)} if since is not None else {})}
+        for line in self._stream_lines(self._collection(_kind(kind)), params, endless=True):
+            doc = json.loads(line)
+            yield WatchEvent(doc["type"], doc["revision"], _parse(doc["object"]))
+
+    def _stream_lines(self, url: str, params: dict[str, str], endless: bool) -> Iterator[str]:
+        """The non-empty lines of a streamed (NDJSON) response, as the server sends them."""
+        timeout = httpx.Timeout(self.timeout, read=None) if endless else self.timeout
         try:
             stream = self._http.stream("GET", url, params=params, headers=self._auth(), timeout=timeout)
             with stream as response:
                 if response.is_error:
                     response.read()
                     _raise_for(response)
-                for line in response.iter_lines():
-                    if line.strip():
-                        yield _log_item(line)
+                yield from (line for line in response.iter_lines() if line.strip())
         except httpx.TransportError as exc:
             raise self._unreachable(exc) from None
 

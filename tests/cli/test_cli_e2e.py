@@ -216,3 +216,23 @@ def test_logs_and_describe_speak_json_and_yaml_too(srv, project):
     assert [e["reason"] for e in described["events"]][-1] == "Completed"
     as_yaml = runyard_cli("describe", "run", name, "-o", "yaml", env=srv.env()).stdout
     assert as_yaml.startswith("object:\n")
+
+
+def test_get_watch_prints_each_change_until_ctrl_c(srv, project):
+    argv = [sys.executable, "-m", "runyard", "get", "runs", "-w", "-o", "json"]
+    watcher = subprocess.Popen(argv, env=srv.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert watcher.stdout is not None
+        runyard_cli("run", "-d", "--name", "watched-run", "--cmd", "true", env=srv.env(), cwd=project)
+        seen = []
+        for line in watcher.stdout:
+            event = json.loads(line)
+            if event["object"]["metadata"]["name"] == "watched-run":
+                seen.append((event["type"], event["object"]["status"].get("phase")))
+                if seen[-1] == ("MODIFIED", "Succeeded"):
+                    break
+        assert seen[0][0] == "ADDED"
+        watcher.send_signal(signal.SIGINT)
+        assert watcher.wait(timeout=10) == 0
+    finally:
+        watcher.kill()

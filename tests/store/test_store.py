@@ -128,3 +128,23 @@ def test_upgrading_twice_is_harmless(store_url):
     s = Store(store_url)
     assert s.projects() == []
     s.close()
+
+
+def test_the_change_feed_numbers_every_write_and_forgets_old_ones(store):
+    from datetime import timedelta
+
+    from runyard.services.watch import gone
+
+    res = store.create(exp("fed"))
+    res.status.phase = "Running"
+    store.update_status(res)
+    store.delete(res.uid)
+    changes = store.changes_since(Experiment, "default", 0)
+    assert [c.type for c in changes] == ["ADDED", "MODIFIED", "DELETED"]
+    assert changes[-1].object["metadata"]["name"] == "fed"  # a deletion carries the last state
+    store.prune_changes(timedelta(0))
+    store.create(exp("later"))
+    low, high = store.change_bounds()
+    assert low == high == changes[-1].seq + 1
+    assert gone(store, changes[0].seq)  # a watch from before the prune must list again
+    assert not gone(store, changes[-1].seq)

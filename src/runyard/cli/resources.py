@@ -104,11 +104,17 @@ def get(
     name: str | None = typer.Argument(None, help="One resource by name; omitted, all of the kind."),
     output: Output = typer.Option(Output.TABLE, "-o", "--output", help="table, json or yaml."),
     selector: list[str] = typer.Option([], "-l", "--selector", help="k=v label to match; repeatable."),
+    watch: bool = typer.Option(
+        False, "-w", "--watch", help="After the list, print every change (Ctrl-C ends)."
+    ),
 ) -> None:
     """Show resources of one kind: a table, or JSON / YAML that `apply -f` takes back."""
     cls = resolve_kind(kind)
     labels = parse_pairs(selector, "-l")
     client = state(ctx).client()
+    if watch:
+        _watch(client, cls, name, output)
+        return
     if name is not None:
         render([client.get(cls, name)], output, single=True)
         return
@@ -117,6 +123,25 @@ def get(
         stderr.print(f"no {cls.plural} in project {client.project}")
         return
     render(items, output)
+
+
+def _watch(client: Client, cls: type[Resource], name: str | None, output: Output) -> None:
+    """Changes as they happen: a line each (EVENT, NAME, PHASE, REASON), or JSON lines / YAML documents."""
+    try:
+        for event in client.watch(cls):
+            res = event.object
+            if name is not None and res.metadata.name != name:
+                continue
+            if output is Output.TABLE:
+                status = getattr(res, "status", None)
+                phase, reason = getattr(status, "phase", None) or "-", getattr(status, "reason", None) or ""
+                sys.stdout.write(f"{event.type:<9} {res.metadata.name:<24} {phase:<10} {reason}\n")
+            else:
+                doc = {"type": event.type, "revision": event.revision, "object": res.model_dump(mode="json")}
+                sys.stdout.write(json.dumps(doc) + "\n" if output is Output.JSON else "---\n" + to_yaml(doc))
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        return
 
 
 def describe(

@@ -14,11 +14,13 @@ from runyard.core.errors import Conflict, NotFound
 from runyard.core.phases import Phase, Reason
 from runyard.core.resources import Experiment, Job, Model, Resource, Run, Session
 from runyard.runtime.base import State
+from runyard.services.watch import KEEP_CHANGES
 
 log = logging.getLogger("runyard.controller")
 STORED_ONLY: tuple[type[Resource], ...] = (Session, Job, Model)
 BATCH = 8  # uids reconciled between two looks at the queues
 RESYNC_AT_LEAST = 5  # ticks: how long a busy queue may postpone the full resync
+PRUNE_EVERY = 60.0  # seconds between prunes of the change feed
 
 
 class Controller:
@@ -33,6 +35,7 @@ class Controller:
         self._dirty: dict[str, None] = {}
         self._due: dict[str, float] = {}  # uid -> monotonic time it asked to be looked at again
         self._thread: threading.Thread | None = None
+        self._last_prune = 0.0
         ctx.notifier.subscribe(self.enqueue)
         ctx.runtime.on_change(lambda uid: self.enqueue(uid, urgent=True))
 
@@ -96,7 +99,10 @@ class Controller:
         return work
 
     def resync(self) -> None:
-        """One pass over everything unfinished, whatever the notices said."""
+        """One pass over everything unfinished, whatever the notices said; now and then, housekeeping."""
+        if time.monotonic() - self._last_prune >= PRUNE_EVERY:
+            self.ctx.store.prune_changes(KEEP_CHANGES)
+            self._last_prune = time.monotonic()
         with self._lock:
             self._urgent.clear()
             self._dirty.clear()

@@ -6,6 +6,7 @@ RunyardError
 ├── Forbidden      403  the token may not do this
 ├── NotFound       404
 ├── Conflict       409  exists already, or a stale resourceVersion
+├── Gone           410  a watch asked for changes no longer kept: list again
 └── Unavailable    503  a dependency (runtime, store) cannot serve now
 """
 
@@ -45,7 +46,8 @@ class RunyardError(Exception):
 
     @classmethod
     def from_dict(cls, data: dict) -> RunyardError:
-        kind = {c.__name__: c for c in (Invalid, Unauthorized, Forbidden, NotFound, Conflict, Unavailable)}
+        kinds = (Invalid, Unauthorized, Forbidden, NotFound, Conflict, Gone, Unavailable)
+        kind = {c.__name__: c for c in kinds}
         err_cls = kind.get(data.get("code", ""), RunyardError)
         details = [FieldError(d.get("field", ""), d.get("reason", "")) for d in data.get("details") or []]
         return err_cls(data.get("message", "error"), details)
@@ -71,6 +73,10 @@ class Conflict(RunyardError):
     pass
 
 
+class Gone(RunyardError):
+    pass
+
+
 class Unavailable(RunyardError):
     pass
 
@@ -81,6 +87,7 @@ HTTP_STATUS: dict[type[RunyardError], int] = {
     Forbidden: 403,
     NotFound: 404,
     Conflict: 409,
+    Gone: 410,
     Unavailable: 503,
     RunyardError: 500,
 }

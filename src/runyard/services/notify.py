@@ -10,6 +10,8 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable
 
+ANY = "*"  # the pseudo-uid touched by every change
+
 
 class Notifier:
     def __init__(self) -> None:
@@ -29,6 +31,7 @@ class Notifier:
         """The record of `uid` changed. The controller's own writes pass wake_controller=False: it already
         knows, and waking itself would only re-read what it just wrote."""
         self._bump(self._state, uid)
+        self._bump(self._state, ANY)  # watches of whole collections wait on this one
         if wake_controller:
             for listener in self._listeners:
                 listener(uid)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from enum import StrEnum
 from typing import Any
 
-from runyard.core.errors import Conflict, FieldError, Invalid, NotFound
+from runyard.core.errors import Conflict, FieldError, Gone, Invalid, NotFound
 from runyard.core.phases import Reason
 from runyard.core.resources import BY_PLURAL, Experiment, Resource, Run, parse_workload
 from runyard.runtime.base import Runtime
+from runyard.services import watch
 from runyard.services.auth import Principal
 from runyard.services.notify import Notifier
 from runyard.store import Store
@@ -107,6 +109,18 @@ def list_resources(
 ) -> list[R]:
     who.check_project(project)
     return store.list(kind, project, labels=parse_selector(selector))
+
+
+def watch_resources(
+    store: Store, notifier: Notifier, who: Principal, kind: type[Resource], project: str, since: int | None
+) -> AsyncIterator[bytes]:
+    """Check access and whether `since` can still be served (410-like Gone otherwise), then stream."""
+    who.check_project(project)
+    if since is not None and watch.gone(store, since):
+        raise Gone(
+            f"changes after revision {since} are no longer kept; list again and watch from its revision"
+        )
+    return watch.watch(store, notifier, kind, project, since)
 
 
 def parse_selector(selector: str | None) -> dict[str, str] | None:

@@ -10,10 +10,10 @@ import builtins
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn, TypeVar, cast
 
-from sqlalchemy import Connection, Row, Table, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, Row, Table, delete, func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DBSession
 from sqlalchemy.orm import sessionmaker
@@ -23,6 +23,7 @@ from runyard.core.phases import TERMINAL
 from runyard.core.resources import ALL_KINDS, Event, Resource
 from runyard.store.engine import make_engine, upgrade
 from runyard.store.tables import (
+    ChangeRow,
     EventRow,
     IdempotencyRow,
     ProjectRow,
@@ -36,6 +37,7 @@ R = TypeVar("R", bound=Resource)
 RESOURCES = cast(Table, ResourceRow.__table__)
 EVENTS = cast(Table, EventRow.__table__)
 TOKENS = cast(Table, TokenRow.__table__)
+CHANGES = cast(Table, ChangeRow.__table__)
 
 
 def now() -> datetime:
@@ -89,6 +91,10 @@ def _event_values(uid: str | None, res: Resource, ev: EventSpec) -> dict[str, An
         "message": message,
         "time": now(),
     }
+
+
+ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
+CHANGE_ORDER_LOCK = 0x72756E79617264 + 1  # serialises change-feed inserts on PostgreSQL (see _record)
 
 
 def _event_row(uid: str | None, res: Resource, ev: EventSpec) -> EventRow:
@@ -174,6 +180,7 @@ class Store:
             s.add_all(_event_row(row.uid, res, ev) for ev in events)
             try:
                 s.flush()
+                self._record(s, row.uid, res, ADDED)
                 return cast(R, to_resource(row))
             except IntegrityError:
                 s.rollback()
@@ -258,6 +265,7 @@ class Store:
             row.annotations = res.metadata.annotations
             self._bump(row)
             s.add_all(_event_row(row.uid, res, ev) for ev in events)
+            self._record(s, row.uid, res, MODIFIED)
             return cast(R, to_resource(row))
 
     def update_status(
@@ -292,6 +300,7 @@ class Store:
                 conn.execute(insert(EVENTS), rows)
             if revoke_run_tokens:
                 conn.execute(update(TOKENS).where(TOKENS.c.run_uid == uid).values(revoked=True))
+            self._record(conn, uid, res, MODIFIED)
         meta = {"resourceVersion": got.resource_version, "generation": got.generation}
         return res.model_copy(update={"metadata": res.metadata.model_copy(update=meta)})
 
@@ -317,13 +326,51 @@ class Store:
                 row.deletion_timestamp = now()
                 self._bump(row)
                 s.add_all(_event_row(row.uid, res, ev) for ev in events)
+                self._record(s, row.uid, res, MODIFIED)
             return cast(R, to_resource(row))
 
     def delete(self, uid: str) -> None:
         with self.write() as s:
+            row = s.get(ResourceRow, uid, with_for_update=True)
+            if row is None:
+                return
+            last = to_resource(row)
+            self._record(s, uid, last, DELETED, _dump(last))
             s.execute(delete(ResourceRow).where(ResourceRow.uid == uid))
             s.execute(delete(EventRow).where(EventRow.uid == uid))
             s.execute(delete(IdempotencyRow).where(IdempotencyRow.uid == uid))
+
+    def _record(
+        self, db: DBSession | Connection, uid: str, res: Resource, type_: str, obj: dict | None = None
+    ) -> None:
+        """Append to the change feed in the writer's transaction. On PostgreSQL sequence numbers are
+        handed out before commit, so a transaction-scoped lock makes commit order and seq order agree:
+        a watcher that has seen seq N has seen everything below it."""
+        if not self.is_sqlite:
+            db.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CHANGE_ORDER_LOCK})
+        m = res.metadata
+        values = {"uid": uid, "project": m.project, "kind": res.kind, "name": m.name, "type": type_}
+        db.execute(insert(CHANGES).values(**values, time=now(), object=obj))
+
+    def changes_since(
+        self, cls: type[Resource], project: str, seq: int, limit: int = 500
+    ) -> builtins.list[Row[Any]]:
+        q = select(CHANGES).where(
+            CHANGES.c.kind == cls.__name__, CHANGES.c.project == project, CHANGES.c.seq > seq
+        )
+        with self.connect() as conn:
+            return list(conn.execute(q.order_by(CHANGES.c.seq).limit(limit)).all())
+
+    def change_bounds(self) -> tuple[int, int]:
+        """(oldest kept, newest) sequence numbers of the change feed; (0, 0) when empty."""
+        with self.connect() as conn:
+            low, high = conn.execute(select(func.min(CHANGES.c.seq), func.max(CHANGES.c.seq))).one()
+        return low or 0, high or 0
+
+    def prune_changes(self, keep: timedelta) -> int:
+        """Forget changes older than `keep`: a watch that fell further behind must list again."""
+        with self.connect(write=True) as conn:
+            return conn.execute(delete(CHANGES).where(CHANGES.c.time < now() - keep)).rowcount
 
     def _locked(self, s: DBSession, uid: str | None, expect: int | None, kind: str, name: str) -> ResourceRow:
         # FOR UPDATE: on PostgreSQL two writers must not both pass the version check (SQLite's

@@ -97,3 +97,26 @@ class SnapshotRow(Base):
     id: Mapped[str] = mapped_column(String(71), primary_key=True)  # "sha256:" + hex of the manifest
     manifest: Mapped[dict] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ChangeRow(Base):
+    """The change feed that watches read: a row per write of a resource, numbered in commit order."""
+
+    __tablename__ = "changes"
+    # AUTOINCREMENT on SQLite: without it, pruning the newest rows would let their numbers be reused.
+    __table_args__ = (
+        Index("ix_changes_kind_project_seq", "kind", "project", "seq"),
+        {"sqlite_autoincrement": True},
+    )
+
+    # INTEGER PRIMARY KEY on SQLite (its rowid); an identity column on PostgreSQL.
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    uid: Mapped[str] = mapped_column(String(36))
+    project: Mapped[str] = mapped_column(String(63))
+    kind: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(63))
+    type: Mapped[str] = mapped_column(String(16))  # ADDED | MODIFIED | DELETED
+    time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    object: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # the last state, for DELETED

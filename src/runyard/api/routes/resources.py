@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Response
+from fastapi.responses import StreamingResponse
 
 from runyard.api.deps import AppState, principal, state
 from runyard.services import resources as svc
@@ -55,17 +56,30 @@ def apply(
     return _out(applied)
 
 
-@router.get("/projects/{project}/{plural}")
+@router.get("/projects/{project}/{plural}", response_model=None)
 def list_(
     project: str,
     plural: str,
     labelSelector: str | None = Query(None, description="k=v[,k2=v2]"),
+    watch: bool = Query(False, description="stream changes as NDJSON {type, revision, object}"),
+    since: int | None = Query(None, ge=0, description="with watch: a list's revision; only later changes"),
     s: AppState = Depends(state),
     who: Principal = Depends(principal),
-) -> dict:
+) -> dict | StreamingResponse:
     kind = svc.kind_of_plural(plural)
+    if watch:
+        return StreamingResponse(
+            svc.watch_resources(s.store, s.notifier, who, kind, project, since),
+            media_type="application/x-ndjson",
+        )
+    revision = s.store.change_bounds()[1]  # read first: a watch from it misses nothing listed after
     items = svc.list_resources(s.store, who, kind, project, labelSelector)
-    return {"apiVersion": "runyard.dev/v1", "kind": f"{kind.__name__}List", "items": [_out(r) for r in items]}
+    return {
+        "apiVersion": "runyard.dev/v1",
+        "kind": f"{kind.__name__}List",
+        "metadata": {"revision": revision},
+        "items": [_out(r) for r in items],
+    }
 
 
 @router.get(ITEM)
