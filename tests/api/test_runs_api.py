@@ -212,3 +212,23 @@ def test_a_gpu_request_the_runtime_cannot_meet_fails_with_a_clear_reason(server)
     assert run["status"]["reason"] == "Unschedulable"
     assert "GPU" in run["status"]["message"]
     assert run["status"]["attempts"] == []  # nothing was launched
+
+
+def test_a_run_does_not_inherit_the_servers_own_secrets(tmp_path, monkeypatch):
+    """The server's RUNYARD_* settings (an admin token, a store URL with a password) stay out of runs."""
+    from tests.support import ServerProcess
+
+    monkeypatch.setenv("RUNYARD_TOKEN", "ryd_the_admins_secret")
+    monkeypatch.setenv("RUNYARD_SERVER_PUBLIC_URL", "http://127.0.0.1:1")
+    srv = ServerProcess(tmp_path / "home").start()
+    try:
+        api = srv.api()
+        api.put("/experiments/env", json=experiment("env", "env | sort", env={"MINE": "kept"}))
+        lines, _ = read_logs(api, "env")
+        env = dict(entry["text"].split("=", 1) for entry in lines if "=" in entry["text"])
+        assert env["MINE"] == "kept"
+        assert env["RUNYARD_TOKEN"] != "ryd_the_admins_secret"
+        assert "RUNYARD_SERVER_PUBLIC_URL" not in env
+        assert "PATH" in env
+    finally:
+        srv.stop()

@@ -89,6 +89,12 @@ def parse_log_line(line: bytes) -> LogEntry | None:
         return None
 
 
+def run_base_env() -> dict[str, str]:
+    """The environment runs start from: the server's, less its own settings. RUNYARD_* may hold the admin
+    token or a database URL with its password; a run gets only the RUNYARD_* variables of its own."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("RUNYARD_")}
+
+
 class LocalRuntime(Runtime, SupportsCgroupLimits):
     kind = "local"
 
@@ -195,7 +201,10 @@ class LocalRuntime(Runtime, SupportsCgroupLimits):
         if self._launcher is None or self._launcher.poll() is not None:
             self._stop_launcher()
             self._launcher = subprocess.Popen(
-                [sys.executable, "-I", "-S", str(LAUNCHER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+                [sys.executable, "-I", "-S", str(LAUNCHER)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                env=run_base_env(),
             )
         return self._launcher
 
