@@ -17,9 +17,6 @@ class Phase(StrEnum):
     def is_terminal(self) -> bool:
         return self in TERMINAL
 
-    def is_active(self) -> bool:
-        return self in (Phase.STARTING, Phase.RUNNING)
-
     def can_become(self, other: Phase) -> bool:
         return other in TRANSITIONS[self]
 

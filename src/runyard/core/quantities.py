@@ -51,10 +51,3 @@ def parse_memory(value: str | int) -> int:
     if n <= 0:
         raise ValueError("must be greater than 0")
     return n
-
-
-def format_memory(n: int) -> str:
-    for suffix in ("Ti", "Gi", "Mi", "Ki"):
-        if n % _MEM_SUFFIX[suffix] == 0:
-            return f"{n // _MEM_SUFFIX[suffix]}{suffix}"
-    return str(n)
