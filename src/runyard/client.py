@@ -71,6 +71,8 @@ class ApplyResult:
 class Client:
     """A connection to one runyard server, acting in one project."""
 
+    page_size = 500  # items per request when listing
+
     def __init__(
         self,
         url: str | None = None,
@@ -142,9 +144,18 @@ class Client:
     @overload
     def list(self, kind: str, labels: dict[str, str] | None = None) -> builtins.list[Resource]: ...
     def list(self, kind: str | type[Resource], labels: dict[str, str] | None = None) -> builtins.list[Any]:
-        params = {"labelSelector": ",".join(f"{k}={v}" for k, v in labels.items())} if labels else None
-        response = self._send("GET", self._collection(_kind(kind)), params=params)
-        return [_parse(item) for item in response.json()["items"]]
+        """Every resource of the kind (fetched a page at a time), oldest first."""
+        params = {"limit": str(self.page_size)}
+        if labels:
+            params["labelSelector"] = ",".join(f"{k}={v}" for k, v in labels.items())
+        items: builtins.list[Resource] = []
+        while True:
+            page = self._send("GET", self._collection(_kind(kind)), params=params).json()
+            items += [_parse(item) for item in page["items"]]
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                return items
+            params["continue"] = token
 
     def delete(self, kind: str | type[Resource], name: str) -> Resource:
         return _parse(self._send("DELETE", self._item(kind, name)).json())

@@ -186,3 +186,31 @@ def _settled(api: httpx.Client, path: str) -> dict:
             return doc
         time.sleep(0.02)
     raise AssertionError(f"no status on {path}")
+
+
+def test_a_list_comes_in_pages_that_continue_where_the_last_ended(server):
+    api = server.api()
+    names = [f"m{i}" for i in range(5)]
+    for name in names:
+        doc = {
+            "apiVersion": "runyard.dev/v1",
+            "kind": "Model",
+            "metadata": {"name": name},
+            "spec": {"handler": "a:b"},
+        }
+        api.put(f"/models/{name}", json=doc)
+    seen, params = [], {"limit": 2}
+    while True:
+        page = api.get("/models", params=params).json()
+        seen += [i["metadata"]["name"] for i in page["items"]]
+        if not page["metadata"]["continue"]:
+            break
+        params["continue"] = page["metadata"]["continue"]
+    assert seen == names
+    bad = api.get("/models", params={"continue": "not-a-token"})
+    assert bad.status_code == 422 and bad.json()["error"]["details"][0]["field"] == "continue"
+    from runyard.client import Client
+
+    client = Client(server.url, server.token)
+    client.page_size = 2  # three requests, following the continue tokens
+    assert [m.metadata.name for m in client.list("models")] == names

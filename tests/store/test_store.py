@@ -148,3 +148,18 @@ def test_the_change_feed_numbers_every_write_and_forgets_old_ones(store):
     assert low == high == changes[-1].seq + 1
     assert gone(store, changes[0].seq)  # a watch from before the prune must list again
     assert not gone(store, changes[-1].seq)
+
+
+def test_pages_of_a_list_cover_everything_once_in_creation_order(store):
+    names = [f"p{i}" for i in range(7)]
+    for name in names:
+        store.create(exp(name))
+    seen, after = [], None
+    while True:
+        page = store.list(Experiment, "default", limit=3, after=after)
+        seen += [r.metadata.name for r in page]
+        if len(page) < 3:
+            break
+        last = page[-1].metadata
+        after = (last.creationTimestamp, last.uid)
+    assert seen == names

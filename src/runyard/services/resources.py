@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import AsyncIterator
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -105,10 +108,38 @@ def get_resource(store: Store, who: Principal, kind: type[R], project: str, name
 
 
 def list_resources(
-    store: Store, who: Principal, kind: type[R], project: str, selector: str | None
-) -> list[R]:
+    store: Store,
+    who: Principal,
+    kind: type[R],
+    project: str,
+    selector: str | None,
+    limit: int | None = None,
+    token: str | None = None,
+) -> tuple[list[R], str | None]:
+    """A page of resources, oldest first, and the token that continues after it (None: that was all)."""
     who.check_project(project)
-    return store.list(kind, project, labels=parse_selector(selector))
+    page = store.list(kind, project, labels=parse_selector(selector), limit=limit, after=_decode(token))
+    if limit is None or len(page) < limit:
+        return page, None
+    last = page[-1].metadata
+    return page, _encode(last.creationTimestamp, last.uid)
+
+
+def _encode(created: datetime | None, uid: str | None) -> str:
+    raw = json.dumps([created.isoformat() if created else None, uid]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode(token: str | None) -> tuple[datetime, str] | None:
+    if not token:
+        return None
+    try:
+        created, uid = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        return datetime.fromisoformat(created), str(uid)
+    except (ValueError, TypeError):
+        raise Invalid(
+            "bad continue token", [FieldError("continue", "use the token a list returned")]
+        ) from None
 
 
 def watch_resources(

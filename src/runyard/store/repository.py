@@ -217,8 +217,11 @@ class Store:
         phases: list[str] | None = None,
         deleting: bool | None = None,
         unfinished: bool = False,
+        limit: int | None = None,
+        after: tuple[datetime, str] | None = None,
     ) -> list[R]:
-        """Filter by project, owner, phase or deletion; `unfinished`: what a controller must still act on."""
+        """Filter by project, owner, phase or deletion; `unfinished`: what a controller must still act on.
+        Oldest first; `limit` and `after` (the (creationTimestamp, uid) of the last item seen) page."""
         q = select(RESOURCES).where(ResourceRow.kind == cls.__name__)
         if project is not None:
             q = q.where(ResourceRow.project == project)
@@ -240,8 +243,19 @@ class Store:
                     ResourceRow.deletion_timestamp.is_not(None),
                 )
             )
+        if after is not None:
+            created, uid = after
+            q = q.where(
+                or_(
+                    RESOURCES.c.created_at > created,
+                    (RESOURCES.c.created_at == created) & (RESOURCES.c.uid > uid),
+                )
+            )
+        q = q.order_by(RESOURCES.c.created_at, RESOURCES.c.uid)
+        if limit is not None:
+            q = q.limit(limit)
         with self.connect() as conn:
-            rows = conn.execute(q.order_by(ResourceRow.created_at, ResourceRow.name)).all()
+            rows = conn.execute(q).all()
         items = [cast(R, to_resource(r)) for r in rows]
         if labels:
             items = [r for r in items if all(r.metadata.labels.get(k) == v for k, v in labels.items())]

@@ -63,6 +63,8 @@ def list_(
     labelSelector: str | None = Query(None, description="k=v[,k2=v2]"),
     watch: bool = Query(False, description="stream changes as NDJSON {type, revision, object}"),
     since: int | None = Query(None, ge=0, description="with watch: a list's revision; only later changes"),
+    limit: int | None = Query(None, ge=1, le=1000, description="at most this many items; see continue"),
+    continue_: str | None = Query(None, alias="continue", description="the token of the previous page"),
     s: AppState = Depends(state),
     who: Principal = Depends(principal),
 ) -> dict | StreamingResponse:
@@ -73,11 +75,11 @@ def list_(
             media_type="application/x-ndjson",
         )
     revision = s.store.change_bounds()[1]  # read first: a watch from it misses nothing listed after
-    items = svc.list_resources(s.store, who, kind, project, labelSelector)
+    items, token = svc.list_resources(s.store, who, kind, project, labelSelector, limit, continue_)
     return {
         "apiVersion": "runyard.dev/v1",
         "kind": f"{kind.__name__}List",
-        "metadata": {"revision": revision},
+        "metadata": {"revision": revision, "continue": token},
         "items": [_out(r) for r in items],
     }
 
