@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from runyard.core.resources import Resource
 from runyard.runtime.base import Runtime
@@ -18,6 +18,8 @@ class Context:
     notifier: Notifier
     settings: ControllerSettings
     api_url: str
+    # Runs to wake, first come first served, when a slot frees (an ordered set: a dict's keys).
+    waiting_for_capacity: dict[str, None] = field(default_factory=dict)
 
     def save(
         self, res: Resource, *events: tuple[str, str] | tuple[str, str, str], final: bool = False

@@ -79,6 +79,7 @@ def _start(ctx: Context, run: Run, events: list | None = None) -> float | None:
             events.append((Reason.WAITING_FOR_CAPACITY, msg))
         if events:
             ctx.save(run, *events)
+        ctx.waiting_for_capacity[run.uid] = None
         return None
     n = len(st.attempts) + 1
     st.attempts.append(Attempt(attempt=n))
@@ -238,8 +239,12 @@ def _attempt_ended(
 
 
 def _finish(ctx: Context, run: Run, *events: EventSpec) -> float | None:
-    """The run has ended: nothing more to look at."""
+    """The run has ended: nothing more to look at, and a slot is free for a run that waits for one."""
     ctx.save(run, *events, final=True)
+    if ctx.waiting_for_capacity:
+        first = next(iter(ctx.waiting_for_capacity))
+        del ctx.waiting_for_capacity[first]
+        ctx.notifier.touch(first)  # queues it for the controller
     return None
 
 
