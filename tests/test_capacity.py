@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from tests.support import ServerProcess, experiment, wait_phase
 
 
@@ -19,6 +21,7 @@ def test_a_run_over_capacity_waits_queued_and_starts_when_a_slot_frees(tmp_path,
         assert api.get("/runs/first").json()["status"]["phase"] == "Running"
         done = wait_phase(api, "second", {"Succeeded"}, timeout=20)
         first = api.get("/runs/first").json()
-        assert done["status"]["startedAt"] >= first["status"]["finishedAt"]
+        started = datetime.fromisoformat(done["status"]["startedAt"])
+        assert started >= datetime.fromisoformat(first["status"]["finishedAt"])
     finally:
         srv.stop()
