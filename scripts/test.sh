@@ -20,7 +20,7 @@ quiet .venv/bin/python -m pip install -q -e ".[test]"
 
 echo "== starting PostgreSQL on 127.0.0.1"
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
-PGDATA=$(mktemp -d /tmp/runyard-pg.XXXXXX)
+PGDATA=$(mktemp -d -t runyard-pg.XXXXXX)
 PGPORT=${RUNYARD_TEST_PGPORT:-$(python3 -c "import socket; s = socket.socket(); s.bind((\"127.0.0.1\", 0)); print(s.getsockname()[1])")}
 as_pg() { if [ "$(id -u)" = 0 ]; then su postgres -s /bin/sh -c "$1"; else sh -c "$1"; fi; }
 [ "$(id -u)" = 0 ] && chown postgres "$PGDATA"
