@@ -92,13 +92,13 @@ class ServerProcess:
         return {**os.environ, "RUNYARD_API_URL": self.url, "RUNYARD_TOKEN": self.token}
 
 
+def resource(kind: str, name: str, **spec) -> dict:
+    """A document of any kind, as users write it."""
+    return {"apiVersion": "runyard.dev/v1", "kind": kind, "metadata": {"name": name}, "spec": spec}
+
+
 def experiment(name: str, command: str | list[str] = "echo hello", **spec) -> dict:
-    return {
-        "apiVersion": "runyard.dev/v1",
-        "kind": "Experiment",
-        "metadata": {"name": name},
-        "spec": {"command": command, **spec},
-    }
+    return resource("Experiment", name, command=command, **spec)
 
 
 def wait_phase(api: httpx.Client, run: str, phases: set[str], timeout: float = 20) -> dict:

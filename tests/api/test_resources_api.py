@@ -6,7 +6,7 @@ import concurrent.futures
 import time
 
 import httpx
-from tests.support import API, experiment, wait_phase
+from tests.support import API, experiment, resource, wait_phase
 
 
 def test_openapi_document_is_served_and_lists_the_resource_paths(server):
@@ -39,12 +39,7 @@ def test_the_admin_token_is_stored_hashed(server):
 
 def test_apply_creates_then_reports_unchanged_then_configured(server):
     api = server.api()
-    doc = {
-        "apiVersion": "runyard.dev/v1",
-        "kind": "Job",
-        "metadata": {"name": "nightly"},
-        "spec": {"schedule": "0 3 * * *", "template": {"command": "python etl.py"}},
-    }
+    doc = resource("Job", "nightly", schedule="0 3 * * *", template={"command": "python etl.py"})
     first = api.put("/jobs/nightly", json=doc)
     assert (first.status_code, first.headers["x-runyard-result"]) == (201, "created")
     again = api.put("/jobs/nightly", json=doc)
@@ -73,17 +68,9 @@ def test_all_four_kinds_validate_store_and_list(server):
 
 def test_bad_input_names_each_field_and_writes_nothing(server):
     api = server.api()
-    bad = {
-        "apiVersion": "runyard.dev/v1",
-        "kind": "Experiment",
-        "metadata": {"name": "Bad_Name"},
-        "spec": {
-            "command": "x",
-            "resources": {"cpu": "lots", "memory": "4 gigs"},
-            "colour": "blue",
-            "timeoutSeconds": -1,
-        },
-    }
+    bad = experiment(
+        "Bad_Name", "x", resources={"cpu": "lots", "memory": "4 gigs"}, colour="blue", timeoutSeconds=-1
+    )
     r = api.put("/experiments/Bad_Name", json=bad)
     assert r.status_code == 422
     fields = {d["field"]: d["reason"] for d in r.json()["error"]["details"]}
@@ -117,12 +104,7 @@ def test_a_document_sent_to_the_wrong_url_is_refused(server):
 
 def test_a_stale_resource_version_gets_409(server):
     api = server.api()
-    doc = {
-        "apiVersion": "runyard.dev/v1",
-        "kind": "Model",
-        "metadata": {"name": "m"},
-        "spec": {"handler": "a:b"},
-    }
+    doc = resource("Model", "m", handler="a:b")
     api.put("/models/m", json=doc)
     v1 = _settled(api, "/models/m")["metadata"]["resourceVersion"]
     doc["spec"]["replicas"] = 3
@@ -171,9 +153,7 @@ def test_a_run_token_is_limited_to_its_project(server):
 
 def test_delete_removes_the_resource(server):
     api = server.api()
-    api.put(
-        "/sessions/s", json={"apiVersion": "runyard.dev/v1", "kind": "Session", "metadata": {"name": "s"}}
-    )
+    api.put("/sessions/s", json=resource("Session", "s"))
     assert api.delete("/sessions/s").status_code == 200
     assert api.delete("/sessions/missing").status_code == 404
 
@@ -192,13 +172,7 @@ def test_a_list_comes_in_pages_that_continue_where_the_last_ended(server):
     api = server.api()
     names = [f"m{i}" for i in range(5)]
     for name in names:
-        doc = {
-            "apiVersion": "runyard.dev/v1",
-            "kind": "Model",
-            "metadata": {"name": name},
-            "spec": {"handler": "a:b"},
-        }
-        api.put(f"/models/{name}", json=doc)
+        api.put(f"/models/{name}", json=resource("Model", name, handler="a:b"))
     seen, params = [], {"limit": 2}
     while True:
         page = api.get("/models", params=params).json()

@@ -112,7 +112,3 @@ class Runtime(ABC):
 
 class SupportsGPUs:
     """Ability mixin: the runtime can hand out GPUs exclusively."""
-
-
-class SupportsCgroupLimits:
-    """Ability mixin: the runtime enforces cpu and memory limits."""

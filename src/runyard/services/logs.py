@@ -50,23 +50,23 @@ def find_run(store: Store, project: str, name: str) -> Run | None:
 
 async def _await_run(store: Store, notifier: Notifier, project: str, name: str, timeout: float) -> Run | None:
     """Wait for the controller to create an experiment's run: it touches the experiment when it does."""
-    run = find_run(store, project, name)
-    if run is not None or timeout <= 0:
-        return run
     exp_uid = store.get(Experiment, project, name).uid
     deadline = time.monotonic() + timeout
-    while run is None and time.monotonic() < deadline:
-        seen = notifier.versions(exp_uid)
+    while time.monotonic() < deadline:
+        seen = notifier.versions(exp_uid)  # before the read, so a touch after it is not missed
         run = find_run(store, project, name)
-        if run is None:
-            await notifier.wait(exp_uid, seen, FALLBACK)
-    return run
+        if run is not None:
+            return run
+        await notifier.wait(exp_uid, seen, FALLBACK)
+    return None
 
 
 async def stream_logs(
-    store: Store, runtime: Runtime, notifier: Notifier, project: str, name: str, follow: bool
+    store: Store, runtime: Runtime, notifier: Notifier, project: str, name: str, follow: bool, run: Run | None
 ) -> AsyncIterator[bytes]:
-    run = await _await_run(store, notifier, project, name, timeout=30.0 if follow else 0.0)
+    """`run` as find_run returned it: None while its experiment has not made it yet (followers wait)."""
+    if run is None and follow:
+        run = await _await_run(store, notifier, project, name, timeout=30.0)
     if run is None:
         yield b'{"end": true, "phase": "Pending", "message": "the run has not been created yet"}\n'
         return

@@ -38,8 +38,6 @@ def logs(
 ) -> StreamingResponse:
     """NDJSON: {time, stream, text} per line, then {end: true, phase, exitCode, reason, message}."""
     who.check_project(project)
-    find_run(
-        s.store, project, name
-    )  # a 404 now, not mid-stream, for a name that is neither run nor experiment
-    body = stream_logs(s.store, s.runtime, s.notifier, project, name, follow)
+    run = find_run(s.store, project, name)  # a 404 now, not mid-stream, for a name that is neither
+    body = stream_logs(s.store, s.runtime, s.notifier, project, name, follow, run)
     return StreamingResponse(body, media_type="application/x-ndjson")

@@ -34,7 +34,6 @@ from runyard.runtime.base import (
     Observed,
     Runtime,
     State,
-    SupportsCgroupLimits,
 )
 from runyard.runtime.local import limits
 from runyard.runtime.local.shim import write_json
@@ -95,7 +94,7 @@ def run_base_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("RUNYARD_")}
 
 
-class LocalRuntime(Runtime, SupportsCgroupLimits):
+class LocalRuntime(Runtime):
     kind = "local"
 
     def __init__(self, home: Path, materialize: Callable[[str, Path], None] | None = None) -> None:
