@@ -11,11 +11,12 @@ from datetime import timedelta
 
 from runyard.controller.context import Context
 from runyard.controller.status import set_condition, transition
+from runyard.core.clock import now
 from runyard.core.phases import Phase, Reason
 from runyard.core.resources import Attempt, Run
 from runyard.runtime.base import LaunchError, LaunchSpec, Observed, State, SupportsGPUs
 from runyard.services.auth import issue_token
-from runyard.store.repository import EventSpec, now
+from runyard.store import EventSpec
 
 
 def reconcile_run(ctx: Context, run: Run) -> float | None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from runyard.core.clock import now
 from runyard.core.phases import Phase
 from runyard.core.resources import Condition, ConditionStatus, Run
-from runyard.store.repository import now
 
 # Which condition a phase sets, and to what.
 PHASE_CONDITION: dict[Phase, tuple[str, ConditionStatus]] = {

@@ -7,9 +7,9 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from runyard.core.clock import now
 from runyard.core.errors import Forbidden, Unauthorized
 from runyard.store import Store
-from runyard.store.repository import now
 from runyard.store.tables import TokenRow
 
 TOKEN_PREFIX = "ryd_"

@@ -16,8 +16,7 @@ from runyard.runtime.base import Runtime
 from runyard.services import watch
 from runyard.services.auth import Principal
 from runyard.services.notify import Notifier
-from runyard.store import Store
-from runyard.store.repository import R
+from runyard.store import R, Store
 
 
 class ApplyResult(StrEnum):

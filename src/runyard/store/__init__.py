@@ -1,5 +1,19 @@
-"""Persistence: SQLAlchemy tables, Alembic migrations and the Store the services use."""
+"""Persistence: SQLAlchemy tables, Alembic migrations and the Store the services use.
 
-from runyard.store.repository import Store
+The Store is one object made of one part per concern, each in its own module: resources (with
+idempotency), the change feed, events, projects, tokens and snapshot manifests.
+"""
 
-__all__ = ["Store"]
+from runyard.store.base import EventSpec, R
+from runyard.store.events import EventStore
+from runyard.store.projects import ProjectStore
+from runyard.store.resources import ResourceStore
+from runyard.store.snapshots import SnapshotStore
+from runyard.store.tokens import TokenStore
+
+
+class Store(ResourceStore, EventStore, ProjectStore, TokenStore, SnapshotStore):
+    """SQLite or PostgreSQL, chosen by URL; migrated to the newest schema when opened."""
+
+
+__all__ = ["EventSpec", "R", "Store"]

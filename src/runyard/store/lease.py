@@ -11,7 +11,7 @@ from pathlib import Path
 from sqlalchemy import Connection, text
 
 from runyard.core.errors import Conflict
-from runyard.store.repository import Store
+from runyard.store import Store
 
 ADVISORY_KEY = 0x72756E79617264  # "runyard"
 

@@ -1,54 +1,33 @@
-"""The Store: resources with optimistic concurrency, events, projects, tokens, idempotency, snapshots.
+"""Resources: every kind in one table, with optimistic concurrency and idempotent creates.
 
-Every method is one short transaction. Writers that must not lose an update pass `expect_version`; a stale
-one raises Conflict (HTTP 409), never overwrites.
+Writers that must not lose an update pass `expect_version`; a stale one raises Conflict (HTTP 409), never
+overwrites.
 """
 
 from __future__ import annotations
 
 import builtins
 import uuid
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
-from typing import Any, NoReturn, TypeVar, cast
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any, NoReturn, cast
 
-from sqlalchemy import Connection, Row, Table, delete, func, insert, or_, select, text, update
+from sqlalchemy import Connection, Row, Table, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DBSession
-from sqlalchemy.orm import sessionmaker
 
+from runyard.core.clock import aware, now
 from runyard.core.errors import Conflict, NotFound
 from runyard.core.phases import TERMINAL
-from runyard.core.resources import ALL_KINDS, Event, Resource
-from runyard.store.engine import make_engine, upgrade
-from runyard.store.tables import (
-    ChangeRow,
-    EventRow,
-    IdempotencyRow,
-    ProjectRow,
-    ResourceRow,
-    SnapshotRow,
-    TokenRow,
-)
+from runyard.core.resources import ALL_KINDS, Resource
+from runyard.store.base import EventSpec, R, dump
+from runyard.store.changes import ADDED, DELETED, MODIFIED, ChangeFeed
+from runyard.store.events import EVENTS, event_row, event_values
+from runyard.store.tables import EventRow, IdempotencyRow, ResourceRow, TokenRow
 
 TERMINAL_PHASES = [p.value for p in TERMINAL]
-R = TypeVar("R", bound=Resource)
 RESOURCES = cast(Table, ResourceRow.__table__)
-EVENTS = cast(Table, EventRow.__table__)
 TOKENS = cast(Table, TokenRow.__table__)
-CHANGES = cast(Table, ChangeRow.__table__)
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _aware(dt: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes; everything we store is UTC."""
-    if dt is not None and dt.tzinfo is None:
-        return dt.replace(tzinfo=UTC)
-    return dt
 
 
 def to_resource(row: ResourceRow | Row[Any]) -> Resource:
@@ -65,8 +44,8 @@ def to_resource(row: ResourceRow | Row[Any]) -> Resource:
                 "uid": row.uid,
                 "resourceVersion": row.resource_version,
                 "generation": row.generation,
-                "creationTimestamp": _aware(row.created_at),
-                "deletionTimestamp": _aware(row.deletion_timestamp),
+                "creationTimestamp": aware(row.created_at),
+                "deletionTimestamp": aware(row.deletion_timestamp),
                 "ownerReferences": owner,
             },
             "spec": row.spec,
@@ -75,74 +54,7 @@ def to_resource(row: ResourceRow | Row[Any]) -> Resource:
     )
 
 
-EventSpec = tuple[str, str] | tuple[str, str, str]  # (reason, message[, "Normal" | "Warning"])
-
-
-def _event_values(uid: str | None, res: Resource, ev: EventSpec) -> dict[str, Any]:
-    reason, message, *rest = ev
-    m = res.metadata
-    return {
-        "uid": uid,
-        "project": m.project,
-        "kind": res.kind,
-        "name": m.name,
-        "type": rest[0] if rest else "Normal",
-        "reason": reason,
-        "message": message,
-        "time": now(),
-    }
-
-
-ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
-CHANGE_ORDER_LOCK = 0x72756E79617264 + 1  # serialises change-feed inserts on PostgreSQL (see _record)
-
-
-def _event_row(uid: str | None, res: Resource, ev: EventSpec) -> EventRow:
-    return EventRow(**_event_values(uid, res, ev))
-
-
-def _dump(model: Any) -> dict:
-    return model.model_dump(mode="json", exclude_none=True)
-
-
-class Store:
-    def __init__(self, url: str, migrate: bool = True):
-        self.url = url
-        self.engine = make_engine(url)
-        self.is_sqlite = self.engine.dialect.name == "sqlite"
-        if migrate:
-            upgrade(self.engine)
-        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self._known_projects: set[str] = set()  # projects are never deleted yet, so a cache is safe
-
-    def close(self) -> None:
-        self.engine.dispose()
-
-    @contextmanager
-    def read(self) -> Iterator[DBSession]:
-        with self._sessions() as s:
-            yield s
-
-    @contextmanager
-    def connect(self, write: bool = False) -> Iterator[Connection]:
-        """A Core connection in a transaction: the hot paths (reads, status writes) skip the ORM's
-        unit of work, which cost more than the SQL itself."""
-        opts = {"sqlite_begin": "IMMEDIATE"} if write and self.is_sqlite else {}
-        with self.engine.connect() as conn:
-            conn.execution_options(**opts)
-            with conn.begin():
-                yield conn
-
-    @contextmanager
-    def write(self) -> Iterator[DBSession]:
-        opts = {"sqlite_begin": "IMMEDIATE"} if self.is_sqlite else {}
-        with self._sessions() as s:
-            s.connection(execution_options=opts)
-            yield s
-            s.commit()
-
-    # -- resources ---------------------------------------------------------------------------------------
-
+class ResourceStore(ChangeFeed):
     def create(self, res: R, idempotency_key: str | None = None, events: Iterable[EventSpec] = ()) -> R:
         """Insert a new resource (and its first events). With an idempotency key seen before, return what
         that request created instead."""
@@ -163,8 +75,8 @@ class Store:
                 name=meta.name,
                 labels=meta.labels,
                 annotations=meta.annotations,
-                spec=_dump(res.spec),
-                status=_dump(res.status),
+                spec=dump(res.spec),
+                status=dump(res.status),
                 phase=getattr(res.status, "phase", None),
                 owner_uid=owner.uid if owner else None,
                 owner_kind=owner.kind if owner else None,
@@ -177,7 +89,7 @@ class Store:
             s.add(row)
             if idempotency_key:
                 s.add(IdempotencyRow(key=idempotency_key, project=meta.project, uid=row.uid, created_at=ts))
-            s.add_all(_event_row(row.uid, res, ev) for ev in events)
+            s.add_all(event_row(row.uid, res, ev) for ev in events)
             try:
                 s.flush()
                 self._record(s, row.uid, res, ADDED)
@@ -271,14 +183,14 @@ class Store:
         when the spec changed."""
         with self.write() as s:
             row = self._locked(s, res.metadata.uid, expect_version, res.kind, res.metadata.name)
-            spec = _dump(res.spec)
+            spec = dump(res.spec)
             if spec != row.spec:
                 row.generation += 1
             row.spec = spec
             row.labels = res.metadata.labels
             row.annotations = res.metadata.annotations
             self._bump(row)
-            s.add_all(_event_row(row.uid, res, ev) for ev in events)
+            s.add_all(event_row(row.uid, res, ev) for ev in events)
             self._record(s, row.uid, res, MODIFIED)
             return cast(R, to_resource(row))
 
@@ -295,7 +207,7 @@ class Store:
         expect = res.metadata.resourceVersion if expect_version is None else expect_version
         uid = res.uid
         values: dict[str, Any] = {
-            "status": _dump(res.status),
+            "status": dump(res.status),
             "resource_version": RESOURCES.c.resource_version + 1,
             "updated_at": now(),
         }
@@ -309,7 +221,7 @@ class Store:
             got = conn.execute(stmt.values(**values).returning(*returning)).first()
             if got is None:
                 self._raise_stale(conn, res, expect)
-            rows = [_event_values(uid, res, ev) for ev in events]
+            rows = [event_values(uid, res, ev) for ev in events]
             if rows:
                 conn.execute(insert(EVENTS), rows)
             if revoke_run_tokens:
@@ -339,7 +251,7 @@ class Store:
             if row.deletion_timestamp is None:
                 row.deletion_timestamp = now()
                 self._bump(row)
-                s.add_all(_event_row(row.uid, res, ev) for ev in events)
+                s.add_all(event_row(row.uid, res, ev) for ev in events)
                 self._record(s, row.uid, res, MODIFIED)
             return cast(R, to_resource(row))
 
@@ -349,42 +261,10 @@ class Store:
             if row is None:
                 return
             last = to_resource(row)
-            self._record(s, uid, last, DELETED, _dump(last))
+            self._record(s, uid, last, DELETED, dump(last))
             s.execute(delete(ResourceRow).where(ResourceRow.uid == uid))
             s.execute(delete(EventRow).where(EventRow.uid == uid))
             s.execute(delete(IdempotencyRow).where(IdempotencyRow.uid == uid))
-
-    def _record(
-        self, db: DBSession | Connection, uid: str, res: Resource, type_: str, obj: dict | None = None
-    ) -> None:
-        """Append to the change feed in the writer's transaction. On PostgreSQL sequence numbers are
-        handed out before commit, so a transaction-scoped lock makes commit order and seq order agree:
-        a watcher that has seen seq N has seen everything below it."""
-        if not self.is_sqlite:
-            db.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CHANGE_ORDER_LOCK})
-        m = res.metadata
-        values = {"uid": uid, "project": m.project, "kind": res.kind, "name": m.name, "type": type_}
-        db.execute(insert(CHANGES).values(**values, time=now(), object=obj))
-
-    def changes_since(
-        self, cls: type[Resource], project: str, seq: int, limit: int = 500
-    ) -> builtins.list[Row[Any]]:
-        q = select(CHANGES).where(
-            CHANGES.c.kind == cls.__name__, CHANGES.c.project == project, CHANGES.c.seq > seq
-        )
-        with self.connect() as conn:
-            return list(conn.execute(q.order_by(CHANGES.c.seq).limit(limit)).all())
-
-    def change_bounds(self) -> tuple[int, int]:
-        """(oldest kept, newest) sequence numbers of the change feed; (0, 0) when empty."""
-        with self.connect() as conn:
-            low, high = conn.execute(select(func.min(CHANGES.c.seq), func.max(CHANGES.c.seq))).one()
-        return low or 0, high or 0
-
-    def prune_changes(self, keep: timedelta) -> int:
-        """Forget changes older than `keep`: a watch that fell further behind must list again."""
-        with self.connect(write=True) as conn:
-            return conn.execute(delete(CHANGES).where(CHANGES.c.time < now() - keep)).rowcount
 
     def _locked(self, s: DBSession, uid: str | None, expect: int | None, kind: str, name: str) -> ResourceRow:
         # FOR UPDATE: on PostgreSQL two writers must not both pass the version check (SQLite's
@@ -403,72 +283,3 @@ class Store:
     def _bump(row: ResourceRow) -> None:
         row.resource_version += 1
         row.updated_at = now()
-
-    # -- events ------------------------------------------------------------------------------------------
-
-    def add_event(self, res: Resource, reason: str, message: str, type: str = "Normal") -> None:
-        with self.write() as s:
-            s.add(_event_row(res.metadata.uid, res, (reason, message, type)))
-
-    def events(self, uid: str) -> builtins.list[Event]:
-        with self.read() as s:
-            rows = s.scalars(select(EventRow).where(EventRow.uid == uid).order_by(EventRow.id)).all()
-            return [
-                Event(
-                    type=r.type,
-                    reason=r.reason,
-                    message=r.message,
-                    time=_aware(r.time),
-                    kind=r.kind,
-                    name=r.name,
-                )
-                for r in rows
-            ]
-
-    # -- projects ----------------------------------------------------------------------------------------
-
-    def ensure_project(self, name: str) -> None:
-        if name in self._known_projects:
-            return
-        with self.write() as s:
-            if s.get(ProjectRow, name) is None:
-                s.add(ProjectRow(name=name, created_at=now()))
-        self._known_projects.add(name)
-
-    def projects(self) -> builtins.list[str]:
-        with self.read() as s:
-            return list(s.scalars(select(ProjectRow.name).order_by(ProjectRow.name)))
-
-    # -- tokens ------------------------------------------------------------------------------------------
-
-    def add_token(self, row: TokenRow) -> None:
-        with self.write() as s:
-            s.add(row)
-
-    def token_by_hash(self, secret_hash: str) -> Row[Any] | None:
-        """The token's row (id, name, role, project, run_uid), unless it is unknown or revoked."""
-        with self.connect() as conn:
-            row = conn.execute(select(TOKENS).where(TOKENS.c.secret_hash == secret_hash)).first()
-        return None if row is None or row.revoked else row
-
-    def has_admin_token(self) -> bool:
-        with self.read() as s:
-            return s.scalars(select(TokenRow.id).where(TokenRow.role == "admin")).first() is not None
-
-    def revoke_run_tokens(self, run_uid: str) -> None:
-        with self.write() as s:
-            s.execute(update(TokenRow).where(TokenRow.run_uid == run_uid).values(revoked=True))
-
-    # -- snapshots ---------------------------------------------------------------------------------------
-
-    def put_snapshot(self, snapshot_id: str, manifest: dict) -> None:
-        with self.write() as s:
-            if s.get(SnapshotRow, snapshot_id) is None:
-                s.add(SnapshotRow(id=snapshot_id, manifest=manifest, created_at=now()))
-
-    def get_snapshot(self, snapshot_id: str) -> dict:
-        with self.read() as s:
-            row = s.get(SnapshotRow, snapshot_id)
-            if row is None:
-                raise NotFound(f"snapshot {snapshot_id} not found")
-            return row.manifest

@@ -1,0 +1,25 @@
+"""Projects: the namespaces resources live in."""
+
+from __future__ import annotations
+
+import builtins
+
+from sqlalchemy import select
+
+from runyard.core.clock import now
+from runyard.store.base import StoreBase
+from runyard.store.tables import ProjectRow
+
+
+class ProjectStore(StoreBase):
+    def ensure_project(self, name: str) -> None:
+        if name in self._known_projects:
+            return
+        with self.write() as s:
+            if s.get(ProjectRow, name) is None:
+                s.add(ProjectRow(name=name, created_at=now()))
+        self._known_projects.add(name)
+
+    def projects(self) -> builtins.list[str]:
+        with self.read() as s:
+            return list(s.scalars(select(ProjectRow.name).order_by(ProjectRow.name)))

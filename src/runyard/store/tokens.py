@@ -1,0 +1,32 @@
+"""API tokens, kept as hashes of their secrets."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from sqlalchemy import Row, Table, select, update
+
+from runyard.store.base import StoreBase
+from runyard.store.tables import TokenRow
+
+TOKENS = cast(Table, TokenRow.__table__)
+
+
+class TokenStore(StoreBase):
+    def add_token(self, row: TokenRow) -> None:
+        with self.write() as s:
+            s.add(row)
+
+    def token_by_hash(self, secret_hash: str) -> Row[Any] | None:
+        """The token's row (id, name, role, project, run_uid), unless it is unknown or revoked."""
+        with self.connect() as conn:
+            row = conn.execute(select(TOKENS).where(TOKENS.c.secret_hash == secret_hash)).first()
+        return None if row is None or row.revoked else row
+
+    def has_admin_token(self) -> bool:
+        with self.read() as s:
+            return s.scalars(select(TokenRow.id).where(TokenRow.role == "admin")).first() is not None
+
+    def revoke_run_tokens(self, run_uid: str) -> None:
+        with self.write() as s:
+            s.execute(update(TokenRow).where(TokenRow.run_uid == run_uid).values(revoked=True))
