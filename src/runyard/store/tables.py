@@ -99,6 +99,16 @@ class SnapshotRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class SnapshotProjectRow(Base):
+    """A project that registered a snapshot: resources may only name snapshots of their own project."""
+
+    __tablename__ = "snapshot_projects"
+
+    snapshot_id: Mapped[str] = mapped_column(String(71), primary_key=True)
+    project: Mapped[str] = mapped_column(String(63), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class ChangeRow(Base):
     """The change feed that watches read: a row per write of a resource, numbered in commit order."""
 
