@@ -19,7 +19,7 @@ from runyard.services.notify import Notifier
 from runyard.store import R, Store
 
 
-class ApplyResult(StrEnum):
+class ApplyOutcome(StrEnum):
     CREATED = "created"
     CONFIGURED = "configured"
     UNCHANGED = "unchanged"
@@ -64,7 +64,7 @@ def create_resource(store: Store, who: Principal, res: Resource, key: str | None
 
 def apply_resource(
     store: Store, who: Principal, res: Resource, key: str | None = None
-) -> tuple[Resource, ApplyResult]:
+) -> tuple[Resource, ApplyOutcome]:
     """Create the resource, or bring an existing one to the document (declarative, like kubectl apply)."""
     m = res.metadata
     who.check_project(m.project)
@@ -72,7 +72,7 @@ def apply_resource(
         current = store.get(type(res), m.project, m.name)
     except NotFound:
         try:
-            return create_resource(store, who, res, key), ApplyResult.CREATED
+            return create_resource(store, who, res, key), ApplyOutcome.CREATED
         except Conflict:  # created concurrently: fall through to update it
             current = store.get(type(res), m.project, m.name)
     if current.metadata.deletionTimestamp is not None:
@@ -93,12 +93,12 @@ def apply_resource(
             ],
         )
     if same_spec and current.metadata.labels == m.labels and current.metadata.annotations == m.annotations:
-        return current, ApplyResult.UNCHANGED
+        return current, ApplyOutcome.UNCHANGED
     merged = current.model_copy(update={"spec": res.spec})
     merged.metadata = current.metadata.model_copy(update={"labels": m.labels, "annotations": m.annotations})
     event = (Reason.UPDATED, f"{res.kind} updated by {who.name}")
     updated = store.replace(merged, current.metadata.resourceVersion, events=[event])
-    return updated, ApplyResult.CONFIGURED
+    return updated, ApplyOutcome.CONFIGURED
 
 
 def get_resource(store: Store, who: Principal, kind: type[R], project: str, name: str) -> R:

@@ -20,14 +20,14 @@ from runyard.store import Store
 HEX_LEN = 64
 
 
-class FileEntry(BaseModel):
+class ManifestEntry(BaseModel):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     size: int = Field(ge=0)
     mode: int = 0o644
 
 
 class Manifest(BaseModel):
-    files: dict[str, FileEntry]
+    files: dict[str, ManifestEntry]
 
 
 class BlobStore:
@@ -60,7 +60,7 @@ class BlobStore:
         os.replace(tmp.name, target)
 
 
-def _check_paths(files: dict[str, FileEntry]) -> None:
+def _check_paths(files: dict[str, ManifestEntry]) -> None:
     bad = [
         FieldError(f"files.{p}", "must be a relative path inside the project")
         for p in files

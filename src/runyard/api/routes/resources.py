@@ -49,9 +49,9 @@ def apply(
     res = svc.parse_for_path(doc, project, plural, name)
     applied, result = svc.apply_resource(s.store, who, res, idempotency_key)
     response.headers["X-Runyard-Result"] = result.value
-    if result == svc.ApplyResult.CREATED:
+    if result == svc.ApplyOutcome.CREATED:
         response.status_code = 201
-    if result != svc.ApplyResult.UNCHANGED:
+    if result != svc.ApplyOutcome.UNCHANGED:
         s.notifier.touch(applied.uid)
     return _out(applied)
 
