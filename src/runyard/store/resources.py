@@ -12,7 +12,19 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, NoReturn, cast
 
-from sqlalchemy import Connection, Row, Table, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Row,
+    Table,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DBSession
 
@@ -141,6 +153,8 @@ class ResourceStore(ChangeFeed):
             q = q.where(ResourceRow.owner_uid == owner_uid)
         if phases is not None:
             q = q.where(ResourceRow.phase.in_(phases))
+        for key, value in (labels or {}).items():
+            q = q.where(self._label_is(key, value))
         if deleting is not None:
             q = q.where(
                 ResourceRow.deletion_timestamp.is_not(None)
@@ -168,10 +182,15 @@ class ResourceStore(ChangeFeed):
             q = q.limit(limit)
         with self.connect() as conn:
             rows = conn.execute(q).all()
-        items = [cast(R, to_resource(r)) for r in rows]
-        if labels:
-            items = [r for r in items if all(r.metadata.labels.get(k) == v for k, v in labels.items())]
-        return items
+        return [cast(R, to_resource(r)) for r in rows]
+
+    def _label_is(self, key: str, value: str) -> ColumnElement[bool]:
+        """labels[key] == value, in SQL so that a page's LIMIT counts matches. SQLite's JSON paths cannot
+        quote every key (a '"' in it), so SQLite walks the pairs; PostgreSQL's ->> takes any key."""
+        if self.is_sqlite:
+            pairs = func.json_each(RESOURCES.c.labels).table_valued("key", "value")
+            return exists().where(pairs.c.key == key, pairs.c.value == value)
+        return RESOURCES.c.labels[key].as_string() == value
 
     def count(self, cls: type[Resource], phases: builtins.list[str]) -> int:
         q = select(func.count()).where(RESOURCES.c.kind == cls.__name__, RESOURCES.c.phase.in_(phases))
