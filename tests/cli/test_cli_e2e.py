@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -219,20 +222,46 @@ def test_logs_and_describe_speak_json_and_yaml_too(srv, project):
 
 
 def test_get_watch_prints_each_change_until_ctrl_c(srv, project):
+    """The watch is known to be listening (it printed a run that existed before it started) before the
+    watched run is created, so that run's whole life arrives as changes: ADDED, then MODIFIED to the end."""
+    ready = runyard_cli("run", "--name", "watch-ready", "--cmd", "true", env=srv.env(), cwd=project)
+    assert ready.returncode == 0, ready.stderr
     argv = [sys.executable, "-m", "runyard", "get", "runs", "-w", "-o", "json"]
     watcher = subprocess.Popen(argv, env=srv.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        assert watcher.stdout is not None
-        runyard_cli("run", "-d", "--name", "watched-run", "--cmd", "true", env=srv.env(), cwd=project)
-        seen = []
-        for line in watcher.stdout:
-            event = json.loads(line)
+        lines = Lines(watcher.stdout, deadline=time.monotonic() + 60)
+        while json.loads(lines.next())["object"]["metadata"]["name"] != "watch-ready":
+            pass
+        started = runyard_cli(
+            "run", "-d", "--name", "watched-run", "--cmd", "true", env=srv.env(), cwd=project
+        )
+        assert started.returncode == 0, started.stderr
+        seen: list[tuple[str, str | None]] = []
+        while not seen or seen[-1][1] != "Succeeded":
+            event = json.loads(lines.next())
             if event["object"]["metadata"]["name"] == "watched-run":
                 seen.append((event["type"], event["object"]["status"].get("phase")))
-                if seen[-1] == ("MODIFIED", "Succeeded"):
-                    break
-        assert seen[0][0] == "ADDED"
+        assert seen[0][0] == "ADDED" and seen[-1] == ("MODIFIED", "Succeeded"), seen
         watcher.send_signal(signal.SIGINT)
         assert watcher.wait(timeout=10) == 0
     finally:
         watcher.kill()
+        watcher.wait()
+
+
+class Lines:
+    """The lines a process writes, read with a deadline: a test fails instead of hanging."""
+
+    def __init__(self, stream, deadline: float):
+        self.deadline, self.queue = deadline, queue.Queue()
+        threading.Thread(
+            target=lambda: [*map(self.queue.put, stream), self.queue.put(None)], daemon=True
+        ).start()
+
+    def next(self) -> str:
+        try:
+            line = self.queue.get(timeout=max(self.deadline - time.monotonic(), 0))
+        except queue.Empty:
+            raise AssertionError("no line before the deadline") from None
+        assert line is not None, "the stream ended"
+        return line
