@@ -54,7 +54,7 @@ def test_a_run_works_in_its_own_copy_of_the_snapshot(server):
     manifest = {"files": {"pkg/train.py": {"sha256": digest, "size": len(content), "mode": 0o644}}}
     first = api.post("/snapshots", json=manifest).json()
     assert first["missing"] == [digest]
-    up = server.api().put(f"{server.url}/apis/runyard.dev/v1/blobs/{digest}", content=content)
+    up = api.put(f"/blobs/{digest}", content=content)
     assert up.status_code == 201
     again = api.post("/snapshots", json=manifest).json()
     assert again == {"id": first["id"], "missing": []}
@@ -68,7 +68,7 @@ def test_a_run_works_in_its_own_copy_of_the_snapshot(server):
 
 
 def test_a_blob_whose_bytes_do_not_match_its_name_is_refused(server):
-    bad = server.api().put(f"{server.url}/apis/runyard.dev/v1/blobs/{'0' * 64}", content=b"hello")
+    bad = server.api().put(f"/blobs/{'0' * 64}", content=b"hello")
     assert bad.status_code == 422
 
 

@@ -3,21 +3,35 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 
 from runyard import __version__
 from runyard.api import errors
-from runyard.api.deps import AppState
-from runyard.api.routes import meta, resources, runs, snapshots
+from runyard.api.deps import AppState, Guard
+from runyard.api.limits import BodyLimit, limits
+from runyard.api.routes import meta, resources, runs, snapshots, tokens
 
 PREFIX = "/apis/runyard.dev/v1"
+PUBLIC = {"/healthz"}  # the only route without a token
 
 
 def create_app(app_state: AppState) -> FastAPI:
     app = FastAPI(title="runyard", version=__version__, description="Run, track, schedule and serve ML work.")
     app.state.runyard = app_state
     errors.install(app)
+    app.add_middleware(BodyLimit, limit_for=limits(app_state.blobs.max_bytes))
     app.include_router(meta.health)
     # Order matters: specific paths (snapshots, run verbs) before the generic /{plural}/{name} routes.
-    for router in (meta.router, snapshots.router, runs.router, resources.router):
+    for router in (meta.router, tokens.router, snapshots.router, runs.router, resources.router):
         app.include_router(router, prefix=PREFIX)
+    _check_guarded(app)
     return app
+
+
+def _check_guarded(app: FastAPI) -> None:
+    """Every route but the public ones declares the authorization dependency: a new route cannot forget."""
+    for route in app.routes:
+        if not isinstance(route, APIRoute) or route.path in PUBLIC:
+            continue
+        if not any(isinstance(dep.call, Guard) for dep in route.dependant.dependencies):
+            raise RuntimeError(f"route {route.path} does not declare an authorization dependency")

@@ -1,4 +1,4 @@
-"""Shared state and dependencies of the routers."""
+"""Shared state and the one authorization dependency every route declares."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from runyard.runtime.base import Runtime
-from runyard.services.auth import Principal, authenticate
+from runyard.services.auth import Access, Principal, authenticate
 from runyard.services.notify import Notifier
 from runyard.services.snapshots import BlobStore
 from runyard.store import Store
@@ -30,6 +30,25 @@ def state(request: Request) -> AppState:
     return request.app.state.runyard
 
 
-def principal(request: Request, creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Principal:
-    header = f"Bearer {creds.credentials}" if creds else None
-    return authenticate(state(request).store, header)
+class Guard:
+    """Authenticate the bearer token and check it allows `need`, on the path's {project} when it has one.
+
+    The project is read from the raw path parameters, so that a caller without the right token learns
+    nothing (401/403) before the route's own validation (422) runs.
+    """
+
+    def __init__(self, need: Access):
+        self.need = need
+
+    def __call__(
+        self, request: Request, creds: HTTPAuthorizationCredentials | None = Depends(bearer)
+    ) -> Principal:
+        who = authenticate(state(request).store, f"Bearer {creds.credentials}" if creds else None)
+        who.authorize(self.need, request.path_params.get("project"))
+        return who
+
+
+READ = Depends(Guard(Access.READ))
+WRITE = Depends(Guard(Access.WRITE))
+ADMIN = Depends(Guard(Access.ADMIN))
+STATE = Depends(state)

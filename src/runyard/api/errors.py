@@ -1,28 +1,89 @@
-"""Every error leaves the API as {"error": {code, message, details: [{field, reason}]}}."""
+"""Every error leaves the API as {"error": {code, message, details: [{field, reason}]}}.
+
+Only a store that cannot be reached is 503 (which clients retry); any other database error is a bug of
+ours, answered 500 and logged, never disguised as an outage.
+"""
 
 from __future__ import annotations
+
+import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.exceptions import HTTPException
 
-from runyard.core.errors import FieldError, Invalid, RunyardError, Unavailable, status_code
+from runyard.core.errors import (
+    FieldError,
+    Forbidden,
+    Invalid,
+    NotFound,
+    RunyardError,
+    TooLarge,
+    Unauthorized,
+    Unavailable,
+    status_code,
+)
+
+log = logging.getLogger("runyard.api")
+BEARER_CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
-def _response(err: RunyardError) -> JSONResponse:
-    return JSONResponse({"error": err.to_dict()}, status_code=status_code(err))
+def response(err: RunyardError) -> JSONResponse:
+    headers = BEARER_CHALLENGE if isinstance(err, Unauthorized) else None
+    return JSONResponse({"error": err.to_dict()}, status_code=status_code(err), headers=headers)
+
+
+def is_outage(exc: Exception) -> bool:
+    """The store cannot be reached (refused, lost, pool exhausted), as opposed to a query it refused."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, OperationalError | InterfaceError | DisconnectionError | PoolTimeout)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _http_error(exc: HTTPException) -> RunyardError:
+    """Starlette's own errors (no route, wrong method, a body that is not even text) in our format."""
+    if isinstance(exc.__cause__, RunyardError):  # raised while FastAPI read the body, e.g. TooLarge
+        return exc.__cause__
+    if exc.status_code == 400:  # FastAPI could not parse the body: bad UTF-8, nesting too deep
+        cause = exc.__cause__
+        reason = f"not valid JSON: {_first_line(cause) if cause else exc.detail}"
+        if isinstance(cause, RecursionError):
+            reason = "not valid JSON: nested too deeply"
+        return Invalid("the request body cannot be read", [FieldError("(body)", reason)])
+    kinds: dict[int, type[RunyardError]] = {401: Unauthorized, 403: Forbidden, 404: NotFound, 413: TooLarge}
+    err = kinds.get(exc.status_code, RunyardError)(str(exc.detail))
+    return err
 
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(RunyardError)
     async def _runyard(_req: Request, exc: RunyardError) -> JSONResponse:
-        return _response(exc)
+        return response(exc)
+
+    @app.exception_handler(HTTPException)
+    async def _http(_req: Request, exc: HTTPException) -> JSONResponse:
+        err = _http_error(exc)
+        out = response(err)
+        if type(err) is RunyardError:
+            out.status_code = exc.status_code  # e.g. 405: keep Starlette's status, in our format
+        return out
 
     @app.exception_handler(DBAPIError)
-    async def _store_down(_req: Request, exc: DBAPIError) -> JSONResponse:
-        reason = str(exc.orig or exc).strip().splitlines()[0] if (exc.orig or str(exc)) else "unknown error"
-        return _response(Unavailable(f"the store is unavailable, try again shortly: {reason}"))
+    @app.exception_handler(DisconnectionError)
+    @app.exception_handler(PoolTimeout)
+    async def _store_error(req: Request, exc: Exception) -> JSONResponse:
+        if is_outage(exc):
+            return response(Unavailable(f"store unavailable, try again: {_first_line(exc)}"))
+        log.exception("store error on %s %s", req.method, req.url.path, exc_info=exc)
+        return response(RunyardError("internal error: the store refused the request (a bug; see the log)"))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_req: Request, exc: RequestValidationError) -> JSONResponse:
@@ -37,4 +98,4 @@ def install(app: FastAPI) -> None:
             where = loc[0] if loc else ""
             path = ".".join(loc[1:]) if where in ("body", "query", "path", "header") else ".".join(loc)
             details.append(FieldError(path or where or "(body)", e.get("msg", "invalid")))
-        return _response(Invalid("the request is invalid", details))
+        return response(Invalid("the request is invalid", details))

@@ -7,6 +7,7 @@ RunyardError
 ├── NotFound       404
 ├── Conflict       409  exists already, or a stale resourceVersion
 ├── Gone           410  a watch asked for changes no longer kept: list again
+├── TooLarge       413  a request body over its limit
 └── Unavailable    503  a dependency (runtime, store) cannot serve now
 """
 
@@ -46,7 +47,7 @@ class RunyardError(Exception):
 
     @classmethod
     def from_dict(cls, data: dict) -> RunyardError:
-        kinds = (Invalid, Unauthorized, Forbidden, NotFound, Conflict, Gone, Unavailable)
+        kinds = (Invalid, Unauthorized, Forbidden, NotFound, Conflict, Gone, TooLarge, Unavailable)
         kind = {c.__name__: c for c in kinds}
         err_cls = kind.get(data.get("code", ""), RunyardError)
         details = [FieldError(d.get("field", ""), d.get("reason", "")) for d in data.get("details") or []]
@@ -77,6 +78,10 @@ class Gone(RunyardError):
     pass
 
 
+class TooLarge(RunyardError):
+    pass
+
+
 class Unavailable(RunyardError):
     pass
 
@@ -88,6 +93,7 @@ HTTP_STATUS: dict[type[RunyardError], int] = {
     NotFound: 404,
     Conflict: 409,
     Gone: 410,
+    TooLarge: 413,
     Unavailable: 503,
     RunyardError: 500,
 }

@@ -1,35 +1,57 @@
-"""Bearer tokens: the admin token made at first start, run-scoped tokens, and who may touch which project."""
+"""Bearer tokens and roles: who may read, write or administer which project.
+
+Roles: admin may do everything; editor reads and writes in its project (every project when it has none);
+viewer only reads; run (a token the controller gives each run attempt) is an editor of its one project.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 from runyard.core.clock import now
-from runyard.core.errors import Forbidden, Unauthorized
+from runyard.core.errors import FieldError, Forbidden, Invalid, NotFound, Unauthorized
 from runyard.store import Store
 from runyard.store.tables import TokenRow
 
 TOKEN_PREFIX = "ryd_"
+WRITERS = ("admin", "editor", "run")
+
+
+class Access(StrEnum):
+    READ = "read"
+    WRITE = "write"
+    ADMIN = "admin"
 
 
 @dataclass(frozen=True)
 class Principal:
     token_id: str
     name: str
-    role: str  # "admin" | "run"
+    role: str  # "admin" | "editor" | "viewer" | "run"
     project: str | None  # None: every project
     run_uid: str | None = None
 
-    def check_project(self, project: str) -> None:
-        if self.project is not None and self.project != project:
-            raise Forbidden(f"this token may only access project {self.project!r}, not {project!r}")
-
-    def check_admin(self) -> None:
-        if self.role != "admin":
+    def authorize(self, need: Access, project: str | None = None) -> None:
+        """Raise Forbidden unless this token may do `need` (on `project`, when the call is about one)."""
+        if self.role == "admin":
+            return
+        if need is Access.ADMIN:
             raise Forbidden("this needs an admin token")
+        if project is not None and self.project is not None and self.project != project:
+            raise Forbidden(f"this token may only access project {self.project!r}, not {project!r}")
+        if need is Access.WRITE and self.role not in WRITERS:
+            raise Forbidden(f"a {self.role} token may only read")
+
+    def check_project(self, project: str) -> None:
+        """Read access to `project` (the routes check access already, through one dependency)."""
+        self.authorize(Access.READ, project)
+
+    def sees(self, project: str) -> bool:
+        return self.role == "admin" or self.project in (None, project)
 
 
 def hash_secret(secret: str) -> str:
@@ -40,20 +62,57 @@ def issue_token(
     store: Store, name: str, role: str, project: str | None = None, run_uid: str | None = None
 ) -> str:
     """Create a token and return its secret: the only time it exists in plain text."""
+    return _issue(store, name, role, project, run_uid)[1]
+
+
+def _issue(
+    store: Store, name: str, role: str, project: str | None, run_uid: str | None
+) -> tuple[TokenRow, str]:
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    store.add_token(
-        TokenRow(
-            id=secrets.token_hex(8),
-            secret_hash=hash_secret(secret),
-            name=name,
-            role=role,
-            project=project,
-            run_uid=run_uid,
-            created_at=now(),
-            revoked=False,
-        )
+    row = TokenRow(
+        id=secrets.token_hex(8),
+        secret_hash=hash_secret(secret),
+        name=name,
+        role=role,
+        project=project,
+        run_uid=run_uid,
+        created_at=now(),
+        revoked=False,
     )
-    return secret
+    store.add_token(row)
+    return row, secret
+
+
+def token_doc(row) -> dict:
+    """A token as the API shows it: never its secret or hash."""
+    doc = {
+        "id": row.id,
+        "name": row.name,
+        "role": row.role,
+        "project": row.project,
+        "createdAt": row.created_at.isoformat(),
+        "revoked": bool(row.revoked),
+    }
+    if row.run_uid:
+        doc["runUid"] = row.run_uid
+    return doc
+
+
+def create_token(store: Store, name: str, role: str, project: str | None) -> dict:
+    """A new token of an issuable role; its secret is in the answer, once."""
+    if project is not None and project not in store.projects():
+        raise Invalid(
+            "no such project", [FieldError("project", f"no project named {project!r}: create it first")]
+        )
+    row, secret = _issue(store, name, role, project, None)
+    return {**token_doc(row), "token": secret}
+
+
+def revoke_token(store: Store, token_id: str) -> dict:
+    row = store.revoke_token(token_id)
+    if row is None:
+        raise NotFound(f"token {token_id!r} not found")
+    return token_doc(row)
 
 
 def authenticate(store: Store, authorization: str | None) -> Principal:

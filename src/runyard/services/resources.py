@@ -11,11 +11,12 @@ from typing import Any
 
 from runyard.core.errors import Conflict, FieldError, Gone, Invalid, NotFound
 from runyard.core.phases import Reason
-from runyard.core.resources import BY_PLURAL, Experiment, Resource, Run, parse_workload
+from runyard.core.resources import BY_PLURAL, Experiment, JobSpec, Resource, Run, parse_workload
 from runyard.runtime.base import Runtime
 from runyard.services import watch
 from runyard.services.auth import Principal
 from runyard.services.notify import Notifier
+from runyard.services.snapshots import check_snapshot_owner
 from runyard.store import R, Store
 
 
@@ -54,8 +55,16 @@ def parse_for_path(doc: Any, project: str, plural: str, name: str | None) -> Res
     return res
 
 
+def _check_snapshot(store: Store, res: Resource) -> None:
+    spec = res.spec
+    if isinstance(spec, JobSpec):
+        check_snapshot_owner(store, res.metadata.project, spec.template.snapshot, "spec.template.snapshot")
+    else:
+        check_snapshot_owner(store, res.metadata.project, getattr(spec, "snapshot", None), "spec.snapshot")
+
+
 def create_resource(store: Store, who: Principal, res: Resource, key: str | None = None) -> Resource:
-    who.check_project(res.metadata.project)
+    _check_snapshot(store, res)
     store.ensure_project(res.metadata.project)
     return store.create(
         res, idempotency_key=key, events=[(Reason.CREATED, f"{res.kind} created by {who.name}")]
@@ -67,7 +76,6 @@ def apply_resource(
 ) -> tuple[Resource, ApplyOutcome]:
     """Create the resource, or bring an existing one to the document (declarative, like kubectl apply)."""
     m = res.metadata
-    who.check_project(m.project)
     try:
         current = store.get(type(res), m.project, m.name)
     except NotFound:
@@ -94,6 +102,8 @@ def apply_resource(
         )
     if same_spec and current.metadata.labels == m.labels and current.metadata.annotations == m.annotations:
         return current, ApplyOutcome.UNCHANGED
+    if not same_spec:
+        _check_snapshot(store, res)
     merged = current.model_copy(update={"spec": res.spec})
     merged.metadata = current.metadata.model_copy(update={"labels": m.labels, "annotations": m.annotations})
     event = (Reason.UPDATED, f"{res.kind} updated by {who.name}")
@@ -102,7 +112,6 @@ def apply_resource(
 
 
 def get_resource(store: Store, who: Principal, kind: type[R], project: str, name: str) -> R:
-    who.check_project(project)
     return store.get(kind, project, name)
 
 
@@ -145,7 +154,6 @@ def watch_resources(
     store: Store, notifier: Notifier, who: Principal, kind: type[Resource], project: str, since: int | None
 ) -> AsyncIterator[bytes]:
     """Check access and whether `since` can still be served (410-like Gone otherwise), then stream."""
-    who.check_project(project)
     if since is not None and watch.gone(store, since):
         raise Gone(
             f"changes after revision {since} are no longer kept; list again and watch from its revision"
@@ -169,7 +177,6 @@ def delete_resource(
     store: Store, notifier: Notifier, who: Principal, kind: type[Resource], project: str, name: str
 ) -> Resource:
     """Mark for deletion; the controller stops what runs, then removes it (and the Runs it owns)."""
-    who.check_project(project)
     res = store.get(kind, project, name)
     marked = store.mark_deleted(res, events=[(Reason.DELETING, f"deletion requested by {who.name}")])
     notifier.touch(marked.uid)
@@ -185,7 +192,6 @@ def run_metrics(store: Store, runtime: Runtime, who: Principal, project: str, na
 
 
 def request_stop(store: Store, notifier: Notifier, who: Principal, project: str, name: str) -> Run:
-    who.check_project(project)
     while True:
         run = store.get(Run, project, name)
         if run.status.phase.is_terminal() or run.spec.stopRequested:

@@ -1,38 +1,60 @@
 """Content-addressed snapshots: file blobs keyed by SHA-256, and manifests that name them.
 
 Unchanged files are never uploaded twice: registering a manifest answers which blobs are missing.
+A manifest is checked whole at registration (paths, modes, sizes), so nothing fails later at launch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import AsyncIterator
 from pathlib import Path, PurePosixPath
+from typing import IO
 
-from pydantic import BaseModel, Field
+import anyio.to_thread
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from runyard.core.errors import FieldError, Invalid, NotFound
 from runyard.store import Store
 
 HEX_LEN = 64
+MAX_FILES = 100_000
+MAX_PATH_BYTES = 4096  # PATH_MAX
+MAX_NAME_BYTES = 255  # NAME_MAX
+WRITE_BATCH = 1 << 20  # bytes of an upload gathered before a write (off the event loop)
 
 
 class ManifestEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    size: int = Field(ge=0)
-    mode: int = 0o644
+    size: int = Field(ge=0, le=1 << 62)
+    mode: int = Field(0o644, description="permission bits only, 0 to 0o777")
+
+    @field_validator("mode")
+    @classmethod
+    def _mode(cls, v: int) -> int:
+        if not 0 <= v <= 0o777:
+            raise ValueError(
+                f"{v} (0o{v:o}) is not a permission mode: only the bits 0o777 are allowed "
+                "(no setuid, setgid or sticky bit, no file type)"
+            )
+        return v
 
 
 class Manifest(BaseModel):
-    files: dict[str, ManifestEntry]
+    files: dict[str, ManifestEntry] = Field(max_length=MAX_FILES)
 
 
 class BlobStore:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, max_bytes: int = 2 << 30):
         self.root = root
+        self.max_bytes = max_bytes
         root.mkdir(parents=True, exist_ok=True)
 
     def path(self, digest: str) -> Path:
@@ -41,45 +63,112 @@ class BlobStore:
     def has(self, digest: str) -> bool:
         return self.path(digest).exists()
 
-    def put(self, digest: str, chunks) -> None:
-        """Store bytes under their digest; refuses bytes whose hash differs. Idempotent."""
+    def size(self, digest: str) -> int | None:
+        try:
+            return self.path(digest).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    async def receive(self, digest: str, chunks: AsyncIterator[bytes]) -> None:
+        """Stream bytes to disk under their digest, hashing as they arrive: memory stays flat whatever the
+        size. Refuses bytes whose hash differs. Idempotent. File work runs in a thread, not on the loop."""
         if len(digest) != HEX_LEN or any(c not in "0123456789abcdef" for c in digest):
             raise Invalid("bad blob id", [FieldError("digest", "must be 64 lowercase hex digits")])
-        if self.has(digest):
+        if await anyio.to_thread.run_sync(self.has, digest):
             return
-        h = hashlib.sha256()
         target = self.path(digest)
-        target.parent.mkdir(exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as tmp:
-            for chunk in chunks:
-                h.update(chunk)
-                tmp.write(chunk)
-        if h.hexdigest() != digest:
-            os.unlink(tmp.name)
-            raise Invalid("upload corrupted", [FieldError("body", f"content hashes to {h.hexdigest()}")])
-        os.replace(tmp.name, target)
+        tmp = await anyio.to_thread.run_sync(self._open_temp, target.parent)
+        h = hashlib.sha256()
+        try:
+            batch: list[bytes] = []
+            pending = 0
+            async for chunk in chunks:
+                batch.append(chunk)
+                pending += len(chunk)
+                if pending >= WRITE_BATCH:
+                    await anyio.to_thread.run_sync(_write, tmp, h, batch)
+                    batch, pending = [], 0
+            await anyio.to_thread.run_sync(_write, tmp, h, batch)
+            await anyio.to_thread.run_sync(tmp.close)
+            if h.hexdigest() != digest:
+                raise Invalid("upload corrupted", [FieldError("body", f"content hashes to {h.hexdigest()}")])
+            await anyio.to_thread.run_sync(os.replace, tmp.name, target)
+        except BaseException:
+            tmp.close()
+            await anyio.to_thread.run_sync(_unlink, tmp.name)
+            raise
+
+    @staticmethod
+    def _open_temp(folder: Path) -> IO[bytes]:
+        folder.mkdir(exist_ok=True)
+        return tempfile.NamedTemporaryFile(dir=folder, delete=False, prefix=".upload-")  # noqa: SIM115
 
 
-def _check_paths(files: dict[str, ManifestEntry]) -> None:
-    bad = [
-        FieldError(f"files.{p}", "must be a relative path inside the project")
-        for p in files
-        if not p or PurePosixPath(p).is_absolute() or ".." in PurePosixPath(p).parts
+def _write(f: IO[bytes], h, batch: list[bytes]) -> None:
+    for chunk in batch:
+        h.update(chunk)
+        f.write(chunk)
+
+
+def _unlink(name: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(name)
+
+
+def _path_problem(p: str) -> str | None:
+    """Why a manifest path cannot be a file in a run's work directory, or None."""
+    if "\0" in p:
+        return "must not contain a NUL byte"
+    if not p or p == ".":
+        return "must not be empty"
+    if len(p.encode()) > MAX_PATH_BYTES:
+        return f"must be at most {MAX_PATH_BYTES} bytes"
+    pure = PurePosixPath(p)
+    if pure.is_absolute() or ".." in pure.parts:
+        return "must be a relative path inside the project"
+    if str(pure) != p:
+        return "must be normalized: no empty or '.' components, no trailing '/'"
+    if any(len(part.encode()) > MAX_NAME_BYTES for part in pure.parts):
+        return f"each path component must be at most {MAX_NAME_BYTES} bytes"
+    return None
+
+
+def _check(files: dict[str, ManifestEntry], blobs: BlobStore) -> None:
+    bad = [FieldError(f"files.{p}", why) for p in files if (why := _path_problem(p))]
+    folders = {str(parent) for p in files for parent in PurePosixPath(p).parents}
+    bad += [
+        FieldError(f"files.{p}", "is a file, but other files are inside it") for p in files if p in folders
     ]
+    for p, e in files.items():
+        if e.size > blobs.max_bytes:
+            bad.append(FieldError(f"files.{p}.size", f"exceeds the blob limit of {blobs.max_bytes} bytes"))
+        stored = blobs.size(e.sha256)
+        if stored is not None and stored != e.size:
+            bad.append(FieldError(f"files.{p}.size", f"is {e.size}, but its content is {stored} bytes"))
     if bad:
         raise Invalid("the snapshot manifest is invalid", bad)
 
 
-def register_snapshot(store: Store, blobs: BlobStore, manifest: Manifest) -> dict:
-    """Answer the snapshot id and the blobs still missing; the snapshot exists once none are."""
-    _check_paths(manifest.files)
+def register_snapshot(store: Store, blobs: BlobStore, project: str, manifest: Manifest) -> dict:
+    """Answer the snapshot id and the blobs still missing; the snapshot exists (for `project`) once none
+    are."""
+    _check(manifest.files, blobs)
     files = {p: e.model_dump() for p, e in sorted(manifest.files.items())}
     canonical = json.dumps(files, sort_keys=True, separators=(",", ":")).encode()
     snapshot_id = "sha256:" + hashlib.sha256(canonical).hexdigest()
     missing = sorted({e.sha256 for e in manifest.files.values() if not blobs.has(e.sha256)})
     if not missing:
-        store.put_snapshot(snapshot_id, files)
+        store.put_snapshot(snapshot_id, files, project)
     return {"id": snapshot_id, "missing": missing}
+
+
+def check_snapshot_owner(store: Store, project: str, snapshot: str | None, field: str) -> None:
+    """A resource may only name a snapshot registered in its own project."""
+    if snapshot is not None and not store.snapshot_in_project(snapshot, project):
+        raise Invalid(
+            "unknown snapshot",
+            [FieldError(field, f"no snapshot {snapshot} was registered in project {project!r}")],
+        )
 
 
 def materialize(store: Store, blobs: BlobStore, snapshot_id: str, dest: Path) -> None:
@@ -92,4 +181,4 @@ def materialize(store: Store, blobs: BlobStore, snapshot_id: str, dest: Path) ->
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, target)
-        os.chmod(target, entry.get("mode", 0o644))
+        os.chmod(target, entry.get("mode", 0o644) & 0o777)

@@ -30,3 +30,16 @@ class TokenStore(StoreBase):
     def revoke_run_tokens(self, run_uid: str) -> None:
         with self.write() as s:
             s.execute(update(TokenRow).where(TokenRow.run_uid == run_uid).values(revoked=True))
+
+    def tokens(self) -> list[TokenRow]:
+        """Every token, oldest first (run tokens included: they show which run acted)."""
+        with self.read() as s:
+            return list(s.scalars(select(TokenRow).order_by(TokenRow.created_at, TokenRow.id)))
+
+    def revoke_token(self, token_id: str) -> TokenRow | None:
+        """Revoke one token; its row afterwards, or None for an unknown id. Revoking twice is harmless."""
+        with self.write() as s:
+            row = s.get(TokenRow, token_id)
+            if row is not None:
+                row.revoked = True
+        return row

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Body, Depends, Header, Query, Response
+from fastapi import APIRouter, Body, Header, Query, Response
 from fastapi.responses import StreamingResponse
 
-from runyard.api.deps import AppState, principal, state
+from runyard.api.deps import READ, STATE, WRITE, AppState
+from runyard.api.params import DocName, Name, Project
 from runyard.services import resources as svc
 from runyard.services.auth import Principal
 
@@ -22,12 +23,12 @@ def _out(res) -> dict:
 
 @router.post("/projects/{project}/{plural}", status_code=201)
 def create(
-    project: str,
+    project: Project,
     plural: str,
     doc: dict[str, Any] = Doc,
     idempotency_key: str | None = Header(None),
-    s: AppState = Depends(state),
-    who: Principal = Depends(principal),
+    s: AppState = STATE,
+    who: Principal = WRITE,
 ) -> dict:
     res = svc.parse_for_path(doc, project, plural, None)
     created = svc.create_resource(s.store, who, res, idempotency_key)
@@ -37,14 +38,14 @@ def create(
 
 @router.put(ITEM)
 def apply(
-    project: str,
+    project: Project,
     plural: str,
-    name: str,
+    name: DocName,
     response: Response,
     doc: dict[str, Any] = Doc,
     idempotency_key: str | None = Header(None),
-    s: AppState = Depends(state),
-    who: Principal = Depends(principal),
+    s: AppState = STATE,
+    who: Principal = WRITE,
 ) -> dict:
     res = svc.parse_for_path(doc, project, plural, name)
     applied, result = svc.apply_resource(s.store, who, res, idempotency_key)
@@ -58,15 +59,15 @@ def apply(
 
 @router.get("/projects/{project}/{plural}", response_model=None)
 def list_(
-    project: str,
+    project: Project,
     plural: str,
     labelSelector: str | None = Query(None, description="k=v[,k2=v2]"),
     watch: bool = Query(False, description="stream changes as NDJSON {type, revision, object}"),
     since: int | None = Query(None, ge=0, description="with watch: a list's revision; only later changes"),
     limit: int | None = Query(None, ge=1, le=1000, description="at most this many items; see continue"),
     continue_: str | None = Query(None, alias="continue", description="the token of the previous page"),
-    s: AppState = Depends(state),
-    who: Principal = Depends(principal),
+    s: AppState = STATE,
+    who: Principal = READ,
 ) -> dict | StreamingResponse:
     kind = svc.kind_of_plural(plural)
     if watch:
@@ -85,25 +86,19 @@ def list_(
 
 
 @router.get(ITEM)
-def get(
-    project: str, plural: str, name: str, s: AppState = Depends(state), who: Principal = Depends(principal)
-) -> dict:
+def get(project: Project, plural: str, name: Name, s: AppState = STATE, who: Principal = READ) -> dict:
     kind = svc.kind_of_plural(plural)
     return _out(svc.get_resource(s.store, who, kind, project, name))
 
 
 @router.delete(ITEM)
-def delete(
-    project: str, plural: str, name: str, s: AppState = Depends(state), who: Principal = Depends(principal)
-) -> dict:
+def delete(project: Project, plural: str, name: Name, s: AppState = STATE, who: Principal = WRITE) -> dict:
     kind = svc.kind_of_plural(plural)
     return _out(svc.delete_resource(s.store, s.notifier, who, kind, project, name))
 
 
 @router.get(ITEM + "/events")
-def events(
-    project: str, plural: str, name: str, s: AppState = Depends(state), who: Principal = Depends(principal)
-) -> dict:
+def events(project: Project, plural: str, name: Name, s: AppState = STATE, who: Principal = READ) -> dict:
     kind = svc.kind_of_plural(plural)
     res = svc.get_resource(s.store, who, kind, project, name)
     return {"items": [e.model_dump(mode="json") for e in s.store.events(res.uid)]}

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
-from runyard.api.deps import AppState, principal, state
+from runyard.api.deps import READ, STATE, WRITE, AppState
+from runyard.api.params import Name, Project
 from runyard.services import resources as svc
 from runyard.services.auth import Principal
 from runyard.services.logs import find_run, stream_logs
@@ -14,30 +15,27 @@ router = APIRouter(tags=["runs"])
 
 
 @router.post("/projects/{project}/runs/{name}/stop")
-def stop(project: str, name: str, s: AppState = Depends(state), who: Principal = Depends(principal)) -> dict:
+def stop(project: Project, name: Name, s: AppState = STATE, who: Principal = WRITE) -> dict:
     return svc.request_stop(s.store, s.notifier, who, project, name).model_dump(
         mode="json", exclude_none=True
     )
 
 
 @router.get("/projects/{project}/runs/{name}/metrics")
-def metrics(
-    project: str, name: str, s: AppState = Depends(state), who: Principal = Depends(principal)
-) -> dict:
+def metrics(project: Project, name: Name, s: AppState = STATE, who: Principal = READ) -> dict:
     """cpu_percent and memory_bytes (RSS) of the run's processes now, where the runtime can tell."""
     return svc.run_metrics(s.store, s.runtime, who, project, name)
 
 
 @router.get("/projects/{project}/runs/{name}/logs", response_class=StreamingResponse)
 def logs(
-    project: str,
-    name: str,
+    project: Project,
+    name: Name,
     follow: bool = Query(False, description="keep streaming until the run ends"),
-    s: AppState = Depends(state),
-    who: Principal = Depends(principal),
+    s: AppState = STATE,
+    who: Principal = READ,
 ) -> StreamingResponse:
     """NDJSON: {time, stream, text} per line, then {end: true, phase, exitCode, reason, message}."""
-    who.check_project(project)
     run = find_run(s.store, project, name)  # a 404 now, not mid-stream, for a name that is neither
     body = stream_logs(s.store, s.runtime, s.notifier, project, name, follow, run)
     return StreamingResponse(body, media_type="application/x-ndjson")

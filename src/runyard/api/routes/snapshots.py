@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Body, Depends, Request
+from fastapi import APIRouter, Body, Request
 
-from runyard.api.deps import AppState, principal, state
+from runyard.api.deps import STATE, WRITE, AppState
+from runyard.api.params import Project
 from runyard.services.auth import Principal
 from runyard.services.snapshots import Manifest, register_snapshot
 
@@ -13,19 +14,16 @@ router = APIRouter(tags=["snapshots"])
 
 @router.post("/projects/{project}/snapshots")
 def register(
-    project: str,
-    manifest: Manifest = Body(...),
-    s: AppState = Depends(state),
-    who: Principal = Depends(principal),
+    project: Project, manifest: Manifest = Body(...), who: Principal = WRITE, s: AppState = STATE
 ) -> dict:
-    who.check_project(project)
-    return register_snapshot(s.store, s.blobs, manifest)
+    """{id, missing}: upload each missing blob, then register again; the snapshot exists once none are."""
+    return register_snapshot(s.store, s.blobs, project, manifest)
 
 
-@router.put("/blobs/{digest}", status_code=201)
+@router.put("/projects/{project}/blobs/{digest}", status_code=201)
 async def upload_blob(
-    digest: str, request: Request, s: AppState = Depends(state), who: Principal = Depends(principal)
+    request: Request, digest: str, project: Project, who: Principal = WRITE, s: AppState = STATE
 ) -> dict:
-    chunks = [chunk async for chunk in request.stream()]
-    s.blobs.put(digest, chunks)
+    """The raw bytes of one file, named by their SHA-256; streamed to disk, up to the server's blob limit."""
+    await s.blobs.receive(digest, request.stream())
     return {"sha256": digest}

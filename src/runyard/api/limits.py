@@ -1,0 +1,62 @@
+"""Request body limits, enforced before a body is read whole: 413 in the API's error format.
+
+Object documents are bounded like Kubernetes objects (1.5 MiB); snapshot manifests may list many files;
+blobs are streamed to disk and bounded by the server's blob setting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from runyard.api.errors import response
+from runyard.core.errors import TooLarge
+
+MAX_OBJECT_BYTES = 3 << 19  # 1.5 MiB, as Kubernetes (etcd) allows per object
+MAX_MANIFEST_BYTES = 16 << 20
+
+
+class BodyLimit:
+    """Refuse a body over `limit_for(path)`: at once when Content-Length says so, else as it arrives."""
+
+    def __init__(self, app: ASGIApp, limit_for: Callable[[str], int]):
+        self.app = app
+        self.limit_for = limit_for
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.limit_for(scope["path"])
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await response(_too_large(limit))(scope, receive, send)
+            return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise _too_large(limit)
+            return message
+
+        await self.app(scope, counted, send)
+
+
+def _too_large(limit: int) -> TooLarge:
+    return TooLarge(f"the request body is over the limit of {limit} bytes")
+
+
+def limits(max_blob_bytes: int) -> Callable[[str], int]:
+    def limit_for(path: str) -> int:
+        if "/blobs/" in path:
+            return max_blob_bytes
+        if path.endswith("/snapshots"):
+            return MAX_MANIFEST_BYTES
+        return MAX_OBJECT_BYTES
+
+    return limit_for

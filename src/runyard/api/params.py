@@ -1,0 +1,15 @@
+"""Path parameters shared by the routers, bounded and validated before anything reaches the store."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Path
+from pydantic import AfterValidator
+
+from runyard.core.resources import check_name
+
+Project = Annotated[str, Path(max_length=63, description="a project name"), AfterValidator(check_name)]
+Name = Annotated[str, Path(max_length=63, description="a resource name"), AfterValidator(check_name)]
+# PUT names the resource in its document too; metadata.name is validated there and must equal this.
+DocName = Annotated[str, Path(max_length=253, description="the document's metadata.name")]
