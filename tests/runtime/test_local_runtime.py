@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from runyard.runtime.base import LaunchSpec, State
+from runyard.runtime.base import AttemptState, LaunchSpec
 from runyard.runtime.local import LocalRuntime
 
 
@@ -27,7 +27,7 @@ def make_spec(argv: list[str], uid: str = "run1", attempt: int = 1, **kw) -> Lau
     )
 
 
-def wait_state(rt: LocalRuntime, handle: dict, *states: State, timeout: float = 5.0):
+def wait_state(rt: LocalRuntime, handle: dict, *states: AttemptState, timeout: float = 5.0):
     deadline = time.monotonic() + timeout
     while True:
         observed = rt.observe(handle)
@@ -64,7 +64,7 @@ def rt(tmp_path: Path):
 def test_exit_code_and_logs(rt: LocalRuntime):
     handle = rt.launch(make_spec(sh("echo hello; echo oops >&2; exit 3")))
     assert handle["runtime"] == "local" and handle["run_uid"] == "run1" and handle["attempt"] == 1
-    observed = wait_state(rt, handle, State.EXITED)
+    observed = wait_state(rt, handle, AttemptState.EXITED)
     assert observed.exit_code == 3
     assert observed.started_at and observed.finished_at and observed.started_at <= observed.finished_at
     chunk = rt.read_logs(handle)
@@ -85,7 +85,7 @@ def test_env_and_cwd_with_materialized_snapshot(tmp_path: Path):
             sh('cat data.txt; pwd; echo "$GREETING"'), env={"GREETING": "hi there"}, snapshot="s1"
         )
         handle = rt.launch(spec)
-        wait_state(rt, handle, State.EXITED)
+        wait_state(rt, handle, AttemptState.EXITED)
         work = Path(handle["dir"]) / "work"
         assert logs(rt, handle) == [("stdout", "from s1"), ("stdout", str(work)), ("stdout", "hi there")]
     finally:
@@ -98,7 +98,7 @@ def test_launch_is_idempotent(rt: LocalRuntime, tmp_path: Path):
     first = rt.launch(spec)
     second = rt.launch(spec)
     assert first == second
-    wait_state(rt, first, State.EXITED)
+    wait_state(rt, first, AttemptState.EXITED)
     other = LocalRuntime(tmp_path)  # e.g. a restarted server retrying the launch
     try:
         assert other.launch(spec) == first
@@ -112,7 +112,7 @@ def test_stop_escalates_to_sigkill_after_grace(rt: LocalRuntime):
     wait_log(rt, handle, "ready")
     started = time.monotonic()
     rt.stop(handle, 0.5)
-    observed = wait_state(rt, handle, State.EXITED)
+    observed = wait_state(rt, handle, AttemptState.EXITED)
     assert 0.4 <= time.monotonic() - started < 4
     assert observed.exit_code == -signal.SIGKILL
     assert observed.message == "stopped"
@@ -123,10 +123,10 @@ def test_stop_escalates_to_sigkill_after_grace(rt: LocalRuntime):
 
 def test_stop_sends_sigterm(rt: LocalRuntime):
     handle = rt.launch(make_spec(["sleep", "60"]))
-    wait_state(rt, handle, State.RUNNING)
+    wait_state(rt, handle, AttemptState.RUNNING)
     rt.stop(handle, 5)
     rt.stop(handle, 5)  # twice while stopping: still fine
-    observed = wait_state(rt, handle, State.EXITED, timeout=3)
+    observed = wait_state(rt, handle, AttemptState.EXITED, timeout=3)
     assert observed.exit_code == -signal.SIGTERM
     assert observed.message == "stopped"
     rt.stop(handle, 5)
@@ -142,8 +142,8 @@ def test_run_survives_server_death(rt: LocalRuntime, tmp_path: Path):
 
     revived = LocalRuntime(tmp_path)
     try:
-        assert revived.observe(handle).state == State.RUNNING
-        observed = wait_state(revived, handle, State.EXITED)
+        assert revived.observe(handle).state == AttemptState.RUNNING
+        observed = wait_state(revived, handle, AttemptState.EXITED)
         assert observed.exit_code == 7
         assert [text for _, text in logs(revived, handle)] == ["before", "after"]
     finally:
@@ -156,24 +156,24 @@ def test_launcher_is_restarted_transparently(rt: LocalRuntime):
     os.kill(rt._launcher.pid, signal.SIGKILL)
     rt._launcher.wait()
     second = rt.launch(make_spec(sh("exit 5"), uid="b"))
-    assert wait_state(rt, second, State.EXITED).exit_code == 5
-    assert wait_state(rt, first, State.EXITED).exit_code == 0
+    assert wait_state(rt, second, AttemptState.EXITED).exit_code == 5
+    assert wait_state(rt, first, AttemptState.EXITED).exit_code == 0
 
 
 def test_killed_supervisor_is_lost(rt: LocalRuntime):
     handle = rt.launch(make_spec(["sleep", "60"]))
-    wait_state(rt, handle, State.RUNNING)
+    wait_state(rt, handle, AttemptState.RUNNING)
     state = json.loads((Path(handle["dir"]) / "state.json").read_text())
     os.kill(handle["shim_pid"], signal.SIGKILL)
     os.killpg(state["child_pid"], signal.SIGKILL)
-    observed = wait_state(rt, handle, State.LOST)
+    observed = wait_state(rt, handle, AttemptState.LOST)
     assert "supervisor" in observed.message and observed.exit_code is None
     rt.stop(handle, 1)  # nothing left to stop: no error
 
 
 def test_failed_exec_is_reported(rt: LocalRuntime):
     handle = rt.launch(make_spec(["/nonexistent/command"]))
-    observed = wait_state(rt, handle, State.EXITED)
+    observed = wait_state(rt, handle, AttemptState.EXITED)
     assert observed.exit_code == 127
     assert observed.message.startswith("failed to start")
     assert any(stream == "system" for stream, _ in logs(rt, handle))
@@ -183,7 +183,7 @@ def test_memory_limit_is_recorded_and_enforced(rt: LocalRuntime):
     limit = 128 * 1024 * 1024
     hog = [sys.executable, "-c", "x = b'x' * (1024 ** 3); print('survived')"]
     handle = rt.launch(make_spec(hog, memory=limit))
-    observed = wait_state(rt, handle, State.EXITED, timeout=8)
+    observed = wait_state(rt, handle, AttemptState.EXITED, timeout=8)
     assert observed.limits is not None
     assert observed.limits["mechanism"] in ("cgroup-v2", "cgroup-v1", "rlimit")
     assert observed.limits["memory"] == limit and "memory" in observed.limits["enforced"]
@@ -195,7 +195,7 @@ def test_memory_limit_is_recorded_and_enforced(rt: LocalRuntime):
 
 def test_no_limits_requested(rt: LocalRuntime):
     handle = rt.launch(make_spec(["true"]))
-    limits = wait_state(rt, handle, State.EXITED).limits
+    limits = wait_state(rt, handle, AttemptState.EXITED).limits
     assert limits == {"mechanism": "none", "cpu": None, "memory": None, "enforced": [], "note": ""}
 
 
@@ -215,7 +215,7 @@ def test_on_change_is_called_when_a_run_exits(rt: LocalRuntime):
 
 def test_whole_process_group_is_killed_when_main_process_exits(rt: LocalRuntime):
     handle = rt.launch(make_spec(sh("sleep 60 & echo $!")))
-    wait_state(rt, handle, State.EXITED)
+    wait_state(rt, handle, AttemptState.EXITED)
     background = int(logs(rt, handle)[0][1])
     deadline = time.monotonic() + 3
     while psutil.pid_exists(background) and psutil.Process(background).status() != psutil.STATUS_ZOMBIE:
@@ -225,7 +225,7 @@ def test_whole_process_group_is_killed_when_main_process_exits(rt: LocalRuntime)
 
 def test_read_logs_in_pieces_with_unterminated_last_line(rt: LocalRuntime):
     handle = rt.launch(make_spec(sh("for i in 1 2 3 4 5; do echo line$i; done; printf tail")))
-    wait_state(rt, handle, State.EXITED)
+    wait_state(rt, handle, AttemptState.EXITED)
     texts, offset, complete = [], 0, False
     while not complete:
         chunk = rt.read_logs(handle, offset, max_bytes=60)
@@ -237,17 +237,17 @@ def test_read_logs_in_pieces_with_unterminated_last_line(rt: LocalRuntime):
 
 def test_long_lines_are_split(rt: LocalRuntime):
     handle = rt.launch(make_spec(sh("head -c 100000 /dev/zero | tr '\\0' a")))
-    wait_state(rt, handle, State.EXITED)
+    wait_state(rt, handle, AttemptState.EXITED)
     assert [len(text) for _, text in logs(rt, handle)] == [65536, 100000 - 65536]
 
 
 def test_metrics_and_cleanup(rt: LocalRuntime):
     handle = rt.launch(make_spec(["sleep", "60"]))
-    wait_state(rt, handle, State.RUNNING)
+    wait_state(rt, handle, AttemptState.RUNNING)
     metrics = rt.metrics(handle)
     assert metrics["memory_bytes"] > 0 and metrics["cpu_percent"] >= 0
     rt.stop(handle, 0)
-    wait_state(rt, handle, State.EXITED)
+    wait_state(rt, handle, AttemptState.EXITED)
     assert rt.metrics(handle) == {}
     rt.cleanup(handle)
     rt.cleanup(handle)

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from runyard.core.resources import Resource
 from runyard.runtime.base import Runtime
 from runyard.services.notify import Notifier
 from runyard.settings import ControllerSettings
-from runyard.store import Store
+from runyard.store import R, Store
 
 
 @dataclass
@@ -22,8 +21,8 @@ class Context:
     waiting_for_capacity: dict[str, None] = field(default_factory=dict)
 
     def save(
-        self, res: Resource, *events: tuple[str, str] | tuple[str, str, str], final: bool = False
-    ) -> Resource:
+        self, res: R, *events: tuple[str, str] | tuple[str, str, str], final: bool = False
+    ) -> R:
         """Write status and its events (optimistically: a stale read raises Conflict and the loop retries).
         `final`: the run has ended, revoke its tokens in the same transaction."""
         saved = self.store.update_status(res, events=events, revoke_run_tokens=final)

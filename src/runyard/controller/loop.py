@@ -13,7 +13,7 @@ from runyard.controller.runs import reconcile_run
 from runyard.core.errors import Conflict, NotFound
 from runyard.core.phases import Phase, Reason
 from runyard.core.resources import Experiment, Job, Model, Resource, Run, Session
-from runyard.runtime.base import State
+from runyard.runtime.base import AttemptState
 from runyard.services.watch import KEEP_CHANGES
 
 log = logging.getLogger("runyard.controller")
@@ -152,7 +152,7 @@ class Controller:
         """After a restart, say in each running run's events that it was found alive."""
         for run in self.ctx.store.list(Run, phases=[Phase.RUNNING]):
             att = run.status.attempts[-1] if run.status.attempts else None
-            if att and att.handle and self.ctx.runtime.observe(att.handle).state == State.RUNNING:
+            if att and att.handle and self.ctx.runtime.observe(att.handle).state == AttemptState.RUNNING:
                 self.ctx.store.add_event(
                     run, Reason.ADOPTED, "the controller restarted and found the process running"
                 )

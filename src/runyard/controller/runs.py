@@ -12,9 +12,10 @@ from datetime import timedelta
 from runyard.controller.context import Context
 from runyard.controller.status import set_condition, transition
 from runyard.core.clock import now
+from runyard.core.errors import Conflict, NotFound
 from runyard.core.phases import Phase, Reason
 from runyard.core.resources import Attempt, Run
-from runyard.runtime.base import LaunchError, LaunchSpec, Observed, State, SupportsGPUs
+from runyard.runtime.base import AttemptState, Handle, LaunchError, LaunchSpec, Observed, SupportsGPUs
 from runyard.services.auth import issue_token
 from runyard.store import EventSpec
 
@@ -60,9 +61,8 @@ def _cancel_unstarted(ctx: Context, run: Run) -> float | None:
 def _start(ctx: Context, run: Run, events: list | None = None) -> float | None:
     """Queued: launch the next attempt when its backoff is over and there is capacity.
 
-    The attempt number comes from the attempts already stored, and launches are idempotent per attempt,
-    so the Starting phase need not be written before launching: after a crash here the same attempt is
-    launched again, and the runtime adopts it if it had started.
+    Record first, side effect second: the attempt and the Starting phase are stored before anything is
+    launched, so a stop or a delete that lands meanwhile always finds the attempt it has to stop.
     """
     events = events or []
     if run.spec.stopRequested:
@@ -84,10 +84,9 @@ def _start(ctx: Context, run: Run, events: list | None = None) -> float | None:
         return None
     n = len(st.attempts) + 1
     st.attempts.append(Attempt(attempt=n))
-    transition(
-        run, Phase.STARTING, Reason.LAUNCHING, f"launching attempt {n} on the {ctx.runtime.kind} runtime"
-    )
-    return _launch(ctx, run, events)
+    msg = f"launching attempt {n} on the {ctx.runtime.kind} runtime"
+    transition(run, Phase.STARTING, Reason.LAUNCHING, msg)
+    return _launch(ctx, ctx.save(run, *events))
 
 
 def _launch_spec(ctx: Context, run: Run, attempt: int) -> LaunchSpec:
@@ -119,18 +118,47 @@ def _launch_spec(ctx: Context, run: Run, attempt: int) -> LaunchSpec:
     )
 
 
-def _launch(ctx: Context, run: Run, events: list | None = None) -> float | None:
-    """Starting: launch the current attempt (idempotent, so a restart mid-launch adopts, never doubles)."""
+def _launch(ctx: Context, run: Run) -> float | None:
+    """Starting: launch the stored attempt (idempotent, so a restart mid-launch adopts, never doubles),
+    then record its handle."""
     att = run.status.attempts[-1]
+    if run.spec.stopRequested:  # stopped while Starting: stop what an earlier launch may have started
+        handle = ctx.runtime.find_launched(run.uid, att.attempt)
+        if handle is None:
+            return _attempt_ended(ctx, run, None, Reason.STOPPED, "stopped before its process started")
+        return _record_launch(ctx, run, handle)
     try:
         handle = ctx.runtime.launch(_launch_spec(ctx, run, att.attempt))
     except LaunchError as exc:
-        return _attempt_ended(ctx, run, None, Reason.LAUNCH_FAILED, f"could not launch: {exc}", events=events)
-    att.handle, att.startedAt = handle, now()
-    run.status.startedAt = run.status.startedAt or att.startedAt
-    msg = f"attempt {att.attempt} started"
-    transition(run, Phase.RUNNING, Reason.STARTED, msg)
-    ctx.save(run, *(events or []), (Reason.STARTED, msg))
+        return _attempt_ended(ctx, run, None, Reason.LAUNCH_FAILED, f"could not launch: {exc}")
+    return _record_launch(ctx, run, handle)
+
+
+def _record_launch(ctx: Context, run: Run, handle: Handle) -> float | None:
+    """Store the handle of what was launched. A user's stop or delete may have been written since the run
+    was read: then read it again and store the handle onto that, so the next step stops the process."""
+    n = run.status.attempts[-1].attempt
+    while True:
+        att = run.status.attempts[-1]
+        att.handle, att.startedAt = handle, now()
+        run.status.startedAt = run.status.startedAt or att.startedAt
+        msg = f"attempt {n} started"
+        transition(run, Phase.RUNNING, Reason.STARTED, msg)
+        try:
+            run = ctx.save(run, (Reason.STARTED, msg))
+            break
+        except (Conflict, NotFound):
+            fresh = ctx.store.get_uid(run.uid)
+        if not (
+            isinstance(fresh, Run)
+            and fresh.status.phase == Phase.STARTING
+            and fresh.status.attempts[-1].attempt == n
+        ):  # only this controller moves a run out of Starting; should that change, stop what nobody tracks
+            ctx.runtime.stop(handle, 0)
+            return None
+        run = fresh
+    if run.spec.stopRequested or run.metadata.deletionTimestamp is not None:
+        return reconcile_run(ctx, run)  # act on it now rather than at the next notice
     return _next_look(run)
 
 
@@ -138,9 +166,9 @@ def _watch(ctx: Context, run: Run) -> float | None:
     att = run.status.attempts[-1]
     handle = att.handle or {}
     obs = ctx.runtime.observe(handle)
-    if obs.state == State.EXITED:
+    if obs.state == AttemptState.EXITED:
         return _exited(ctx, run, obs)
-    if obs.state == State.LOST:
+    if obs.state == AttemptState.LOST:
         return _attempt_ended(ctx, run, None, Reason.PROCESS_LOST, obs.message or "the process is gone")
     events: list[EventSpec] = []
     if run.status.limits is None and obs.limits:
@@ -207,10 +235,8 @@ def _attempt_ended(
     reason: str,
     msg: str,
     obs: Observed | None = None,
-    events: list | None = None,
 ) -> float | None:
     """Record how the attempt ended; then succeed, fail, or queue a retry per the retry policy."""
-    events = list(events or [])
     st = run.status
     att = st.attempts[-1]
     att.exitCode, att.reason = code, reason
@@ -220,10 +246,10 @@ def _attempt_ended(
         st.limits = obs.limits
     if reason == Reason.COMPLETED:
         transition(run, Phase.SUCCEEDED, reason, msg, att.finishedAt)
-        return _finish(ctx, run, *events, (reason, msg))
+        return _finish(ctx, run, (reason, msg))
     if reason == Reason.STOPPED:
         transition(run, Phase.CANCELLED, reason, msg, att.finishedAt)
-        return _finish(ctx, run, *events, (reason, msg))
+        return _finish(ctx, run, (reason, msg))
     retries = run.spec.retryPolicy
     if reason != Reason.DEADLINE_EXCEEDED and len(st.attempts) <= retries.maxRetries:
         backoff = retries.backoffSeconds
@@ -231,12 +257,12 @@ def _attempt_ended(
         note = f"attempt {att.attempt} {msg}; retrying in {backoff:g}s ({next_try})"
         transition(run, Phase.QUEUED, Reason.RETRYING, note)
         st.nextAttemptAt = now() + timedelta(seconds=backoff)
-        ctx.save(run, *events, (Reason.RETRYING, note, "Warning"))
+        ctx.save(run, (Reason.RETRYING, note, "Warning"))
         return backoff
     if len(st.attempts) > 1:
         msg = f"{msg} (attempt {att.attempt} of {len(st.attempts)}, no retries left)"
     transition(run, Phase.FAILED, reason, msg, att.finishedAt)
-    return _finish(ctx, run, *events, (reason, msg, "Warning"))
+    return _finish(ctx, run, (reason, msg, "Warning"))
 
 
 def _finish(ctx: Context, run: Run, *events: EventSpec) -> float | None:
@@ -251,10 +277,10 @@ def _finish(ctx: Context, run: Run, *events: EventSpec) -> float | None:
 
 def _finalize_deleted(ctx: Context, run: Run) -> float | None:
     """Stop what still runs, then remove the run's files, tokens and record."""
-    if run.status.phase == Phase.RUNNING:
+    if run.status.phase in (Phase.STARTING, Phase.RUNNING):
         att = run.status.attempts[-1]
-        handle = att.handle or {}
-        if ctx.runtime.observe(handle).state in (State.RUNNING, State.STARTING):
+        handle = att.handle or ctx.runtime.find_launched(run.uid, att.attempt)
+        if handle and ctx.runtime.observe(handle).state in (AttemptState.RUNNING, AttemptState.STARTING):
             ctx.runtime.stop(handle, run.spec.stopGracePeriodSeconds)
             return 0.2
     for att in run.status.attempts:

@@ -34,7 +34,7 @@ class LaunchSpec:
     stop_grace: float = 10.0
 
 
-class State(StrEnum):
+class AttemptState(StrEnum):
     STARTING = "starting"  # launched, the process has not been confirmed yet
     RUNNING = "running"
     EXITED = "exited"  # finished; exit_code is set (negative: killed by that signal)
@@ -43,7 +43,7 @@ class State(StrEnum):
 
 @dataclass
 class Observed:
-    state: State
+    state: AttemptState
     exit_code: int | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -77,6 +77,11 @@ class Runtime(ABC):
         """Start one attempt. Idempotent per (run_uid, attempt): calling it again for an attempt that was
         already launched returns that attempt's handle and starts nothing. Returns quickly; raises
         LaunchError."""
+
+    @abstractmethod
+    def find_launched(self, run_uid: str, attempt: int) -> Handle | None:
+        """The handle of an attempt launched earlier (perhaps by a process that died before recording
+        it), or None if it never was: how a stop reaches a launch whose handle was never stored."""
 
     @abstractmethod
     def observe(self, handle: Handle) -> Observed:

@@ -7,6 +7,8 @@ overwrites.
 from __future__ import annotations
 
 import builtins
+import hashlib
+import json
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
@@ -29,7 +31,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DBSession
 
 from runyard.core.clock import aware, now
-from runyard.core.errors import Conflict, NotFound
+from runyard.core.errors import Conflict, FieldError, Invalid, NotFound
 from runyard.core.phases import TERMINAL
 from runyard.core.resources import ALL_KINDS, Resource
 from runyard.store.base import EventSpec, R, dump
@@ -39,7 +41,14 @@ from runyard.store.tables import EventRow, IdempotencyRow, ResourceRow, TokenRow
 
 TERMINAL_PHASES = [p.value for p in TERMINAL]
 RESOURCES = cast(Table, ResourceRow.__table__)
+IDEMPOTENCY = cast(Table, IdempotencyRow.__table__)
 TOKENS = cast(Table, TokenRow.__table__)
+
+
+def request_fingerprint(res: Resource) -> str:
+    """What a create asked for, as a digest: a retry matches it, another request under the key does not."""
+    doc = res.model_dump(mode="json", exclude_none=True, exclude={"status"})
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def to_resource(row: ResourceRow | Row[Any]) -> Resource:
@@ -68,53 +77,66 @@ def to_resource(row: ResourceRow | Row[Any]) -> Resource:
 
 class ResourceStore(ChangeFeed):
     def create(self, res: R, idempotency_key: str | None = None, events: Iterable[EventSpec] = ()) -> R:
-        """Insert a new resource (and its first events). With an idempotency key seen before, return what
-        that request created instead."""
+        """Insert a new resource (and its first events), in Core: the ORM's unit of work cost more than
+        the SQL. With an idempotency key seen before, return what that request created; a key first
+        used for a different request is refused (Invalid, as payment APIs do)."""
         meta = res.metadata
-        with self.write() as s:
-            if idempotency_key:
-                seen = s.get(IdempotencyRow, (idempotency_key, meta.project))
-                if seen is not None:
-                    row = s.get(ResourceRow, seen.uid)
-                    if row is not None:
-                        return cast(R, to_resource(row))
-            owner = meta.ownerReferences[0] if meta.ownerReferences else None
-            ts = now()
-            row = ResourceRow(
-                uid=str(uuid.uuid4()),
-                project=meta.project,
-                kind=res.kind,
-                name=meta.name,
-                labels=meta.labels,
-                annotations=meta.annotations,
-                spec=dump(res.spec),
-                status=dump(res.status),
-                phase=getattr(res.status, "phase", None),
-                owner_uid=owner.uid if owner else None,
-                owner_kind=owner.kind if owner else None,
-                owner_name=owner.name if owner else None,
-                resource_version=1,
-                generation=1,
-                created_at=ts,
-                updated_at=ts,
+        key = idempotency_key
+        fingerprint = request_fingerprint(res) if key else None
+        if key and (first := self._created_for(key, meta.project, fingerprint)) is not None:
+            return cast(R, first)
+        owner = meta.ownerReferences[0] if meta.ownerReferences else None
+        uid, ts = str(uuid.uuid4()), now()
+        values = {
+            "uid": uid,
+            "project": meta.project,
+            "kind": res.kind,
+            "name": meta.name,
+            "labels": meta.labels,
+            "annotations": meta.annotations,
+            "spec": dump(res.spec),
+            "status": dump(res.status),
+            "phase": getattr(res.status, "phase", None),
+            "owner_uid": owner.uid if owner else None,
+            "owner_kind": owner.kind if owner else None,
+            "owner_name": owner.name if owner else None,
+            "resource_version": 1,
+            "generation": 1,
+            "created_at": ts,
+            "updated_at": ts,
+        }
+        try:
+            with self.connect(write=True) as conn:
+                conn.execute(insert(RESOURCES), values)
+                if key:
+                    seen = {"key": key, "project": meta.project, "uid": uid, "created_at": ts}
+                    conn.execute(insert(IDEMPOTENCY), {**seen, "fingerprint": fingerprint})
+                rows = [event_values(uid, res, ev) for ev in events]
+                if rows:
+                    conn.execute(insert(EVENTS), rows)
+                self._record(conn, uid, res, ADDED)
+        except IntegrityError:
+            # the same request raced itself: answer with what the winner created
+            if key and (first := self._created_for(key, meta.project, fingerprint)) is not None:
+                return cast(R, first)
+            raise Conflict(f"{res.kind} {meta.name!r} already exists in project {meta.project!r}") from None
+        stored = {"uid": uid, "resourceVersion": 1, "generation": 1, "creationTimestamp": ts}
+        return res.model_copy(update={"metadata": meta.model_copy(update=stored)})
+
+    def _created_for(self, key: str, project: str, fingerprint: str | None) -> Resource | None:
+        """What an earlier request with this idempotency key created, if it still exists."""
+        q = select(IDEMPOTENCY.c.fingerprint, RESOURCES).join(RESOURCES, RESOURCES.c.uid == IDEMPOTENCY.c.uid)
+        q = q.where(IDEMPOTENCY.c.key == key, IDEMPOTENCY.c.project == project)
+        with self.connect() as conn:
+            row = conn.execute(q).first()
+        if row is None:
+            return None
+        if row.fingerprint is not None and row.fingerprint != fingerprint:
+            raise Invalid(
+                "this Idempotency-Key was already used for a different request",
+                [FieldError("Idempotency-Key", f"{key!r} was first sent with another body; use a new key")],
             )
-            s.add(row)
-            if idempotency_key:
-                s.add(IdempotencyRow(key=idempotency_key, project=meta.project, uid=row.uid, created_at=ts))
-            s.add_all(event_row(row.uid, res, ev) for ev in events)
-            try:
-                s.flush()
-                self._record(s, row.uid, res, ADDED)
-                return cast(R, to_resource(row))
-            except IntegrityError:
-                s.rollback()
-        if idempotency_key:  # the same request raced itself: answer with what the winner created
-            with self.read() as s:
-                seen = s.get(IdempotencyRow, (idempotency_key, meta.project))
-                row = s.get(ResourceRow, seen.uid) if seen else None
-                if row is not None:
-                    return cast(R, to_resource(row))
-        raise Conflict(f"{res.kind} {meta.name!r} already exists in project {meta.project!r}")
+        return to_resource(row)
 
     def get(self, cls: type[R], project: str, name: str) -> R:
         kind = cls.__name__

@@ -87,6 +87,8 @@ class IdempotencyRow(Base):
     project: Mapped[str] = mapped_column(String(63), primary_key=True)
     uid: Mapped[str] = mapped_column(String(36))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # SHA-256 of the request the key was first used for (None for keys stored before it was recorded)
+    fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class SnapshotRow(Base):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Query, Response
 from fastapi.responses import StreamingResponse
@@ -15,6 +15,16 @@ from runyard.services.auth import Principal
 router = APIRouter(tags=["resources"])
 ITEM = "/projects/{project}/{plural}/{name}"
 Doc = Body(..., description="a resource document: apiVersion runyard.dev/v1, kind, metadata, spec")
+# Bounded and checked here: the store keeps at most 128 characters, and an unchecked one failed there as 503.
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=128,
+        pattern=r"^[!-~]+$",
+        description="a client's request id (visible ASCII, at most 128): a retry returns the first result",
+    ),
+]
 
 
 def _out(res) -> dict:
@@ -26,7 +36,7 @@ def create(
     project: Project,
     plural: str,
     doc: dict[str, Any] = Doc,
-    idempotency_key: str | None = Header(None),
+    idempotency_key: IdempotencyKey = None,
     s: AppState = STATE,
     who: Principal = WRITE,
 ) -> dict:
@@ -43,7 +53,7 @@ def apply(
     name: DocName,
     response: Response,
     doc: dict[str, Any] = Doc,
-    idempotency_key: str | None = Header(None),
+    idempotency_key: IdempotencyKey = None,
     s: AppState = STATE,
     who: Principal = WRITE,
 ) -> dict:

@@ -26,6 +26,7 @@ from typing import IO, Any
 import psutil
 
 from runyard.runtime.base import (
+    AttemptState,
     Handle,
     LaunchError,
     LaunchSpec,
@@ -33,7 +34,6 @@ from runyard.runtime.base import (
     LogEntry,
     Observed,
     Runtime,
-    State,
 )
 from runyard.runtime.local import limits
 from runyard.runtime.local.shim import write_json
@@ -159,6 +159,10 @@ class LocalRuntime(Runtime):
             create_time = proc.create_time() if proc else None
         return self._handle(adir, spec.run_uid, spec.attempt, pid, create_time)
 
+    def find_launched(self, run_uid: str, attempt: int) -> Handle | None:
+        adir = self.attempt_dir(run_uid, attempt)
+        return self._adopt(adir) if (adir / "claim").exists() else None
+
     @staticmethod
     def _handle(adir: Path, run_uid: str, attempt: int, pid: int | None, ctime: float | None) -> Handle:
         return {
@@ -235,20 +239,20 @@ class LocalRuntime(Runtime):
             if _process(handle.get("shim_pid"), handle.get("shim_create_time")):
                 running = state.get("child_pid") is not None
                 return Observed(
-                    state=State.RUNNING if running else State.STARTING,
+                    state=AttemptState.RUNNING if running else AttemptState.STARTING,
                     started_at=_parse_time(state.get("started_at")),
                     limits=state.get("limits"),
                 )
             done = _read_json(adir / "exit.json")  # it may have finished between the two looks
         if done is None:
             return Observed(
-                state=State.LOST,
+                state=AttemptState.LOST,
                 started_at=_parse_time(state.get("started_at")),
                 message=LOST_MESSAGE,
                 limits=state.get("limits"),
             )
         return Observed(
-            state=State.EXITED,
+            state=AttemptState.EXITED,
             exit_code=done.get("exit_code"),
             started_at=_parse_time(state.get("started_at")),
             finished_at=_parse_time(done.get("finished_at")),
