@@ -41,8 +41,11 @@ def fresh_postgres_database() -> str:
 class ServerProcess:
     """`runyard server` as users run it: a separate process on a free loopback port."""
 
-    def __init__(self, home: Path, store_url: str | None = None):
-        self.home, self.store_url = home, store_url
+    def __init__(
+        self, home: Path, store_url: str | None = None, args: list[str] | None = None, env: dict | None = None
+    ):
+        """`args` replace `--home HOME --port 0` (the server must still keep its data in `home`)."""
+        self.home, self.store_url, self.args, self.environ = home, store_url, args, env
         self.proc: subprocess.Popen | None = None
         self.url = ""
         self.token = ""
@@ -50,11 +53,12 @@ class ServerProcess:
     def start(self, timeout: float = 30) -> ServerProcess:
         self.home.mkdir(parents=True, exist_ok=True)
         (self.home / "server.json").unlink(missing_ok=True)
-        cmd = [sys.executable, "-m", "runyard", "server", "--home", str(self.home), "--port", "0"]
+        args = ["server", "--home", str(self.home), "--port", "0"] if self.args is None else self.args
+        cmd = [sys.executable, "-m", "runyard", *args]
         if self.store_url:
             cmd += ["--store-url", self.store_url]
         log = open(self.home / "server.log", "ab")  # noqa: SIM115 - the process owns it
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=log, start_new_session=True)
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=log, start_new_session=True, env=self.environ)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

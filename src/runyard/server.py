@@ -43,7 +43,7 @@ class Platform:
         self.state.store.close()
 
 
-def build(settings: ServerSettings, api_url: str) -> Platform:
+def build(settings: ServerSettings, controller: ControllerSettings, api_url: str) -> Platform:
     """Wire store, runtime and controller together; migrations run here, before anything is served."""
     home = settings.home
     home.mkdir(parents=True, exist_ok=True)
@@ -56,7 +56,7 @@ def build(settings: ServerSettings, api_url: str) -> Platform:
     runtime = LocalRuntime(home, materialize=lambda sid, dest: materialize(store, blobs, sid, dest))
     notifier = Notifier()
     runtime.on_output(notifier.output)
-    ctx = Context(store, runtime, notifier, ControllerSettings(), api_url)
+    ctx = Context(store, runtime, notifier, controller, api_url)
     return Platform(AppState(store, runtime, blobs, notifier), Controller(ctx), lock)
 
 
@@ -100,11 +100,11 @@ def _write_server_file(home: Path, url: str) -> Path:
     return path
 
 
-def serve(settings: ServerSettings) -> None:
+def serve(settings: ServerSettings, controller: ControllerSettings) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     sock = _bind(settings.host, settings.port)
     url = _client_url(settings.host, sock.getsockname()[1])
-    platform = build(settings, settings.public_url or url)
+    platform = build(settings, controller, settings.public_url or url)
     server = uvicorn.Server(
         uvicorn.Config(
             create_app(platform.state),

@@ -4,32 +4,76 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import typer
+import click
 
 from runyard.cli.context import state
-from runyard.cli.errors import stderr
+from runyard.cli.errors import note
+from runyard.core.errors import FieldError, Invalid
+
+if TYPE_CHECKING:
+    from pydantic_settings import BaseSettings
+
+S = TypeVar("S", bound="BaseSettings")
 
 
+@click.command()
+@click.option("--host", help="Address to listen on [env RUNYARD_SERVER_HOST, default 127.0.0.1].")
+@click.option(
+    "--port", type=int, help="Port to listen on, 0 picks a free one [env RUNYARD_SERVER_PORT, default 8765]."
+)
+@click.option("--store-url", help="sqlite:///… or postgresql://… [env RUNYARD_SERVER_STORE_URL].")
+@click.option("--public-url", help="URL runs reach the API by [env RUNYARD_SERVER_PUBLIC_URL].")
+@click.option(
+    "--home",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Data directory [env RUNYARD_HOME, default ~/.runyard].",
+)
+@click.pass_context
 def server(
-    ctx: typer.Context,
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (loopback by default)."),
-    port: int = typer.Option(8765, "--port", help="Port to listen on; 0 picks a free one."),
-    store_url: str | None = typer.Option(None, "--store-url", help="sqlite:///… or postgresql://…"),
-    home: Path | None = typer.Option(None, "--home", help="Data directory (default: ~/.runyard)."),
+    ctx: click.Context,
+    host: str | None,
+    port: int | None,
+    store_url: str | None,
+    public_url: str | None,
+    home: Path | None,
 ) -> None:
-    """Run the API server and controller in the foreground."""
+    """Run the API server and controller in the foreground. Flags win over the environment."""
+    from runyard.settings import ControllerSettings, ServerSettings
+
+    flags: dict[str, Any] = {"host": host, "port": port, "store_url": store_url, "public_url": public_url}
+    flags["home"] = home or state(ctx).home  # `runyard --home H server` too
+    given = {name: value for name, value in flags.items() if value is not None}
+    problems: list[FieldError] = []
+    server_settings = _load(ServerSettings, given, problems)
+    controller_settings = _load(ControllerSettings, {}, problems)
+    if server_settings is None or controller_settings is None:
+        raise Invalid("invalid server settings", problems)
     from runyard.server import serve
-    from runyard.settings import ServerSettings
 
-    chosen_home = home or state(ctx).home
-    settings = ServerSettings(host=host, port=port, store_url=store_url)
-    if chosen_home is not None:
-        settings.home = chosen_home.expanduser()
-    serve(settings)
+    serve(server_settings, controller_settings)
 
 
-def up(ctx: typer.Context) -> None:
+def _load(cls: type[S], flags: dict[str, Any], problems: list[FieldError]) -> S | None:
+    """Settings from flags and environment; a bad value is named by the flag or variable that set it."""
+    from pydantic import ValidationError
+
+    from runyard.settings import env_name
+
+    try:
+        return cls(**flags)
+    except ValidationError as err:
+        for e in err.errors():
+            name = str(e["loc"][0]) if e["loc"] else ""
+            shown = f"--{name.replace('_', '-')}" if name in flags else env_name(cls, name)
+            problems.append(FieldError(shown, f"{e['msg']} (got {e['input']!r})"))
+        return None
+
+
+@click.command()
+@click.pass_context
+def up(ctx: click.Context) -> None:
     """Start the embedded server in the background (if it is not running) and print its URL."""
     from runyard.embedded import ensure_server
 
@@ -37,18 +81,21 @@ def up(ctx: typer.Context) -> None:
     url, _token = ensure_server(home)
     sys.stdout.write(url + "\n")
     sys.stdout.flush()
-    stderr.print(f"runyard server running at {url} (data in {home})", markup=False)
-    stderr.print('Next: runyard run --cmd "python train.py"', markup=False)
+    note(f"runyard server running at {url} (data in {home})")
+    note('Next: runyard run --cmd "python train.py"')
 
 
-def down(ctx: typer.Context) -> None:
+@click.command()
+@click.pass_context
+def down(ctx: click.Context) -> None:
     """Stop the embedded server started by `up` or by any command."""
     from runyard.embedded import stop_server
 
     pid = stop_server(state(ctx).home_dir())
-    stderr.print(f"stopped the runyard server (pid {pid})" if pid else "no runyard server is running")
+    note(f"stopped the runyard server (pid {pid})" if pid else "no runyard server is running")
 
 
+@click.command()
 def version() -> None:
     """Print the version of this client."""
     from runyard import __version__
