@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import inspect
+import json
 import subprocess
 import sys
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import httpx
 import pytest
 
 import runyard
@@ -52,6 +55,17 @@ def test_importing_runyard_loads_neither_httpx_nor_pydantic():
     assert out.strip() == "[]"
 
 
+def test_the_rest_layer_and_the_cli_import_no_third_party_http_models_or_rich():
+    """What `runyard ps` and `runyard run` load: the standard library and click, nothing heavier."""
+    heavy = ("httpx", "pydantic", "rich", "typer", "yaml", "pathspec", "psutil", "runyard.core.resources")
+    code = (
+        "import sys, runyard.rest, runyard.upload, runyard.cli.main; "
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
 def test_without_a_url_the_client_says_how_to_get_a_server(monkeypatch):
     monkeypatch.delenv("RUNYARD_API_URL", raising=False)
     with pytest.raises(Unavailable, match="RUNYARD_API_URL"):
@@ -66,13 +80,53 @@ def test_settings_come_from_the_environment_when_not_given(monkeypatch):
     assert (client.url, client.token, client.project) == ("http://example.test", "t0k", "vision")
 
 
-def test_an_error_body_becomes_the_matching_error_with_its_details():
-    def server(request: httpx.Request) -> httpx.Response:
-        details = [{"field": "spec.command", "reason": "must not be empty"}]
-        error = {"code": "Invalid", "message": "the resource is invalid", "details": details}
-        return httpx.Response(422, json={"error": error})
+Answer = Callable[[str, str, dict[str, str]], tuple[int, dict]]  # (method, path, headers) -> (status, body)
 
-    client = Client("http://example.test", "t", transport=httpx.MockTransport(server))
+
+@pytest.fixture
+def scripted() -> Iterator[Callable[[Answer], str]]:
+    """A real HTTP server on loopback that answers as the test says: for what the runyard server never
+    does on purpose (a 503, say), so that the client's handling of it can be seen."""
+    servers: list[ThreadingHTTPServer] = []
+
+    def start(answer: Answer, drop_kept_alive: bool = False) -> str:
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # connections kept alive, as uvicorn keeps them
+
+            def _reply(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                status, body = answer(self.command, self.path, dict(self.headers))
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                # Like a server whose keep-alive timeout passed: closed without saying so beforehand.
+                self.close_connection = drop_kept_alive
+
+            do_GET = do_POST = do_PUT = _reply
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        servers.append(srv)
+        return f"http://127.0.0.1:{srv.server_address[1]}"
+
+    yield start
+    for srv in servers:
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_an_error_body_becomes_the_matching_error_with_its_details(scripted):
+    def answer(method: str, path: str, headers: dict[str, str]) -> tuple[int, dict]:
+        details = [{"field": "spec.command", "reason": "must not be empty"}]
+        return 422, {"error": {"code": "Invalid", "message": "the resource is invalid", "details": details}}
+
+    client = Client(scripted(answer), "t")
     with pytest.raises(Invalid) as caught:
         client.get("experiments", "train")
     assert caught.value.details[0].field == "spec.command"
@@ -94,16 +148,28 @@ DOC = {
 }
 
 
-def test_create_is_retried_once_after_a_5xx_with_the_same_idempotency_key():
+def test_create_is_retried_once_after_a_5xx_with_the_same_idempotency_key(scripted):
     seen: list[tuple[str | None, str | None]] = []
 
-    def server(request: httpx.Request) -> httpx.Response:
-        seen.append((request.headers.get("Idempotency-Key"), request.headers.get("Authorization")))
+    def answer(method: str, path: str, headers: dict[str, str]) -> tuple[int, dict]:
+        seen.append((headers.get("Idempotency-Key"), headers.get("Authorization")))
         if len(seen) == 1:
-            return httpx.Response(503, json={"error": {"code": "Unavailable", "message": "busy"}})
-        return httpx.Response(201, json=DOC)
+            return 503, {"error": {"code": "Unavailable", "message": "busy"}}
+        return 201, DOC
 
-    client = Client("http://example.test", "secret", transport=httpx.MockTransport(server))
+    client = Client(scripted(answer), "secret")
     created = client.create(DOC, idempotency_key="k-1")
     assert created.metadata.name == "t"
     assert seen == [("k-1", "Bearer secret"), ("k-1", "Bearer secret")]
+
+
+def test_a_kept_alive_connection_the_server_has_closed_is_replaced_without_an_error(scripted):
+    calls: list[str] = []
+
+    def answer(method: str, path: str, headers: dict[str, str]) -> tuple[int, dict]:
+        calls.append(path)
+        return 200, DOC
+
+    client = Client(scripted(answer, drop_kept_alive=True), "t")
+    assert [client.get("experiments", "t").metadata.name for _ in range(3)] == ["t", "t", "t"]
+    assert len(calls) == 3

@@ -1,6 +1,6 @@
 """runyard: a self-hostable machine-learning platform. `runyard.Client` is the Python SDK.
 
-Importing this package is cheap on purpose: `Client` (httpx, pydantic) loads on first use.
+Importing this package is cheap on purpose: `Client` (and pydantic with it) loads on first use.
 """
 
 from __future__ import annotations

@@ -17,11 +17,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
-import psutil
-
-from runyard.core.errors import Unavailable
-from runyard.settings import default_home
+from runyard.core.errors import RunyardError, Unavailable
+from runyard.home import default_home
 
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 20.0
@@ -166,13 +163,18 @@ def _read_info(home: Path) -> dict | None:
 
 
 def _healthy(url: str) -> bool:
+    from runyard.rest import Rest
+
     try:
-        return httpx.get(f"{url.rstrip('/')}/healthz", timeout=1.0).status_code == 200
-    except httpx.HTTPError:
+        Rest(url, timeout=1.0).health()
+    except RunyardError:
         return False
+    return True
 
 
 def _alive(pid: int) -> bool:
+    import psutil  # here: most commands only read server.json and ask the server itself
+
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
@@ -181,6 +183,8 @@ def _alive(pid: int) -> bool:
 
 def _is_our_server(pid: int) -> bool:
     """Guards against a recycled pid: only a live process running `runyard … server` is signalled."""
+    import psutil
+
     try:
         cmdline = " ".join(psutil.Process(pid).cmdline())
     except psutil.Error:

@@ -10,11 +10,12 @@ import hashlib
 import os
 import stat
 from pathlib import Path, PurePosixPath
-from typing import TypedDict
-
-import pathspec
+from typing import TYPE_CHECKING, TypedDict
 
 from runyard.core.errors import FieldError, Invalid
+
+if TYPE_CHECKING:
+    import pathspec
 
 MAX_FILES = 10_000
 MAX_BYTES = 2 * 1024**3
@@ -57,12 +58,15 @@ class _Rules:
 def _read_spec(path: Path) -> pathspec.PathSpec | None:
     if not path.is_file():
         return None
+    import pathspec  # here: most directories have no ignore file, and most commands upload nothing
+
     lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     return pathspec.GitIgnoreSpec.from_lines(lines)
 
 
-def collect(root: Path) -> dict[str, FileEntry]:
-    """Walk `root` and return {posix relative path: FileEntry} for every file that is not ignored.
+def collect(root: Path, left_out: list[str] | None = None) -> dict[str, FileEntry]:
+    """Walk `root` and return {posix relative path: FileEntry} for every file that is not ignored; the
+    symlinks left out (out of the tree, to a directory, dangling) are added to `left_out`.
 
     Raises Invalid when the tree holds more than MAX_FILES files or MAX_BYTES bytes.
     """
@@ -72,7 +76,7 @@ def collect(root: Path) -> dict[str, FileEntry]:
     root_rules = _Rules([]).with_dir("", root)
     extra = _read_spec(root / IGNORE_FILE)
     files: dict[str, FileEntry] = {}
-    _walk(root, root, root_rules, extra, files, [0])
+    _walk(root, root, root_rules, extra, files, [0], left_out if left_out is not None else [])
     return dict(sorted(files.items()))
 
 
@@ -83,6 +87,7 @@ def _walk(
     extra: pathspec.PathSpec | None,
     files: dict[str, FileEntry],
     total: list[int],
+    left_out: list[str],
 ) -> None:
     final = _Rules([*rules.specs, ("", extra)]) if extra is not None else rules
     with os.scandir(directory) as it:
@@ -93,15 +98,19 @@ def _walk(
             if entry.name in ALWAYS_SKIPPED or final.ignored(rel, is_dir=True):
                 continue
             sub = Path(entry.path)
-            _walk(root, sub, rules.with_dir(rel, sub), extra, files, total)
+            _walk(root, sub, rules.with_dir(rel, sub), extra, files, total, left_out)
         elif not final.ignored(rel, is_dir=False):
-            _add_file(root, Path(entry.path), rel, files, total)
+            _add_file(root, Path(entry.path), rel, files, total, left_out)
 
 
-def _add_file(root: Path, path: Path, rel: str, files: dict[str, FileEntry], total: list[int]) -> None:
+def _add_file(
+    root: Path, path: Path, rel: str, files: dict[str, FileEntry], total: list[int], left_out: list[str]
+) -> None:
     target = _inside_target(root, path)
-    if target is None:
-        return  # a symlink out of the tree, to a directory, or something that is not a regular file
+    if target is None:  # a symlink out of the tree, to a directory, or something that is not a regular file
+        if path.is_symlink():
+            left_out.append(rel)
+        return
     st = target.stat()
     total[0] += st.st_size
     if len(files) + 1 > MAX_FILES or total[0] > MAX_BYTES:

@@ -1,1 +1,1 @@
-"""The `runyard` command line: typer commands that talk to the server only through `runyard.Client`."""
+"""The `runyard` command line: click commands that talk to the server only through `runyard.rest.Rest`."""

@@ -1,15 +1,16 @@
-"""Global options shared by every command, and the one Client they build on first use."""
+"""Global options shared by every command, and the one connection they build on first use."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import typer
+import click
 
 if TYPE_CHECKING:
-    from runyard.client import Client
+    from runyard.rest import Rest
 
 
 @dataclass
@@ -18,24 +19,31 @@ class State:
     token: str | None = None
     project: str | None = None
     home: Path | None = None
-    _client: Client | None = field(default=None, repr=False)
+    _rest: Rest | None = field(default=None, repr=False)
 
-    def client(self) -> Client:
-        """Connect as the flags and environment say, auto-starting the embedded server when none is named."""
-        if self._client is None:
-            from runyard.client import Client
+    def rest(self) -> Rest:
+        """Connect as the flags and environment say, auto-starting the embedded server when none is named.
+        A project name that cannot exist is refused here, before any request."""
+        if self._rest is None:
+            from runyard.cli.errors import fail
+            from runyard.core.kinds import name_problem
             from runyard.embedded import resolve_connection
+            from runyard.rest import Rest
 
-            url, token, project = resolve_connection(self.home, self.url, self.token, self.project)
-            self._client = Client(url, token, project)
-        return self._client
+            project = self.project or os.environ.get("RUNYARD_PROJECT") or "default"
+            problem = name_problem(project)
+            if problem:
+                raise fail(f"project {problem}", hint="`runyard projects` lists the projects")
+            url, token, project = resolve_connection(self.home, self.url, self.token, project)
+            self._rest = Rest(url, token, project)
+        return self._rest
 
     def home_dir(self, override: Path | None = None) -> Path:
-        from runyard.settings import default_home
+        from runyard.home import default_home
 
         return (override or self.home or default_home()).expanduser()
 
 
-def state(ctx: typer.Context) -> State:
+def state(ctx: click.Context) -> State:
     """The State the app callback stored for this invocation."""
     return ctx.ensure_object(State)

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import typer
-from rich.console import Console
-from rich.markup import escape
-from typer.core import TyperGroup
+from typing import Any
 
+import click
+
+from runyard.cli.output import echo, paint
 from runyard.core.errors import Forbidden, NotFound, RunyardError, Unauthorized
 
 USAGE_EXIT = 2
 INTERRUPTED_EXIT = 130
-stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 _HINTS: dict[type[RunyardError], str] = {
     Unauthorized: "pass --token or set RUNYARD_TOKEN (the embedded server's is in its home, admin-token)",
@@ -20,39 +19,46 @@ _HINTS: dict[type[RunyardError], str] = {
 }
 
 
-def report(err: RunyardError, prefix: str = "") -> None:
+def note(message: str) -> None:
+    """A line for the person at the terminal, on stderr (stdout stays for what programs read)."""
+    echo(message, err=True)
+
+
+def warn(message: str) -> None:
+    echo(f"{paint('warning:', 'yellow', bold=True)} {message}", err=True)
+
+
+def report(err: RunyardError, prefix: str = "", hint: str | None = None) -> None:
     """Print `error: <message>`, then `  <field>: <reason>` per detail, then a hint where one helps."""
-    stderr.print(f"[bold red]error:[/] {escape(prefix + err.message)}")
+    echo(f"{paint('error:', 'red', bold=True)} {prefix}{err.message}", err=True)
     for detail in err.details:
-        stderr.print(f"  [yellow]{escape(detail.field)}[/]: {escape(detail.reason)}")
-    hint = _HINTS.get(type(err))
+        echo(f"  {paint(detail.field, 'yellow')}: {detail.reason}", err=True)
+    hint = hint or _HINTS.get(type(err))
     if hint:
-        stderr.print(f"[dim]hint: {escape(hint)}[/]")
+        echo(paint(f"hint: {hint}", "bright_black"), err=True)
 
 
-def fail(message: str, code: int = USAGE_EXIT, hint: str | None = None) -> typer.Exit:
+def fail(message: str, code: int = USAGE_EXIT, hint: str | None = None) -> click.exceptions.Exit:
     """Report a problem found by the CLI itself (bad usage, unreadable input); raise what it returns."""
-    stderr.print(f"[bold red]error:[/] {escape(message)}")
-    if hint:
-        stderr.print(f"[dim]hint: {escape(hint)}[/]")
-    return typer.Exit(code)
+    report(RunyardError(message), hint=hint)
+    return click.exceptions.Exit(code)
 
 
-class RunyardGroup(TyperGroup):
+class RunyardGroup(click.Group):
     """Turns the expected failures of any command into a short report and an exit code."""
 
-    def invoke(self, ctx: typer.Context):  # type: ignore[override]
+    def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except RunyardError as err:
             report(err)
-            raise typer.Exit(1) from None
+            raise click.exceptions.Exit(1) from None
         except KeyboardInterrupt:
-            stderr.print()
-            raise typer.Exit(INTERRUPTED_EXIT) from None
+            echo("", err=True)
+            raise click.exceptions.Exit(INTERRUPTED_EXIT) from None
 
 
-def parse_pairs(pairs: list[str], option: str) -> dict[str, str]:
+def parse_pairs(pairs: tuple[str, ...] | list[str], option: str) -> dict[str, str]:
     """KEY=VALUE options (--env, -l) into a dict; a malformed one is a usage error naming the option."""
     out = {}
     for pair in pairs:

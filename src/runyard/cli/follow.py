@@ -1,8 +1,8 @@
 """Following a run's logs to its end, and what Ctrl-C means meanwhile: stop the run, or detach from it.
 
 On a terminal Ctrl-C asks (default: detach). Without one, a first Ctrl-C stops the run and keeps following
-until it ends; a second detaches. Ctrl-C closes the log stream, so following resumes on a fresh one and skips
-the lines already printed.
+until it ends; a second detaches. Ctrl-C closes the log stream, so following resumes on a fresh one from the
+time of the last line printed, and skips the lines already printed.
 """
 
 from __future__ import annotations
@@ -12,13 +12,15 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from rich.markup import escape
-
-from runyard.cli.errors import INTERRUPTED_EXIT, stderr
-from runyard.cli.output import Output, to_yaml
+from runyard.cli.errors import INTERRUPTED_EXIT, note
+from runyard.cli.output import Output, echo, paint, to_yaml
+from runyard.core.phases import TERMINAL
+from runyard.rest import LogEnd
 
 if TYPE_CHECKING:
-    from runyard.client import Client, LogEnd, LogLine
+    from datetime import datetime
+
+    from runyard.rest import LogLine, Rest
 
 
 def print_line(line: LogLine, timestamps: bool = False, output: Output = Output.TABLE) -> None:
@@ -38,7 +40,7 @@ def print_line(line: LogLine, timestamps: bool = False, output: Output = Output.
     if timestamps and line.time is not None:
         text = f"{line.time.isoformat()} {text}"
     if line.stream == "system":
-        stderr.print(f"[dim]{escape(text)}[/]")
+        echo(paint(text, "bright_black"), err=True)
         return
     stream = sys.stderr if line.stream == "stderr" else sys.stdout
     stream.write(text + "\n")
@@ -61,15 +63,18 @@ class Follower:
 
     def __init__(
         self,
-        client: Client,
+        rest: Rest,
         name: str,
         timestamps: bool = False,
         may_stop: bool = True,
         output: Output = Output.TABLE,
+        tail: int | None = None,
+        since: str | None = None,
     ):
-        self.client, self.name, self.timestamps, self.may_stop = client, name, timestamps, may_stop
-        self.output = output
-        self.printed = 0
+        self.rest, self.name, self.timestamps, self.may_stop = rest, name, timestamps, may_stop
+        self.output, self.tail, self.since = output, tail, since
+        self.last: datetime | None = None  # the time of the last line printed,
+        self.at_last: set[LogLine] = set()  # and the lines printed with that time
         self.stopping = False
         self.detached = False
 
@@ -85,27 +90,32 @@ class Follower:
                 return exit_code(end.phase, end.exit_code)
 
     def _stream(self) -> LogEnd | None:
-        from runyard.client import LogEnd
-
-        skip = self.printed
-        for item in self.client.logs(self.name, follow=True):
+        """Follow on a fresh stream; a resumed one starts at the last line printed and skips what was."""
+        resumed = self.last is not None
+        tail, since = (None, self.last.isoformat()) if self.last is not None else (self.tail, self.since)
+        for item in self.rest.logs(self.name, follow=True, tail=tail, since=since):
             if isinstance(item, LogEnd):
                 return item
-            if skip:
-                skip -= 1
+            if resumed and item.time is not None and self._printed_already(item):
                 continue
             print_line(item, self.timestamps, self.output)
-            self.printed += 1
+            if item.time is not None:
+                if item.time != self.last:
+                    self.last, self.at_last = item.time, set()
+                self.at_last.add(item)
         return self._ended_without_end()
+
+    def _printed_already(self, line: LogLine) -> bool:
+        assert line.time is not None and self.last is not None
+        return line.time < self.last or (line.time == self.last and line in self.at_last)
 
     def _ended_without_end(self) -> LogEnd | None:
         """The stream closed early (a server restart?): finish if the run has, else follow again."""
-        from runyard.client import LogEnd
-        from runyard.core.resources import Run
-
-        status = self.client.get(Run, self.name).status
-        if status.phase.is_terminal():
-            return LogEnd(status.phase, status.exitCode, status.reason, status.message)
+        status = self.rest.get("runs", self.name).get("status") or {}
+        if status.get("phase") in TERMINAL:
+            return LogEnd(
+                status["phase"], status.get("exitCode"), status.get("reason"), status.get("message")
+            )
         time.sleep(0.5)
         return None
 
@@ -115,27 +125,27 @@ class Follower:
         try:
             if sys.stdin.isatty() and not self._ask_to_stop():
                 return False
-            stderr.print(f"stopping run {self.name} (Ctrl-C again to detach)")
+            note(f"stopping run {self.name} (Ctrl-C again to detach)")
             self.stopping = True
-            self.client.stop(self.name)
+            self.rest.stop(self.name)
         except (KeyboardInterrupt, EOFError):
             return False
         return True
 
     def _ask_to_stop(self) -> bool:
-        from rich.prompt import Prompt
+        import click
 
-        stderr.print()
-        answer = Prompt.ask(
+        note("")
+        answer = click.prompt(
             "Stop the run, or detach and leave it running?",
-            choices=["stop", "detach"],
+            type=click.Choice(["stop", "detach"]),
             default="detach",
-            console=stderr,
+            err=True,
         )
-        return answer == "stop"
+        return bool(answer == "stop")
 
     def _detach(self) -> int:
         self.detached = True
         what = "is stopping" if self.stopping else "keeps running"
-        stderr.print(f"detached: run {self.name} {what}; reattach with `runyard logs -f {self.name}`")
+        note(f"detached: run {self.name} {what}; reattach with `runyard logs -f {self.name}`")
         return INTERRUPTED_EXIT

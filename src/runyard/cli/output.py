@@ -1,22 +1,27 @@
-"""Rendering resources for people (rich tables, describe) and for programs (JSON, YAML) on stdout."""
+"""Rendering resources for people (aligned tables, describe) and for programs (JSON, YAML) on stdout.
+
+Resources arrive as the server's JSON documents and tables are plain aligned text: no model parsing and no
+rich on the paths of `ps` and `get`, which are the commands people run most.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
+import click
 
-if TYPE_CHECKING:
-    from runyard.core.resources import Event, Resource
+Doc = dict[str, Any]
+MAX_CELL = 60  # characters of a table cell before it is cut (`-o wide` shows cells whole)
+GAP = "   "
 
-PHASE_STYLES = {
+PHASE_COLOURS = {
     "Succeeded": "green",
     "Running": "cyan",
     "Starting": "cyan",
@@ -29,28 +34,87 @@ PHASE_STYLES = {
 
 class Output(StrEnum):
     TABLE = "table"
+    WIDE = "wide"
     JSON = "json"
     YAML = "yaml"
 
 
-def stdout() -> Console:
-    # Piped output keeps whole lines: a table cut at 80 columns is no use to grep.
-    return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+def echo(text: str, err: bool = False) -> None:
+    """Print a line; colours only on a terminal, and never when NO_COLOR is set."""
+    click.echo(text, err=err, color=False if "NO_COLOR" in os.environ else None)
 
 
-def render(resources: Sequence[Resource], output: Output, single: bool = False) -> None:
+def paint(text: str, colour: str | None, bold: bool = False) -> str:
+    return click.style(text, fg=colour, bold=bold) if colour or bold else text
+
+
+@dataclass(frozen=True)
+class Column:
+    """A table column: its cell text, its colour, and the value `--sort` orders by (default: the text)."""
+
+    header: str
+    cell: Callable[[Doc], str]
+    colour: Callable[[Doc], str | None] | None = None
+    key: Callable[[Doc], Any] | None = None
+    wide: bool = False  # shown with `-o wide` only
+
+
+def render(docs: Sequence[Doc], output: Output, single: bool = False) -> None:
     """Print one resource (`single`) or a list, as a table, JSON (`{"items": [...]}`) or YAML documents."""
-    docs = [r.model_dump(mode="json", exclude_none=True) for r in resources]
     if output is Output.JSON:
-        data: Any = docs[0] if single else {"items": docs}
+        data: Any = docs[0] if single else {"items": list(docs)}
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
     elif output is Output.YAML:
-        sys.stdout.write(to_yaml_documents(docs))
+        sys.stdout.write(to_yaml_documents(list(docs)))
     else:
-        stdout().print(table(resources))
+        kind = docs[0].get("kind", "") if docs else ""
+        echo(table(docs, columns(kind, output is Output.WIDE), whole=output is Output.WIDE))
 
 
-def to_yaml_documents(docs: list[dict]) -> str:
+def table(docs: Sequence[Doc], cols: Sequence[Column], whole: bool = False) -> str:
+    """Aligned columns, three spaces apart, a bold header, no trailing spaces; long cells cut unless
+    `whole`."""
+    rows = [[_cell(col.cell(doc), whole) for col in cols] for doc in docs]
+    widths = [max([len(col.header)] + [len(row[i]) for row in rows]) for i, col in enumerate(cols)]
+    lines = [_line([paint(col.header, None, bold=True) for col in cols], [c.header for c in cols], widths)]
+    for doc, row in zip(docs, rows, strict=True):
+        painted = [
+            paint(text, col.colour(doc) if col.colour else None) for col, text in zip(cols, row, strict=True)
+        ]
+        lines.append(_line(painted, row, widths))
+    return "\n".join(lines)
+
+
+def _line(painted: list[str], plain: list[str], widths: list[int]) -> str:
+    """Pad by the plain text's length (colour codes take no room), and leave the last cell unpadded."""
+    cells = [p + " " * (w - len(t)) for p, t, w in zip(painted[:-1], plain[:-1], widths, strict=False)]
+    return GAP.join([*cells, painted[-1]]).rstrip()
+
+
+def _cell(text: str, whole: bool) -> str:
+    text = text.replace("\r", "\\r").replace("\n", "\\n").replace("\t", " ")
+    return text if whole or len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"
+
+
+def order(docs: list[Doc], kind: str, sort: str | None) -> list[Doc]:
+    """Newest first, or by the column named `sort` (ages youngest first, like the newest-first default)."""
+    if sort is None:
+        return sorted(docs, key=_created, reverse=True)
+    by = {col.header.lower(): col for col in columns(kind, wide=True)}
+    col = by.get(sort.lower())
+    if col is None:
+        from runyard.core.errors import FieldError, Invalid
+
+        raise Invalid(f"cannot sort by {sort!r}", [FieldError("--sort", f"expected one of {', '.join(by)}")])
+    return sorted(docs, key=col.key or col.cell)
+
+
+def sort_fields(kind: str | None = None) -> str:
+    """The --sort values, for help texts."""
+    return ", ".join(col.header.lower() for col in columns(kind or "Run", wide=True))
+
+
+def to_yaml_documents(docs: list[Doc]) -> str:
     """YAML documents separated by `---`, so that `get -o yaml | apply -f -` round-trips."""
     return "---\n".join(to_yaml(doc) for doc in docs)
 
@@ -61,41 +125,30 @@ def to_yaml(doc: Any) -> str:
     return yaml.safe_dump(doc, sort_keys=False)
 
 
-def table(resources: Sequence[Resource]) -> Table:
-    kind = resources[0].kind if resources else ""
-    columns, row = _COLUMNS.get(kind, (("NAME", "PHASE", "AGE"), _workload_row))
-    grid = Table(box=None, header_style="bold", pad_edge=False)
-    for column in columns:
-        grid.add_column(column, overflow="fold")
-    for resource in resources:
-        grid.add_row(*row(resource))
-    return grid
-
-
-def phase_text(phase: str | None) -> Text:
-    return Text(phase or "-", style=PHASE_STYLES.get(phase or "", ""))
+def timestamp(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def age(when: datetime | None, now: datetime | None = None) -> str:
-    if when is None:
-        return "-"
-    return duration(when, now or datetime.now(UTC))
+    return "-" if when is None else duration(when, now)
 
 
 def duration(start: datetime | None, end: datetime | None) -> str:
     """A short human duration like kubectl's: 45s, 3m12s, 5h4m, 2d3h; `end` None means now."""
     if start is None:
         return "-"
-    seconds = max(int((_aware(end or datetime.now(UTC)) - _aware(start)).total_seconds()), 0)
+    seconds = max(int(((end or datetime.now(UTC)) - start).total_seconds()), 0)
     for unit, size, sub, sub_size in (("d", 86400, "h", 3600), ("h", 3600, "m", 60), ("m", 60, "s", 1)):
         if seconds >= size:
             whole, rest = seconds // size, (seconds % size) // sub_size
             return f"{whole}{unit}{rest}{sub}" if rest and whole < 10 else f"{whole}{unit}"
     return f"{seconds}s"
-
-
-def _aware(when: datetime) -> datetime:
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def command_text(command: str | list[str]) -> str:
@@ -104,65 +157,146 @@ def command_text(command: str | list[str]) -> str:
     return command if isinstance(command, str) else shlex.join(command)
 
 
-def _workload_row(r: Any) -> list[Any]:
-    return [r.metadata.name, phase_text(r.status.phase), age(r.metadata.creationTimestamp)]
+# -- the columns of each kind --------------------------------------------------------------------------------
 
 
-def _run_row(r: Any) -> list[Any]:
-    status = r.status
-    exit_code = "-" if status.exitCode is None else str(status.exitCode)
-    ran = duration(status.startedAt, status.finishedAt) if status.startedAt else "-"
-    created = age(r.metadata.creationTimestamp)
-    return [r.metadata.name, phase_text(status.phase), exit_code, created, ran, command_text(r.spec.command)]
+def _meta(doc: Doc) -> Doc:
+    return doc.get("metadata") or {}
 
 
-def _experiment_row(r: Any) -> list[Any]:
-    return [*_workload_row(r), command_text(r.spec.command)]
+def _spec(doc: Doc) -> Doc:
+    return doc.get("spec") or {}
 
 
-def _job_row(r: Any) -> list[Any]:
-    schedule = r.spec.schedule or (f"after {', '.join(r.spec.dependsOn)}" if r.spec.dependsOn else "-")
-    return [*_workload_row(r), schedule + (" (suspended)" if r.spec.suspend else "")]
+def _status(doc: Doc) -> Doc:
+    return doc.get("status") or {}
 
 
-def _model_row(r: Any) -> list[Any]:
-    return [*_workload_row(r), str(r.spec.replicas)]
+def _created(doc: Doc) -> datetime:
+    return timestamp(_meta(doc).get("creationTimestamp")) or datetime.min.replace(tzinfo=UTC)
 
 
-def _session_row(r: Any) -> list[Any]:
-    return [*_workload_row(r), r.spec.editor]
+def _ran(doc: Doc) -> float:
+    start, end = timestamp(_status(doc).get("startedAt")), timestamp(_status(doc).get("finishedAt"))
+    return ((end or datetime.now(UTC)) - start).total_seconds() if start else -1.0
 
 
-_COLUMNS: dict[str, tuple[tuple[str, ...], Any]] = {
-    "Run": (("NAME", "PHASE", "EXIT", "AGE", "DURATION", "COMMAND"), _run_row),
-    "Experiment": (("NAME", "PHASE", "AGE", "COMMAND"), _experiment_row),
-    "Job": (("NAME", "PHASE", "AGE", "SCHEDULE"), _job_row),
-    "Model": (("NAME", "PHASE", "AGE", "REPLICAS"), _model_row),
-    "Session": (("NAME", "PHASE", "AGE", "EDITOR"), _session_row),
+def _labels(doc: Doc) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted((_meta(doc).get("labels") or {}).items())) or "-"
+
+
+def _schedule(doc: Doc) -> str:
+    spec = _spec(doc)
+    after = spec.get("dependsOn") or []
+    text = spec.get("schedule") or (f"after {', '.join(after)}" if after else "-")
+    return text + (" (suspended)" if spec.get("suspend") else "")
+
+
+def _exit(doc: Doc) -> str:
+    code = _status(doc).get("exitCode")
+    return "-" if code is None else str(code)
+
+
+NAME = Column("NAME", lambda d: str(_meta(d).get("name", "")))
+PHASE = Column(
+    "PHASE",
+    lambda d: _status(d).get("phase") or "-",
+    colour=lambda d: PHASE_COLOURS.get(_status(d).get("phase") or ""),
+)
+AGE = Column(
+    "AGE",
+    lambda d: age(_created(d) if _meta(d).get("creationTimestamp") else None),
+    key=lambda d: -_created(d).timestamp(),
+)
+REASON = Column("REASON", lambda d: _status(d).get("reason") or "-", wide=True)
+LABELS = Column("LABELS", _labels, wide=True)
+COMMAND = Column("COMMAND", lambda d: command_text(_spec(d).get("command") or ""))
+
+_COLUMNS: dict[str, list[Column]] = {
+    "Run": [
+        NAME,
+        PHASE,
+        Column(
+            "EXIT",
+            _exit,
+            key=lambda d: _status(d).get("exitCode") if _status(d).get("exitCode") is not None else -1,
+        ),
+        AGE,
+        Column(
+            "DURATION",
+            lambda d: duration(
+                timestamp(_status(d).get("startedAt")), timestamp(_status(d).get("finishedAt"))
+            ),
+            key=_ran,
+        ),
+        Column(
+            "ATTEMPTS",
+            lambda d: str(len(_status(d).get("attempts") or [])),
+            key=lambda d: len(_status(d).get("attempts") or []),
+            wide=True,
+        ),
+        REASON,
+        LABELS,
+        COMMAND,
+    ],
+    "Experiment": [NAME, PHASE, AGE, REASON, LABELS, COMMAND],
+    "Job": [NAME, PHASE, AGE, REASON, LABELS, Column("SCHEDULE", _schedule)],
+    "Model": [
+        NAME,
+        PHASE,
+        AGE,
+        REASON,
+        LABELS,
+        Column(
+            "REPLICAS", lambda d: str(_spec(d).get("replicas", 1)), key=lambda d: _spec(d).get("replicas", 1)
+        ),
+    ],
+    "Session": [
+        NAME,
+        PHASE,
+        AGE,
+        REASON,
+        LABELS,
+        Column("EDITOR", lambda d: str(_spec(d).get("editor", "jupyterlab"))),
+    ],
 }
 
 
-def describe(resource: Resource, events: list[Event]) -> None:
-    """A kubectl-describe-like view: metadata, spec and status as YAML, then the object's events."""
-    import yaml
+def columns(kind: str, wide: bool) -> list[Column]:
+    cols = _COLUMNS.get(kind, [NAME, PHASE, AGE, REASON, LABELS])
+    return [col for col in cols if wide or not col.wide]
 
-    console = stdout()
-    doc = resource.model_dump(mode="json", exclude_none=True)
-    console.print(f"[bold]{resource.kind}[/] {resource.metadata.name}  (project {resource.metadata.project})")
+
+# -- describe -----------------------------------------------------------------------------------------------
+
+
+def describe(doc: Doc, events: list[Doc]) -> None:
+    """A kubectl-describe-like view: metadata, spec and status as YAML, then the object's events."""
+    meta = _meta(doc)
+    lines = [
+        f"{paint(str(doc.get('kind')), None, bold=True)} {meta.get('name')}  (project {meta.get('project')})"
+    ]
     for section in ("metadata", "spec", "status"):
         if doc.get(section):
-            console.print(f"\n[bold]{section.capitalize()}:[/]")
-            text = yaml.safe_dump(doc[section], sort_keys=False).rstrip()
-            console.print(Text("\n".join("  " + line for line in text.splitlines())))
-    console.print("\n[bold]Events:[/]")
-    console.print(events_table(events) if events else Text("  <none>"))
+            text = to_yaml(doc[section]).rstrip()
+            lines += ["", paint(f"{section.capitalize()}:", None, bold=True)]
+            lines += [("  " + line).rstrip() for line in text.splitlines()]
+    lines += ["", paint("Events:", None, bold=True)]
+    lines.append(events_table(events) if events else "  <none>")
+    echo("\n".join(lines))
 
 
-def events_table(events: list[Event]) -> Table:
-    grid = Table(box=None, header_style="bold", pad_edge=False, padding=(0, 2, 0, 0))
-    for column in ("  TYPE", "REASON", "AGE", "MESSAGE"):
-        grid.add_column(column, overflow="fold")
-    for event in sorted(events, key=lambda e: e.time):
-        style = "yellow" if event.type == "Warning" else ""
-        grid.add_row(Text("  " + event.type, style=style), event.reason, age(event.time), event.message)
-    return grid
+EVENT_COLUMNS = [
+    Column(
+        "  TYPE",
+        lambda e: "  " + str(e.get("type", "")),
+        colour=lambda e: "yellow" if e.get("type") == "Warning" else None,
+    ),
+    Column("REASON", lambda e: str(e.get("reason", ""))),
+    Column("AGE", lambda e: age(timestamp(e.get("time")))),
+    Column("MESSAGE", lambda e: str(e.get("message", ""))),
+]
+
+
+def events_table(events: list[Doc]) -> str:
+    return table(sorted(events, key=lambda e: str(e.get("time", ""))), EVENT_COLUMNS)

@@ -7,44 +7,58 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import typer
+import click
 
 from runyard.cli.context import state
-from runyard.cli.errors import USAGE_EXIT, fail, parse_pairs, report, stderr
-from runyard.cli.output import Output, render, stdout, to_yaml
+from runyard.cli.errors import USAGE_EXIT, fail, note, parse_pairs, report
+from runyard.cli.options import LABELS, SORT, output_option
+from runyard.cli.output import Output, echo, order, render, to_yaml
 from runyard.cli.output import describe as show_description
-from runyard.core.errors import Invalid
+from runyard.core.errors import Invalid, RunyardError
+from runyard.core.kinds import Kind, resolve_kind
 
 if TYPE_CHECKING:
-    from runyard.client import Client
-    from runyard.core.resources import Resource
+    from runyard.rest import Rest
+
+FILES = click.option(
+    "-f", "--filename", "files", multiple=True, metavar="FILE", help="YAML file; - reads stdin; repeatable."
+)
+Document = tuple[str, int, dict[str, Any]]  # (file, index in it from 1, the document)
 
 
-def apply(
-    ctx: typer.Context,
-    files: list[str] = typer.Option(..., "-f", "--filename", help="YAML file(s) to apply; - reads stdin."),
-    snapshot: bool = typer.Option(
-        True,
-        "--snapshot/--no-snapshot",
-        help="Upload the YAML file's directory (cwd for stdin) as the code of documents without one.",
-    ),
-) -> None:
+@click.command()
+@FILES
+@click.option(
+    "--snapshot/--no-snapshot",
+    default=True,
+    show_default=True,
+    help="Upload the YAML file's directory (cwd for stdin) as the code of documents without one.",
+)
+@click.pass_context
+def apply(ctx: click.Context, files: tuple[str, ...], snapshot: bool) -> None:
     """Create or update the resources described in YAML files (documents split by --- are allowed)."""
-    docs = [(name, index, doc) for name in files for index, doc in enumerate(load_documents(name), 1)]
+    docs = _documents(files)
     for name, index, doc in docs:
         _validate(name, index, doc)  # nothing is sent unless every document is valid
-    client = state(ctx).client()
+    rest = state(ctx).rest()
     if snapshot:
-        _attach_snapshots(client, docs)
+        _attach_snapshots(rest, docs)
     for _name, _index, doc in docs:
-        result = client.apply_result(doc)
-        meta = result.resource.metadata
-        stdout().print(f"{result.resource.kind.lower()}/{meta.name} {result.outcome}")
+        stored, outcome = rest.apply(doc)
+        echo(f"{stored['kind'].lower()}/{stored['metadata']['name']} {outcome}")
 
 
-def _attach_snapshots(client: Client, docs: list[tuple[str, int, Any]]) -> None:
+def _documents(files: tuple[str, ...]) -> list[Document]:
+    if not files:
+        raise fail("no file given", hint="pass -f FILE (or -f - for stdin)")
+    return [(name, index, doc) for name in files for index, doc in enumerate(load_documents(name), 1)]
+
+
+def _attach_snapshots(rest: Rest, docs: list[Document]) -> None:
     """Give each document that runs code and names none the snapshot of its project directory, as
     `runyard run` does; each directory is uploaded once, and unchanged files not at all."""
+    from runyard.cli.project_files import upload
+
     uploaded: dict[Path, str] = {}
     for name, _index, doc in docs:
         spec = doc.get("spec") or {}
@@ -53,13 +67,14 @@ def _attach_snapshots(client: Client, docs: list[tuple[str, int, Any]]) -> None:
             continue
         root = Path.cwd() if name == "-" else Path(name).resolve().parent
         if root not in uploaded:
-            uploaded[root] = client.upload_snapshot(root)
+            uploaded[root] = upload(rest, root)
         target["snapshot"] = uploaded[root]
         doc["spec"] = spec
 
 
 def load_documents(name: str) -> list[Any]:
-    """The non-empty YAML documents of a file; a syntax error exits 2 with `FILE:LINE:COL: problem`."""
+    """The non-empty YAML documents of a file; a syntax error exits 2 with `FILE:LINE:COL: problem`, and so
+    does a file with no document at all."""
     import yaml
 
     label = "<stdin>" if name == "-" else name
@@ -68,13 +83,16 @@ def load_documents(name: str) -> list[Any]:
     except OSError as exc:
         raise fail(f"{label}: {exc.strerror or exc}") from None
     try:
-        return [doc for doc in yaml.safe_load_all(text) if doc is not None]
+        docs = [doc for doc in yaml.safe_load_all(text) if doc is not None]
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{label}:{mark.line + 1}:{mark.column + 1}" if mark else label
         raise fail(f"{where}: {exc.problem or exc.context or 'invalid YAML'}") from None
     except yaml.YAMLError as exc:
         raise fail(f"{label}: {exc}") from None
+    if not docs:
+        raise fail(f"no documents in {label}", hint="a document has apiVersion, kind, metadata and spec")
+    return docs
 
 
 def _validate(name: str, index: int, doc: Any) -> None:
@@ -84,93 +102,140 @@ def _validate(name: str, index: int, doc: Any) -> None:
         parse_workload(doc)
     except Invalid as err:
         report(err, prefix=f"{'<stdin>' if name == '-' else name} (document {index}): ")
-        raise typer.Exit(1) from None
+        raise click.exceptions.Exit(1) from None
 
 
-def resolve_kind(word: str) -> type[Resource]:
+def kind_of(word: str) -> Kind:
     """What the user typed ('exp', 'runs', 'Model') as a kind, or exit 2 naming the ones that exist."""
-    from runyard.core.resources import kind_for
-
     try:
-        return kind_for(word)
+        return resolve_kind(word)
     except Invalid as err:
         report(err)
-        raise typer.Exit(USAGE_EXIT) from None
+        raise click.exceptions.Exit(USAGE_EXIT) from None
 
 
+@click.command()
+@click.argument("kind_word", metavar="KIND")
+@click.argument("name", required=False)
+@output_option()
+@LABELS
+@SORT
+@click.option("--watch", "-w", is_flag=True, help="After the list, print every change (Ctrl-C ends).")
+@click.pass_context
 def get(
-    ctx: typer.Context,
-    kind: str = typer.Argument(..., help="experiments, jobs, models, sessions or runs (or exp, run, ...)."),
-    name: str | None = typer.Argument(None, help="One resource by name; omitted, all of the kind."),
-    output: Output = typer.Option(Output.TABLE, "-o", "--output", help="table, json or yaml."),
-    selector: list[str] = typer.Option([], "-l", "--selector", help="k=v label to match; repeatable."),
-    watch: bool = typer.Option(
-        False, "-w", "--watch", help="After the list, print every change (Ctrl-C ends)."
-    ),
+    ctx: click.Context,
+    kind_word: str,
+    name: str | None,
+    output: Output,
+    selector: tuple[str, ...],
+    sort: str | None,
+    watch: bool,
 ) -> None:
-    """Show resources of one kind: a table, or JSON / YAML that `apply -f` takes back."""
-    cls = resolve_kind(kind)
+    """Show resources of a KIND (experiments, jobs, models, sessions, runs; or exp, run...), or the one
+    NAME: a table, or JSON / YAML that `apply -f` takes back."""
+    kind = kind_of(kind_word)
     labels = parse_pairs(selector, "-l")
-    client = state(ctx).client()
+    rest = state(ctx).rest()
     if watch:
-        _watch(client, cls, name, output)
+        _watch(rest, kind, name, labels, output)
         return
     if name is not None:
-        render([client.get(cls, name)], output, single=True)
+        render([rest.get(kind.plural, name)], output, single=True)
         return
-    items = client.list(cls, labels or None)
-    if not items and output is Output.TABLE:
-        stderr.print(f"no {cls.plural} in project {client.project}")
+    items = order(rest.list(kind.plural, labels or None), kind.name, sort)
+    if not items and output in (Output.TABLE, Output.WIDE):
+        note(f"no {kind.plural} in project {rest.project}" + (" match" if labels else ""))
         return
     render(items, output)
 
 
-def _watch(client: Client, cls: type[Resource], name: str | None, output: Output) -> None:
-    """Changes as they happen: a line each (EVENT, NAME, PHASE, REASON), or JSON lines / YAML documents."""
+WATCH_LINE = "{:<9} {:<24} {:<10} {}"
+
+
+def _watch(rest: Rest, kind: Kind, name: str | None, labels: dict[str, str], output: Output) -> None:
+    """Changes as they happen: a line each under a header (EVENT, NAME, PHASE, REASON), or JSON lines / YAML
+    documents."""
+    if output in (Output.TABLE, Output.WIDE):
+        echo(WATCH_LINE.format("EVENT", "NAME", "PHASE", "REASON").rstrip())
     try:
-        for event in client.watch(cls):
-            res = event.object
-            if name is not None and res.metadata.name != name:
+        for event in rest.watch(kind.plural, labels or None):
+            res = event["object"]
+            if name is not None and res["metadata"]["name"] != name:
                 continue
-            if output is Output.TABLE:
-                status = getattr(res, "status", None)
-                phase, reason = getattr(status, "phase", None) or "-", getattr(status, "reason", None) or ""
-                sys.stdout.write(f"{event.type:<9} {res.metadata.name:<24} {phase:<10} {reason}\n")
+            if output in (Output.TABLE, Output.WIDE):
+                status = res.get("status") or {}
+                line = WATCH_LINE.format(
+                    event["type"],
+                    res["metadata"]["name"],
+                    status.get("phase") or "-",
+                    status.get("reason") or "",
+                )
+                echo(line.rstrip())
             else:
-                doc = {"type": event.type, "revision": event.revision, "object": res.model_dump(mode="json")}
+                doc = {"type": event["type"], "revision": event["revision"], "object": res}
                 sys.stdout.write(json.dumps(doc) + "\n" if output is Output.JSON else "---\n" + to_yaml(doc))
-            sys.stdout.flush()
+                sys.stdout.flush()
     except KeyboardInterrupt:
         return
 
 
-def describe(
-    ctx: typer.Context,
-    kind: str = typer.Argument(..., help="The kind, e.g. experiment or run."),
-    name: str = typer.Argument(..., help="Name of the resource."),
-    output: Output = typer.Option(Output.TABLE, "-o", "--output", help="table, json or yaml."),
-) -> None:
-    """Show one resource in detail, with its events."""
-    cls = resolve_kind(kind)
-    client = state(ctx).client()
-    resource = client.get(cls, name)
-    events = client.events(cls, name)
+@click.command()
+@click.argument("kind_word", metavar="KIND")
+@click.argument("name")
+@output_option("table, json or yaml.", choices=("table", "json", "yaml"))
+@click.pass_context
+def describe(ctx: click.Context, kind_word: str, name: str, output: Output) -> None:
+    """Show one resource in detail (KIND NAME), with its events."""
+    kind = kind_of(kind_word)
+    rest = state(ctx).rest()
+    resource = rest.get(kind.plural, name)
+    events = rest.events(kind.plural, name)
     if output is Output.TABLE:
         show_description(resource, events)
         return
-    doc = {
-        "object": resource.model_dump(mode="json", exclude_none=True),
-        "events": [e.model_dump(mode="json") for e in events],
-    }
+    doc = {"object": resource, "events": events}
     sys.stdout.write(json.dumps(doc, indent=2) + "\n" if output is Output.JSON else to_yaml(doc))
 
 
-def delete(
-    ctx: typer.Context,
-    kind: str = typer.Argument(..., help="The kind, e.g. experiment or job."),
-    name: str = typer.Argument(..., help="Name of the resource."),
-) -> None:
-    """Delete a resource (its runs are stopped by the controller)."""
-    cls = resolve_kind(kind)
-    state(ctx).client().delete(cls, name)
-    stdout().print(f"{cls.__name__.lower()}/{name} deleted")
+@click.command()
+@click.argument("kind_word", metavar="[KIND", required=False)
+@click.argument("names", metavar="NAME...]", nargs=-1)
+@FILES
+@click.pass_context
+def delete(ctx: click.Context, kind_word: str | None, names: tuple[str, ...], files: tuple[str, ...]) -> None:
+    """Delete KIND NAME..., or what each document of -f FILE names (the controller stops their runs)."""
+    if files and kind_word:
+        raise fail("give either KIND NAME... or -f FILE, not both")
+    if files:
+        targets = [_target(*document) for document in _documents(files)]
+    elif kind_word and names:
+        kind = kind_of(kind_word)
+        targets = [(kind, name) for name in names]
+    else:
+        raise fail("nothing to delete", hint="runyard delete KIND NAME..., or runyard delete -f FILE")
+    rest = state(ctx).rest()
+    failed = False
+    for kind, name in targets:
+        try:
+            rest.delete(kind.plural, name)
+        except RunyardError as err:
+            report(err, prefix=f"{kind.name.lower()}/{name}: ")
+            failed = True
+            continue
+        echo(f"{kind.name.lower()}/{name} deleted")
+    if failed:
+        raise click.exceptions.Exit(1)
+
+
+def _target(file: str, index: int, doc: Any) -> tuple[Kind, str]:
+    """The kind and name a document of `delete -f` names."""
+    where = f"{'<stdin>' if file == '-' else file} (document {index})"
+    meta = doc.get("metadata") if isinstance(doc, dict) else None
+    name = meta.get("name") if isinstance(meta, dict) else None
+    if not isinstance(name, str) or not name or not isinstance(doc.get("kind"), str):
+        raise fail(f"{where}: a document to delete needs a kind and a metadata.name")
+    try:
+        return resolve_kind(doc["kind"]), name
+    except Invalid as err:
+        report(err, prefix=f"{where}: ")
+        raise click.exceptions.Exit(USAGE_EXIT) from None

@@ -2,134 +2,212 @@
 
 from __future__ import annotations
 
+import re
 import sys
-from datetime import UTC, datetime
+import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import typer
+import click
 
 from runyard.cli.context import state
-from runyard.cli.errors import INTERRUPTED_EXIT, parse_pairs, stderr
+from runyard.cli.errors import INTERRUPTED_EXIT, fail, note, parse_pairs, report
 from runyard.cli.follow import Follower, print_line
-from runyard.cli.output import Output, render
+from runyard.cli.options import LABELS, SORT, output_option
+from runyard.cli.output import Output, order, render
+from runyard.cli.project_files import upload
+from runyard.core.errors import NotFound
+from runyard.core.phases import Phase
 
 if TYPE_CHECKING:
-    from rich.progress import Progress, TaskID
+    from runyard.rest import Rest
 
-    from runyard.client import Client
+PHASES = [phase.value for phase in Phase]
+_DURATION = re.compile(r"^(\d+)([smhd])$")
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
+@click.command()
+@click.option("--cmd", "-c", required=True, help='The command line to run, e.g. "python train.py".')
+@click.option("--name", "-n", help="Name of the run (default: run-xxxxxx).")
+@click.option(
+    "--path",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    help="Directory whose files the run gets (default: cwd).",
+)
+@click.option("--env", "-e", multiple=True, help="KEY=VALUE for the run's environment; repeatable.")
+@click.option("--label", "-l", "labels", multiple=True, help="KEY=VALUE label of the run; repeatable.")
+@click.option("--cpu", help="CPU cores to reserve, e.g. 2 or 500m.")
+@click.option("--memory", help="Memory to reserve, e.g. 512Mi or 4Gi.")
+@click.option("--gpu", type=int, help="Whole GPUs to reserve.")
+@click.option("--timeout", type=float, help="Stop an attempt after this many seconds.")
+@click.option(
+    "--retries", type=int, default=0, show_default=True, help="Attempts after the first that may fail."
+)
+@click.option("--detach", "-d", is_flag=True, help="Print the run's name and return at once.")
+@output_option(
+    "Print the Experiment (json or yaml) and return at once.", default=None, choices=("json", "yaml")
+)
+@click.pass_context
 def run(
-    ctx: typer.Context,
-    cmd: str = typer.Option(..., "--cmd", "-c", help='The command line to run, e.g. "python train.py".'),
-    name: str | None = typer.Option(None, "--name", "-n", help="Name of the run (default: run-xxxxxx)."),
-    path: Path = typer.Option(Path("."), "--path", help="Directory whose files the run gets (default: cwd)."),
-    env: list[str] = typer.Option([], "--env", "-e", help="KEY=VALUE for the run's environment; repeatable."),
-    cpu: str | None = typer.Option(None, "--cpu", help="CPU cores to reserve, e.g. 2 or 500m."),
-    memory: str | None = typer.Option(None, "--memory", help="Memory to reserve, e.g. 512Mi or 4Gi."),
-    gpu: int | None = typer.Option(None, "--gpu", help="Whole GPUs to reserve."),
-    timeout: float | None = typer.Option(None, "--timeout", help="Stop an attempt after this many seconds."),
-    retries: int = typer.Option(0, "--retries", help="Attempts after the first that may fail."),
-    detach: bool = typer.Option(False, "--detach", "-d", help="Print the run's name and return at once."),
-    output: Output | None = typer.Option(None, "-o", "--output", help="Print the Experiment; implies -d."),
+    ctx: click.Context,
+    cmd: str,
+    name: str | None,
+    path: Path,
+    env: tuple[str, ...],
+    labels: tuple[str, ...],
+    cpu: str | None,
+    memory: str | None,
+    gpu: int | None,
+    timeout: float | None,
+    retries: int,
+    detach: bool,
+    output: Output | None,
 ) -> None:
     """Run a command on the platform with the files of --path, following its logs to the end."""
+    from runyard.rest import experiment
+
+    variables, label_map = parse_pairs(env, "--env"), parse_pairs(labels, "--label")
+    rest = state(ctx).rest()
+    snapshot = upload(rest, path)
     resources = {"cpu": cpu, "memory": memory, "gpu": gpu}
-    variables = parse_pairs(env, "--env")
-    client = state(ctx).client()
-    with UploadProgress() as progress:
-        experiment = client.run(cmd, name, path, variables, resources, timeout, retries, progress=progress)
-    run_name = experiment.metadata.name
-    stderr.print(f"run [bold]{run_name}[/] submitted")
+    doc = experiment(cmd, name, snapshot, variables, resources, timeout, retries, label_map)
+    created = rest.create(doc, str(uuid.uuid4()))
+    run_name = created["metadata"]["name"]
+    note(f"run {click.style(run_name, bold=True)} submitted")
     if output is not None:
-        render([experiment], output, single=True)
+        render([created], output, single=True)
         return
     if detach:
         sys.stdout.write(run_name + "\n")
         return
-    raise typer.Exit(Follower(client, run_name).follow())
+    raise click.exceptions.Exit(Follower(rest, run_name).follow())
 
 
-class UploadProgress:
-    """A progress bar on stderr for uploads over 1 MiB on a terminal; silent otherwise."""
-
-    THRESHOLD = 1024 * 1024
-
-    def __init__(self) -> None:
-        self._bar: Progress | None = None
-        self._task: TaskID | None = None
-
-    def __enter__(self) -> UploadProgress:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-
-    def __call__(self, done: int, total: int) -> None:
-        if self._bar is None and total > self.THRESHOLD and stderr.is_terminal:
-            self._start(total)
-        if self._bar is not None and self._task is not None:
-            self._bar.update(self._task, completed=done)
-
-    def _start(self, total: int) -> None:
-        from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
-
-        columns = (*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn())
-        self._bar = Progress(*columns, console=stderr, transient=True)
-        self._task = self._bar.add_task("Uploading files", total=total)
-        self._bar.start()
-
-
+@click.command()
+@output_option()
+@click.option(
+    "--phase",
+    type=click.Choice(PHASES, case_sensitive=False),
+    multiple=True,
+    help="Only runs in this phase; repeatable.",
+)
+@LABELS
+@click.option(
+    "--limit", type=click.IntRange(min=1), help="At most this many runs (the newest, or the first by --sort)."
+)
+@SORT
+@click.pass_context
 def ps(
-    ctx: typer.Context,
-    output: Output = typer.Option(Output.TABLE, "-o", "--output", help="table, json or yaml."),
+    ctx: click.Context,
+    output: Output,
+    phase: tuple[str, ...],
+    selector: tuple[str, ...],
+    limit: int | None,
+    sort: str | None,
 ) -> None:
     """List the runs of the project, newest first."""
-    runs = state(ctx).client().runs()
-    runs.sort(key=lambda r: r.metadata.creationTimestamp or datetime.min.replace(tzinfo=UTC), reverse=True)
+    labels = parse_pairs(selector, "-l")
+    rest = state(ctx).rest()
+    runs = rest.list("runs", labels or None)
+    if phase:
+        wanted = {p.lower() for p in phase}
+        runs = [r for r in runs if str((r.get("status") or {}).get("phase", "")).lower() in wanted]
+    runs = order(runs, "Run", sort)[:limit]
+    if not runs and output in (Output.TABLE, Output.WIDE):
+        note(f"no runs in project {rest.project}" + (" match" if phase or labels else ""))
+        return
     render(runs, output)
 
 
+@click.command()
+@click.argument("run_name", metavar="RUN")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing until the run ends.")
+@click.option("--tail", type=click.IntRange(min=0), help="Only the last N lines (then new ones, with -f).")
+@click.option(
+    "--since", help="Only lines after a time: a duration ago (30s, 10m, 2h, 1d) or an ISO 8601 time."
+)
+@click.option("--timestamps", is_flag=True, help="Prefix each line with its time.")
+@output_option(
+    "table (plain text), json (an object a line) or yaml (a document a line).",
+    choices=("table", "json", "yaml"),
+)
+@click.pass_context
 def logs(
-    ctx: typer.Context,
-    run_name: str = typer.Argument(..., metavar="RUN", help="Name of the run."),
-    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing until the run ends."),
-    timestamps: bool = typer.Option(False, "--timestamps", help="Prefix each line with its time."),
-    output: Output = typer.Option(
-        Output.TABLE,
-        "-o",
-        "--output",
-        help="table (plain text), json (a line each) or yaml (a document each).",
-    ),
+    ctx: click.Context,
+    run_name: str,
+    follow: bool,
+    tail: int | None,
+    since: str | None,
+    timestamps: bool,
+    output: Output,
 ) -> None:
     """Print a run's logs (stdout to stdout, stderr to stderr)."""
-    client = state(ctx).client()
-    if follow:
-        follower = Follower(client, run_name, timestamps, may_stop=False, output=output)
-        follower.follow()
-        raise typer.Exit(INTERRUPTED_EXIT if follower.detached else 0)
-    _print_all(client, run_name, timestamps, output)
+    since_time = parse_since(since) if since is not None else None
+    rest = state(ctx).rest()
+    try:
+        if follow:
+            follower = Follower(
+                rest, run_name, timestamps, may_stop=False, output=output, tail=tail, since=since_time
+            )
+            follower.follow()
+            raise click.exceptions.Exit(INTERRUPTED_EXIT if follower.detached else 0)
+        _print_all(rest, run_name, timestamps, output, tail, since_time)
+    except NotFound:
+        raise _no_such_run(rest, run_name) from None
 
 
-def _print_all(client: Client, run_name: str, timestamps: bool, output: Output) -> None:
-    from runyard.client import LogLine
+def _print_all(
+    rest: Rest, run_name: str, timestamps: bool, output: Output, tail: int | None, since: str | None
+) -> None:
+    from runyard.rest import LogLine
 
-    for item in client.logs(run_name, follow=False):
+    for item in rest.logs(run_name, follow=False, tail=tail, since=since):
         if isinstance(item, LogLine):
             print_line(item, timestamps, output)
 
 
-def stop(
-    ctx: typer.Context,
-    run_name: str = typer.Argument(..., metavar="RUN", help="Name of the run."),
-    wait: bool = typer.Option(False, "--wait", "-w", help="Wait until it has stopped."),
-) -> None:
+def parse_since(value: str, now: datetime | None = None) -> str:
+    """`--since` as the RFC 3339 time the server takes: `10m` is ten minutes ago; a time without a zone is
+    local time."""
+    match = _DURATION.match(value.strip())
+    if match:
+        ago = timedelta(seconds=int(match.group(1)) * _SECONDS[match.group(2)])
+        return ((now or datetime.now(UTC)) - ago).isoformat()
+    try:
+        when = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise fail(
+            f"--since {value!r}: expected a duration like 30s, 10m, 2h or 1d, or a time like 2026-01-31T14:00"
+        ) from None
+    return (when if when.tzinfo else when.astimezone()).astimezone(UTC).isoformat()
+
+
+@click.command()
+@click.argument("run_name", metavar="RUN")
+@click.option("--wait", "-w", is_flag=True, help="Wait until it has stopped.")
+@click.pass_context
+def stop(ctx: click.Context, run_name: str, wait: bool) -> None:
     """Stop a run (its processes get SIGTERM, then SIGKILL after the grace period)."""
-    client = state(ctx).client()
-    client.stop(run_name)
-    stderr.print(f"run {run_name} stopping")
+    rest = state(ctx).rest()
+    try:
+        stopped = rest.stop(run_name)
+    except NotFound:
+        raise _no_such_run(rest, run_name) from None
+    phase = (stopped.get("status") or {}).get("phase")
+    if Phase(phase or "Pending").is_terminal():
+        note(f"run {run_name} has already finished ({phase}); nothing to stop")
+        return
+    note(f"run {run_name} stopping")
     if wait:
-        final = client.wait(run_name)
-        stderr.print(f"run {run_name} {final.status.phase}")
+        final = rest.wait(run_name)
+        note(f"run {run_name} {final['status']['phase']}")
+
+
+def _no_such_run(rest: Rest, name: str) -> click.exceptions.Exit:
+    report(
+        NotFound(f"run {name!r} not found in project {rest.project!r}"), hint="`runyard ps` lists the runs"
+    )
+    return click.exceptions.Exit(1)

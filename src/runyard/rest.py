@@ -1,0 +1,404 @@
+"""The REST API as plain JSON documents, over the standard library's `http.client`.
+
+This is the layer under `runyard.Client` and what the CLI talks through: it imports nothing outside the
+standard library (no httpx, no pydantic), so a command like `runyard ps` starts in tens of milliseconds.
+Every error the server reports comes back as the matching `runyard.core.errors.RunyardError` subclass, and
+a server that cannot be reached as `Unavailable`, so callers handle one error tree whatever went wrong.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import secrets
+import socket
+import string
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from runyard.core.errors import FieldError, Invalid, NotFound, RunyardError, Unauthorized, Unavailable
+from runyard.core.kinds import API_VERSION, Kind, resolve_kind
+from runyard.core.phases import TERMINAL
+
+Progress = Callable[[int, int], None]
+Document = dict[str, Any]
+Documents = list[Document]  # named here: inside Rest, `list` is its method
+_STATUS_ERRORS: dict[int, type[RunyardError]] = {401: Unauthorized, 404: NotFound, 503: Unavailable}
+_NAME_ALPHABET = string.ascii_lowercase + string.digits
+# A kept-alive connection the server has since closed fails like this on its next use, before the server
+# saw anything: such a request is sent again once on a fresh connection.
+_STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+
+
+@dataclass(frozen=True)
+class LogLine:
+    """One line a run wrote; `stream` is "stdout", "stderr" or "system" (messages from the platform)."""
+
+    time: datetime | None
+    stream: str
+    text: str
+
+
+@dataclass(frozen=True)
+class LogEnd:
+    """The last item of a log stream: the run has finished."""
+
+    phase: str
+    exit_code: int | None = None
+    reason: str | None = None
+    message: str | None = None
+
+
+class Response:
+    """A finished request: status, headers and the body read whole."""
+
+    def __init__(self, status: int, headers: http.client.HTTPMessage, body: bytes):
+        self.status, self.headers, self.body = status, headers, body
+
+    def json(self) -> Any:
+        return json.loads(self.body) if self.body else None
+
+
+class Rest:
+    """A connection to one runyard server, acting in one project; every answer is a JSON document."""
+
+    page_size = 500  # items per request when listing
+
+    def __init__(
+        self,
+        url: str | None = None,
+        token: str | None = None,
+        project: str | None = None,
+        timeout: float = 30.0,
+    ):
+        url = url or os.environ.get("RUNYARD_API_URL")
+        if not url:
+            raise Unavailable(
+                "no runyard server configured: start one with `runyard up` (or `runyard server`), "
+                "or set RUNYARD_API_URL"
+            )
+        self.url = url.rstrip("/")
+        parts = urllib.parse.urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise Invalid(
+                f"{url!r} is not an http(s) URL", [FieldError("url", "expected http://HOST[:PORT]")]
+            )
+        self._scheme, self._netloc, self._prefix = parts.scheme, parts.netloc, parts.path
+        self.token = token or os.environ.get("RUNYARD_TOKEN")
+        self.project = project or os.environ.get("RUNYARD_PROJECT") or "default"
+        self.timeout = timeout
+        self._local = threading.local()  # one kept-alive connection per thread
+
+    @property
+    def base(self) -> str:
+        return f"{self.url}/apis/runyard.dev/v1"
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # -- resources ---------------------------------------------------------------------------------------
+
+    def get(self, kind: str, name: str) -> Document:
+        return self.send("GET", self._item(kind, name)).json()
+
+    def list(self, kind: str, labels: dict[str, str] | None = None, limit: int | None = None) -> Documents:
+        """The resources of the kind (fetched a page at a time, at most `limit`), oldest first."""
+        params = {"limit": str(min(self.page_size, limit or self.page_size))}
+        if labels:
+            params["labelSelector"] = selector(labels)
+        items: Documents = []
+        while True:
+            page = self.send("GET", self._collection(kind), params=params).json()
+            items += page["items"]
+            token = (page.get("metadata") or {}).get("continue")
+            if not token or (limit is not None and len(items) >= limit):
+                return items[:limit] if limit is not None else items
+            params["continue"] = token
+
+    def apply(self, doc: Document, idempotency_key: str | None = None) -> tuple[Document, str]:
+        """PUT: (the resource as stored, "created" | "configured" | "unchanged")."""
+        body, kind, project = self._document(doc)
+        url = f"{self._collection(kind.plural, project)}/{body['metadata']['name']}"
+        response = self.send("PUT", url, body=body, headers=_idempotency(idempotency_key))
+        outcome = response.headers.get("X-Runyard-Result") or (
+            "created" if response.status == 201 else "configured"
+        )
+        return response.json(), outcome
+
+    def create(self, doc: Document, idempotency_key: str | None = None) -> Document:
+        """POST; Conflict if the name is taken, unless the key was seen before (then retried once)."""
+        body, kind, project = self._document(doc)
+        headers = _idempotency(idempotency_key)
+        url = self._collection(kind.plural, project)
+        return self.send("POST", url, body=body, headers=headers, retry=bool(idempotency_key)).json()
+
+    def delete(self, kind: str, name: str) -> Document:
+        return self.send("DELETE", self._item(kind, name)).json()
+
+    def events(self, kind: str, name: str) -> Documents:
+        return self.send("GET", f"{self._item(kind, name)}/events").json()["items"]
+
+    def watch(
+        self, kind: str, labels: dict[str, str] | None = None, since: int | None = None
+    ) -> Iterator[Document]:
+        """Every change ({type, revision, object}) to the kind in the project, forever: the current objects
+        first (ADDED), or, with `since` (a list's `revision`), only what changed after it."""
+        params = {"watch": "true", **({"since": str(since)} if since is not None else {})}
+        for line in self.stream_lines(self._collection(kind), params, endless=True):
+            event = json.loads(line)
+            if not labels or matches(event["object"], labels):
+                yield event
+
+    # -- runs --------------------------------------------------------------------------------------------
+
+    def stop(self, run: str) -> Document:
+        return self.send("POST", f"{self._item('runs', run)}/stop").json()
+
+    def wait(self, run: str, timeout: float | None = None) -> Document:
+        """Poll until the run reaches a terminal phase; raises TimeoutError after `timeout` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.05
+        while True:
+            current = self.get("runs", run)
+            if (current.get("status") or {}).get("phase") in TERMINAL:
+                return current
+            if deadline is not None and time.monotonic() + delay > deadline:
+                raise TimeoutError(f"run {run} did not finish within {timeout} s")
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    def metrics(self, run: str) -> dict[str, Any]:
+        return dict(self.send("GET", f"{self._item('runs', run)}/metrics").json())
+
+    def logs(
+        self, run: str, follow: bool = False, tail: int | None = None, since: str | None = None
+    ) -> Iterator[LogLine | LogEnd]:
+        """The run's log lines as they arrive (the last `tail`, those after `since`, an RFC 3339 time);
+        a LogEnd comes last once the run has finished."""
+        params = {"follow": "true" if follow else "false"}
+        if tail is not None:
+            params["tail"] = str(tail)
+        if since is not None:
+            params["since"] = since
+        for line in self.stream_lines(f"{self._item('runs', run)}/logs", params, endless=follow):
+            yield _log_item(line)
+
+    # -- projects and tokens -------------------------------------------------------------------------------
+
+    def projects(self) -> Documents:
+        return self.send("GET", f"{self.base}/projects").json()["items"]
+
+    def create_project(self, name: str) -> Document:
+        return self.send("POST", f"{self.base}/projects", body={"name": name}).json()
+
+    def tokens(self) -> Documents:
+        return self.send("GET", f"{self.base}/tokens").json()["items"]
+
+    def create_token(self, name: str, role: str, project: str | None = None) -> Document:
+        """A new API token; the answer's `token` is its secret, shown this once."""
+        body = {"name": name, "role": role, "project": project}
+        return self.send("POST", f"{self.base}/tokens", body=body).json()
+
+    def revoke_token(self, token_id: str) -> Document:
+        return self.send("DELETE", f"{self.base}/tokens/{urllib.parse.quote(token_id, safe='')}").json()
+
+    def whoami(self) -> Document:
+        return self.send("GET", f"{self.base}/whoami").json()
+
+    def health(self) -> Document:
+        """GET /healthz (no credentials needed)."""
+        return self.send("GET", f"{self.url}/healthz").json()
+
+    # -- plumbing ----------------------------------------------------------------------------------------
+
+    def send(
+        self,
+        method: str,
+        url: str,
+        body: Any = None,
+        content: Iterable[bytes] | None = None,
+        params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        retry: bool = False,
+    ) -> Response:
+        """One request, its answer read whole; an error answer raises. With `retry`, sent once more after
+        a connection error or a 5xx; whatever `retry` says, once more when a kept-alive connection had gone
+        stale. `body` goes as JSON, `content` (with a Content-Length header) as raw chunks."""
+        path = self._path(url, params)
+        all_headers = {**self._auth(), **(headers or {})}
+        payload: Any = content
+        if body is not None:
+            payload = json.dumps(body).encode()
+            all_headers["Content-Type"] = "application/json"
+        for attempt in (1, 2):
+            reused = getattr(self._local, "conn", None) is not None
+            try:
+                conn = self._connection()
+                conn.request(method, path, body=payload, headers=all_headers)
+                raw = conn.getresponse()
+                response = Response(raw.status, raw.headers, raw.read())
+            except _STALE as exc:
+                self.close()
+                if attempt == 1 and (reused or retry) and content is None:
+                    continue
+                raise self._unreachable(exc) from None
+            except (OSError, http.client.HTTPException) as exc:
+                self.close()
+                if attempt == 1 and retry and content is None:
+                    continue
+                raise self._unreachable(exc) from None
+            if response.headers.get("Connection", "").lower() == "close":
+                self.close()
+            if retry and attempt == 1 and response.status >= 500:
+                continue
+            _raise_for(response, url)
+            return response
+        raise AssertionError("unreachable")
+
+    def stream_lines(self, url: str, params: dict[str, str], endless: bool) -> Iterator[str]:
+        """The non-empty lines of a streamed (NDJSON) answer, on a connection of its own; `endless` streams
+        wait for the next line as long as it takes."""
+        conn = self._new_connection()
+        try:
+            conn.request("GET", self._path(url, params), headers=self._auth())
+            response = conn.getresponse()
+            if response.status >= 400:
+                _raise_for(Response(response.status, response.headers, response.read()), url)
+            if endless and conn.sock is not None:
+                conn.sock.settimeout(None)
+            while line := response.readline():
+                if line.strip():
+                    yield line.decode()
+        except (OSError, http.client.HTTPException) as exc:
+            raise self._unreachable(exc) from None
+        finally:
+            conn.close()
+
+    def _connection(self) -> http.client.HTTPConnection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._new_connection()
+        return conn
+
+    def _new_connection(self) -> http.client.HTTPConnection:
+        if self._scheme == "https":
+            import ssl
+
+            context = ssl.create_default_context()
+            return http.client.HTTPSConnection(self._netloc, timeout=self.timeout, context=context)
+        conn = http.client.HTTPConnection(self._netloc, timeout=self.timeout)
+        conn.connect()
+        if conn.sock is not None:  # small requests and answers: no Nagle delay between header and body
+            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return conn
+
+    def _path(self, url: str, params: dict[str, str] | None) -> str:
+        path = url[len(self.url) :] if url.startswith(self.url) else url
+        query = f"?{urllib.parse.urlencode(params)}" if params else ""
+        return f"{self._prefix}{path}{query}"
+
+    def _auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    def _unreachable(self, exc: BaseException) -> Unavailable:
+        return Unavailable(
+            f"cannot reach the runyard server at {self.url}: {exc or type(exc).__name__}; "
+            "is it running? try `runyard server`"
+        )
+
+    def _document(self, doc: Document) -> tuple[Document, Kind, str]:
+        body = dict(doc)
+        if not isinstance(body.get("kind"), str):
+            raise Invalid("the resource is invalid", [FieldError("kind", "required")])
+        kind = resolve_kind(body["kind"])
+        metadata = dict(body.get("metadata") or {})
+        if not metadata.get("name"):
+            raise Invalid("the resource is invalid", [FieldError("metadata.name", "required")])
+        metadata["project"] = metadata.get("project") or self.project
+        body["metadata"] = metadata
+        body.setdefault("apiVersion", API_VERSION)
+        return body, kind, metadata["project"]
+
+    def _collection(self, kind: str, project: str | None = None) -> str:
+        return f"{self.base}/projects/{project or self.project}/{resolve_kind(kind).plural}"
+
+    def _item(self, kind: str, name: str) -> str:
+        return f"{self._collection(kind)}/{urllib.parse.quote(name, safe='')}"
+
+
+def experiment(
+    command: str | list[str],
+    name: str | None,
+    snapshot: str | None,
+    env: dict[str, str] | None = None,
+    resources: dict[str, Any] | None = None,
+    timeout_seconds: float | None = None,
+    retries: int = 0,
+    labels: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """The Experiment document `runyard run` submits."""
+    spec: dict[str, Any] = {"command": command, "env": env or {}, "snapshot": snapshot}
+    spec["retryPolicy"] = {"maxRetries": retries}
+    if resources:
+        spec["resources"] = {k: v for k, v in resources.items() if v is not None}
+    if timeout_seconds is not None:
+        spec["timeoutSeconds"] = timeout_seconds
+    metadata = {"name": name or new_run_name(), "labels": labels or {}}
+    return {"apiVersion": API_VERSION, "kind": "Experiment", "metadata": metadata, "spec": spec}
+
+
+def new_run_name() -> str:
+    """`run-` and six random lowercase letters and digits."""
+    return "run-" + "".join(secrets.choice(_NAME_ALPHABET) for _ in range(6))
+
+
+def selector(labels: dict[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in labels.items())
+
+
+def matches(doc: Document, labels: dict[str, str]) -> bool:
+    """Whether the resource carries every one of `labels`."""
+    have = (doc.get("metadata") or {}).get("labels") or {}
+    return all(have.get(k) == v for k, v in labels.items())
+
+
+def _idempotency(key: str | None) -> dict[str, str]:
+    return {"Idempotency-Key": key} if key else {}
+
+
+def _raise_for(response: Response, url: str) -> None:
+    if response.status < 400:
+        return
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        raise RunyardError.from_dict(error)
+    err_cls = _STATUS_ERRORS.get(response.status, RunyardError)
+    text = response.body[:200].decode(errors="replace")
+    raise err_cls(f"HTTP {response.status} from {url}: {text}")
+
+
+def _log_item(line: str) -> LogLine | LogEnd:
+    data = json.loads(line)
+    if data.get("end"):
+        return LogEnd(data.get("phase", ""), data.get("exitCode"), data.get("reason"), data.get("message"))
+    return LogLine(_time(data.get("time")), data.get("stream", "stdout"), data.get("text", ""))
+
+
+def _time(value: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
