@@ -21,7 +21,7 @@ from runyard.core.errors import Unavailable
 from runyard.runtime.local import LocalRuntime
 from runyard.services.auth import ensure_admin_token
 from runyard.services.notify import Notifier
-from runyard.services.snapshots import BlobStore, materialize
+from runyard.services.snapshots import BlobStore, snapshot_files
 from runyard.settings import ControllerSettings, ServerSettings
 from runyard.store import Store
 from runyard.store.engine import normalize_url
@@ -53,7 +53,7 @@ def build(settings: ServerSettings, controller: ControllerSettings, api_url: str
     store.ensure_project("default")
     ensure_admin_token(store, home)
     blobs = BlobStore(home / "blobs")
-    runtime = LocalRuntime(home, materialize=lambda sid, dest: materialize(store, blobs, sid, dest))
+    runtime = LocalRuntime(home, snapshot_files=lambda sid: snapshot_files(store, blobs, sid))
     notifier = Notifier()
     runtime.on_output(notifier.output)
     ctx = Context(store, runtime, notifier, controller, api_url)

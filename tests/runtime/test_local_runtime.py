@@ -75,19 +75,56 @@ def test_exit_code_and_logs(rt: LocalRuntime):
     assert again.entries == [] and again.complete and again.offset == chunk.offset
 
 
-def test_env_and_cwd_with_materialized_snapshot(tmp_path: Path):
-    def materialize(snapshot: str, dest: Path) -> None:
-        (dest / "data.txt").write_text(f"from {snapshot}\n")
-
-    rt = LocalRuntime(tmp_path, materialize)
+def test_env_and_cwd_with_snapshot_files_copied_by_the_shim(tmp_path: Path):
+    blob = tmp_path / "blob"
+    blob.write_text("from s1\n")
+    tool = tmp_path / "tool"
+    tool.write_text("#!/bin/sh\necho tool ran\n")
+    files = {"s1": [(str(blob), "data.txt", 0o600), (str(tool), "bin/deep/tool", 0o755)]}
+    rt = LocalRuntime(tmp_path, files.__getitem__)
     try:
         spec = make_spec(
-            sh('cat data.txt; pwd; echo "$GREETING"'), env={"GREETING": "hi there"}, snapshot="s1"
+            sh('cat data.txt; pwd; echo "$GREETING"; bin/deep/tool'), env={"GREETING": "hi"}, snapshot="s1"
         )
         handle = rt.launch(spec)
-        wait_state(rt, handle, AttemptState.EXITED)
+        assert wait_state(rt, handle, AttemptState.EXITED).exit_code == 0
         work = Path(handle["dir"]) / "work"
-        assert logs(rt, handle) == [("stdout", "from s1"), ("stdout", str(work)), ("stdout", "hi there")]
+        assert [t for s, t in logs(rt, handle) if s == "stdout"] == ["from s1", str(work), "hi", "tool ran"]
+        assert (work / "data.txt").stat().st_mode & 0o777 == 0o600
+        assert (work / "bin/deep/tool").stat().st_mode & 0o777 == 0o755
+    finally:
+        rt.close()
+
+
+def test_a_stop_while_the_shim_copies_the_snapshot_ends_the_attempt_at_once(tmp_path: Path):
+    fifo = tmp_path / "endless"
+    os.mkfifo(fifo)  # nobody writes to it: the copy would never end
+    rt = LocalRuntime(tmp_path, lambda sid: [(str(fifo), "big.bin", 0o644)])
+    try:
+        handle = rt.launch(make_spec(["echo", "never"], snapshot="s"))
+        target = Path(handle["dir"]) / "work" / "big.bin"
+        deadline = time.monotonic() + 5
+        while not target.exists():  # made before the blob is opened: the copy has begun
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert rt.observe(handle).state == AttemptState.STARTING  # no process yet
+        rt.stop(handle, 5)
+        observed = wait_state(rt, handle, AttemptState.EXITED, timeout=3)
+        assert observed.exit_code is None and observed.message == "stopped"
+        assert ("stdout", "never") not in logs(rt, handle)
+    finally:
+        rt.close()
+
+
+def test_a_snapshot_path_outside_the_work_dir_fails_the_launch(tmp_path: Path):
+    blob = tmp_path / "blob"
+    blob.write_text("x")
+    rt = LocalRuntime(tmp_path, lambda sid: [(str(blob), "../../escape", 0o644)])
+    try:
+        handle = rt.launch(make_spec(["true"], snapshot="s"))
+        observed = wait_state(rt, handle, AttemptState.EXITED)
+        assert observed.exit_code is None and "outside the work directory" in observed.message
+        assert not (Path(handle["dir"]).parent / "escape").exists()
     finally:
         rt.close()
 

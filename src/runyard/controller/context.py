@@ -20,9 +20,7 @@ class Context:
     # Runs to wake, first come first served, when a slot frees (an ordered set: a dict's keys).
     waiting_for_capacity: dict[str, None] = field(default_factory=dict)
 
-    def save(
-        self, res: R, *events: tuple[str, str] | tuple[str, str, str], final: bool = False
-    ) -> R:
+    def save(self, res: R, *events: tuple[str, str] | tuple[str, str, str], final: bool = False) -> R:
         """Write status and its events (optimistically: a stale read raises Conflict and the loop retries).
         `final`: the run has ended, revoke its tokens in the same transaction."""
         saved = self.store.update_status(res, events=events, revoke_run_tokens=final)

@@ -159,7 +159,7 @@ def _record_launch(ctx: Context, run: Run, handle: Handle) -> float | None:
         run = fresh
     if run.spec.stopRequested or run.metadata.deletionTimestamp is not None:
         return reconcile_run(ctx, run)  # act on it now rather than at the next notice
-    return _next_look(run)
+    return _soonest(_next_look(run), ctx.settings.launch_timeout_seconds + 0.01)  # did a process start?
 
 
 def _watch(ctx: Context, run: Run) -> float | None:
@@ -170,6 +170,14 @@ def _watch(ctx: Context, run: Run) -> float | None:
         return _exited(ctx, run, obs)
     if obs.state == AttemptState.LOST:
         return _attempt_ended(ctx, run, None, Reason.PROCESS_LOST, obs.message or "the process is gone")
+    launch_left = _launch_time_left(ctx, run, obs) if obs.state == AttemptState.STARTING else None
+    if launch_left is not None and launch_left <= 0:
+        ctx.runtime.stop(handle, 0)
+        limit = ctx.settings.launch_timeout_seconds
+        msg = (
+            f"no process started within launch_timeout_seconds={limit:g} (without progress copying its files)"
+        )
+        return _attempt_ended(ctx, run, None, Reason.LAUNCH_FAILED, msg)
     events: list[EventSpec] = []
     if run.status.limits is None and obs.limits:
         run.status.limits = obs.limits
@@ -184,7 +192,19 @@ def _watch(ctx: Context, run: Run) -> float | None:
         events.append((reason, msg, "Warning" if reason == Reason.DEADLINE_EXCEEDED else "Normal"))
     if events:
         ctx.save(run, *events)
-    return _next_look(run)
+    return _soonest(_next_look(run), launch_left)
+
+
+def _launch_time_left(ctx: Context, run: Run, obs: Observed) -> float:
+    """Seconds left before a launch that has started no process (nor made progress) is given up."""
+    marks = [t for t in (run.status.attempts[-1].startedAt, obs.progress_at) if t is not None]
+    since = max(marks) if marks else now()
+    return ctx.settings.launch_timeout_seconds - (now() - since).total_seconds() + 0.01
+
+
+def _soonest(*delays: float | None) -> float | None:
+    known = [d for d in delays if d is not None]
+    return max(0.0, min(known)) if known else None
 
 
 def _stop_reason(run: Run) -> tuple[str, str] | None:
@@ -214,7 +234,12 @@ def _exited(ctx: Context, run: Run, obs: Observed) -> float | None:
         )
     if code == 0:
         return _attempt_ended(ctx, run, code, Reason.COMPLETED, "exited with code 0", obs)
-    return _attempt_ended(ctx, run, code, Reason.ERROR, _exit_text(code), obs)
+    text = f"{_exit_text(code)}: {obs.message}" if obs.message else _exit_text(code)
+    if obs.oom_killed:
+        return _attempt_ended(ctx, run, code, Reason.OUT_OF_MEMORY, text, obs)
+    return _attempt_ended(
+        ctx, run, code, Reason.ERROR if code is not None else Reason.LAUNCH_FAILED, text, obs
+    )
 
 
 def _exit_text(code: int | None) -> str:

@@ -51,6 +51,7 @@ class Reason(StrEnum):
     STOPPING = "Stopping"
     PROCESS_LOST = "ProcessLost"
     LAUNCH_FAILED = "LaunchFailed"
+    OUT_OF_MEMORY = "OOMKilled"
     RETRYING = "Retrying"
     ADOPTED = "Adopted"
     NOT_IMPLEMENTED = "ControllerNotAvailable"

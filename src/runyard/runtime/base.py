@@ -49,6 +49,8 @@ class Observed:
     finished_at: datetime | None = None
     message: str = ""
     limits: dict[str, Any] | None = None  # e.g. {"mechanism": "cgroup-v1", "cpu": 2.0, "memory": 4294967296}
+    oom_killed: bool = False  # EXITED: killed for going over its memory limit
+    progress_at: datetime | None = None  # STARTING: when the launch last got on (e.g. copying files)
 
 
 @dataclass

@@ -10,7 +10,6 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path, PurePosixPath
@@ -171,14 +170,13 @@ def check_snapshot_owner(store: Store, project: str, snapshot: str | None, field
         )
 
 
-def materialize(store: Store, blobs: BlobStore, snapshot_id: str, dest: Path) -> None:
-    """Copy a snapshot's files into dest (a run's private work directory)."""
-    files = store.get_snapshot(snapshot_id)
-    for rel, entry in files.items():
+def snapshot_files(store: Store, blobs: BlobStore, snapshot_id: str) -> list[tuple[str, str, int]]:
+    """A snapshot's files as (blob path, path in the work directory, mode): what a runtime copies into a
+    run's private work directory, in the run's own supervisor rather than on the controller's thread."""
+    files = []
+    for rel, entry in store.get_snapshot(snapshot_id).items():
         src = blobs.path(entry["sha256"])
         if not src.exists():
             raise NotFound(f"snapshot {snapshot_id} refers to a missing blob {entry['sha256']}")
-        target = dest / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, target)
-        os.chmod(target, entry.get("mode", 0o644) & 0o777)
+        files.append((str(src), rel, entry.get("mode", 0o644) & 0o777))
+    return files

@@ -41,6 +41,8 @@ from runyard.runtime.local.shim import write_json
 log = logging.getLogger(__name__)
 
 LAUNCHER = Path(__file__).with_name("launcher.py")
+# A snapshot id -> its files as (source path, path relative to the work directory, mode).
+SnapshotFiles = Callable[[str], list[tuple[str, str, int]]]
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 # create times are compared with some slack: they derive from the boot time, which the kernel reports in
 # whole seconds. A pid reused within the same second is not a realistic concern.
@@ -97,14 +99,14 @@ def run_base_env() -> dict[str, str]:
 class LocalRuntime(Runtime):
     kind = "local"
 
-    def __init__(self, home: Path, materialize: Callable[[str, Path], None] | None = None) -> None:
+    def __init__(self, home: Path, snapshot_files: SnapshotFiles | None = None) -> None:
         self.home = Path(home).absolute()
         self.runs_dir = self.home / "runs"
         self.runtime_dir = self.home / "runtime"
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         self.runtime_dir.mkdir(parents=True, exist_ok=True)
         self.notify_path = self.runtime_dir / "notify.sock"
-        self._materialize = materialize
+        self._snapshot_files = snapshot_files
         self._lock = threading.Lock()
         self._launcher: subprocess.Popen[bytes] | None = None
         self._callbacks: list[Callable[[str], None]] = []
@@ -126,15 +128,15 @@ class LocalRuntime(Runtime):
         adir = self.attempt_dir(spec.run_uid, spec.attempt)
         if (adir / "state.json").exists():
             return self._adopt(adir)
-        work = adir / "work"
-        work.mkdir(parents=True, exist_ok=True)
-        if spec.snapshot is not None:
-            if self._materialize is None:
-                raise LaunchError("this runtime was not given a way to copy snapshots")
+        (adir / "work").mkdir(parents=True, exist_ok=True)
+        files: list[tuple[str, str, int]] = []
+        if spec.snapshot is not None:  # resolved here (one store read); the shim copies, off our thread
+            if self._snapshot_files is None:
+                raise LaunchError("this runtime was not given a way to find snapshots")
             try:
-                self._materialize(spec.snapshot, work)
+                files = self._snapshot_files(spec.snapshot)
             except Exception as e:
-                raise LaunchError(f"could not copy snapshot {spec.snapshot} into the work dir: {e}") from e
+                raise LaunchError(f"could not read snapshot {spec.snapshot}: {e}") from e
         reply = self._request(
             {
                 "dir": str(adir),
@@ -145,6 +147,7 @@ class LocalRuntime(Runtime):
                 "cpu": spec.cpu,
                 "memory": spec.memory,
                 "stop_grace": spec.stop_grace,
+                "files": files,
                 "notify": str(self.notify_path),
             }
         )
@@ -241,6 +244,7 @@ class LocalRuntime(Runtime):
                 return Observed(
                     state=AttemptState.RUNNING if running else AttemptState.STARTING,
                     started_at=_parse_time(state.get("started_at")),
+                    progress_at=_parse_time(state.get("progress_at")),
                     limits=state.get("limits"),
                 )
             done = _read_json(adir / "exit.json")  # it may have finished between the two looks
@@ -258,6 +262,7 @@ class LocalRuntime(Runtime):
             finished_at=_parse_time(done.get("finished_at")),
             message=self._exit_message(done, state),
             limits=state.get("limits"),
+            oom_killed=bool(done.get("oom_killed")),
         )
 
     @staticmethod

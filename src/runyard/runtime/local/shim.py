@@ -28,6 +28,8 @@ else:  # imported by the launcher script, which runs outside the package
 
 MAX_LINE = 64 * 1024
 DRAIN_SECONDS = 2.0
+COPY_CHUNK = 1 << 20
+BEAT_SECONDS = 1.0  # while copying files, how often state.json says the launch is still getting on
 _boot_time: float | None = None
 
 
@@ -58,6 +60,22 @@ def write_json(path: str, data: dict) -> None:
     os.replace(tmp, path)
 
 
+def _copy_chunk(fd_in: int, fd_out: int) -> int:
+    """Copy up to COPY_CHUNK bytes, in the kernel where it can; returns how many (0 at the end)."""
+    try:
+        return os.copy_file_range(fd_in, fd_out, COPY_CHUNK)
+    except OSError:  # another filesystem, a pipe, an old kernel: through a buffer
+        data = os.read(fd_in, COPY_CHUNK)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd_out, view) :]
+        return len(data)
+
+
+class StoppedWhilePreparing(Exception):
+    """Raised by the SIGTERM handler while the files are copied: a stop must not wait for the copy."""
+
+
 def _kill_group(pgid: int, sig: int) -> None:
     with contextlib.suppress(OSError):  # gone already
         os.killpg(pgid, sig)
@@ -71,6 +89,7 @@ class Shim:
         self.log_fd = -1
         self.child = 0
         self.term_requested = False
+        self.preparing = False
         self.stopped = False
         self.kill_at: float | None = None
         self.sel = selectors.DefaultSelector()
@@ -99,6 +118,9 @@ class Shim:
 
     def _on_term(self, *_: object) -> None:
         self.term_requested = True
+        if self.preparing:
+            self.preparing = False  # raise once
+            raise StoppedWhilePreparing
 
     def _claim(self) -> bool:
         try:
@@ -112,6 +134,31 @@ class Shim:
     def _save_state(self, **changes: object) -> None:
         self.state.update(changes)
         write_json(os.path.join(self.dir, "state.json"), self.state)
+
+    # -- the work directory ------------------------------------------------------------------------------
+    def _prepare(self, files: list) -> None:
+        """Copy the snapshot's files into the work directory, here rather than in the server, so that a
+        big snapshot delays only its own run. Paths were checked at upload; checked again, cheaply."""
+        work = os.path.join(self.dir, "work")
+        beat = time.monotonic()
+        for src, rel, mode in files:
+            if os.path.isabs(rel) or os.path.normpath(rel).split(os.sep)[0] == "..":
+                raise ValueError(f"refusing a path outside the work directory: {rel!r}")
+            target = os.path.join(work, rel)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            fd_out = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                fd_in = os.open(src, os.O_RDONLY)
+                try:
+                    while _copy_chunk(fd_in, fd_out):
+                        if time.monotonic() - beat >= BEAT_SECONDS:
+                            beat = time.monotonic()
+                            self._save_state(progress_at=now_iso())
+                finally:
+                    os.close(fd_in)
+                os.fchmod(fd_out, int(mode) & 0o777)
+            finally:
+                os.close(fd_out)
 
     # -- output ----------------------------------------------------------------------------------------
     def _log(self, stream: str, lines: list[bytes]) -> None:
@@ -300,6 +347,8 @@ class Shim:
         self.log_fd = os.open(
             os.path.join(self.dir, "output.log"), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644
         )
+        if not self._prepared():
+            return
         self._spawn()
         status = self._supervise()
         _kill_group(self.child, signal.SIGKILL)  # container semantics: nothing outlives the main process
@@ -308,18 +357,43 @@ class Shim:
         oom = limits.oom_killed(cgroups)
         if oom:
             self.system("killed: out of memory")
-        exit_code = os.waitstatus_to_exitcode(status)
+        self._record_exit(os.waitstatus_to_exitcode(status), oom_killed=oom)
+        limits.remove(cgroups)
+
+    def _prepared(self) -> bool:
+        """Copy the files the run needs; False (the attempt recorded as ended) if stopped or failed."""
+        files = self.req.get("files") or []
+        if not files:
+            return True
+        try:
+            self.preparing = True
+            if not self.term_requested:
+                self._prepare(files)
+                return True
+        except StoppedWhilePreparing:
+            pass
+        except (OSError, ValueError) as e:
+            self.error = f"could not copy the snapshot into the work directory: {e}"
+            self.system(self.error)
+        finally:
+            self.preparing = False
+        if self.error is None:
+            self.stopped = True
+            self.system("stopped while copying the snapshot; the command never started")
+        self._record_exit(None)
+        return False
+
+    def _record_exit(self, exit_code: int | None, oom_killed: bool = False) -> None:
         result = {
             "exit_code": exit_code,
             "finished_at": now_iso(),
             "stopped": self.stopped,
-            "oom_killed": oom,
+            "oom_killed": oom_killed,
         }
         if self.error:
             result["error"] = self.error
         write_json(os.path.join(self.dir, "exit.json"), result)
         self._notify()
-        limits.remove(cgroups)
 
 
 def main(req: dict, ready_fd: int) -> None:
