@@ -11,9 +11,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import secrets
 import socket
-import string
 import threading
 import time
 import urllib.parse
@@ -30,7 +28,6 @@ Progress = Callable[[int, int], None]
 Document = dict[str, Any]
 Documents = list[Document]  # named here: inside Rest, `list` is its method
 _STATUS_ERRORS: dict[int, type[RunyardError]] = {401: Unauthorized, 404: NotFound, 503: Unavailable}
-_NAME_ALPHABET = string.ascii_lowercase + string.digits
 # A kept-alive connection the server has since closed fails like this on its next use, before the server
 # saw anything: such a request is sent again once on a fresh connection.
 _STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
@@ -358,7 +355,9 @@ def experiment(
 
 def new_run_name() -> str:
     """`run-` and six random lowercase letters and digits."""
-    return "run-" + "".join(secrets.choice(_NAME_ALPHABET) for _ in range(6))
+    import secrets  # here: it costs more to import than `runyard ps` can spare
+
+    return "run-" + "".join(secrets.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(6))
 
 
 def selector(labels: dict[str, str]) -> str:

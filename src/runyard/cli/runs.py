@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import sys
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -67,6 +66,8 @@ def run(
     output: Output | None,
 ) -> None:
     """Run a command on the platform with the files of --path, following its logs to the end."""
+    import uuid
+
     from runyard.rest import experiment
 
     variables, label_map = parse_pairs(env, "--env"), parse_pairs(labels, "--label")

@@ -6,10 +6,10 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import typer
+import click
 
 from runyard.cli.context import state
-from runyard.cli.errors import stderr
+from runyard.cli.errors import note
 from runyard.core.errors import FieldError, Invalid
 
 if TYPE_CHECKING:
@@ -18,23 +18,26 @@ if TYPE_CHECKING:
 S = TypeVar("S", bound="BaseSettings")
 
 
+@click.command()
+@click.option("--host", help="Address to listen on [env RUNYARD_SERVER_HOST, default 127.0.0.1].")
+@click.option(
+    "--port", type=int, help="Port to listen on, 0 picks a free one [env RUNYARD_SERVER_PORT, default 8765]."
+)
+@click.option("--store-url", help="sqlite:///… or postgresql://… [env RUNYARD_SERVER_STORE_URL].")
+@click.option("--public-url", help="URL runs reach the API by [env RUNYARD_SERVER_PUBLIC_URL].")
+@click.option(
+    "--home",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Data directory [env RUNYARD_HOME, default ~/.runyard].",
+)
+@click.pass_context
 def server(
-    ctx: typer.Context,
-    host: str | None = typer.Option(
-        None, "--host", help="Address to listen on [env RUNYARD_SERVER_HOST, default 127.0.0.1]."
-    ),
-    port: int | None = typer.Option(
-        None, "--port", help="Port to listen on, 0 picks a free one [env RUNYARD_SERVER_PORT, default 8765]."
-    ),
-    store_url: str | None = typer.Option(
-        None, "--store-url", help="sqlite:///… or postgresql://… [env RUNYARD_SERVER_STORE_URL]."
-    ),
-    public_url: str | None = typer.Option(
-        None, "--public-url", help="URL runs reach the API by [env RUNYARD_SERVER_PUBLIC_URL]."
-    ),
-    home: Path | None = typer.Option(
-        None, "--home", help="Data directory [env RUNYARD_HOME, default ~/.runyard]."
-    ),
+    ctx: click.Context,
+    host: str | None,
+    port: int | None,
+    store_url: str | None,
+    public_url: str | None,
+    home: Path | None,
 ) -> None:
     """Run the API server and controller in the foreground. Flags win over the environment."""
     from runyard.settings import ControllerSettings, ServerSettings
@@ -68,7 +71,9 @@ def _load(cls: type[S], flags: dict[str, Any], problems: list[FieldError]) -> S 
         return None
 
 
-def up(ctx: typer.Context) -> None:
+@click.command()
+@click.pass_context
+def up(ctx: click.Context) -> None:
     """Start the embedded server in the background (if it is not running) and print its URL."""
     from runyard.embedded import ensure_server
 
@@ -76,18 +81,21 @@ def up(ctx: typer.Context) -> None:
     url, _token = ensure_server(home)
     sys.stdout.write(url + "\n")
     sys.stdout.flush()
-    stderr.print(f"runyard server running at {url} (data in {home})", markup=False)
-    stderr.print('Next: runyard run --cmd "python train.py"', markup=False)
+    note(f"runyard server running at {url} (data in {home})")
+    note('Next: runyard run --cmd "python train.py"')
 
 
-def down(ctx: typer.Context) -> None:
+@click.command()
+@click.pass_context
+def down(ctx: click.Context) -> None:
     """Stop the embedded server started by `up` or by any command."""
     from runyard.embedded import stop_server
 
     pid = stop_server(state(ctx).home_dir())
-    stderr.print(f"stopped the runyard server (pid {pid})" if pid else "no runyard server is running")
+    note(f"stopped the runyard server (pid {pid})" if pid else "no runyard server is running")
 
 
+@click.command()
 def version() -> None:
     """Print the version of this client."""
     from runyard import __version__
