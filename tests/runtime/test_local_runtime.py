@@ -289,3 +289,33 @@ def test_metrics_and_cleanup(rt: LocalRuntime):
     rt.cleanup(handle)
     rt.cleanup(handle)
     assert not Path(handle["dir"]).exists()
+
+
+CLEANUP = """
+import signal, sys, time
+
+def on_term(*_):
+    time.sleep(2)  # cleaning up
+    open(sys.argv[1], "w").write("clean")
+    sys.exit(0)
+
+signal.signal(signal.SIGTERM, on_term)
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("form", ["shell line", "argv"])
+def test_the_grace_period_covers_the_whole_group(rt: LocalRuntime, tmp_path: Path, form: str):
+    """A shell line's /bin/sh dies of the SIGTERM at once; the command it runs still gets its grace."""
+    script, marker = tmp_path / "cleanup.py", tmp_path / "cleaned"
+    script.write_text(CLEANUP)
+    argv = [sys.executable, str(script), str(marker)]
+    handle = rt.launch(make_spec(sh(" ".join(argv)) if form == "shell line" else argv, stop_grace=10))
+    wait_log(rt, handle, "ready")
+    rt.stop(handle, 10)
+    observed = wait_state(rt, handle, AttemptState.EXITED, timeout=8)
+    assert marker.exists(), "the exit was recorded before the cleanup finished"
+    assert marker.read_text() == "clean"
+    assert observed.message == "stopped"
+    assert ("system", "grace period over: sent SIGKILL") not in logs(rt, handle)

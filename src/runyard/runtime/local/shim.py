@@ -29,6 +29,7 @@ else:  # imported by the launcher script, which runs outside the package
 MAX_LINE = 64 * 1024
 DRAIN_SECONDS = 2.0
 COPY_CHUNK = 1 << 20
+GROUP_POLL_SECONDS = 0.05  # after a stop, how often to look whether the group has emptied
 BEAT_SECONDS = 1.0  # while copying files, how often state.json says the launch is still getting on
 _boot_time: float | None = None
 
@@ -74,6 +75,27 @@ def _copy_chunk(fd_in: int, fd_out: int) -> int:
 
 class StoppedWhilePreparing(Exception):
     """Raised by the SIGTERM handler while the files are copied: a stop must not wait for the copy."""
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether a live (not zombie) process is left in the process group."""
+    try:
+        os.killpg(pgid, 0)
+    except OSError:
+        return False
+    try:
+        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:  # no /proc: trust the signal
+        return True
+    for pid in pids:  # zombies answer signal 0 too: look at their states
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError, ValueError):
+            continue
+        if fields[0] != b"Z" and int(fields[2]) == pgid:
+            return True
+    return False
 
 
 def _kill_group(pgid: int, sig: int) -> None:
@@ -270,10 +292,17 @@ class Shim:
         self.kill_at = time.monotonic() + grace
 
     def _supervise(self) -> int:
-        """Pump output until the child exits; handle stops. Returns the child's wait status."""
+        """Pump output until the child exits; handle stops. Returns the child's wait status.
+
+        After a stop, the grace period is the whole group's: a shell line's /bin/sh dies of the SIGTERM
+        at once while its command still cleans up, so the exit is recorded (and the rest SIGKILLed) only
+        once the group is empty or the grace is over."""
         self.sel.register(self.wake_r, selectors.EVENT_READ)
+        main_status: int | None = None
         while True:
             timeout = None if self.kill_at is None else max(0.0, self.kill_at - time.monotonic())
+            if main_status is not None and timeout is not None:
+                timeout = min(timeout, GROUP_POLL_SECONDS)  # nothing signals that the group emptied
             for key, _ in self.sel.select(timeout):
                 if key.fd == self.wake_r:
                     while True:
@@ -293,9 +322,12 @@ class Shim:
                 self.system("grace period over: sent SIGKILL")
                 _kill_group(self.child, signal.SIGKILL)
                 self.kill_at = None
-            pid, status = os.waitpid(self.child, os.WNOHANG)
-            if pid:
-                return status
+            if main_status is None:
+                pid, status = os.waitpid(self.child, os.WNOHANG)
+                if pid:
+                    main_status = status
+            if main_status is not None and (self.kill_at is None or not _group_alive(self.child)):
+                return main_status
 
     def _drain(self) -> None:
         """After the child exited (and its group was killed): read what is left, at most DRAIN_SECONDS."""
