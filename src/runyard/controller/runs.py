@@ -85,6 +85,8 @@ def _start(ctx: Context, run: Run, events: list | None = None) -> float | None:
     n = len(st.attempts) + 1
     st.attempts.append(Attempt(attempt=n))
     msg = f"launching attempt {n} on the {ctx.runtime.kind} runtime"
+    if any(c.type == "Stopping" for c in st.conditions):  # an earlier attempt's timeout
+        set_condition(st.conditions, "Stopping", "False", Reason.LAUNCHING, msg)
     transition(run, Phase.STARTING, Reason.LAUNCHING, msg)
     return _launch(ctx, ctx.save(run, *events))
 
@@ -276,7 +278,7 @@ def _attempt_ended(
         transition(run, Phase.CANCELLED, reason, msg, att.finishedAt)
         return _finish(ctx, run, (reason, msg))
     retries = run.spec.retryPolicy
-    if reason != Reason.DEADLINE_EXCEEDED and len(st.attempts) <= retries.maxRetries:
+    if len(st.attempts) <= retries.maxRetries:  # timeouts too: timeoutSeconds is per attempt
         backoff = retries.backoffSeconds
         next_try = f"{len(st.attempts) + 1}/{retries.maxRetries + 1}"
         note = f"attempt {att.attempt} {msg}; retrying in {backoff:g}s ({next_try})"

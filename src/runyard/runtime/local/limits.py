@@ -2,18 +2,22 @@
 
 Standard library only: this module is imported by the launcher script, which runs with `python -I -S`.
 Order of preference: a cgroup v2 child of /sys/fs/cgroup/runyard, a cgroup v1 child of the current
-process's own cgroup in each needed hierarchy, then rlimits. Any cgroup failure falls back to rlimits
-and is recorded in the note; nothing here ever makes a run fail.
+process's own cgroup in each needed hierarchy; where neither can be written (no root, no hierarchy), the
+memory limit is enforced by the run's supervisor (the shim), which samples the group's resident memory
+and SIGKILLs the group over the limit. No rlimit can do that: RLIMIT_AS makes allocations fail (a Python
+MemoryError, exit 1, no reason) and breaks programs that reserve address space; RLIMIT_RSS is ignored by
+Linux. Any cgroup failure falls back and is recorded in the note; nothing here ever makes a run fail.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import resource
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 CFS_PERIOD_US = 100_000
+WATCHDOG = "watchdog"
+WATCHDOG_SECONDS = 0.1  # how often the supervisor samples a watched run's memory
 
 
 def _write(path: str, value: str) -> None:
@@ -96,8 +100,9 @@ def _rmdir(paths: list[str]) -> None:
             os.rmdir(path)
 
 
-def apply(name: str, cpu: float | None, memory: int | None) -> tuple[dict, list[str]]:
-    """Limit the calling process (and what it will exec). Returns (limits record, cgroup dirs created)."""
+def apply(name: str, cpu: float | None, memory: int | None, cgroups: bool = True) -> tuple[dict, list[str]]:
+    """Limit the calling process (and what it will exec). Returns (limits record, cgroup dirs created).
+    `cgroups=False` goes straight to the supervisor's watchdog."""
     limits: dict[str, object] = {
         "mechanism": "none",
         "cpu": cpu,
@@ -109,7 +114,9 @@ def apply(name: str, cpu: float | None, memory: int | None) -> tuple[dict, list[
         return limits, []
     enforced = [k for k, v in (("cpu", cpu), ("memory", memory)) if v is not None]
     notes = []
-    if os.geteuid() == 0:
+    if not cgroups:
+        notes.append("cgroups not used")
+    elif os.geteuid() == 0:
         if os.path.exists(os.path.join(CGROUP_ROOT, "cgroup.controllers")):
             attempts = [("cgroup-v2", _cgroup_v2)]
         elif os.path.isdir(os.path.join(CGROUP_ROOT, "memory")):
@@ -127,16 +134,11 @@ def apply(name: str, cpu: float | None, memory: int | None) -> tuple[dict, list[
             return limits, paths
     else:
         notes.append("cgroups need root")
-    limits["mechanism"] = "rlimit"
     if memory is not None:
-        try:
-            resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-            limits["enforced"] = ["memory"]
-            notes.append("memory limits the virtual address space (RLIMIT_AS)")
-        except (OSError, ValueError) as e:
-            notes.append(f"memory limit not enforced ({e})")
+        limits.update(mechanism=WATCHDOG, enforced=["memory"])
+        notes.append(f"memory: the supervisor samples resident memory every {WATCHDOG_SECONDS:g} s")
     if cpu is not None:
-        notes.append("cpu is not enforced (an rlimit cannot rate-limit cpu)")
+        notes.append("cpu is not enforced without cgroups")
     limits["note"] = "; ".join(notes)
     return limits, []
 

@@ -99,7 +99,8 @@ def run_base_env() -> dict[str, str]:
 class LocalRuntime(Runtime):
     kind = "local"
 
-    def __init__(self, home: Path, snapshot_files: SnapshotFiles | None = None) -> None:
+    def __init__(self, home: Path, snapshot_files: SnapshotFiles | None = None, cgroups: bool = True) -> None:
+        """`cgroups=False`: enforce memory limits with the shim's watchdog even where cgroups work."""
         self.home = Path(home).absolute()
         self.runs_dir = self.home / "runs"
         self.runtime_dir = self.home / "runtime"
@@ -107,6 +108,7 @@ class LocalRuntime(Runtime):
         self.runtime_dir.mkdir(parents=True, exist_ok=True)
         self.notify_path = self.runtime_dir / "notify.sock"
         self._snapshot_files = snapshot_files
+        self._cgroups = cgroups
         self._lock = threading.Lock()
         self._launcher: subprocess.Popen[bytes] | None = None
         self._callbacks: list[Callable[[str], None]] = []
@@ -147,6 +149,7 @@ class LocalRuntime(Runtime):
                 "cpu": spec.cpu,
                 "memory": spec.memory,
                 "stop_grace": spec.stop_grace,
+                "cgroups": self._cgroups,
                 "files": files,
                 "notify": str(self.notify_path),
             }

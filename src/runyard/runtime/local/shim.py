@@ -29,6 +29,7 @@ else:  # imported by the launcher script, which runs outside the package
 MAX_LINE = 64 * 1024
 DRAIN_SECONDS = 2.0
 COPY_CHUNK = 1 << 20
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 GROUP_POLL_SECONDS = 0.05  # after a stop, how often to look whether the group has emptied
 BEAT_SECONDS = 1.0  # while copying files, how often state.json says the launch is still getting on
 _boot_time: float | None = None
@@ -77,25 +78,37 @@ class StoppedWhilePreparing(Exception):
     """Raised by the SIGTERM handler while the files are copied: a stop must not wait for the copy."""
 
 
+def _group(pgid: int) -> list[tuple[bytes, int]]:
+    """(state, resident pages) of each process in the process group, zombies included, from /proc."""
+    try:
+        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return []
+    members = []
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+            if int(fields[2]) == pgid:
+                members.append((fields[0], int(fields[21])))
+        except (OSError, IndexError, ValueError):
+            continue
+    return members
+
+
 def _group_alive(pgid: int) -> bool:
     """Whether a live (not zombie) process is left in the process group."""
     try:
         os.killpg(pgid, 0)
     except OSError:
         return False
-    try:
-        pids = [p for p in os.listdir("/proc") if p.isdigit()]
-    except OSError:  # no /proc: trust the signal
+    if not os.path.isdir("/proc"):  # cannot tell zombies apart: trust the signal
         return True
-    for pid in pids:  # zombies answer signal 0 too: look at their states
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-        except (OSError, IndexError, ValueError):
-            continue
-        if fields[0] != b"Z" and int(fields[2]) == pgid:
-            return True
-    return False
+    return any(state != b"Z" for state, _ in _group(pgid))
+
+
+def _group_resident_bytes(pgid: int) -> int:
+    return sum(pages for _, pages in _group(pgid)) * PAGE_SIZE
 
 
 def _kill_group(pgid: int, sig: int) -> None:
@@ -114,6 +127,9 @@ class Shim:
         self.preparing = False
         self.stopped = False
         self.kill_at: float | None = None
+        self.memory_limit: int | None = None  # enforced here, by sampling, when cgroups could not
+        self.memory_killed = False
+        self.next_sample = 0.0
         self.sel = selectors.DefaultSelector()
         self.buffers: dict[int, bytearray] = {}
         self.streams: dict[int, str] = {}
@@ -248,6 +264,8 @@ class Shim:
             cgroups=report.get("cgroups", []),
         )
         self.error = report.get("error")
+        if (report.get("limits") or {}).get("mechanism") == limits.WATCHDOG:
+            self.memory_limit = self.req.get("memory")
         if self.error:
             self.system(f"failed to start: {self.error}")
         for fd, stream in ((out_r, "stdout"), (err_r, "stderr")):
@@ -264,7 +282,9 @@ class Shim:
                 signal.signal(sig, signal.SIG_DFL)
             os.setpgid(0, 0)
             name = f"{self.req['run_uid']}-{self.req['attempt']}"
-            record, cgroups = limits.apply(name, self.req.get("cpu"), self.req.get("memory"))
+            record, cgroups = limits.apply(
+                name, self.req.get("cpu"), self.req.get("memory"), self.req.get("cgroups", True)
+            )
             os.write(status_w, json.dumps({"limits": record, "cgroups": cgroups}).encode() + b"\n")
             os.chdir(os.path.join(self.dir, "work"))
             null = os.open(os.devnull, os.O_RDONLY)
@@ -303,6 +323,10 @@ class Shim:
             timeout = None if self.kill_at is None else max(0.0, self.kill_at - time.monotonic())
             if main_status is not None and timeout is not None:
                 timeout = min(timeout, GROUP_POLL_SECONDS)  # nothing signals that the group emptied
+            if self.memory_limit is not None:
+                timeout = (
+                    limits.WATCHDOG_SECONDS if timeout is None else min(timeout, limits.WATCHDOG_SECONDS)
+                )
             for key, _ in self.sel.select(timeout):
                 if key.fd == self.wake_r:
                     while True:
@@ -318,6 +342,8 @@ class Shim:
                 self._notify(b"o:")
             if self.term_requested and not self.stopped:
                 self._stop_requested()
+            if self.memory_limit is not None and main_status is None:
+                self._watch_memory(self.memory_limit)
             if self.kill_at is not None and time.monotonic() >= self.kill_at:
                 self.system("grace period over: sent SIGKILL")
                 _kill_group(self.child, signal.SIGKILL)
@@ -328,6 +354,17 @@ class Shim:
                     main_status = status
             if main_status is not None and (self.kill_at is None or not _group_alive(self.child)):
                 return main_status
+
+    def _watch_memory(self, limit: int) -> None:
+        """The watchdog (see limits.py): SIGKILL the group once its resident memory is over the limit."""
+        if time.monotonic() < self.next_sample:
+            return
+        self.next_sample = time.monotonic() + limits.WATCHDOG_SECONDS
+        resident = _group_resident_bytes(self.child)
+        if resident > limit:
+            _kill_group(self.child, signal.SIGKILL)
+            self.memory_limit, self.memory_killed = None, True
+            self.system(f"resident memory {resident} bytes is over the limit of {limit} bytes: sent SIGKILL")
 
     def _drain(self) -> None:
         """After the child exited (and its group was killed): read what is left, at most DRAIN_SECONDS."""
@@ -386,7 +423,7 @@ class Shim:
         _kill_group(self.child, signal.SIGKILL)  # container semantics: nothing outlives the main process
         self._drain()
         cgroups = self.state.get("cgroups") or []
-        oom = limits.oom_killed(cgroups)
+        oom = self.memory_killed or limits.oom_killed(cgroups)
         if oom:
             self.system("killed: out of memory")
         self._record_exit(os.waitstatus_to_exitcode(status), oom_killed=oom)
