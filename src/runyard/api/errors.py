@@ -24,6 +24,7 @@ from runyard.core.errors import (
     TooLarge,
     Unauthorized,
     Unavailable,
+    field_errors,
     status_code,
 )
 
@@ -87,15 +88,16 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_req: Request, exc: RequestValidationError) -> JSONResponse:
-        details = []
-        for e in exc.errors():
-            loc = [str(p) for p in e.get("loc", ())]
-            if e.get("type") == "json_invalid":
-                details.append(
-                    FieldError("(body)", f"not valid JSON: {e.get('ctx', {}).get('error', e['msg'])}")
-                )
-                continue
-            where = loc[0] if loc else ""
-            path = ".".join(loc[1:]) if where in ("body", "query", "path", "header") else ".".join(loc)
-            details.append(FieldError(path or where or "(body)", e.get("msg", "invalid")))
-        return response(Invalid("the request is invalid", details))
+        bad_json = [e for e in exc.errors() if e.get("type") == "json_invalid"]
+        if bad_json:
+            reason = f"not valid JSON: {bad_json[0].get('ctx', {}).get('error', bad_json[0]['msg'])}"
+            return response(Invalid("the request is invalid", [FieldError("(body)", reason)]))
+        errors = [{**e, "loc": _field_loc(e.get("loc", ()))} for e in exc.errors()]
+        return response(Invalid("the request is invalid", field_errors(errors)))
+
+
+def _field_loc(loc) -> tuple:
+    """("body", "files", "a.py", "mode") -> ("files", "a.py", "mode"); a header or query keeps its name."""
+    if len(loc) > 1 and loc[0] in ("body", "query", "path", "header"):
+        return tuple(loc[1:])
+    return tuple(loc)

@@ -1,7 +1,8 @@
 """Request body limits, enforced before a body is read whole: 413 in the API's error format.
 
-Object documents are bounded like Kubernetes objects (1.5 MiB); snapshot manifests may list many files;
-blobs are streamed to disk and bounded by the server's blob setting.
+A request may be larger than the object it carries may be (1.5 MiB, checked once parsed, with a 422
+naming the field), as with Kubernetes' API server; snapshot manifests may list many files; blobs are
+streamed to disk and bounded by the server's blob setting.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from runyard.api.errors import response
 from runyard.core.errors import TooLarge
 
-MAX_OBJECT_BYTES = 3 << 19  # 1.5 MiB, as Kubernetes (etcd) allows per object
+MAX_REQUEST_BYTES = 8 << 20
 MAX_MANIFEST_BYTES = 16 << 20
 
 
@@ -57,6 +58,6 @@ def limits(max_blob_bytes: int) -> Callable[[str], int]:
             return max_blob_bytes
         if path.endswith("/snapshots"):
             return MAX_MANIFEST_BYTES
-        return MAX_OBJECT_BYTES
+        return MAX_REQUEST_BYTES
 
     return limit_for

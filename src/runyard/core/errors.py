@@ -13,6 +13,7 @@ RunyardError
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 
@@ -103,14 +104,25 @@ def status_code(err: RunyardError) -> int:
     return HTTP_STATUS.get(type(err), 500)
 
 
+# Steps of a location that name a member of a union or a validator, not a field: `cpu.float` is `cpu`.
+_NOT_A_FIELD = re.compile(r"^(str|int|float|bool|none|list\[.*\]|dict\[.*\]|function-.*)$")
+
+
 def invalid_from_pydantic(exc, prefix: str = "") -> Invalid:
     """Turn a pydantic ValidationError into Invalid with dotted field paths."""
-    details = []
-    for e in exc.errors():
-        loc = [str(p) for p in e.get("loc", ()) if not str(p).startswith("function-")]
+    return Invalid("the resource is invalid", field_errors(exc.errors(), prefix))
+
+
+def field_errors(errors, prefix: str = "") -> list[FieldError]:
+    """Pydantic's error dicts as one FieldError per dotted field path (a union's failures joined)."""
+    reasons: dict[str, list[str]] = {}
+    for e in errors:
+        loc = [str(p) for p in e.get("loc", ()) if not _NOT_A_FIELD.match(str(p))]
         path = ".".join(filter(None, [prefix, *loc])) or "(body)"
-        details.append(FieldError(path, _reason(e)))
-    return Invalid("the resource is invalid", details)
+        reason = _reason(e)
+        if reason not in reasons.setdefault(path, []):
+            reasons[path].append(reason)
+    return [FieldError(p, " or ".join(r)) for p, r in reasons.items()]
 
 
 def _reason(e: dict) -> str:

@@ -38,16 +38,75 @@ def check_name(value: str) -> str:
     return value
 
 
-class Strict(BaseModel):
-    """Unknown fields are errors, not silently dropped: a typo must not lose a setting."""
+# Kubernetes' rules for label and annotation keys and values.
+QUALIFIED_NAME_RE = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+DNS_SUBDOMAIN_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+MAX_OBJECT_BYTES = 3 << 19  # 1.5 MiB as JSON, what Kubernetes (etcd) keeps per object
+MAX_ANNOTATIONS_BYTES = 256 * 1024
+# What exec accepts: each argument (and each NAME=value) under MAX_ARG_STRLEN, 128 KiB on Linux; all of
+# them together within our own bound, well under ARG_MAX (a quarter of the stack limit, 2 MiB by default).
+MAX_ARG_BYTES = 128 * 1024 - 1
+MAX_EXEC_BYTES = 1024 * 1024
+MAX_CPU_CORES = 4096.0
+MAX_MEMORY_BYTES = 1 << 50  # 1 PiB
+MAX_SECONDS = 10 * 365 * 86400.0
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=False)
+
+def check_label_key(key: str) -> None:
+    prefix, slash, name = key.rpartition("/")
+    if slash and (not prefix or len(prefix) > 253 or not DNS_SUBDOMAIN_RE.match(prefix)):
+        raise ValueError(f"key {key!r}: the prefix must be a DNS subdomain of at most 253 characters")
+    if len(name) > 63 or not QUALIFIED_NAME_RE.match(name):
+        raise ValueError(
+            f"key {key[:80]!r}: the name must be at most 63 characters of letters, digits, '-', '_' and '.', "
+            "starting and ending with a letter or digit"
+        )
+
+
+def check_labels(labels: dict[str, str]) -> dict[str, str]:
+    for key, value in labels.items():
+        check_label_key(key)
+        if value and (len(value) > 63 or not QUALIFIED_NAME_RE.match(value)):
+            raise ValueError(
+                f"value of {key!r}: at most 63 characters of letters, digits, '-', '_' and '.', "
+                "starting and ending with a letter or digit (or empty)"
+            )
+    return labels
+
+
+def check_annotations(annotations: dict[str, str]) -> dict[str, str]:
+    for key in annotations:
+        check_label_key(key)
+    size = sum(len(k.encode()) + len(v.encode()) for k, v in annotations.items())
+    if size > MAX_ANNOTATIONS_BYTES:
+        raise ValueError(f"are {size} bytes in all; at most {MAX_ANNOTATIONS_BYTES}")
+    return annotations
+
+
+def exec_size(args: list[str]) -> int:
+    """Bytes the arguments take in exec's argument area, after checking each one exec would accept."""
+    total = 0
+    for i, arg in enumerate(args):
+        size = len(arg.encode())
+        if "\0" in arg:
+            raise ValueError(f"argument {i} contains a NUL byte, which no program can receive")
+        if size > MAX_ARG_BYTES:
+            raise ValueError(f"argument {i} is {size} bytes; exec accepts at most {MAX_ARG_BYTES}")
+        total += size + 1
+    return total
+
+
+class Strict(BaseModel):
+    """Unknown fields are errors, not silently dropped: a typo must not lose a setting. Infinity and NaN
+    are refused everywhere: they are not JSON, and no store keeps them."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=False, allow_inf_nan=False)
 
 
 class OwnerReference(Strict):
-    kind: str
-    name: str
-    uid: str
+    kind: str = Field(max_length=32)
+    name: str = Field(max_length=63)
+    uid: str = Field(max_length=36)
 
 
 class ObjectMeta(Strict):
@@ -56,14 +115,16 @@ class ObjectMeta(Strict):
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
     # Set by the server; accepted on input so that `get -o yaml | apply -f -` round-trips.
-    uid: str | None = None
-    resourceVersion: int | None = None
-    generation: int | None = None
+    uid: str | None = Field(default=None, max_length=36)
+    resourceVersion: int | None = Field(default=None, ge=0, le=2**63 - 1)
+    generation: int | None = Field(default=None, ge=0, le=2**31 - 1)
     creationTimestamp: datetime | None = None
     deletionTimestamp: datetime | None = None
-    ownerReferences: list[OwnerReference] = Field(default_factory=list)
+    ownerReferences: list[OwnerReference] = Field(default_factory=list, max_length=16)
 
     _name = field_validator("name", "project")(classmethod(lambda cls, v: check_name(v)))
+    _labels = field_validator("labels")(classmethod(lambda cls, v: check_labels(v)))
+    _annotations = field_validator("annotations")(classmethod(lambda cls, v: check_annotations(v)))
 
 
 class ComputeResources(Strict):
@@ -76,15 +137,15 @@ class ComputeResources(Strict):
     @field_validator("cpu")
     @classmethod
     def _cpu(cls, v: Any) -> Any:
-        if v is not None:
-            parse_cpu(v)
+        if v is not None and parse_cpu(v) > MAX_CPU_CORES:
+            raise ValueError(f"must be at most {MAX_CPU_CORES:g} cores")
         return v
 
     @field_validator("memory")
     @classmethod
     def _memory(cls, v: Any) -> Any:
-        if v is not None:
-            parse_memory(v)
+        if v is not None and parse_memory(v) > MAX_MEMORY_BYTES:
+            raise ValueError(f"must be at most {MAX_MEMORY_BYTES} bytes (1 PiB)")
         return v
 
     @property
@@ -104,12 +165,17 @@ class RetryPolicy(Strict):
 class RunTemplate(Strict):
     """What to execute: shared by Experiments, Jobs (as their template) and Runs."""
 
-    command: str | list[str] = Field(description="a shell command line, or an argv list run without a shell")
+    command: str | list[str] = Field(
+        description="a shell command line, or an argv list run without a shell; each argument under 128 KiB, "
+        "with the environment at most 1 MiB in all"
+    )
     env: dict[str, str] = Field(default_factory=dict)
     environment: str = "default"
     resources: ComputeResources = Field(default_factory=ComputeResources)
     snapshot: str | None = Field(default=None, description="sha256:… id of the uploaded project files")
-    timeoutSeconds: float | None = Field(default=None, gt=0, description="per attempt; then it is stopped")
+    timeoutSeconds: float | None = Field(
+        default=None, gt=0, le=MAX_SECONDS, description="per attempt; then it is stopped"
+    )
     retryPolicy: RetryPolicy = Field(default_factory=RetryPolicy)
     stopGracePeriodSeconds: float = Field(default=10.0, ge=0, le=3600)
 
@@ -118,15 +184,28 @@ class RunTemplate(Strict):
     def _command(cls, v: str | list[str]) -> str | list[str]:
         if (isinstance(v, str) and not v.strip()) or (isinstance(v, list) and not v):
             raise ValueError("must not be empty")
+        size = exec_size([v] if isinstance(v, str) else v)
+        if size > MAX_EXEC_BYTES:
+            raise ValueError(f"is {size} bytes in all; at most {MAX_EXEC_BYTES}")
         return v
 
     @field_validator("env")
     @classmethod
     def _env(cls, v: dict[str, str]) -> dict[str, str]:
         for key in v:
-            if not ENV_NAME_RE.match(key):
-                raise ValueError(f"{key!r} is not a valid environment variable name")
+            if len(key) > 256 or not ENV_NAME_RE.match(key):
+                raise ValueError(f"{key[:80]!r} is not a valid environment variable name")
+        if exec_size([f"{k}={value}" for k, value in v.items()]) > MAX_EXEC_BYTES:
+            raise ValueError(f"is over {MAX_EXEC_BYTES} bytes in all")
         return v
+
+    @model_validator(mode="after")
+    def _exec_fits(self) -> RunTemplate:
+        argv = [self.command] if isinstance(self.command, str) else self.command
+        env = [f"{k}={v}" for k, v in self.env.items()]
+        if exec_size(argv) + exec_size(env) > MAX_EXEC_BYTES:
+            raise ValueError(f"command and env together must be at most {MAX_EXEC_BYTES} bytes")
+        return self
 
     @field_validator("snapshot")
     @classmethod
@@ -150,15 +229,19 @@ class SessionSpec(Strict):
     environment: str = "default"
     resources: ComputeResources = Field(default_factory=ComputeResources)
     snapshot: str | None = None
-    idleTimeoutSeconds: int | None = Field(default=None, gt=0)
+    idleTimeoutSeconds: int | None = Field(default=None, gt=0, le=int(MAX_SECONDS))
 
     _env = field_validator("environment")(classmethod(lambda cls, v: check_name(v)))
     _snap = field_validator("snapshot")(RunTemplate._snapshot.__func__)  # type: ignore[attr-defined]
 
 
 class JobSpec(Strict):
-    schedule: str | None = Field(default=None, description="cron expression, e.g. '0 3 * * *'")
-    dependsOn: list[str] = Field(default_factory=list, description="jobs that must succeed first")
+    schedule: str | None = Field(
+        default=None, max_length=256, description="cron expression, e.g. '0 3 * * *'"
+    )
+    dependsOn: list[str] = Field(
+        default_factory=list, max_length=64, description="jobs that must succeed first"
+    )
     concurrencyPolicy: Literal["Allow", "Forbid", "Replace"] = "Forbid"
     suspend: bool = False
     template: RunTemplate
@@ -180,9 +263,9 @@ class JobSpec(Strict):
 
 class ModelSpec(Strict):
     handler: str | None = Field(
-        default=None, description="'module:function' in the snapshot that serves requests"
+        default=None, max_length=256, description="'module:function' in the snapshot that serves requests"
     )
-    modelUri: str | None = None
+    modelUri: str | None = Field(default=None, max_length=2048)
     replicas: int = Field(default=1, ge=0, le=100)
     environment: str = "default"
     resources: ComputeResources = Field(default_factory=ComputeResources)

@@ -9,10 +9,11 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 
-from runyard.core.clock import now
+from runyard.core.clock import aware, now
 from runyard.core.errors import FieldError, Forbidden, Invalid, NotFound, Unauthorized
 from runyard.store import Store
 from runyard.store.tables import TokenRow
@@ -90,12 +91,17 @@ def token_doc(row) -> dict:
         "name": row.name,
         "role": row.role,
         "project": row.project,
-        "createdAt": row.created_at.isoformat(),
+        "createdAt": iso(row.created_at),
         "revoked": bool(row.revoked),
     }
     if row.run_uid:
         doc["runUid"] = row.run_uid
     return doc
+
+
+def iso(when: datetime) -> str:
+    """RFC 3339 in UTC (SQLite hands back naive datetimes)."""
+    return (aware(when) or when).isoformat()
 
 
 def create_token(store: Store, name: str, role: str, project: str | None) -> dict:

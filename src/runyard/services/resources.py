@@ -11,7 +11,15 @@ from typing import Any
 
 from runyard.core.errors import Conflict, FieldError, Gone, Invalid, NotFound
 from runyard.core.phases import Reason
-from runyard.core.resources import BY_PLURAL, Experiment, JobSpec, Resource, Run, parse_workload
+from runyard.core.resources import (
+    BY_PLURAL,
+    MAX_OBJECT_BYTES,
+    Experiment,
+    JobSpec,
+    Resource,
+    Run,
+    parse_workload,
+)
 from runyard.runtime.base import Runtime
 from runyard.services import watch
 from runyard.services.auth import Principal
@@ -41,6 +49,7 @@ def parse_for_path(doc: Any, project: str, plural: str, name: str | None) -> Res
     if isinstance(doc, dict) and isinstance(doc.get("metadata"), dict):
         doc["metadata"].setdefault("project", project)
     res = parse_workload(doc)
+    _check_size(res)
     errors = []
     if res.plural != plural:
         errors.append(FieldError("kind", f"a {res.kind} cannot be sent to /{plural}"))
@@ -53,6 +62,16 @@ def parse_for_path(doc: Any, project: str, plural: str, name: str | None) -> Res
     if errors:
         raise Invalid("the resource does not match its URL", errors)
     return res
+
+
+def _check_size(res: Resource) -> None:
+    """Each field has its own bound; this bounds what they add up to, as Kubernetes bounds an object."""
+    parts = {"metadata": res.metadata.model_dump(mode="json"), "spec": res.spec.model_dump(mode="json")}
+    sizes = {k: len(json.dumps(v, separators=(",", ":")).encode()) for k, v in parts.items()}
+    size = sum(sizes.values())
+    if size > MAX_OBJECT_BYTES:
+        reason = f"the object is {size} bytes as JSON; at most {MAX_OBJECT_BYTES} (1.5 MiB)"
+        raise Invalid("the resource is too large", [FieldError(max(sizes, key=sizes.__getitem__), reason)])
 
 
 def _check_snapshot(store: Store, res: Resource) -> None:

@@ -9,7 +9,7 @@ from runyard import __version__
 from runyard.api.deps import ADMIN, READ, STATE, AppState
 from runyard.core.errors import Conflict, FieldError, Invalid
 from runyard.core.resources import check_name
-from runyard.services.auth import Principal
+from runyard.services.auth import Principal, iso
 
 health = APIRouter()
 router = APIRouter()
@@ -50,4 +50,4 @@ def create_project(body: ProjectIn = Body(...), who: Principal = ADMIN, s: AppSt
 
 
 def _project(row) -> dict:
-    return {"name": row.name, "createdAt": row.created_at.isoformat()}
+    return {"name": row.name, "createdAt": iso(row.created_at)}

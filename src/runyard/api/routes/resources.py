@@ -73,7 +73,9 @@ def list_(
     plural: str,
     labelSelector: str | None = Query(None, description="k=v[,k2=v2]"),
     watch: bool = Query(False, description="stream changes as NDJSON {type, revision, object}"),
-    since: int | None = Query(None, ge=0, description="with watch: a list's revision; only later changes"),
+    since: int | None = Query(
+        None, ge=0, le=2**63 - 1, description="with watch: a list's revision; only later changes"
+    ),
     limit: int | None = Query(None, ge=1, le=1000, description="at most this many items; see continue"),
     continue_: str | None = Query(None, alias="continue", description="the token of the previous page"),
     s: AppState = STATE,

@@ -1,0 +1,46 @@
+"""Snapshot manifests are checked whole at registration: nothing a manifest says can fail at launch."""
+
+from __future__ import annotations
+
+import hashlib
+
+CONTENT = b"print('hi')\n"
+DIGEST = hashlib.sha256(CONTENT).hexdigest()
+
+
+def entry(**over) -> dict:
+    return {"sha256": DIGEST, "size": len(CONTENT), "mode": 0o644, **over}
+
+
+def refused(api, files: dict) -> dict[str, str]:
+    r = api.post("/snapshots", json={"files": files})
+    assert r.status_code == 422, (files, r.text)
+    return {d["field"]: d["reason"] for d in r.json()["error"]["details"]}
+
+
+def test_modes_beyond_permission_bits_are_refused_naming_the_file(server):
+    api = server.api()
+    assert "setuid" in refused(api, {"run.sh": entry(mode=3583)})["files.run.sh.mode"]  # 0o6777
+    assert "files.run.sh.mode" in refused(api, {"run.sh": entry(mode=0o1755)})  # sticky
+    assert "files.run.sh.mode" in refused(api, {"run.sh": entry(mode=2**40)})
+    assert "files.run.sh.mode" in refused(api, {"run.sh": entry(mode=-1)})
+    assert api.post("/snapshots", json={"files": {"run.sh": entry(mode=0o755)}}).status_code == 200
+
+
+def test_paths_that_cannot_be_a_file_in_the_work_directory_are_refused(server):
+    api = server.api()
+    bad = ["a\0b.py", "", "/etc/passwd", "../up.py", "a/../../b", "a//b.py", "./a.py", "a/", "x" * 256]
+    for path in bad:
+        assert f"files.{path}" in refused(api, {path: entry()}), path
+    nested = refused(api, {"pkg": entry(), "pkg/mod.py": entry()})
+    assert "other files are inside it" in nested["files.pkg"]
+    assert "files.a.py.colour" in refused(api, {"a.py": entry(colour="red")})
+
+
+def test_a_size_that_disagrees_with_the_blob_is_refused(server):
+    api = server.api()
+    assert api.post("/snapshots", json={"files": {"a.py": entry()}}).json()["missing"] == [DIGEST]
+    assert api.put(f"/blobs/{DIGEST}", content=CONTENT).status_code == 201
+    reason = refused(api, {"a.py": entry(size=len(CONTENT) + 1)})["files.a.py.size"]
+    assert f"its content is {len(CONTENT)} bytes" in reason
+    assert api.post("/snapshots", json={"files": {"a.py": entry()}}).json()["missing"] == []
