@@ -3,72 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
-import queue
 import signal
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from tests.support import ServerProcess
+from tests.cli.helpers import Lines, base_env, experiment_yaml, runyard_cli
 
-import runyard
-from runyard.client import Client
 from runyard.core.errors import Invalid
 from runyard.embedded import stop_server
-
-SRC = str(Path(runyard.__file__).resolve().parents[1])
-
-
-def base_env() -> dict[str, str]:
-    """This checkout's runyard, and none of the caller's RUNYARD_* settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNYARD_")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [SRC, env.get("PYTHONPATH")]))
-    return env
-
-
-class Server(ServerProcess):
-    """The shared real server, seen by the CLI through RUNYARD_API_URL / RUNYARD_TOKEN only."""
-
-    def env(self) -> dict[str, str]:
-        return {**base_env(), "RUNYARD_API_URL": self.url, "RUNYARD_TOKEN": self.token}
-
-    def client(self) -> Client:
-        return Client(self.url, self.token)
-
-
-@pytest.fixture(scope="module")
-def srv(tmp_path_factory) -> Iterator[Server]:
-    server = Server(tmp_path_factory.mktemp("cli") / "home").start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def project(tmp_path) -> Path:
-    """A project directory with a data file and a git-ignored secret."""
-    root = tmp_path / "project"
-    root.mkdir()
-    (root / "data.txt").write_text("the data\n")
-    (root / ".gitignore").write_text("secret.txt\n")
-    (root / "secret.txt").write_text("do not upload\n")
-    return root
-
-
-def runyard_cli(*args: str, env: dict[str, str], cwd: Path | None = None, stdin: str | None = None):
-    argv = [sys.executable, "-m", "runyard", *args]
-    return subprocess.run(
-        argv, env=env, cwd=cwd, input=stdin or "", capture_output=True, text=True, timeout=90
-    )
-
-
-def experiment_yaml(name: str, command: str = "echo applied") -> str:
-    head = "apiVersion: runyard.dev/v1\nkind: Experiment\n"
-    return head + f"metadata: {{name: {name}}}\nspec: {{command: {command!r}}}\n"
 
 
 def test_run_prints_the_output_and_exits_0(srv, project):
@@ -248,21 +192,3 @@ def test_get_watch_prints_each_change_until_ctrl_c(srv, project):
     finally:
         watcher.kill()
         watcher.wait()
-
-
-class Lines:
-    """The lines a process writes, read with a deadline: a test fails instead of hanging."""
-
-    def __init__(self, stream, deadline: float):
-        self.deadline, self.queue = deadline, queue.Queue()
-        threading.Thread(
-            target=lambda: [*map(self.queue.put, stream), self.queue.put(None)], daemon=True
-        ).start()
-
-    def next(self) -> str:
-        try:
-            line = self.queue.get(timeout=max(self.deadline - time.monotonic(), 0))
-        except queue.Empty:
-            raise AssertionError("no line before the deadline") from None
-        assert line is not None, "the stream ended"
-        return line

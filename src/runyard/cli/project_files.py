@@ -22,14 +22,16 @@ def upload(rest: Rest, root: Path) -> str:
 
     found = scan(root)
     for link in found.links_left_out:
-        note(f"note: symlink {link} left out of the snapshot (it leads out of {root} or not to a file)")
+        note(
+            f"note: symlink {link} left out of the snapshot (it leads out of the directory, or not to a file)"
+        )
     if found.large:
         names = ", ".join(f"{rel} ({size_text(size)})" for rel, size in found.large[:_SHOWN])
         more = f" and {len(found.large) - _SHOWN} more" if len(found.large) > _SHOWN else ""
         warn(
-            f"the snapshot of {root} holds {size_text(found.total)} in {len(found.files)} files, with "
-            f"{len(found.large)} over {size_text(LARGE_FILE)}: {names}{more}; list data and checkpoints "
-            "in .runyardignore to leave them out"
+            f"the snapshot holds {size_text(found.total)} in {len(found.files)} files, {len(found.large)} of "
+            f"them over {size_text(LARGE_FILE)}: {names}{more}; list data and checkpoints in .runyardignore "
+            "to leave them out"
         )
     with UploadProgress() as progress:
         return upload_snapshot(rest, root, found, progress)
