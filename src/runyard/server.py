@@ -52,7 +52,7 @@ def build(settings: ServerSettings, controller: ControllerSettings, api_url: str
     lock.acquire()
     store.ensure_project("default")
     ensure_admin_token(store, home)
-    blobs = BlobStore(home / "blobs")
+    blobs = BlobStore(home / "blobs", settings.max_blob_bytes)
     runtime = LocalRuntime(home, snapshot_files=lambda sid: snapshot_files(store, blobs, sid))
     notifier = Notifier()
     runtime.on_output(notifier.output)
