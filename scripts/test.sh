@@ -3,16 +3,21 @@
 # on loopback, and runs the whole suite. Extra arguments go to pytest (e.g. -k restart).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 
-if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
-  echo "== installing PostgreSQL from Debian's packages"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+missing=()
+command -v python3 >/dev/null || missing+=(python3)
+command -v git >/dev/null || missing+=(git)  # the install test clones this checkout
+ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing+=(postgresql)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "== installing ${missing[*]} from Debian's packages"
+  apt_install "${missing[@]}"
 fi
+ensure_venv_support python3
+# The install test makes its virtual environment with the distribution's own python3.
+[ ! -x /usr/bin/python3 ] || ensure_venv_support /usr/bin/python3
 
 echo "== installing runyard and its test dependencies into .venv"
-# Some machines' pip config names find-links folders that do not exist: hide only those warnings.
-quiet() { { "$@" 2>&1; } | { grep -v "is ignored: it is neither a file nor a directory" || true; }; }
 [ -x .venv/bin/python ] || python3 -m venv .venv
 quiet .venv/bin/python -m pip install -q --upgrade pip
 quiet .venv/bin/python -m pip install -q -e ".[test]"
@@ -31,8 +36,9 @@ export RUNYARD_TEST_POSTGRES_URL="postgresql://postgres@127.0.0.1:$PGPORT/postgr
 
 echo "== lint"
 .venv/bin/ruff check src tests bench
+.venv/bin/ruff format --check src tests bench
 .venv/bin/mypy
 .venv/bin/lint-imports --no-cache >/dev/null || .venv/bin/lint-imports --no-cache
 
 echo "== tests"
-.venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+.venv/bin/python -m pytest -q -p no:cacheprovider --durations=15 "$@"
