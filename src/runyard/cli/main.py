@@ -30,7 +30,7 @@ from runyard.cli.errors import RunyardGroup
 def app(
     ctx: click.Context, url: str | None, token: str | None, project: str | None, home: Path | None
 ) -> None:
-    """Run, track, schedule and serve machine-learning work."""
+    """Run machine-learning work on a self-hosted platform: commands as runs, with snapshots and logs."""
     ctx.obj = State(url=url, token=token, project=project, home=home)
 
 
