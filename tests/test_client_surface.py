@@ -173,3 +173,11 @@ def test_a_kept_alive_connection_the_server_has_closed_is_replaced_without_an_er
     client = Client(scripted(answer, drop_kept_alive=True), "t")
     assert [client.get("experiments", "t").metadata.name for _ in range(3)] == ["t", "t", "t"]
     assert len(calls) == 3
+
+
+def test_the_cheap_kind_table_agrees_with_the_models():
+    """Clients resolve kinds without importing the models; the two tables must never drift apart."""
+    from runyard.core.kinds import KINDS
+    from runyard.core.resources import ALL_KINDS
+
+    assert {k.name: k.plural for k in KINDS} == {name: cls.plural for name, cls in ALL_KINDS.items()}

@@ -10,7 +10,7 @@ from runyard.core.errors import FieldError, Invalid
 API_GROUP = "runyard.dev"
 API_VERSION = f"{API_GROUP}/v1"
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-NAME_RULE = "lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63"
+NAME_RULE = "lowercase letters, digits and '-', starting and ending with a letter or digit"
 
 
 class Kind(NamedTuple):
@@ -48,5 +48,5 @@ def name_problem(value: str) -> str | None:
     if len(value) > 63:
         return "must be at most 63 characters"
     if not NAME_RE.match(value):
-        return f"{value!r} is not a valid name: use {NAME_RULE} characters"
+        return f"{value!r} is not a valid name: use {NAME_RULE}"
     return None

@@ -14,27 +14,20 @@ from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from runyard.core.errors import FieldError, Invalid, invalid_from_pydantic
+from runyard.core.kinds import API_VERSION, name_problem, resolve_kind
+from runyard.core.kinds import NAME_RE as NAME_RE  # re-exported: the API validates names by it
 from runyard.core.phases import Phase
 from runyard.core.quantities import parse_cpu, parse_memory
 
-API_GROUP = "runyard.dev"
-API_VERSION = f"{API_GROUP}/v1"
-NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SNAPSHOT_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 HANDLER_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 
 def check_name(value: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise ValueError("must be a non-empty string")
-    if len(value) > 63:
-        raise ValueError("must be at most 63 characters")
-    if not NAME_RE.match(value):
-        raise ValueError(
-            f"{value!r} is not a valid name: use lowercase letters, digits and '-', "
-            "starting and ending with a letter or digit"
-        )
+    problem = name_problem(value) if isinstance(value, str) else "must be a non-empty string"
+    if problem:
+        raise ValueError(problem)
     return value
 
 
@@ -401,12 +394,7 @@ BY_PLURAL: dict[str, type[Resource]] = {c.plural: c for c in ALL_KINDS.values()}
 
 def kind_for(word: str) -> type[Resource]:
     """Resolve what a user types ('experiment', 'exp', 'Experiments', 'runs') to a kind."""
-    w = word.lower()
-    for cls in ALL_KINDS.values():
-        if w in (cls.__name__.lower(), cls.plural, cls.plural[:3]):
-            return cls
-    names = ", ".join(c.plural for c in ALL_KINDS.values())
-    raise Invalid(f"unknown kind {word!r}", [FieldError("kind", f"expected one of {names}")])
+    return ALL_KINDS[resolve_kind(word).name]
 
 
 class Event(BaseModel):
