@@ -76,13 +76,25 @@ def table(docs: Sequence[Doc], cols: Sequence[Column], whole: bool = False) -> s
     `whole`."""
     rows = [[_cell(col.cell(doc), whole) for col in cols] for doc in docs]
     widths = [max([len(col.header)] + [len(row[i]) for row in rows]) for i, col in enumerate(cols)]
-    lines = [_line([paint(col.header, None, bold=True) for col in cols], [c.header for c in cols], widths)]
+    header = [col.header for col in cols]
+    coloured = colours()  # else no styling at all: `get` of thousands of objects piped to a file stays fast
+    lines = [_line([paint(text, None, bold=True) for text in header] if coloured else header, header, widths)]
     for doc, row in zip(docs, rows, strict=True):
-        painted = [
-            paint(text, col.colour(doc) if col.colour else None) for col, text in zip(cols, row, strict=True)
-        ]
-        lines.append(_line(painted, row, widths))
+        if coloured:
+            cells = zip(cols, row, strict=True)
+            lines.append(
+                _line(
+                    [paint(text, col.colour(doc) if col.colour else None) for col, text in cells], row, widths
+                )
+            )
+        else:
+            lines.append(_line(row, row, widths))
     return "\n".join(lines)
+
+
+def colours() -> bool:
+    """Whether stdout gets colours: a terminal, and NO_COLOR unset."""
+    return sys.stdout.isatty() and "NO_COLOR" not in os.environ
 
 
 def _line(painted: list[str], plain: list[str], widths: list[int]) -> str:
