@@ -9,7 +9,8 @@ import time
 
 from runyard.controller.context import Context
 from runyard.controller.experiments import reconcile_experiment, reconcile_stored_only
-from runyard.controller.runs import reconcile_run
+from runyard.controller.retry import CAP_SECONDS, Backoff, is_temporary
+from runyard.controller.runs import fail_unreconcilable, reconcile_run
 from runyard.core.errors import Conflict, NotFound
 from runyard.core.phases import Phase, Reason
 from runyard.core.resources import Experiment, Job, Model, Resource, Run, Session
@@ -21,6 +22,11 @@ STORED_ONLY: tuple[type[Resource], ...] = (Session, Job, Model)
 BATCH = 8  # uids reconciled between two looks at the queues
 RESYNC_AT_LEAST = 5  # ticks: how long a busy queue may postpone the full resync
 PRUNE_EVERY = 60.0  # seconds between prunes of the change feed
+LOOP = "*"  # the backoff key of the loop's own passes
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".splitlines()[0]
 
 
 class Controller:
@@ -36,6 +42,7 @@ class Controller:
         self._due: dict[str, float] = {}  # uid -> monotonic time it asked to be looked at again
         self._thread: threading.Thread | None = None
         self._last_prune = 0.0
+        self._backoff = Backoff()
         ctx.notifier.subscribe(self.enqueue)
         ctx.runtime.on_change(lambda uid: self.enqueue(uid, urgent=True))
 
@@ -61,9 +68,11 @@ class Controller:
         while not self._stopping.is_set():
             try:
                 last_resync = self._step(last_resync)
-            except Exception:  # e.g. the database is down: keep the loop alive and try again
-                log.exception("controller pass failed; retrying in %ss", self.ctx.settings.tick_seconds)
-                self._stopping.wait(self.ctx.settings.tick_seconds)
+                self._backoff.succeeded(LOOP)
+            except Exception as exc:  # e.g. the database is down: keep the loop alive, back off
+                delay = self._backoff.failed(LOOP, exc) or CAP_SECONDS  # the loop itself never gives up
+                log.warning("controller pass failed (%s); retrying in %gs", _describe(exc), delay)
+                self._stopping.wait(delay)
 
     def _step(self, last_resync: float) -> float:
         """Reconcile a batch of queued uids (or resync everything), then sleep until there is work."""
@@ -108,8 +117,11 @@ class Controller:
             self._dirty.clear()
         store = self.ctx.store
         kinds: tuple[type[Resource], ...] = (*STORED_ONLY, Experiment, Run)
+        now = time.monotonic()
         for kind in kinds:
             for res in store.list(kind, unfinished=True):
+                if self._due.get(res.uid, 0.0) > now and self._backoff.failures(res.uid):
+                    continue  # backing off: it is looked at when due
                 self._reconcile(res)
 
     def _process(self, uids: list[str]) -> None:
@@ -139,14 +151,51 @@ class Controller:
                 self._guard(reconcile_experiment, parent)
 
     def _guard(self, fn, res: Resource):
+        uid = res.uid
         try:
-            return fn(self.ctx, res)
+            result = fn(self.ctx, res)
         except (Conflict, NotFound):
-            self.enqueue(res.uid)  # someone else wrote it first: look again at once
-        except Exception:
-            log.exception("reconciling %s %s failed; will retry", res.kind, res.metadata.name)
-            self._due[res.uid] = time.monotonic() + 1.0
+            self.enqueue(uid)  # someone else wrote it first: look again at once
+        except Exception as exc:
+            delay = self._backoff.failed(uid, exc)
+            if delay is None:
+                log.error(
+                    "reconciling %s %s failed for good: %s", res.kind, res.metadata.name, _describe(exc)
+                )
+                self._give_up(res, exc)
+            else:
+                kind = "temporary" if is_temporary(exc) else "unexpected"
+                log.warning(
+                    "reconciling %s %s failed (%s, %s); retrying in %gs",
+                    res.kind, res.metadata.name, kind, _describe(exc), delay,
+                )  # fmt: skip
+                self._due[uid] = time.monotonic() + delay
+        else:
+            self._backoff.succeeded(uid)
+            return result
         return None
+
+    def _give_up(self, res: Resource, exc: Exception) -> None:
+        """Say in the object's status and events why the controller stopped acting on it."""
+        msg = f"the controller gave up on this {res.kind}: {_describe(exc)}"
+        self._due[res.uid] = time.monotonic() + CAP_SECONDS  # should it stay unfinished, not in a loop
+        try:
+            if isinstance(res, Run):
+                fail_unreconcilable(self.ctx, res, msg)
+            else:
+                res.status.phase, res.status.reason, res.status.message = (
+                    "Failed",
+                    Reason.RECONCILE_ERROR,
+                    msg,
+                )
+                self.ctx.save(res, (Reason.RECONCILE_ERROR, msg, "Warning"))
+        except (Conflict, NotFound):
+            self.enqueue(res.uid)
+        except Exception as again:
+            log.warning(
+                "could not record that %s %s failed: %s", res.kind, res.metadata.name, _describe(again)
+            )
+            self._due[res.uid] = time.monotonic() + CAP_SECONDS
 
     def _report_adoptions(self) -> None:
         """After a restart, say in each running run's events that it was found alive."""

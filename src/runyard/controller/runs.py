@@ -6,6 +6,7 @@ resourceVersion it read. Restart it at any moment and it converges: launches are
 
 from __future__ import annotations
 
+import contextlib
 import signal
 from datetime import timedelta
 
@@ -317,6 +318,17 @@ def _finalize_deleted(ctx: Context, run: Run) -> float | None:
     ctx.store.delete(run.uid)
     ctx.notifier.touch(run.uid)
     return None
+
+
+def fail_unreconcilable(ctx: Context, run: Run, msg: str) -> None:
+    """The controller cannot act on this run (see retry.py): stop what it runs, and fail it, saying why."""
+    att = run.status.attempts[-1] if run.status.attempts else None
+    if att and att.handle:
+        with contextlib.suppress(Exception):
+            ctx.runtime.stop(att.handle, run.spec.stopGracePeriodSeconds)
+    if not run.status.phase.is_terminal():
+        transition(run, Phase.FAILED, Reason.RECONCILE_ERROR, msg)
+    _finish(ctx, run, (Reason.RECONCILE_ERROR, msg, "Warning"))
 
 
 def _describe_limits(limits: dict) -> str:

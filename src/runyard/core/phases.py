@@ -63,3 +63,4 @@ class Reason(StrEnum):
     RUN_DELETED = "RunDeleted"
     NAME_TAKEN = "NameTaken"
     UNSCHEDULABLE = "Unschedulable"
+    RECONCILE_ERROR = "ReconcileError"
