@@ -17,11 +17,16 @@ ensure_venv_support python3
 # The install test makes its virtual environment with the distribution's own python3.
 [ ! -x /usr/bin/python3 ] || ensure_venv_support /usr/bin/python3
 
-echo "== installing runyard and its test dependencies into .venv"
-[ -x .venv/bin/python ] || python3 -m venv .venv
-quiet .venv/bin/python -m pip install -q --upgrade pip
-quiet .venv/bin/python -m pip install -q -e ".[test]"
-.venv/bin/python -c "import runyard, fastapi, sqlalchemy, psycopg, pytest"  # the install really happened
+# Again only when pyproject.toml changed since the last install into this .venv.
+STAMP=.venv/installed-from.sha256
+if ! sha256sum -c --status "$STAMP" 2>/dev/null; then
+  echo "== installing runyard and its test dependencies into .venv"
+  [ -x .venv/bin/python ] || python3 -m venv .venv
+  quiet .venv/bin/python -m pip install -q --upgrade pip
+  quiet .venv/bin/python -m pip install -q -e ".[test]"
+  .venv/bin/python -c "import runyard, fastapi, sqlalchemy, psycopg, pytest"  # the install really happened
+  sha256sum pyproject.toml >"$STAMP"
+fi
 
 echo "== starting PostgreSQL on 127.0.0.1"
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
