@@ -45,7 +45,10 @@ def upload_snapshot(
     found = found or scan(root)
     files = found.files
     url = f"{rest.base}/projects/{rest.project}/snapshots"
-    missing = rest.send("POST", url, body={"files": files}).json()["missing"]
+    first = rest.send("POST", url, body={"files": files}).json()
+    missing = first["missing"]
+    if not missing:  # the server had every file, so the snapshot is registered already
+        return first["id"]
     by_hash = {entry["sha256"]: rel for rel, entry in files.items()}
     uploads = [(by_hash[digest], files[by_hash[digest]]) for digest in missing]
     meter = _Meter(sum(entry["size"] for _, entry in uploads), progress)
