@@ -1,28 +1,44 @@
 """Stream a run's logs across its attempts as NDJSON, optionally following until the run ends.
 
 Followers sleep on the Notifier and wake when the run's record changes or it writes output; FALLBACK is
-only how long a missed notice can delay them.
+only how long a missed notice can delay them. The generators run on the event loop; every store and
+runtime call (database, log files) goes to a worker thread.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
+from collections import deque
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from datetime import datetime
 
+from anyio.to_thread import run_sync as off_loop
+
+from runyard.core.clock import aware
 from runyard.core.errors import NotFound
-from runyard.core.resources import Experiment, Run
-from runyard.runtime.base import Runtime
+from runyard.core.resources import Attempt, Experiment, Run
+from runyard.runtime.base import LogEntry, Runtime
 from runyard.services.notify import Notifier
 from runyard.store import Store
 
 FALLBACK = 0.5  # seconds
+MAX_TAIL = 100_000
 
 
-def _line(entry) -> bytes:
-    return (
-        json.dumps({"time": entry.time.isoformat(), "stream": entry.stream, "text": entry.text}) + "\n"
-    ).encode()
+@dataclass(frozen=True)
+class LogQuery:
+    follow: bool = False
+    tail: int | None = None  # only the last N lines written so far, then (following) every new one
+    since: datetime | None = None  # only lines written at or after this time
+
+
+def _lines(entries: Iterable[LogEntry]) -> bytes:
+    return b"".join(
+        (json.dumps({"time": e.time.isoformat(), "stream": e.stream, "text": e.text}) + "\n").encode()
+        for e in entries
+    )
 
 
 def _end(run: Run | None) -> bytes:
@@ -50,51 +66,77 @@ def find_run(store: Store, project: str, name: str) -> Run | None:
 
 async def _await_run(store: Store, notifier: Notifier, project: str, name: str, timeout: float) -> Run | None:
     """Wait for the controller to create an experiment's run: it touches the experiment when it does."""
-    exp_uid = store.get(Experiment, project, name).uid
+    exp_uid = (await off_loop(store.get, Experiment, project, name)).uid
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         seen = notifier.versions(exp_uid)  # before the read, so a touch after it is not missed
-        run = find_run(store, project, name)
+        run = await off_loop(find_run, store, project, name)
         if run is not None:
             return run
         await notifier.wait(exp_uid, seen, FALLBACK)
     return None
 
 
+def _next_entries(
+    runtime: Runtime, atts: list[Attempt], idx: int, offset: int
+) -> tuple[list[LogEntry], int, int]:
+    """The next entries written, from attempt `idx` at `offset` on; none when all were read so far."""
+    while idx < len(atts):
+        handle = atts[idx].handle
+        chunk = runtime.read_logs(handle, offset) if handle else None
+        if chunk and chunk.entries:
+            return chunk.entries, idx, chunk.offset
+        if idx + 1 < len(atts):  # a later attempt exists, so this one has ended and was read to the end
+            idx, offset = idx + 1, 0
+            continue
+        break
+    return [], idx, offset
+
+
 async def stream_logs(
-    store: Store, runtime: Runtime, notifier: Notifier, project: str, name: str, follow: bool, run: Run | None
+    store: Store,
+    runtime: Runtime,
+    notifier: Notifier,
+    project: str,
+    name: str,
+    query: LogQuery,
+    run: Run | None,
 ) -> AsyncIterator[bytes]:
     """`run` as find_run returned it: None while its experiment has not made it yet (followers wait)."""
-    if run is None and follow:
+    if run is None and query.follow:
         run = await _await_run(store, notifier, project, name, timeout=30.0)
     if run is None:
         yield b'{"end": true, "phase": "Pending", "message": "the run has not been created yet"}\n'
         return
+    since = aware(query.since)
+    held = deque[LogEntry](maxlen=query.tail) if query.tail is not None else None  # until caught up
     uid = run.uid
     idx, offset, seen_state = 0, 0, -1
     while True:
         seen = notifier.versions(uid)
         if seen[0] != seen_state:  # the record changed: new attempts, a new phase
             seen_state = seen[0]
-            found = store.get_uid(uid)
+            found = await off_loop(store.get_uid, uid)
             if not isinstance(found, Run):
                 yield _end(None)
                 return
             run = found
         progressed = False
-        atts = run.status.attempts
-        while idx < len(atts):
-            handle = atts[idx].handle
-            chunk = runtime.read_logs(handle, offset) if handle else None
-            if chunk and chunk.entries:
-                offset, progressed = chunk.offset, True
-                yield b"".join(_line(e) for e in chunk.entries)
-                continue
-            if idx + 1 < len(atts):  # a later attempt exists, so this one has ended and was read to the end
-                idx, offset = idx + 1, 0
-                continue
-            break
-        if not follow or (run.status.phase.is_terminal() and not progressed):
+        while True:
+            entries, idx, offset = await off_loop(_next_entries, runtime, run.status.attempts, idx, offset)
+            if not entries:
+                break
+            progressed = True
+            shown = [e for e in entries if since is None or (aware(e.time) or e.time) >= since]
+            if held is not None:
+                held.extend(shown)
+            elif shown:
+                yield _lines(shown)
+        if held is not None:  # caught up with what was written: its last lines, then every new one
+            if held:
+                yield _lines(held)
+            held = None
+        if not query.follow or (run.status.phase.is_terminal() and not progressed):
             yield _end(run)
             return
         if not progressed:

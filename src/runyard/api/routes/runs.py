@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
+from pydantic import AwareDatetime
 
 from runyard.api.deps import READ, STATE, WRITE, AppState
 from runyard.api.params import Name, Project
 from runyard.services import resources as svc
 from runyard.services.auth import Principal
-from runyard.services.logs import find_run, stream_logs
+from runyard.services.logs import MAX_TAIL, LogQuery, find_run, stream_logs
 
 router = APIRouter(tags=["runs"])
 
@@ -32,10 +33,13 @@ def logs(
     project: Project,
     name: Name,
     follow: bool = Query(False, description="keep streaming until the run ends"),
+    tail: int | None = Query(None, ge=0, le=MAX_TAIL, description="only the last N lines written so far"),
+    since: AwareDatetime | None = Query(None, description="RFC 3339 time: only lines written at or after it"),
     s: AppState = STATE,
     who: Principal = READ,
 ) -> StreamingResponse:
     """NDJSON: {time, stream, text} per line, then {end: true, phase, exitCode, reason, message}."""
     run = find_run(s.store, project, name)  # a 404 now, not mid-stream, for a name that is neither
-    body = stream_logs(s.store, s.runtime, s.notifier, project, name, follow, run)
+    query = LogQuery(follow, tail, since)
+    body = stream_logs(s.store, s.runtime, s.notifier, project, name, query, run)
     return StreamingResponse(body, media_type="application/x-ndjson")
