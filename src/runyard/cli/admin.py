@@ -34,7 +34,7 @@ def _show(items: list[dict[str, Any]], output: Output, columns: list[Column], wh
 CREATED = Column("AGE", lambda item: age(timestamp(item.get("createdAt"))))
 
 
-@click.group(invoke_without_command=True)
+@click.group(invoke_without_command=True, short_help="List the projects, or create one.")
 @output_option()
 @click.pass_context
 def projects(ctx: click.Context, output: Output) -> None:
@@ -68,7 +68,7 @@ TOKEN_COLUMNS = [
 ]
 
 
-@click.group(invoke_without_command=True)
+@click.group(invoke_without_command=True, short_help="List, create or revoke API tokens.")
 @output_option()
 @click.pass_context
 def tokens(ctx: click.Context, output: Output) -> None:

@@ -13,9 +13,9 @@ OUTPUTS = tuple(str(o) for o in Output)
 LABELS = click.option(
     "--selector",
     "-l",
-    "selector",
     multiple=True,
-    help="KEY=VALUE label to match; repeatable (all must match).",
+    metavar="KEY=VALUE",
+    help="A label to match; repeatable (all must match).",
 )
 SORT = click.option(
     "--sort",

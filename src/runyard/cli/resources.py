@@ -26,7 +26,7 @@ FILES = click.option(
 Document = tuple[str, int, dict[str, Any]]  # (file, index in it from 1, the document)
 
 
-@click.command()
+@click.command(short_help="Create or update resources from YAML files.")
 @FILES
 @click.option(
     "--snapshot/--no-snapshot",
@@ -114,7 +114,7 @@ def kind_of(word: str) -> Kind:
         raise click.exceptions.Exit(USAGE_EXIT) from None
 
 
-@click.command()
+@click.command(short_help="List the resources of a kind, or show one.")
 @click.argument("kind_word", metavar="KIND")
 @click.argument("name", required=False)
 @output_option()
@@ -197,7 +197,7 @@ def describe(ctx: click.Context, kind_word: str, name: str, output: Output) -> N
     sys.stdout.write(json.dumps(doc, indent=2) + "\n" if output is Output.JSON else to_yaml(doc))
 
 
-@click.command()
+@click.command(short_help="Delete resources by kind and name, or as a file names them.")
 @click.argument("kind_word", metavar="[KIND", required=False)
 @click.argument("names", metavar="NAME...]", nargs=-1)
 @FILES

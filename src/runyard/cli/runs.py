@@ -27,7 +27,7 @@ _DURATION = re.compile(r"^(\d+)([smhd])$")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-@click.command()
+@click.command(short_help="Run a command with the files of a directory, following its logs.")
 @click.option("--cmd", "-c", required=True, help='The command line to run, e.g. "python train.py".')
 @click.option("--name", "-n", help="Name of the run (default: run-xxxxxx).")
 @click.option(
@@ -36,8 +36,12 @@ _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     default=Path("."),
     help="Directory whose files the run gets (default: cwd).",
 )
-@click.option("--env", "-e", multiple=True, help="KEY=VALUE for the run's environment; repeatable.")
-@click.option("--label", "-l", "labels", multiple=True, help="KEY=VALUE label of the run; repeatable.")
+@click.option(
+    "--env", "-e", multiple=True, metavar="KEY=VALUE", help="A variable of the run's environment; repeatable."
+)
+@click.option(
+    "--label", "-l", "labels", multiple=True, metavar="KEY=VALUE", help="A label of the run; repeatable."
+)
 @click.option("--cpu", help="CPU cores to reserve, e.g. 2 or 500m.")
 @click.option("--memory", help="Memory to reserve, e.g. 512Mi or 4Gi.")
 @click.option("--gpu", type=int, help="Whole GPUs to reserve.")
@@ -186,7 +190,7 @@ def parse_since(value: str, now: datetime | None = None) -> str:
     return (when if when.tzinfo else when.astimezone()).astimezone(UTC).isoformat()
 
 
-@click.command()
+@click.command(short_help="Stop a run.")
 @click.argument("run_name", metavar="RUN")
 @click.option("--wait", "-w", is_flag=True, help="Wait until it has stopped.")
 @click.pass_context
