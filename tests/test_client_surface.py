@@ -55,11 +55,12 @@ def test_importing_runyard_loads_neither_httpx_nor_pydantic():
     assert out.strip() == "[]"
 
 
-def test_the_rest_layer_and_the_cli_import_no_third_party_http_models_or_rich():
-    """What `runyard ps` and `runyard run` load: the standard library and click, nothing heavier."""
+def test_the_cli_and_the_sdk_import_no_third_party_http_models_or_rich():
+    """What `runyard ps` and `runyard run` load: the standard library and click, nothing heavier; the SDK
+    loads its models (pydantic) on the first typed answer."""
     heavy = ("httpx", "pydantic", "rich", "typer", "yaml", "pathspec", "psutil", "runyard.core.resources")
     code = (
-        "import sys, runyard.rest, runyard.upload, runyard.cli.main; "
+        "import sys, runyard.client, runyard.rest, runyard.upload, runyard.cli.main; "
         f"print(sorted(m for m in {heavy!r} if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -10,15 +10,17 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
-from runyard.core.resources import ALL_KINDS, Event, Experiment, Resource, Run
 from runyard.rest import LogEnd, LogLine, Progress, Rest, experiment, new_run_name
 from runyard.upload import upload_snapshot
 
+if TYPE_CHECKING:  # the models (pydantic) load on the first typed answer, not at import
+    from runyard.core.resources import Event, Experiment, Resource, Run
+
 __all__ = ["ApplyResult", "Client", "LogEnd", "LogLine", "WatchEvent", "new_run_name"]
 
-R = TypeVar("R", bound=Resource)
+R = TypeVar("R", bound="Resource")
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,8 @@ class Client:
         return _parse(self.rest.delete(_plural(kind), name))
 
     def events(self, kind: str | type[Resource], name: str) -> builtins.list[Event]:
+        from runyard.core.resources import Event
+
         return [Event.model_validate(item) for item in self.rest.events(_plural(kind), name)]
 
     def watch(self, kind: str | type[Resource], since: int | None = None) -> Iterator[WatchEvent]:
@@ -118,11 +122,11 @@ class Client:
     # -- runs --------------------------------------------------------------------------------------------
 
     def runs(self) -> builtins.list[Run]:
-        return self.list(Run)
+        return cast("list[Run]", self.list("runs"))
 
     def stop(self, run: str) -> Run:
         """Ask the controller to stop the run; returns at once (see `wait`). A finished run is left as is."""
-        return Run.model_validate(self.rest.stop(run))
+        return cast("Run", _parse(self.rest.stop(run)))
 
     def metrics(self, run: str) -> dict[str, Any]:
         """The run's resource usage now: cpu_percent, memory_bytes (absent once it has ended)."""
@@ -130,7 +134,7 @@ class Client:
 
     def wait(self, run: str, timeout: float | None = None) -> Run:
         """Poll until the run reaches a terminal phase; raises TimeoutError after `timeout` seconds."""
-        return Run.model_validate(self.rest.wait(run, timeout))
+        return cast("Run", _parse(self.rest.wait(run, timeout)))
 
     def logs(
         self, run: str, follow: bool = False, tail: int | None = None, since: str | None = None
@@ -175,8 +179,10 @@ def _plural(kind: str | type[Resource]) -> str:
 
 
 def _body(doc: dict | Resource) -> dict:
-    return doc.model_dump(mode="json", exclude_none=True) if isinstance(doc, Resource) else dict(doc)
+    return dict(doc) if isinstance(doc, dict) else doc.model_dump(mode="json", exclude_none=True)
 
 
 def _parse(doc: dict) -> Resource:
+    from runyard.core.resources import ALL_KINDS
+
     return ALL_KINDS[doc["kind"]].model_validate(doc)
