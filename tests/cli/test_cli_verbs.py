@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta
 
 from tests.cli.helpers import Lines, runyard_cli
 
@@ -206,3 +207,28 @@ def test_a_token_is_created_with_its_secret_shown_once_used_listed_and_revoked(s
     assert revoked.returncode == 0 and "revoked" in revoked.stdout
     refused = runyard_cli("ps", env=as_viewer)
     assert refused.returncode == 1 and "hint: pass --token" in refused.stderr
+
+
+# -- logs --tail, --since ----------------------------------------------------------------------------------
+
+
+def test_logs_tail_and_since_show_the_end_or_what_came_after_a_time(srv, project):
+    name = start_run(srv, project, "--cmd", "for i in 1 2 3 4 5; do echo line$i; sleep 0.05; done")
+    srv.client().wait(name, timeout=60)
+
+    def entries(*args: str) -> list[dict]:
+        result = runyard_cli("logs", name, "-o", "json", *args, env=srv.env())
+        assert result.returncode == 0, result.stderr
+        return [json.loads(line) for line in lines_of(result.stdout)]
+
+    every = entries()
+    assert [e["text"] for e in every if e["stream"] == "stdout"] == [f"line{i}" for i in range(1, 6)]
+    assert entries("--tail", "2") == every[-2:]
+    assert entries("--tail", "2", "--follow") == every[-2:]  # the run has ended: the end, then exit
+    third = next(e for e in every if e["text"] == "line3")
+    since = datetime.fromisoformat(third["time"])
+    assert entries("--since", third["time"]) == [
+        e for e in every if datetime.fromisoformat(e["time"]) >= since
+    ]
+    assert entries("--since", "10m") == every
+    assert entries("--since", (since + timedelta(hours=1)).isoformat()) == []
