@@ -1,8 +1,9 @@
-"""The change feed that watches read: a row per write of a resource, in commit order."""
+"""The change feed that watches read: a row per write of a resource, in commit order per (kind, project)."""
 
 from __future__ import annotations
 
 import builtins
+import hashlib
 from datetime import timedelta
 from typing import Any, cast
 
@@ -16,7 +17,15 @@ from runyard.store.tables import ChangeRow
 
 CHANGES = cast(Table, ChangeRow.__table__)
 ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
-CHANGE_ORDER_LOCK = 0x72756E79617264 + 1  # serialises change-feed inserts on PostgreSQL (see _record)
+# PostgreSQL advisory locks in the two-int key space (apart from the controller's bigint lock): this class,
+# and a hash of the (kind, project) a change belongs to. See _record and revision.
+CHANGE_ORDER_CLASS = 0x72796366  # "rycf"
+
+
+def stream_key(kind: str, project: str) -> int:
+    """The change stream of (kind, project) as a signed 32-bit lock key; a collision only serializes."""
+    digest = hashlib.blake2b(f"{kind}/{project}".encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 class ChangeFeed(StoreBase):
@@ -24,13 +33,25 @@ class ChangeFeed(StoreBase):
         self, db: DBSession | Connection, uid: str, res: Resource, type_: str, obj: dict | None = None
     ) -> None:
         """Append to the change feed in the writer's transaction. On PostgreSQL sequence numbers are
-        handed out before commit, so a transaction-scoped lock makes commit order and seq order agree:
-        a watcher that has seen seq N has seen everything below it."""
-        if not self.is_sqlite:
-            db.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CHANGE_ORDER_LOCK})
+        handed out before commit, so writers of one (kind, project) take its transaction-scoped lock: in
+        each stream, seq order is commit order, and a watcher of it that has seen seq N has seen every
+        change of it below N. Writers of other streams go on in parallel."""
         m = res.metadata
+        if not self.is_sqlite:
+            key = {"cls": CHANGE_ORDER_CLASS, "key": stream_key(res.kind, m.project)}
+            db.execute(text("SELECT pg_advisory_xact_lock(:cls, :key)"), key)
         values = {"uid": uid, "project": m.project, "kind": res.kind, "name": m.name, "type": type_}
         db.execute(insert(CHANGES).values(**values, time=now(), object=obj))
+
+    def revision(self, cls: type[Resource], project: str) -> int:
+        """A point to watch (kind, project) from: every change of it numbered up to here has committed,
+        and every later one will be numbered above. Streams commit out of seq order with each other, so
+        on PostgreSQL this waits for the stream's writer in flight (sharing its lock) before reading."""
+        with self.connect() as conn:
+            if not self.is_sqlite:
+                key = {"cls": CHANGE_ORDER_CLASS, "key": stream_key(cls.__name__, project)}
+                conn.execute(text("SELECT pg_advisory_xact_lock_shared(:cls, :key)"), key)
+            return conn.execute(select(func.max(CHANGES.c.seq))).scalar() or 0
 
     def changes_since(
         self, cls: type[Resource], project: str, seq: int, limit: int = 500

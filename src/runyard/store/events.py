@@ -30,10 +30,6 @@ def event_values(uid: str | None, res: Resource, ev: EventSpec) -> dict[str, Any
     }
 
 
-ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
-CHANGE_ORDER_LOCK = 0x72756E79617264 + 1  # serialises change-feed inserts on PostgreSQL (see _record)
-
-
 def event_row(uid: str | None, res: Resource, ev: EventSpec) -> EventRow:
     return EventRow(**event_values(uid, res, ev))
 
