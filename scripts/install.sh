@@ -2,7 +2,8 @@
 # Installs runyard for this user and starts the platform with its embedded defaults (`runyard up`).
 # Works with a distribution's own python3, which refuses pip installs outside a virtual environment
 # (PEP 668): runyard goes into its own virtual environment, and the `runyard` command is linked into
-# ~/.local/bin. Run it again to upgrade from this checkout. PYTHON picks another interpreter (3.11+).
+# ~/.local/bin. Run it again to upgrade from this checkout (the embedded server restarts on the new
+# version). PYTHON picks another interpreter (3.11+).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -35,4 +36,6 @@ case ":$PATH:" in
   *) echo "   $BIN is not on your PATH: add it with  export PATH=\"$BIN:\$PATH\"" ;;
 esac
 
+# An embedded server still running the version before makes way for this one; its runs carry on.
+"$BIN/runyard" down >/dev/null 2>&1 || true
 "$BIN/runyard" up

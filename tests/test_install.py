@@ -48,24 +48,32 @@ def test_install_and_start_works_with_the_distributions_python(tmp_path):
     keep = {k: v for k, v in os.environ.items() if not k.startswith(("RUNYARD_", "VIRTUAL_ENV", "PYTHON"))}
     env = {**keep, **user_cache_env(), "HOME": str(home), "PATH": f"/usr/bin:/bin:{os.environ['PATH']}"}
     env.pop("XDG_DATA_HOME", None)
-    proc = subprocess.run(
-        ["bash", "-c", install], cwd=clone, env=env, capture_output=True, text=True, timeout=540
-    )
     command = home / ".local/bin/runyard"
     try:
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-        info = json.loads((home / ".runyard/server.json").read_text())
-        assert proc.stdout.strip().splitlines()[-1] == info["url"]
-        assert httpx.get(info["url"] + "/healthz", timeout=10).status_code == 200
-        assert f"the runyard command is {command}" in proc.stdout
+        first = install_and_start(install, clone, env)
+        assert f"the runyard command is {command}" in first["stdout"]
         version = subprocess.run([command, "version"], env=env, capture_output=True, text=True, timeout=60)
         assert version.stdout.startswith("runyard "), version.stderr
         venv = (home / ".local/share/runyard/venv/pyvenv.cfg").read_text()
         assert f"home = {SYSTEM_PYTHON.parent}" in venv  # made by the distribution's python3
+        again = install_and_start(install, clone, env)  # an upgrade: the server restarts on the new code
+        assert again["pid"] != first["pid"]
     finally:
         if command.exists():
             subprocess.run([command, "down"], env=env, capture_output=True, timeout=60)
         _kill_leftover(home)
+
+
+def install_and_start(install: str, clone: Path, env: dict[str, str]) -> dict:
+    """Run the README's command; return the server.json of the server it left running, and its stdout."""
+    proc = subprocess.run(
+        ["bash", "-c", install], cwd=clone, env=env, capture_output=True, text=True, timeout=540
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    info = json.loads((Path(env["HOME"]) / ".runyard/server.json").read_text())
+    assert proc.stdout.strip().splitlines()[-1] == info["url"]
+    assert httpx.get(info["url"] + "/healthz", timeout=10).status_code == 200
+    return {**info, "stdout": proc.stdout}
 
 
 def _kill_leftover(home: Path) -> None:
