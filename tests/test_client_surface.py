@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import inspect
-import json
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from tests.cli.helpers import ScriptedServers
 
 import runyard
 from runyard.client import Client
@@ -81,45 +79,10 @@ def test_settings_come_from_the_environment_when_not_given(monkeypatch):
     assert (client.url, client.token, client.project) == ("http://example.test", "t0k", "vision")
 
 
-Answer = Callable[[str, str, dict[str, str]], tuple[int, dict]]  # (method, path, headers) -> (status, body)
-
-
 @pytest.fixture
-def scripted() -> Iterator[Callable[[Answer], str]]:
-    """A real HTTP server on loopback that answers as the test says: for what the runyard server never
-    does on purpose (a 503, say), so that the client's handling of it can be seen."""
-    servers: list[ThreadingHTTPServer] = []
-
-    def start(answer: Answer, drop_kept_alive: bool = False) -> str:
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"  # connections kept alive, as uvicorn keeps them
-
-            def _reply(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                status, body = answer(self.command, self.path, dict(self.headers))
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-                # Like a server whose keep-alive timeout passed: closed without saying so beforehand.
-                self.close_connection = drop_kept_alive
-
-            do_GET = do_POST = do_PUT = _reply
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=srv.serve_forever, daemon=True).start()
-        servers.append(srv)
-        return f"http://127.0.0.1:{srv.server_address[1]}"
-
-    yield start
-    for srv in servers:
-        srv.shutdown()
-        srv.server_close()
+def scripted() -> Iterator[Callable[..., str]]:
+    with ScriptedServers() as start:
+        yield start
 
 
 def test_an_error_body_becomes_the_matching_error_with_its_details(scripted):

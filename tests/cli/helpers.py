@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from tests.support import ServerProcess
@@ -63,3 +66,49 @@ class Lines:
             raise AssertionError("no line before the deadline") from None
         assert line is not None, "the stream ended"
         return line
+
+
+Answer = Callable[[str, str, dict[str, str]], tuple[int, dict]]  # (method, path, headers) -> (status, body)
+
+
+class ScriptedServers:
+    """Real HTTP servers on loopback that answer as a test says, for what the runyard server never does on
+    purpose (a 503, a stream that ends early), so that the client's handling of it can be seen.
+    `start(answer)` returns a server's URL; all stop with the context."""
+
+    def __init__(self) -> None:
+        self.servers: list[ThreadingHTTPServer] = []
+
+    def __enter__(self) -> Callable[..., str]:
+        return self.start
+
+    def __exit__(self, *exc: object) -> None:
+        for srv in self.servers:
+            srv.shutdown()
+            srv.server_close()
+
+    def start(self, answer: Answer, drop_kept_alive: bool = False) -> str:
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # connections kept alive, as uvicorn keeps them
+
+            def _reply(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                status, body = answer(self.command, self.path, dict(self.headers))
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                # Like a server whose keep-alive timeout passed: closed without saying so beforehand.
+                self.close_connection = drop_kept_alive
+
+            do_GET = do_POST = do_PUT = _reply
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        self.servers.append(srv)
+        return f"http://127.0.0.1:{srv.server_address[1]}"

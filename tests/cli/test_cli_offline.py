@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 from click.testing import CliRunner
+from tests.cli.helpers import ScriptedServers
 
 from runyard.cli.main import app
 from runyard.cli.runs import parse_since
@@ -140,3 +141,16 @@ def test_an_upload_notes_each_symlink_left_out_and_warns_of_large_files_with_the
     large = "warning: the snapshot holds 50 MiB in 2 files, 1 of them over 50 MiB: weights.bin (50 MiB);"
     assert large in result.stderr
     assert "cannot reach" in result.stderr  # what is said comes before the upload
+
+
+def test_a_watch_the_server_closes_is_an_error_not_a_silent_exit(runner):
+    run = {"kind": "Run", "metadata": {"name": "r"}, "status": {"phase": "Running"}}
+
+    def answer(method: str, path: str, headers: dict[str, str]) -> tuple[int, dict]:
+        return 200, {"type": "ADDED", "revision": 1, "object": run}  # one event, then the stream ends
+
+    with ScriptedServers() as start:
+        result = runner.invoke(app, ["--url", start(answer), "--token", "t", "get", "runs", "-w"])
+    assert result.exit_code == 1
+    assert result.stdout.splitlines()[1].split() == ["ADDED", "r", "Running"]
+    assert "error: the server closed the watch; run the command again" in result.stderr

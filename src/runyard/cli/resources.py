@@ -14,7 +14,7 @@ from runyard.cli.errors import USAGE_EXIT, fail, note, parse_pairs, report
 from runyard.cli.options import LABELS, SORT, output_option
 from runyard.cli.output import Output, echo, order, render, to_yaml
 from runyard.cli.output import describe as show_description
-from runyard.core.errors import Invalid, RunyardError
+from runyard.core.errors import Invalid, RunyardError, Unavailable
 from runyard.core.kinds import Kind, resolve_kind
 
 if TYPE_CHECKING:
@@ -177,6 +177,8 @@ def _watch(rest: Rest, kind: Kind, name: str | None, labels: dict[str, str], out
                 sys.stdout.flush()
     except KeyboardInterrupt:
         return
+    # A watch never ends by itself: the server closed it (a restart, or a failure it logged).
+    raise Unavailable("the server closed the watch; run the command again to go on watching")
 
 
 @click.command()
