@@ -37,11 +37,14 @@ FIELDS = [(cls, name) for cls in (ServerSettings, ControllerSettings) for name i
 
 
 @functools.cache
+def server_help() -> str:
+    argv = [sys.executable, "-m", "runyard", "server", "--help"]
+    return subprocess.run(argv, capture_output=True, text=True, check=True, timeout=60).stdout
+
+
 def server_flags() -> frozenset[str]:
     """The long options `runyard server --help` lists, but --help itself."""
-    argv = [sys.executable, "-m", "runyard", "server", "--help"]
-    shown = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=60).stdout
-    return frozenset(re.findall(r"(?<![\w-])--[a-z][a-z-]+", shown)) - {"--help"}
+    return frozenset(re.findall(r"(?<![\w-])--[a-z][a-z-]+", server_help())) - {"--help"}
 
 
 def flag(name: str) -> str | None:
@@ -72,6 +75,13 @@ def test_each_setting_reads_its_environment_variable(clean_env, cls, name):
 
 def test_every_flag_of_runyard_server_is_a_setting():
     assert {flag(name) for name in ServerSettings.model_fields} - {None} == server_flags()
+
+
+def test_runyard_server_help_names_every_setting_it_has_no_flag_for():
+    shown = " ".join(server_help().split())  # as wrapped for the terminal
+    for cls, name in FIELDS:
+        if cls is ControllerSettings or flag(name) is None:
+            assert env_name(cls, name) in shown
 
 
 @pytest.mark.parametrize("name", list(ServerSettings.model_fields))

@@ -18,7 +18,11 @@ if TYPE_CHECKING:
 S = TypeVar("S", bound="BaseSettings")
 
 
-@click.command()
+@click.command(
+    epilog="By environment only: RUNYARD_SERVER_MAX_BLOB_BYTES, RUNYARD_CONTROLLER_TICK_SECONDS, "
+    "RUNYARD_CONTROLLER_MAX_RUNNING_RUNS, RUNYARD_CONTROLLER_LAUNCH_TIMEOUT_SECONDS (see the README's "
+    "Configuration)."
+)
 @click.option("--host", help="Address to listen on [env RUNYARD_SERVER_HOST, default 127.0.0.1].")
 @click.option(
     "--port", type=int, help="Port to listen on, 0 picks a free one [env RUNYARD_SERVER_PORT, default 8765]."
