@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from runyard.core.resources import Resource
 from runyard.runtime.base import Runtime
 from runyard.services.notify import Notifier
 from runyard.settings import ControllerSettings
@@ -19,10 +20,13 @@ class Context:
     api_url: str
     # Runs to wake, first come first served, when a slot frees (an ordered set: a dict's keys).
     waiting_for_capacity: dict[str, None] = field(default_factory=dict)
+    # What save() wrote last, per uid: the loop mirrors a run into its owner without reading it again.
+    written: dict[str, Resource] = field(default_factory=dict)
 
     def save(self, res: R, *events: tuple[str, str] | tuple[str, str, str], final: bool = False) -> R:
         """Write status and its events (optimistically: a stale read raises Conflict and the loop retries).
         `final`: the run has ended, revoke its tokens in the same transaction."""
         saved = self.store.update_status(res, events=events, revoke_run_tokens=final)
+        self.written[saved.uid] = saved
         self.notifier.touch(saved.uid, wake_controller=False)
         return saved

@@ -24,17 +24,22 @@ def reconcile_experiment(ctx: Context, exp: Experiment) -> list[Run]:
     if m.deletionTimestamp is not None:
         _cascade_delete(ctx, exp, runs)
         return []
-    created: list[Run] = []
     if not runs and exp.status.runs:
         _run_gone(ctx, exp)  # its run was deleted: an Experiment runs once, so it is not made again
         return []
     if not runs:
         run = _create_run(ctx, exp)
-        if run is None:
-            return []
-        runs = created = [run]
-    _mirror(ctx, exp, runs[-1], [(Reason.RUN_CREATED, f"created run {m.name}")] if created else [])
-    return created
+        return [] if run is None else [run]  # the loop starts it, then mirrors it with mirror_run
+    _mirror(ctx, exp, runs[-1])
+    return []
+
+
+def mirror_run(ctx: Context, exp: Experiment, run: Run) -> None:
+    """Mirror a run the loop has just acted on into its Experiment: no need to list the runs again."""
+    if exp.metadata.deletionTimestamp is not None:
+        reconcile_experiment(ctx, exp)
+        return
+    _mirror(ctx, exp, run)
 
 
 def _create_run(ctx: Context, exp: Experiment) -> Run | None:
@@ -68,7 +73,7 @@ def _run_gone(ctx: Context, exp: Experiment) -> None:
         ctx.save(exp, (Reason.RUN_DELETED, exp.status.message, "Warning"))
 
 
-def _mirror(ctx: Context, exp: Experiment, run: Run, events: list) -> None:
+def _mirror(ctx: Context, exp: Experiment, run: Run) -> None:
     rs = run.status
     status = WorkloadStatus(
         phase=rs.phase.value,
@@ -78,9 +83,10 @@ def _mirror(ctx: Context, exp: Experiment, run: Run, events: list) -> None:
         observedGeneration=exp.metadata.generation,
         runs=[run.metadata.name],
     )
-    if status != exp.status or events:
+    if status != exp.status:
+        first = not exp.status.runs  # the first mirror of a run says it was created
         exp.status = status
-        ctx.save(exp, *events)
+        ctx.save(exp, *([(Reason.RUN_CREATED, f"created run {run.metadata.name}")] if first else []))
 
 
 def _cascade_delete(ctx: Context, exp: Experiment, runs: list[Run]) -> None:

@@ -8,7 +8,7 @@ import threading
 import time
 
 from runyard.controller.context import Context
-from runyard.controller.experiments import reconcile_experiment, reconcile_stored_only
+from runyard.controller.experiments import mirror_run, reconcile_experiment, reconcile_stored_only
 from runyard.controller.retry import CAP_SECONDS, Backoff, is_temporary
 from runyard.controller.runs import fail_unreconcilable, reconcile_run
 from runyard.core.errors import Conflict, NotFound
@@ -123,31 +123,39 @@ class Controller:
                 if self._due.get(res.uid, 0.0) > now and self._backoff.failures(res.uid):
                     continue  # backing off: it is looked at when due
                 self._reconcile(res)
+                self.ctx.written.clear()
 
     def _process(self, uids: list[str]) -> None:
         for uid in uids:
             res = self.ctx.store.get_uid(uid)
             if res is not None:
                 self._reconcile(res)
+                self.ctx.written.clear()
 
-    def _reconcile(self, res: Resource) -> None:
+    def _reconcile(self, res: Resource, created_by: Experiment | None = None) -> None:
         if isinstance(res, Experiment):
             for run in self._guard(reconcile_experiment, res) or []:
-                self._reconcile(run)  # start it in the same pass: no round trip through the queue
+                self._reconcile(run, created_by=res)  # start it in the same pass, then mirror it
             return
         if isinstance(res, STORED_ONLY):
             self._guard(reconcile_stored_only, res)
             return
         uid = res.uid
-        before = self.ctx.notifier.versions(uid)[0]
+        self.ctx.written.pop(uid, None)
         delay = self._guard(reconcile_run, res)
         if delay is not None:
             self._due[uid] = time.monotonic() + delay
-        if self.ctx.notifier.versions(uid)[0] == before:
+        run = self.ctx.written.pop(uid, None) or (res if created_by else None)
+        deleting = res.metadata.deletionTimestamp is not None  # the owner must notice the run is gone
+        if not isinstance(run, Run) and not deleting:
             return  # nothing was written: the owner has nothing new to mirror
         for owner in res.metadata.ownerReferences:
-            parent = self.ctx.store.get_uid(owner.uid)
-            if parent is not None:
+            parent = created_by or self.ctx.store.get_uid(owner.uid)
+            if not isinstance(parent, Experiment):
+                continue
+            if isinstance(run, Run) and not deleting:
+                self._guard(lambda ctx, exp: mirror_run(ctx, exp, run), parent)
+            else:
                 self._guard(reconcile_experiment, parent)
 
     def _guard(self, fn, res: Resource):
