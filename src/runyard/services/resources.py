@@ -12,6 +12,7 @@ from typing import Any
 from runyard.core.errors import Conflict, FieldError, Gone, Invalid, NotFound
 from runyard.core.phases import Reason
 from runyard.core.resources import (
+    API_VERSION,
     BY_PLURAL,
     MAX_OBJECT_BYTES,
     Experiment,
@@ -137,19 +138,25 @@ def get_resource(store: Store, who: Principal, kind: type[R], project: str, name
 def list_resources(
     store: Store,
     who: Principal,
-    kind: type[R],
+    kind: type[Resource],
     project: str,
     selector: str | None,
     limit: int | None = None,
     token: str | None = None,
-) -> tuple[list[R], str | None]:
-    """A page of resources, oldest first, and the token that continues after it (None: that was all)."""
+) -> str:
+    """A page of resources, oldest first, as the List document's JSON: its revision (to watch from) and the
+    token that continues after it (null: that was all). Items come as JSON straight from the store."""
     who.check_project(project)
-    page = store.list(kind, project, labels=parse_selector(selector), limit=limit, after=_decode(token))
-    if limit is None or len(page) < limit:
-        return page, None
-    last = page[-1].metadata
-    return page, _encode(last.creationTimestamp, last.uid)
+    labels, after = parse_selector(selector), _decode(token)
+    revision = store.revision(kind, project)  # read first: a watch from it misses nothing listed after
+    page = store.list_documents(kind, project, labels=labels, limit=limit, after=after)
+    last = page[-1] if limit is not None and len(page) == limit else None
+    meta = {"revision": revision, "continue": _encode(last.created, last.uid) if last else None}
+    items = ",".join(d.json for d in page)
+    return (
+        f'{{"apiVersion":"{API_VERSION}","kind":"{kind.__name__}List",'
+        f'"metadata":{json.dumps(meta)},"items":[{items}]}}'
+    )
 
 
 def _encode(created: datetime | None, uid: str | None) -> str:

@@ -18,6 +18,7 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Row,
+    Select,
     Table,
     delete,
     exists,
@@ -36,6 +37,8 @@ from runyard.core.phases import TERMINAL
 from runyard.core.resources import ALL_KINDS, Resource
 from runyard.store.base import EventSpec, R, dump
 from runyard.store.changes import ADDED, DELETED, MODIFIED, ChangeFeed
+from runyard.store.documents import COLUMNS as DOCUMENT_COLUMNS
+from runyard.store.documents import Document, document
 from runyard.store.events import EVENTS, event_row, event_values
 from runyard.store.tables import EventRow, IdempotencyRow, ResourceRow, TokenRow
 
@@ -168,29 +171,51 @@ class ResourceStore(ChangeFeed):
     ) -> list[R]:
         """Filter by project, owner, phase or deletion; `unfinished`: what a controller must still act on.
         Oldest first; `limit` and `after` (the (creationTimestamp, uid) of the last item seen) page."""
-        q = select(RESOURCES).where(ResourceRow.kind == cls.__name__)
+        q = select(RESOURCES).where(RESOURCES.c.kind == cls.__name__)
         if project is not None:
-            q = q.where(ResourceRow.project == project)
+            q = q.where(RESOURCES.c.project == project)
         if owner_uid is not None:
-            q = q.where(ResourceRow.owner_uid == owner_uid)
+            q = q.where(RESOURCES.c.owner_uid == owner_uid)
         if phases is not None:
-            q = q.where(ResourceRow.phase.in_(phases))
-        for key, value in (labels or {}).items():
-            q = q.where(self._label_is(key, value))
+            q = q.where(RESOURCES.c.phase.in_(phases))
         if deleting is not None:
             q = q.where(
-                ResourceRow.deletion_timestamp.is_not(None)
+                RESOURCES.c.deletion_timestamp.is_not(None)
                 if deleting
-                else ResourceRow.deletion_timestamp.is_(None)
+                else RESOURCES.c.deletion_timestamp.is_(None)
             )
         if unfinished:
             q = q.where(
                 or_(
-                    ResourceRow.phase.is_(None),
-                    ResourceRow.phase.not_in(TERMINAL_PHASES),
-                    ResourceRow.deletion_timestamp.is_not(None),
+                    RESOURCES.c.phase.is_(None),
+                    RESOURCES.c.phase.not_in(TERMINAL_PHASES),
+                    RESOURCES.c.deletion_timestamp.is_not(None),
                 )
             )
+        with self.connect() as conn:
+            rows = conn.execute(self._page(q, labels, limit, after)).all()
+        return [cast(R, to_resource(r)) for r in rows]
+
+    def list_documents(
+        self,
+        cls: type[Resource],
+        project: str,
+        labels: dict[str, str] | None = None,
+        limit: int | None = None,
+        after: tuple[datetime, str] | None = None,
+    ) -> builtins.list[Document]:
+        """The page `list` gives, each item already as the API's JSON (see store/documents.py)."""
+        q = select(*DOCUMENT_COLUMNS).where(RESOURCES.c.kind == cls.__name__, RESOURCES.c.project == project)
+        with self.connect() as conn:
+            rows = conn.execute(self._page(q, labels, limit, after)).all()
+        return [document(r) for r in rows]
+
+    def _page(
+        self, q: Select, labels: dict[str, str] | None, limit: int | None, after: tuple[datetime, str] | None
+    ) -> Select:
+        """Labels, keyset paging and the order every list shares: oldest first, then by uid."""
+        for key, value in (labels or {}).items():
+            q = q.where(self._label_is(key, value))
         if after is not None:
             created, uid = after
             q = q.where(
@@ -200,11 +225,7 @@ class ResourceStore(ChangeFeed):
                 )
             )
         q = q.order_by(RESOURCES.c.created_at, RESOURCES.c.uid)
-        if limit is not None:
-            q = q.limit(limit)
-        with self.connect() as conn:
-            rows = conn.execute(q).all()
-        return [cast(R, to_resource(r)) for r in rows]
+        return q.limit(limit) if limit is not None else q
 
     def _label_is(self, key: str, value: str) -> ColumnElement[bool]:
         """labels[key] == value, in SQL so that a page's LIMIT counts matches. SQLite's JSON paths cannot

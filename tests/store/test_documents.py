@@ -1,0 +1,53 @@
+"""A list's items come straight from rows as JSON: they must equal what the models would have dumped."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from tests.support import experiment, resource
+
+from runyard.core.clock import now
+from runyard.core.phases import Phase
+from runyard.core.resources import ALL_KINDS, Attempt, Run, parse_workload
+from runyard.store import Store
+
+
+@pytest.fixture
+def store(store_url):
+    s = Store(store_url)
+    yield s
+    s.close()
+
+
+def test_documents_of_every_kind_equal_the_models_dump(store):
+    docs = [
+        experiment("e", ["python", "-c", "print('ü')"], env={"A": "1"}),
+        resource("Session", "s", editor="terminal"),
+        resource("Job", "j", schedule="0 3 * * *", template={"command": "true"}),
+        resource("Model", "m", handler="serve:predict", replicas=2),
+    ]
+    docs[0]["metadata"].update(labels={"team": "cv"}, annotations={"note": 'a "quoted" value'})
+    made = [store.create(parse_workload(d)) for d in docs]
+    exp = made[0]
+    run = Run.model_validate(
+        {
+            "metadata": {
+                "name": "e",
+                "ownerReferences": [{"kind": "Experiment", "name": "e", "uid": exp.uid}],
+            },
+            "spec": exp.spec.model_dump(),
+        }
+    )
+    run = store.create(run)
+    run.status.phase = Phase.RUNNING
+    run.status.startedAt = now()
+    run.status.attempts = [Attempt(attempt=1, startedAt=now(), handle={"pid": 42})]
+    run = store.update_status(run)
+    store.mark_deleted(run)
+    for kind in ALL_KINDS.values():
+        expected = [r.model_dump(mode="json", exclude_none=True) for r in store.list(kind, "default")]
+        got = [json.loads(d.json) for d in store.list_documents(kind, "default")]
+        assert got == expected and expected, kind.__name__
+    (deleted,) = store.list_documents(Run, "default")
+    assert "deletionTimestamp" in json.loads(deleted.json)["metadata"]
