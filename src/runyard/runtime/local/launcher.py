@@ -49,6 +49,7 @@ def spawn(req: dict) -> dict:
 
 
 def main() -> None:
+    shim.create_time(os.getpid())  # reads the boot time once here, not in every shim
     signal.signal(signal.SIGCHLD, _reap)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server's Ctrl-C is not ours; stdin EOF is
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer

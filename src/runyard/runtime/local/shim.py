@@ -12,9 +12,11 @@ stream being stdout, stderr or system.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import selectors
+import shutil
 import signal
 import socket
 import time
@@ -33,6 +35,9 @@ PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 GROUP_POLL_SECONDS = 0.05  # after a stop, how often to look whether the group has emptied
 BEAT_SECONDS = 1.0  # while copying files, how often state.json says the launch is still getting on
 _boot_time: float | None = None
+# What the run's process gets back to default: Python ignores SIGPIPE and SIGXFSZ, the launcher SIGINT,
+# and an ignored signal stays ignored across exec.
+RESET_SIGNALS = (signal.SIGTERM, signal.SIGCHLD, signal.SIGPIPE, signal.SIGINT, signal.SIGXFSZ)
 
 
 def now_iso() -> str:
@@ -245,20 +250,17 @@ class Shim:
         env.update(req["env"])
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
-        status_r, status_w = os.pipe()  # close-on-exec: EOF tells the shim the exec happened
         started_at = now_iso()
-        pid = os.fork()
-        if pid == 0:
-            self._child(env, out_w, err_w, status_w)
-        for fd in (out_w, err_w, status_w):
+        if req.get("cpu") is None and req.get("memory") is None:
+            pid, report = self._posix_spawn(env, out_w, err_w)
+        else:
+            pid, report = self._fork_exec(env, out_w, err_w)
+        for fd in (out_w, err_w):
             os.close(fd)
         self.child = pid
-        with os.fdopen(status_r, "rb") as f:
-            reports = [json.loads(line) for line in f.read().splitlines() if line.strip()]
-        report = {k: v for r in reports for k, v in r.items()}
         self._save_state(
-            child_pid=pid,
-            child_create_time=create_time(pid),
+            child_pid=pid or None,
+            child_create_time=create_time(pid) if pid else None,
             started_at=started_at,
             limits=report.get("limits"),
             cgroups=report.get("cgroups", []),
@@ -274,11 +276,43 @@ class Shim:
             self.streams[fd] = stream
             self.sel.register(fd, selectors.EVENT_READ)
 
+    def _posix_spawn(self, env: dict, out_w: int, err_w: int) -> tuple[int, dict]:
+        """Start the command without forking this Python process (no limits to apply in between): far
+        cheaper than fork, whose copy-on-write faults cost milliseconds. Returns (pid or 0, report)."""
+        argv = self.req["argv"]
+        report: dict = {"limits": limits.apply("", None, None)[0]}
+        null = os.open(os.devnull, os.O_RDONLY)
+        try:
+            path = argv[0] if "/" in argv[0] else shutil.which(argv[0], path=env.get("PATH", os.defpath))
+            if path is None:
+                raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), argv[0])
+            os.chdir(os.path.join(self.dir, "work"))  # posix_spawn cannot chdir (before Python 3.13)
+            stdio = [(os.POSIX_SPAWN_DUP2, fd, n) for n, fd in enumerate((null, out_w, err_w))]
+            pid = os.posix_spawn(
+                path, argv, env, file_actions=stdio, setpgroup=0, setsigmask=(), setsigdef=RESET_SIGNALS
+            )
+            return pid, report
+        except OSError as e:
+            return 0, {**report, "error": f"{e}"}
+        finally:
+            os.close(null)
+
+    def _fork_exec(self, env: dict, out_w: int, err_w: int) -> tuple[int, dict]:
+        """Fork, apply the limits in the child, exec. Returns (pid, report)."""
+        status_r, status_w = os.pipe()  # close-on-exec: EOF tells the shim the exec happened
+        pid = os.fork()
+        if pid == 0:
+            self._child(env, out_w, err_w, status_w)
+        os.close(status_w)
+        with os.fdopen(status_r, "rb") as f:
+            reports = [json.loads(line) for line in f.read().splitlines() if line.strip()]
+        return pid, {k: v for r in reports for k, v in r.items()}
+
     def _child(self, env: dict, out_w: int, err_w: int, status_w: int) -> None:
         """In the forked child: new process group, limits, cwd, stdio, exec. Never returns."""
         try:
             signal.set_wakeup_fd(-1)
-            for sig in (signal.SIGTERM, signal.SIGCHLD, signal.SIGPIPE, signal.SIGINT, signal.SIGXFSZ):
+            for sig in RESET_SIGNALS:
                 signal.signal(sig, signal.SIG_DFL)
             os.setpgid(0, 0)
             name = f"{self.req['run_uid']}-{self.req['attempt']}"
@@ -419,6 +453,12 @@ class Shim:
         if not self._prepared():
             return
         self._spawn()
+        if not self.child:  # it could not be started: as a shell would, exit 127
+            for fd in list(self.buffers):
+                self.sel.unregister(fd)
+                os.close(fd)
+            self._record_exit(127)
+            return
         status = self._supervise()
         _kill_group(self.child, signal.SIGKILL)  # container semantics: nothing outlives the main process
         self._drain()
