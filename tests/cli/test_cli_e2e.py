@@ -121,6 +121,7 @@ def test_ctrl_c_without_a_terminal_stops_the_run_and_exits_130(srv, project):
         if cli.poll() is None:
             cli.kill()
     assert "stopping run interrupted" in cli.stderr.read()
+    assert cli.stdout.read() == ""  # following went on after Ctrl-C, without printing "started" again
     assert srv.client().get("runs", "interrupted").status.phase == "Cancelled"
 
 

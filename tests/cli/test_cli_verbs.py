@@ -232,3 +232,9 @@ def test_logs_tail_and_since_show_the_end_or_what_came_after_a_time(srv, project
     ]
     assert entries("--since", "10m") == every
     assert entries("--since", (since + timedelta(hours=1)).isoformat()) == []
+
+
+def test_revoking_an_unknown_token_says_how_to_find_the_ids(srv):
+    result = runyard_cli("tokens", "revoke", "nope", env=srv.env())
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: ") and "hint: `runyard tokens` lists the tokens" in result.stderr

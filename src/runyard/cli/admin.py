@@ -9,9 +9,10 @@ from typing import Any
 import click
 
 from runyard.cli.context import state
-from runyard.cli.errors import note
+from runyard.cli.errors import note, report
 from runyard.cli.options import output_option
 from runyard.cli.output import Column, Output, age, echo, table, timestamp, to_yaml_documents
+from runyard.core.errors import NotFound
 
 ROLES = ("admin", "editor", "viewer")
 
@@ -119,5 +120,9 @@ def create_token(ctx: click.Context, name: str, role: str, token_project: str | 
 @click.pass_context
 def revoke_token(ctx: click.Context, token_id: str) -> None:
     """Revoke the token ID: it stops working at once."""
-    revoked = state(ctx).rest().revoke_token(token_id)
+    try:
+        revoked = state(ctx).rest().revoke_token(token_id)
+    except NotFound as err:
+        report(err, hint="`runyard tokens` lists the tokens and their ids")
+        raise click.exceptions.Exit(1) from None
     echo(f"token {revoked.get('id', token_id)} ({revoked.get('name', '')}) revoked")
