@@ -162,7 +162,7 @@ def _record_launch(ctx: Context, run: Run, handle: Handle) -> float | None:
         run = fresh
     if run.spec.stopRequested or run.metadata.deletionTimestamp is not None:
         return reconcile_run(ctx, run)  # act on it now rather than at the next notice
-    return _soonest(_next_look(run), ctx.settings.launch_timeout_seconds + 0.01)  # did a process start?
+    return _next_look(run)  # whether a process started in time, the resync looks at each tick
 
 
 def _watch(ctx: Context, run: Run) -> float | None:
