@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection
@@ -31,6 +32,9 @@ class StoreBase:
         if migrate:
             upgrade(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite has one writer at a time, and a writer that finds the lock taken sleeps in steps of 1 to
+        # 100 ms before it looks again: writers of this process queue here instead, and take turns at once.
+        self._writer = threading.Lock() if self.is_sqlite else nullcontext()
         self._known_projects: set[str] = set()  # projects are never deleted yet, so a cache is safe
 
     def close(self) -> None:
@@ -46,7 +50,7 @@ class StoreBase:
         """A Core connection in a transaction: the hot paths (reads, status writes) skip the ORM's
         unit of work, which cost more than the SQL itself."""
         opts = {"sqlite_begin": "IMMEDIATE"} if write and self.is_sqlite else {}
-        with self.engine.connect() as conn:
+        with self._writer if write else nullcontext(), self.engine.connect() as conn:
             conn.execution_options(**opts)
             with conn.begin():
                 yield conn
@@ -54,7 +58,7 @@ class StoreBase:
     @contextmanager
     def write(self) -> Iterator[DBSession]:
         opts = {"sqlite_begin": "IMMEDIATE"} if self.is_sqlite else {}
-        with self._sessions() as s:
+        with self._writer, self._sessions() as s:
             s.connection(execution_options=opts)
             yield s
             s.commit()

@@ -20,6 +20,7 @@ class ResourceRow(Base):
         UniqueConstraint("project", "kind", "name", name="uq_resources_project_kind_name"),
         Index("ix_resources_kind_phase", "kind", "phase"),
         Index("ix_resources_owner_uid", "owner_uid"),
+        Index("ix_resources_kind_project_created", "kind", "project", "created_at", "uid"),  # list order
     )
 
     uid: Mapped[str] = mapped_column(String(36), primary_key=True)
