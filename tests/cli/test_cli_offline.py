@@ -154,3 +154,9 @@ def test_a_watch_the_server_closes_is_an_error_not_a_silent_exit(runner):
     assert result.exit_code == 1
     assert result.stdout.splitlines()[1].split() == ["ADDED", "r", "Running"]
     assert "error: the server closed the watch; run the command again" in result.stderr
+
+
+def test_following_logs_of_an_unreachable_server_is_one_readable_line(runner):
+    result = runner.invoke(app, [*NO_SERVER, "logs", "-f", "some-run"])
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: cannot reach the runyard server at http://127.0.0.1:1")
