@@ -9,23 +9,33 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from tests.controller.conftest import PROJECT, Platform
 from tests.support import ServerProcess, experiment
+
+from runyard.core.phases import Phase
+from runyard.core.resources import Attempt, ObjectMeta, Run, RunSpec, RunStatus
+from runyard.runtime.base import LaunchSpec
 
 RUNS = 40
 
 
 def run_processes(home: Path) -> list[psutil.Process]:
-    """Live processes started for runs of the server in `home` (their working directory lies in it; the
-    shims that supervise them work in /)."""
+    """Live processes started for runs of the server in `home`: their working directory lies in it (the
+    shims that supervise them work there too, but are the launcher's forks)."""
     found = []
-    for proc in psutil.process_iter(["cwd", "status"]):
-        cwd = proc.info["cwd"]
-        if cwd and cwd.startswith(str(home) + "/") and proc.info["status"] != psutil.STATUS_ZOMBIE:
+    for proc in psutil.process_iter(["cwd", "status", "cmdline"]):
+        cwd, cmdline = proc.info["cwd"], proc.info["cmdline"] or []
+        if (
+            cwd
+            and cwd.startswith(str(home) + "/")
+            and proc.info["status"] != psutil.STATUS_ZOMBIE
+            and not any(arg.endswith("launcher.py") for arg in cmdline)
+        ):
             found.append(proc)
     return found
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture
 def no_leftovers(server: ServerProcess):
     """Whatever the outcome, kill the runs' processes this test leaves behind (they would sleep on)."""
     yield
@@ -61,7 +71,9 @@ def wait_all(api: httpx.Client, names: list[str], done, timeout: float = 30) -> 
     return last
 
 
-def test_runs_stopped_as_soon_as_they_exist_end_cancelled_with_no_process_left(server: ServerProcess):
+def test_runs_stopped_as_soon_as_they_exist_end_cancelled_with_no_process_left(
+    server: ServerProcess, no_leftovers
+):
     api = server.api()
     names = [f"s{i}" for i in range(RUNS)]
     for name in names:
@@ -75,7 +87,9 @@ def test_runs_stopped_as_soon_as_they_exist_end_cancelled_with_no_process_left(s
     wait_until_gone(server.home)
 
 
-def test_runs_deleted_as_soon_as_they_exist_leave_no_record_and_no_process(server: ServerProcess):
+def test_runs_deleted_as_soon_as_they_exist_leave_no_record_and_no_process(
+    server: ServerProcess, no_leftovers
+):
     api = server.api()
     names = [f"d{i}" for i in range(RUNS)]
     for name in names:
@@ -84,3 +98,33 @@ def test_runs_deleted_as_soon_as_they_exist_leave_no_record_and_no_process(serve
         assert api.delete(f"/runs/{name}").status_code == 200
     wait_all(api, names, lambda r: r.status_code == 404)
     wait_until_gone(server.home)
+
+
+@pytest.mark.parametrize("stop", [True, False], ids=["stopped", "not stopped"])
+def test_a_launch_whose_handle_was_never_stored_is_found_after_a_restart(tmp_path: Path, stop: bool):
+    """The controller died after launching, before storing the handle: the run reads Starting. A
+    restarted controller adopts the process (launches are idempotent per attempt), and a stop that
+    landed meanwhile reaches it."""
+    platform = Platform(tmp_path / "home")  # its controller not started yet: as if it had just died
+    try:
+        run = Run(
+            metadata=ObjectMeta(name="orphan", project=PROJECT),
+            spec=RunSpec(command="sleep 120", stopRequested=stop),
+            status=RunStatus(phase=Phase.STARTING, attempts=[Attempt(attempt=1)]),
+        )
+        run = platform.store.create(run)
+        spec = LaunchSpec(
+            run_uid=run.uid, project=PROJECT, name="orphan", attempt=1, argv=["sleep", "120"], env={}
+        )
+        handle = platform.runtime.launch(spec)
+        platform.controller.start()
+        if stop:
+            done = platform.wait_phase("orphan", "Cancelled")
+            assert done.status.attempts[-1].handle == handle
+            wait_until_gone(platform.home)
+        else:
+            running = platform.wait_phase("orphan", "Running")
+            assert running.status.attempts[-1].handle == handle
+            assert len(run_processes(platform.home)) == 1  # adopted, not launched twice
+    finally:
+        platform.close()
