@@ -72,7 +72,8 @@ class Controller:
             except Exception as exc:  # e.g. the database is down: keep the loop alive, back off
                 delay = self._backoff.failed(LOOP, exc) or CAP_SECONDS  # the loop itself never gives up
                 log.warning("controller pass failed (%s); retrying in %gs", _describe(exc), delay)
-                self._stopping.wait(delay)
+                self._wake.wait(delay)  # a notice (the API writes again: the store is back) ends it early
+                self._wake.clear()
 
     def _step(self, last_resync: float) -> float:
         """Reconcile a batch of queued uids (or resync everything), then sleep until there is work."""

@@ -15,7 +15,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from runyard.core.errors import Unavailable
 
 BASE_SECONDS = 0.5
-CAP_SECONDS = 30.0
+CAP_SECONDS = 10.0
 UNKNOWN_TRIES = 3
 
 
