@@ -6,6 +6,7 @@ camelCase because they *are* the wire format; `status` is written only by the co
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal
@@ -228,6 +229,11 @@ class SessionSpec(Strict):
     _snap = field_validator("snapshot")(RunTemplate._snapshot.__func__)  # type: ignore[attr-defined]
 
 
+# Every read of a Job from the store validates it again: parsing its schedule each time was the largest cost
+# of listing thousands of them. A schedule's validity never changes, so it is remembered.
+_valid_cron = functools.lru_cache(maxsize=4096)(croniter.is_valid)
+
+
 class JobSpec(Strict):
     schedule: str | None = Field(
         default=None, max_length=256, description="cron expression, e.g. '0 3 * * *'"
@@ -242,7 +248,7 @@ class JobSpec(Strict):
     @field_validator("schedule")
     @classmethod
     def _schedule(cls, v: str | None) -> str | None:
-        if v is not None and not croniter.is_valid(v):
+        if v is not None and not _valid_cron(v):
             raise ValueError(
                 f"{v!r} is not a valid cron expression (five fields: minute hour day month weekday)"
             )
