@@ -98,11 +98,11 @@ class Follower:
                 return item
             if resumed and item.time is not None and self._printed_already(item):
                 continue
-            print_line(item, self.timestamps, self.output)
-            if item.time is not None:
+            if item.time is not None:  # noted before it is printed: a Ctrl-C right after must not repeat it
                 if item.time != self.last:
                     self.last, self.at_last = item.time, set()
                 self.at_last.add(item)
+            print_line(item, self.timestamps, self.output)
         return self._ended_without_end()
 
     def _printed_already(self, line: LogLine) -> bool:
