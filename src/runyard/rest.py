@@ -107,9 +107,9 @@ class Rest:
     def get(self, kind: str, name: str) -> Document:
         return self.send("GET", self._item(kind, name)).json()
 
-    def list(self, kind: str, labels: dict[str, str] | None = None, limit: int | None = None) -> Documents:
-        """The resources of the kind (fetched a page at a time, at most `limit`), oldest first."""
-        params = {"limit": str(min(self.page_size, limit or self.page_size))}
+    def list(self, kind: str, labels: dict[str, str] | None = None) -> Documents:
+        """Every resource of the kind (fetched a page at a time), oldest first."""
+        params = {"limit": str(self.page_size)}
         if labels:
             params["labelSelector"] = selector(labels)
         items: Documents = []
@@ -117,8 +117,8 @@ class Rest:
             page = self.send("GET", self._collection(kind), params=params).json()
             items += page["items"]
             token = (page.get("metadata") or {}).get("continue")
-            if not token or (limit is not None and len(items) >= limit):
-                return items[:limit] if limit is not None else items
+            if not token:
+                return items
             params["continue"] = token
 
     def apply(self, doc: Document, idempotency_key: str | None = None) -> tuple[Document, str]:
