@@ -72,7 +72,9 @@ def ms(values: list[float]) -> dict:
 
 
 def runyard(*args: str) -> list[str]:
-    return [sys.executable, "-m", "runyard", *args]
+    """The `runyard` command as installed beside this interpreter (what users type), else `python -m`."""
+    script = Path(sys.executable).parent / "runyard"
+    return [str(script), *args] if script.exists() else [sys.executable, "-m", "runyard", *args]
 
 
 def bench_run_and_ps(env: dict[str, str], project: Path, repeat: int, runs: int) -> dict:
@@ -143,7 +145,7 @@ def main() -> None:
             result: dict = {"machine": {"cpus": os.cpu_count(), "loadavg_1m": round(os.getloadavg()[0], 2)}}
             result |= bench_run_and_ps(env, project, args.repeat, args.runs)
             result["imports"] = {
-                "runyard ps": import_breakdown(env, ["-m", "runyard", "ps"]),
+                "runyard ps": import_breakdown(env, ["-m", "runyard", "ps"]),  # -X needs the interpreter
                 "import runyard.client (typed SDK) ms": import_time(env, "runyard.client"),
                 "import runyard.rest ms": import_time(env, "runyard.rest"),
             }
