@@ -12,7 +12,7 @@ from tests.support import API, experiment, resource, wait_phase
 def test_openapi_document_is_served_and_lists_the_resource_paths(server):
     doc = httpx.get(server.url + "/openapi.json").json()
     assert doc["info"]["title"] == "runyard"
-    assert API + "/projects/{project}/{plural}/{name}" in doc["paths"]
+    assert API + "/projects/{project}/experiments/{name}" in doc["paths"]
     assert API + "/projects/{project}/runs/{name}/logs" in doc["paths"]
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 
 from runyard import __version__
@@ -10,6 +13,7 @@ from runyard.api import errors
 from runyard.api.deps import AppState, Guard
 from runyard.api.limits import BodyLimit, limits
 from runyard.api.routes import meta, resources, runs, snapshots, tokens
+from runyard.api.schemas import ERRORS
 
 PREFIX = "/apis/runyard.dev/v1"
 PUBLIC = {"/healthz"}  # the only route without a token
@@ -21,10 +25,11 @@ def create_app(app_state: AppState) -> FastAPI:
     errors.install(app)
     app.add_middleware(BodyLimit, limit_for=limits(app_state.blobs.max_bytes))
     app.include_router(meta.health)
-    # Order matters: specific paths (snapshots, run verbs) before the generic /{plural}/{name} routes.
+    # Order matters: the run verbs before the catch-all that names an unknown plural.
     for router in (meta.router, tokens.router, snapshots.router, runs.router, resources.router):
-        app.include_router(router, prefix=PREFIX)
+        app.include_router(router, prefix=PREFIX, responses=ERRORS)
     _check_guarded(app)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
 
@@ -35,3 +40,20 @@ def _check_guarded(app: FastAPI) -> None:
             continue
         if not any(isinstance(dep.call, Guard) for dep in route.dependant.dependencies):
             raise RuntimeError(f"route {route.path} does not declare an authorization dependency")
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """The generated document, with each kind's create/apply body typed as that kind (the handlers take
+    the raw document, to report every error with its field path in one answer)."""
+    if app.openapi_schema is None:
+        doc = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        for ops in doc["paths"].values():
+            for op in ops.values():
+                kind = op.pop("x-runyard-kind", None)
+                if kind:
+                    schema = {"$ref": f"#/components/schemas/{kind}"}
+                    op["requestBody"]["content"]["application/json"]["schema"] = schema
+        app.openapi_schema = doc
+    return app.openapi_schema

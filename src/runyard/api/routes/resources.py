@@ -1,19 +1,25 @@
-"""/apis/runyard.dev/v1/projects/{project}/{plural}[/{name}]: the four kinds and Runs, one shape."""
+"""/apis/runyard.dev/v1/projects/{project}/{plural}[/{name}]: the four kinds and Runs, one shape.
+
+The handlers are written once; a loop registers them under each kind's plural, so that the OpenAPI
+document gives every kind its own typed operations.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header, Query, Response
+from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from runyard.api.deps import READ, STATE, WRITE, AppState
 from runyard.api.params import DocName, Name, Project
+from runyard.api.schemas import list_model
+from runyard.core.errors import FieldError, Invalid
+from runyard.core.resources import ALL_KINDS, Resource, Run
 from runyard.services import resources as svc
 from runyard.services.auth import Principal
 
-router = APIRouter(tags=["resources"])
-ITEM = "/projects/{project}/{plural}/{name}"
+router = APIRouter()
 Doc = Body(..., description="a resource document: apiVersion runyard.dev/v1, kind, metadata, spec")
 # Bounded and checked here: the store keeps at most 128 characters, and an unchecked one failed there as 503.
 IdempotencyKey = Annotated[
@@ -27,14 +33,22 @@ IdempotencyKey = Annotated[
 ]
 
 
+def _route_plural(request: Request) -> str:
+    """The plural a route was registered under: the path segment after {project}."""
+    parts = request.scope["route"].path.split("/")
+    return parts[parts.index("{project}") + 1]
+
+
+Plural = Annotated[str, Depends(_route_plural)]
+
+
 def _out(res) -> dict:
     return res.model_dump(mode="json", exclude_none=True)
 
 
-@router.post("/projects/{project}/{plural}", status_code=201)
 def create(
     project: Project,
-    plural: str,
+    plural: Plural,
     doc: dict[str, Any] = Doc,
     idempotency_key: IdempotencyKey = None,
     s: AppState = STATE,
@@ -46,10 +60,9 @@ def create(
     return _out(created)
 
 
-@router.put(ITEM)
 def apply(
     project: Project,
-    plural: str,
+    plural: Plural,
     name: DocName,
     response: Response,
     doc: dict[str, Any] = Doc,
@@ -67,10 +80,9 @@ def apply(
     return _out(applied)
 
 
-@router.get("/projects/{project}/{plural}", response_model=None)
 def list_(
     project: Project,
-    plural: str,
+    plural: Plural,
     labelSelector: str | None = Query(None, description="k=v[,k2=v2]"),
     watch: bool = Query(False, description="stream changes as NDJSON {type, revision, object}"),
     since: int | None = Query(
@@ -91,20 +103,77 @@ def list_(
     return Response(page, media_type="application/json")  # JSON built from rows: no models to dump
 
 
-@router.get(ITEM)
-def get(project: Project, plural: str, name: Name, s: AppState = STATE, who: Principal = READ) -> dict:
+def get(project: Project, plural: Plural, name: Name, s: AppState = STATE, who: Principal = READ) -> dict:
     kind = svc.kind_of_plural(plural)
     return _out(svc.get_resource(s.store, who, kind, project, name))
 
 
-@router.delete(ITEM)
-def delete(project: Project, plural: str, name: Name, s: AppState = STATE, who: Principal = WRITE) -> dict:
+def delete(project: Project, plural: Plural, name: Name, s: AppState = STATE, who: Principal = WRITE) -> dict:
     kind = svc.kind_of_plural(plural)
     return _out(svc.delete_resource(s.store, s.notifier, who, kind, project, name))
 
 
-@router.get(ITEM + "/events")
-def events(project: Project, plural: str, name: Name, s: AppState = STATE, who: Principal = READ) -> dict:
+def events(project: Project, plural: Plural, name: Name, s: AppState = STATE, who: Principal = READ) -> dict:
     kind = svc.kind_of_plural(plural)
     res = svc.get_resource(s.store, who, kind, project, name)
     return {"items": [e.model_dump(mode="json") for e in s.store.events(res.uid)]}
+
+
+def _register(kind: type[Resource]) -> None:
+    plural, name = kind.plural, kind.__name__
+    base = f"/projects/{{project}}/{plural}"
+    item = base + "/{name}"
+    typed = {"x-runyard-kind": name}  # app.openapi() points the request body at the kind's schema
+    one = {"model": kind, "description": f"the {name}"}
+    add = router.add_api_route
+    if kind is not Run:  # Runs are made by the controller
+        add(
+            base,
+            create,
+            methods=["POST"],
+            status_code=201,
+            responses={201: one},
+            openapi_extra=typed,
+            name=f"create {name}",
+            tags=[plural],
+        )
+        add(
+            item,
+            apply,
+            methods=["PUT"],
+            responses={200: one, 201: one},
+            openapi_extra=typed,
+            name=f"apply {name}",
+            tags=[plural],
+        )
+    add(
+        base,
+        list_,
+        methods=["GET"],
+        response_model=None,
+        name=f"list {plural}",
+        tags=[plural],
+        responses={200: {"model": list_model(kind), "description": "a page; NDJSON changes with watch"}},
+    )
+    add(item, get, methods=["GET"], responses={200: one}, name=f"get {name}", tags=[plural])
+    add(item, delete, methods=["DELETE"], responses={200: one}, name=f"delete {name}", tags=[plural])
+    add(item + "/events", events, methods=["GET"], name=f"events of {name}", tags=[plural])
+
+
+for _kind in ALL_KINDS.values():
+    _register(_kind)
+
+
+def unknown_plural(project: Project, plural: str, who: Principal = READ) -> None:
+    """Any other plural, or a verb a kind does not have: a 422 naming `plural`, rather than a bare 404."""
+    kind = svc.kind_of_plural(plural)
+    raise Invalid(
+        f"{kind.__name__}s cannot be created or applied",
+        [FieldError("plural", f"{plural} are made by the controller; read, watch or delete them")],
+    )
+
+
+for _path in ("/projects/{project}/{plural}", "/projects/{project}/{plural}/{name}"):
+    router.add_api_route(
+        _path, unknown_plural, methods=["GET", "POST", "PUT", "DELETE"], include_in_schema=False
+    )
