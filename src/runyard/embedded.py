@@ -11,14 +11,17 @@ import fcntl
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from runyard.core.errors import RunyardError, Unavailable
 from runyard.home import default_home
+
+if TYPE_CHECKING:
+    import subprocess
 
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 20.0
@@ -100,6 +103,8 @@ def _start(home: Path) -> str:
 
 
 def _spawn(home: Path) -> subprocess.Popen:
+    import subprocess  # here: only a command that starts the server needs it
+
     argv = [sys.executable, "-m", "runyard", "server", "--home", str(home), "--port", "0"]
     with (home / "server.log").open("ab") as log:
         return subprocess.Popen(

@@ -27,14 +27,17 @@ class State:
         if self._rest is None:
             from runyard.cli.errors import fail
             from runyard.core.kinds import name_problem
-            from runyard.embedded import resolve_connection
             from runyard.rest import Rest
 
             project = self.project or os.environ.get("RUNYARD_PROJECT") or "default"
             problem = name_problem(project)
             if problem:
                 raise fail(f"project {problem}", hint="`runyard projects` lists the projects")
-            url, token, project = resolve_connection(self.home, self.url, self.token, project)
+            url, token = self.url or os.environ.get("RUNYARD_API_URL"), self.token
+            if not url:  # the embedded server, started if need be
+                from runyard.embedded import resolve_connection
+
+                url, token, project = resolve_connection(self.home, None, token, project)
             self._rest = Rest(url, token, project)
         return self._rest
 
