@@ -4,6 +4,7 @@
   creates     POST --objects Jobs into one project from --clients concurrent clients (threads, one kept-alive
               connection each): creates/s. Then the same clients each writing into a project of their own,
               which on PostgreSQL shows what the change feed's write lock costs across projects.
+  idle        the server's CPU while nobody calls it, holding them (the controller's resyncs)
   list        every Job through the API in pages of 500 (what the CLI and the Client ask for): ms per list
   cli         `runyard get jobs` over them, run as users run it (a subprocess): ms per command
   watch       a watch from a list's revision while Jobs are created one at a time: ms from each Job's
@@ -11,8 +12,10 @@
               to its line arriving at the watcher
   store-writes  (PostgreSQL) --clients processes writing status through the Store directly, all in one
               project or each in its own: writes/s of the store alone, without the API's CPU in front
-Each timed part runs --repeat times; the JSON gives medians (and the spread) with the targets, met or not:
-creates >= 1,000/s, list <= 250 ms, `runyard get jobs` <= 1 s, watch p50 <= 10 ms.
+The server's CPU per create and per list is given too (steadier than wall time on a shared machine; it
+includes the controller's work meanwhile). Each timed part runs --repeat times; the JSON gives medians
+(and the spread) with the targets, met or not: creates >= 1,000/s, list <= 250 ms, `runyard get jobs`
+<= 1 s, watch p50 <= 10 ms.
 
 Run:  python bench/store.py [--store sqlite|postgres|both] [--objects 5000] [--clients 8] [--repeat 5]
       (PostgreSQL: RUNYARD_TEST_POSTGRES_URL names a server where the bench may create a database)
@@ -36,6 +39,8 @@ import time
 import urllib.parse
 from datetime import datetime
 from pathlib import Path
+
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.support import API, ServerProcess, fresh_postgres_database  # noqa: E402
@@ -67,6 +72,13 @@ class Conn:
         self.conn.request(method, API + path, body=body, headers=self.headers)
         resp = self.conn.getresponse()
         return resp.status, resp.read()
+
+
+def server_cpu(srv: ServerProcess) -> float:
+    """CPU seconds the server process has used: the API and the controller (which also reads the store);
+    on a shared machine a steadier measure than wall time."""
+    t = psutil.Process(srv.proc.pid).cpu_times() if srv.proc else None
+    return t.user + t.system if t else 0.0
 
 
 def create_many(srv: ServerProcess, projects: list[str], names: list[str], clients: int) -> float:
@@ -205,13 +217,21 @@ def bench_store(kind: str, args: argparse.Namespace) -> dict:
         for p in ["bench", *[f"w{k}" for k in range(args.clients)]]:
             Conn(srv).call("POST", "/projects", json.dumps({"name": p}).encode())
         names = [f"job-{i:05d}" for i in range(args.objects)]
+        cpu = server_cpu(srv)
         result["creates_per_s_one_project"] = round(create_many(srv, ["bench"], names, args.clients), 1)
+        result["server_cpu_ms_per_create"] = round((server_cpu(srv) - cpu) * 1000 / args.objects, 3)
         spread = [f"w{k}" for k in range(args.clients)]
         per_project = [f"spread-{i:05d}" for i in range(args.spread_objects)]
         result["creates_per_s_a_project_per_client"] = round(
             create_many(srv, spread, per_project, args.clients), 1
         )
+        cpu, t0 = server_cpu(srv), time.perf_counter()
+        time.sleep(3)  # a measurement window, not a wait for anything: the server's CPU while idle
+        idle = (server_cpu(srv) - cpu) / (time.perf_counter() - t0)
+        result["server_idle_cpu_percent"] = round(idle * 100, 1)
+        cpu = server_cpu(srv)
         lists = [list_all(srv, "bench") for _ in range(args.repeat)]
+        result["server_cpu_ms_per_list"] = round((server_cpu(srv) - cpu) * 1000 / args.repeat, 1)
         assert all(n == args.objects for _, n in lists), [n for _, n in lists]
         result["list_ms"] = median_of([t for t, _ in lists], 1000)
         result["cli_get_ms"] = median_of([cli_get(srv, "bench") for _ in range(args.repeat)], 1000)
