@@ -176,3 +176,15 @@ def test_a_resource_may_only_name_a_snapshot_of_its_own_project(server):
         api.put("/experiments/mine", json=experiment("mine", "cat train.py", snapshot=snap)).status_code
         == 201
     )
+
+
+def test_the_last_working_admin_token_cannot_be_revoked(server):
+    admin = httpx.Client(base_url=server.url + API, headers={"Authorization": f"Bearer {server.token}"})
+    (first,) = [t for t in admin.get("/tokens").json()["items"] if t["role"] == "admin"]
+    locked_out = admin.delete(f"/tokens/{first['id']}")
+    assert locked_out.status_code == 409 and "only admin token" in locked_out.json()["error"]["message"]
+    second = new_token(server, "admin", None)
+    assert admin.delete(f"/tokens/{first['id']}").status_code == 200
+    assert admin.get("/whoami").status_code == 401
+    headers = {"Authorization": f"Bearer {second['token']}"}
+    assert httpx.get(server.url + API + "/whoami", headers=headers).json()["role"] == "admin"

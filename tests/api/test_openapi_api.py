@@ -26,6 +26,9 @@ def test_bodies_that_cannot_be_parsed_are_422_in_the_error_format(server):
     assert r.status_code == 422 and "experiments" in r.json()["error"]["details"][0]["reason"]
     r = httpx.get(server.url + API + "/nowhere", headers=api.headers)
     assert r.status_code == 404 and r.json()["error"]["code"] == "NotFound"
+    r = httpx.request("TRACE", server.url + API + "/tokens", headers=api.headers)
+    assert r.status_code == 405 and "POST" in r.headers["allow"]
+    assert r.json()["error"]["message"] == "Method Not Allowed"
 
 
 def test_a_watch_from_a_revision_no_longer_kept_gets_410_gone(server):

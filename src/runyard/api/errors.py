@@ -75,6 +75,7 @@ def install(app: FastAPI) -> None:
         out = response(err)
         if type(err) is RunyardError:
             out.status_code = exc.status_code  # e.g. 405: keep Starlette's status, in our format
+        out.headers.update(exc.headers or {})  # e.g. 405's Allow
         return out
 
     @app.exception_handler(DBAPIError)

@@ -7,9 +7,19 @@ from typing import Annotated
 from fastapi import Path
 from pydantic import AfterValidator
 
-from runyard.core.resources import check_name
+from runyard.core.resources import NAME_RE, check_name
 
-Project = Annotated[str, Path(max_length=63, description="a project name"), AfterValidator(check_name)]
-Name = Annotated[str, Path(max_length=63, description="a resource name"), AfterValidator(check_name)]
+# The pattern is for the document; check_name enforces it, with a message that says what a name may be.
+_NAME = {"pattern": NAME_RE.pattern}
+Project = Annotated[
+    str,
+    Path(max_length=63, description="a project name", json_schema_extra=_NAME),
+    AfterValidator(check_name),
+]
+Name = Annotated[
+    str,
+    Path(max_length=63, description="a resource name", json_schema_extra=_NAME),
+    AfterValidator(check_name),
+]
 # PUT names the resource in its document too; metadata.name is validated there and must equal this.
 DocName = Annotated[str, Path(max_length=253, description="the document's metadata.name")]

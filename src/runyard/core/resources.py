@@ -104,8 +104,8 @@ class OwnerReference(Strict):
 
 
 class ObjectMeta(Strict):
-    name: str
-    project: str = "default"
+    name: str = Field(json_schema_extra={"pattern": NAME_RE.pattern, "maxLength": 63})
+    project: str = Field("default", json_schema_extra={"pattern": NAME_RE.pattern, "maxLength": 63})
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
     # Set by the server; accepted on input so that `get -o yaml | apply -f -` round-trips.

@@ -14,7 +14,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from runyard.core.clock import aware, now
-from runyard.core.errors import FieldError, Forbidden, Invalid, NotFound, Unauthorized
+from runyard.core.errors import Conflict, FieldError, Forbidden, Invalid, NotFound, Unauthorized
 from runyard.store import Store
 from runyard.store.tables import TokenRow
 
@@ -115,6 +115,10 @@ def create_token(store: Store, name: str, role: str, project: str | None) -> dic
 
 
 def revoke_token(store: Store, token_id: str) -> dict:
+    """Revoke a token; never the last admin token that works, which would lock every admin out."""
+    admins = [t.id for t in store.tokens() if t.role == "admin" and not t.revoked]
+    if admins == [token_id]:
+        raise Conflict("this is the only admin token left: create another admin token before revoking it")
     row = store.revoke_token(token_id)
     if row is None:
         raise NotFound(f"token {token_id!r} not found")

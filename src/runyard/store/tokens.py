@@ -25,7 +25,8 @@ class TokenStore(StoreBase):
 
     def has_admin_token(self) -> bool:
         with self.read() as s:
-            return s.scalars(select(TokenRow.id).where(TokenRow.role == "admin")).first() is not None
+            query = select(TokenRow.id).where(TokenRow.role == "admin", TokenRow.revoked.is_(False))
+            return s.scalars(query).first() is not None
 
     def revoke_run_tokens(self, run_uid: str) -> None:
         with self.write() as s:

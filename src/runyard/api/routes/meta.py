@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 from runyard import __version__
 from runyard.api.deps import ADMIN, READ, STATE, AppState
 from runyard.core.errors import Conflict, FieldError, Invalid
-from runyard.core.resources import check_name
+from runyard.core.resources import NAME_RE, check_name
 from runyard.services.auth import Principal, iso
 
 health = APIRouter()
@@ -26,7 +26,11 @@ def whoami(who: Principal = READ) -> dict:
 
 
 class ProjectIn(BaseModel):
-    name: str = Field(max_length=63, description="lowercase letters, digits and '-'")
+    name: str = Field(
+        max_length=63,
+        description="lowercase letters, digits and '-'",
+        json_schema_extra={"pattern": NAME_RE.pattern},
+    )
 
 
 @router.get("/projects", tags=["projects"])

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Body, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Path, Request
 
 from runyard.api.deps import STATE, WRITE, AppState
 from runyard.api.params import Project
@@ -10,6 +12,10 @@ from runyard.services.auth import Principal
 from runyard.services.snapshots import Manifest, register_snapshot
 
 router = APIRouter(tags=["snapshots"])
+# The pattern is for the document; the blob store checks it, answering 422 naming `digest`.
+Digest = Annotated[
+    str, Path(description="the SHA-256 of the bytes", json_schema_extra={"pattern": "^[0-9a-f]{64}$"})
+]
 
 
 @router.post("/projects/{project}/snapshots")
@@ -22,7 +28,7 @@ def register(
 
 @router.put("/projects/{project}/blobs/{digest}", status_code=201)
 async def upload_blob(
-    request: Request, digest: str, project: Project, who: Principal = WRITE, s: AppState = STATE
+    request: Request, digest: Digest, project: Project, who: Principal = WRITE, s: AppState = STATE
 ) -> dict:
     """The raw bytes of one file, named by their SHA-256; streamed to disk, up to the server's blob limit."""
     await s.blobs.receive(digest, request.stream())
