@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from pydantic import TypeAdapter
 from tests.support import experiment, resource
 
-from runyard.core.clock import now
+from runyard.core.clock import aware, now
 from runyard.core.phases import Phase
 from runyard.core.resources import ALL_KINDS, Attempt, Run, parse_workload
 from runyard.store import Store
+from runyard.store.documents import _time
 
 
 @pytest.fixture
@@ -51,3 +54,16 @@ def test_documents_of_every_kind_equal_the_models_dump(store):
         assert got == expected and expected, kind.__name__
     (deleted,) = store.list_documents(Run, "default")
     assert "deletionTimestamp" in json.loads(deleted.json)["metadata"]
+
+
+@pytest.mark.parametrize(
+    "dt",
+    [
+        datetime(2026, 12, 1, 15, 4, 19, 123456, tzinfo=UTC),
+        datetime(2026, 12, 1, 15, 4, 19, tzinfo=UTC),  # no fraction when there are no microseconds
+        datetime(2026, 12, 1, 15, 4, 19, 5),  # SQLite hands back naive UTC
+        datetime(2026, 12, 1, 16, 4, 19, 5, tzinfo=timezone(timedelta(hours=1))),
+    ],
+)
+def test_times_are_written_as_pydantic_writes_them(dt):
+    assert _time(dt) == TypeAdapter(datetime).dump_python(aware(dt), mode="json")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from pydantic import TypeAdapter
@@ -22,7 +22,8 @@ from runyard.core.resources import API_VERSION
 from runyard.store.tables import ResourceRow
 
 RESOURCES = cast(Table, ResourceRow.__table__)
-_DATETIME = TypeAdapter(datetime)  # pydantic's own format ("...Z" for UTC), as model_dump writes it
+_DATETIME = TypeAdapter(datetime)  # pydantic's own format, as model_dump writes it
+_ZERO = timedelta(0)
 
 
 def _text(name: str, empty: str | None = None):
@@ -51,7 +52,10 @@ class Document:
 
 
 def _time(dt: datetime) -> str:
-    return cast(str, _DATETIME.dump_python(cast(datetime, aware(dt)), mode="json"))
+    """As pydantic writes it: UTC as "...Z" (what the store holds, SQLite's naive values included)."""
+    if dt.tzinfo is None or dt.utcoffset() == _ZERO:
+        return dt.replace(tzinfo=None).isoformat() + "Z"
+    return cast(str, _DATETIME.dump_python(dt, mode="json"))
 
 
 def _object(text: str) -> str:
@@ -59,7 +63,9 @@ def _object(text: str) -> str:
 
 
 def document(row: Row[Any]) -> Document:
-    """The row (selected with COLUMNS) as the document the API sends."""
+    """The row (selected with COLUMNS) as the document the API sends. Thousands go out per list, so the
+    text is assembled with two small json.dumps a row."""
+    head = {"name": row.name, "project": row.project}
     tail: dict[str, Any] = {
         "uid": row.uid,
         "resourceVersion": row.resource_version,
@@ -71,9 +77,8 @@ def document(row: Row[Any]) -> Document:
     owner = [{"kind": row.owner_kind, "name": row.owner_name, "uid": row.owner_uid}] if row.owner_uid else []
     tail["ownerReferences"] = owner
     text = (
-        f'{{"apiVersion":"{API_VERSION}","kind":{json.dumps(row.kind)},'
-        f'"metadata":{{"name":{json.dumps(row.name)},"project":{json.dumps(row.project)},'
-        f'"labels":{_object(row.labels)},"annotations":{_object(row.annotations)},{json.dumps(tail)[1:-1]}}},'
+        f'{{"apiVersion":"{API_VERSION}","kind":"{row.kind}","metadata":{json.dumps(head)[:-1]},'
+        f'"labels":{_object(row.labels)},"annotations":{_object(row.annotations)},{json.dumps(tail)[1:]},'
         f'"spec":{row.spec},"status":{_object(row.status)}}}'
     )
     return Document(text, cast(datetime, aware(row.created_at)), row.uid)
