@@ -167,6 +167,8 @@ def test_a_resource_may_only_name_a_snapshot_of_its_own_project(server):
     assert r.status_code == 422
     assert r.json()["error"]["details"][0]["field"] == "spec.template.snapshot"
 
+    assert other.post("/snapshots", json=manifest).json() == {"id": snap, "missing": [digest]}
+    assert other.put(f"/blobs/{digest}", content=content).status_code == 201
     assert other.post("/snapshots", json=manifest).json() == {"id": snap, "missing": []}
     assert (
         other.put("/experiments/mine", json=experiment("mine", "cat train.py", snapshot=snap)).status_code

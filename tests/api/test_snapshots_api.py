@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 
+import httpx
+from tests.support import API
+
 CONTENT = b"print('hi')\n"
 DIGEST = hashlib.sha256(CONTENT).hexdigest()
 
@@ -44,3 +47,21 @@ def test_a_size_that_disagrees_with_the_blob_is_refused(server):
     reason = refused(api, {"a.py": entry(size=len(CONTENT) + 1)})["files.a.py.size"]
     assert f"its content is {len(CONTENT)} bytes" in reason
     assert api.post("/snapshots", json={"files": {"a.py": entry()}}).json()["missing"] == []
+
+
+def test_a_blob_is_present_only_for_the_projects_that_sent_its_bytes(server):
+    api = server.api()
+    other = httpx.Client(base_url=server.url + API + "/projects/other", headers=api.headers)
+    api.post("/snapshots", json={"files": {"a.py": entry()}})
+    assert api.put(f"/blobs/{DIGEST}", content=CONTENT).status_code == 201
+    assert api.post("/snapshots", json={"files": {"a.py": entry()}}).json()["missing"] == []
+
+    # Another project learns nothing of it: not that it exists, not its size...
+    assert other.post("/snapshots", json={"files": {"a.py": entry()}}).json()["missing"] == [DIGEST]
+    wrong_size = other.post("/snapshots", json={"files": {"a.py": entry(size=999)}})
+    assert wrong_size.status_code == 200 and wrong_size.json()["missing"] == [DIGEST]
+    # ...and must send the very bytes, checked, before the blob counts as its own.
+    assert other.put(f"/blobs/{DIGEST}", content=b"not the bytes").status_code == 422
+    assert other.post("/snapshots", json={"files": {"a.py": entry()}}).json()["missing"] == [DIGEST]
+    assert other.put(f"/blobs/{DIGEST}", content=CONTENT).status_code == 201
+    assert other.post("/snapshots", json={"files": {"a.py": entry()}}).json()["missing"] == []

@@ -71,10 +71,6 @@ class BlobStore:
     async def receive(self, digest: str, chunks: AsyncIterator[bytes]) -> None:
         """Stream bytes to disk under their digest, hashing as they arrive: memory stays flat whatever the
         size. Refuses bytes whose hash differs. Idempotent. File work runs in a thread, not on the loop."""
-        if len(digest) != HEX_LEN or any(c not in "0123456789abcdef" for c in digest):
-            raise Invalid("bad blob id", [FieldError("digest", "must be 64 lowercase hex digits")])
-        if await anyio.to_thread.run_sync(self.has, digest):
-            return
         target = self.path(digest)
         tmp = await anyio.to_thread.run_sync(self._open_temp, target.parent)
         h = hashlib.sha256()
@@ -132,7 +128,29 @@ def _path_problem(p: str) -> str | None:
     return None
 
 
-def _check(files: dict[str, ManifestEntry], blobs: BlobStore) -> None:
+def _check_digest(digest: str) -> None:
+    if len(digest) != HEX_LEN or any(c not in "0123456789abcdef" for c in digest):
+        raise Invalid("bad blob id", [FieldError("digest", "must be 64 lowercase hex digits")])
+
+
+async def upload_blob(
+    store: Store, blobs: BlobStore, project: str, digest: str, chunks: AsyncIterator[bytes]
+) -> None:
+    """Keep a blob for `project`. A blob stored already for another project is received and hashed all
+    the same: sending the bytes is the proof that the project has them."""
+    _check_digest(digest)
+    if await anyio.to_thread.run_sync(_present, store, blobs, project, {digest}):
+        return
+    await blobs.receive(digest, chunks)
+    await anyio.to_thread.run_sync(store.add_blob_owner, digest, project)
+
+
+def _present(store: Store, blobs: BlobStore, project: str, digests: set[str]) -> set[str]:
+    """The blobs this project uploaded that are still on disk."""
+    return {d for d in store.owned_blobs(project, digests) if blobs.has(d)}
+
+
+def _check(files: dict[str, ManifestEntry], blobs: BlobStore, present: set[str]) -> None:
     bad = [FieldError(f"files.{p}", why) for p in files if (why := _path_problem(p))]
     folders = {str(parent) for p in files for parent in PurePosixPath(p).parents}
     bad += [
@@ -141,7 +159,7 @@ def _check(files: dict[str, ManifestEntry], blobs: BlobStore) -> None:
     for p, e in files.items():
         if e.size > blobs.max_bytes:
             bad.append(FieldError(f"files.{p}.size", f"exceeds the blob limit of {blobs.max_bytes} bytes"))
-        stored = blobs.size(e.sha256)
+        stored = blobs.size(e.sha256) if e.sha256 in present else None  # not another project's sizes
         if stored is not None and stored != e.size:
             bad.append(FieldError(f"files.{p}.size", f"is {e.size}, but its content is {stored} bytes"))
     if bad:
@@ -151,11 +169,12 @@ def _check(files: dict[str, ManifestEntry], blobs: BlobStore) -> None:
 def register_snapshot(store: Store, blobs: BlobStore, project: str, manifest: Manifest) -> dict:
     """Answer the snapshot id and the blobs still missing; the snapshot exists (for `project`) once none
     are."""
-    _check(manifest.files, blobs)
+    present = _present(store, blobs, project, {e.sha256 for e in manifest.files.values()})
+    _check(manifest.files, blobs, present)
     files = {p: e.model_dump() for p, e in sorted(manifest.files.items())}
     canonical = json.dumps(files, sort_keys=True, separators=(",", ":")).encode()
     snapshot_id = "sha256:" + hashlib.sha256(canonical).hexdigest()
-    missing = sorted({e.sha256 for e in manifest.files.values() if not blobs.has(e.sha256)})
+    missing = sorted({e.sha256 for e in manifest.files.values()} - present)
     if not missing:
         store.put_snapshot(snapshot_id, files, project)
     return {"id": snapshot_id, "missing": missing}

@@ -1,6 +1,8 @@
 """Snapshot manifests: {path: {sha256, mode, size}}; file contents live in the blob store.
 
 A snapshot belongs to every project that registered it: a resource may only name its own project's.
+A blob belongs to every project that uploaded it: dedupe across projects must not tell one project
+what another holds.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from runyard.core.clock import now
 from runyard.core.errors import NotFound
 from runyard.store.base import StoreBase
-from runyard.store.tables import SnapshotProjectRow, SnapshotRow
+from runyard.store.tables import BlobProjectRow, SnapshotProjectRow, SnapshotRow
 
 
 class SnapshotStore(StoreBase):
@@ -39,3 +41,23 @@ class SnapshotStore(StoreBase):
                 SnapshotProjectRow.snapshot_id == snapshot_id, SnapshotProjectRow.project == project
             )
             return s.scalars(query).first() is not None
+
+    def add_blob_owner(self, digest: str, project: str) -> None:
+        try:
+            with self.write() as s:
+                if s.get(BlobProjectRow, (digest, project)) is None:
+                    s.add(BlobProjectRow(digest=digest, project=project, created_at=now()))
+        except IntegrityError:  # recorded concurrently
+            pass
+
+    def owned_blobs(self, project: str, digests: set[str]) -> set[str]:
+        """Which of `digests` this project uploaded."""
+        owned: set[str] = set()
+        ordered = sorted(digests)
+        with self.read() as s:
+            for i in range(0, len(ordered), 500):
+                query = select(BlobProjectRow.digest).where(
+                    BlobProjectRow.project == project, BlobProjectRow.digest.in_(ordered[i : i + 500])
+                )
+                owned.update(s.scalars(query))
+        return owned

@@ -112,6 +112,16 @@ class SnapshotProjectRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class BlobProjectRow(Base):
+    """A project that uploaded a blob: only its own blobs count as present when it registers a snapshot."""
+
+    __tablename__ = "blob_projects"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    project: Mapped[str] = mapped_column(String(63), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class ChangeRow(Base):
     """The change feed that watches read: a row per write of a resource, numbered in commit order."""
 

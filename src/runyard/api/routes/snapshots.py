@@ -8,8 +8,8 @@ from fastapi import APIRouter, Body, Path, Request
 
 from runyard.api.deps import STATE, WRITE, AppState
 from runyard.api.params import Project
+from runyard.services import snapshots as svc
 from runyard.services.auth import Principal
-from runyard.services.snapshots import Manifest, register_snapshot
 
 router = APIRouter(tags=["snapshots"])
 # The pattern is for the document; the blob store checks it, answering 422 naming `digest`.
@@ -20,10 +20,10 @@ Digest = Annotated[
 
 @router.post("/projects/{project}/snapshots")
 def register(
-    project: Project, manifest: Manifest = Body(...), who: Principal = WRITE, s: AppState = STATE
+    project: Project, manifest: svc.Manifest = Body(...), who: Principal = WRITE, s: AppState = STATE
 ) -> dict:
     """{id, missing}: upload each missing blob, then register again; the snapshot exists once none are."""
-    return register_snapshot(s.store, s.blobs, project, manifest)
+    return svc.register_snapshot(s.store, s.blobs, project, manifest)
 
 
 @router.put("/projects/{project}/blobs/{digest}", status_code=201)
@@ -31,5 +31,5 @@ async def upload_blob(
     request: Request, digest: Digest, project: Project, who: Principal = WRITE, s: AppState = STATE
 ) -> dict:
     """The raw bytes of one file, named by their SHA-256; streamed to disk, up to the server's blob limit."""
-    await s.blobs.receive(digest, request.stream())
+    await svc.upload_blob(s.store, s.blobs, project, digest, request.stream())
     return {"sha256": digest}
