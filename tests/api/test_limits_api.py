@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import socket
 
+import httpx
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import DBAPIError
-from tests.support import experiment, postgres_url, resource
+from tests.support import API, experiment, postgres_url, resource
 
 from runyard.api.errors import is_outage
 
@@ -109,3 +110,16 @@ def test_only_a_store_that_cannot_be_reached_counts_as_an_outage():
         conn.execute(text("select cast(:n as bigint)"), {"n": str(2**70)})
     assert not is_outage(overflow.value)
     engine.dispose()
+
+
+def test_a_nul_character_is_refused_wherever_it_hides(server):
+    api = server.api()
+    doc = experiment("nul", "true")
+    doc["metadata"]["annotations"] = {"note": "a\0b"}
+    doc["spec"]["environment"] = "x\0"
+    found = fields(api.put("/experiments/nul", json=doc))
+    assert "NUL" in found["metadata.annotations.note"] and "spec.environment" in found
+    model = resource("Model", "m", modelUri="s3://bucket/\0")
+    assert "NUL" in fields(api.put("/models/m", json=model))["spec.modelUri"]
+    admin = httpx.Client(base_url=server.url + API, headers=api.headers)
+    assert "name" in fields(admin.post("/tokens", json={"name": "ci\0", "role": "viewer"}))

@@ -16,7 +16,9 @@ router = APIRouter(tags=["tokens"])
 
 
 class TokenIn(BaseModel):
-    name: str = Field(min_length=1, max_length=128, description="what the token is for")
+    name: str = Field(
+        min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$", description="what the token is for"
+    )
     role: Literal["admin", "editor", "viewer"]
     project: str | None = Field(
         None, max_length=63, pattern=NAME_RE.pattern, description="the one project it may use; null: all"
