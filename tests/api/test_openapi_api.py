@@ -20,6 +20,10 @@ def test_bodies_that_cannot_be_parsed_are_422_in_the_error_format(server):
         assert r.status_code == 422, (body[:10], r.text)
         detail = r.json()["error"]["details"][0]
         assert detail["field"] == "(body)" and "JSON" in detail["reason"]
+    for depth in (900, 990):  # at the parser's limit: refused while parsing or after, never a 500
+        deep = b'{"apiVersion": "runyard.dev/v1", "kind": "Experiment", "spec": {"x": ' + b"[" * depth
+        r = api.post("/experiments", content=deep + b"]" * depth + b"}}", headers=JSON)
+        assert r.status_code == 422 and r.json()["error"]["code"] == "Invalid", depth
     r = api.post("/runs", json={"kind": "Run"})
     assert r.status_code == 422 and r.json()["error"]["details"][0]["field"] == "plural"
     r = api.get("/widgets")

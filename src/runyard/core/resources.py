@@ -412,16 +412,20 @@ class Event(BaseModel):
     name: str
 
 
-def _nul_paths(value: Any, path: str) -> list[str]:
-    """Where a NUL character hides in a document: no program takes one, and PostgreSQL's text refuses it."""
-    if isinstance(value, str):
-        return [path or "(body)"] if "\0" in value else []
-    if isinstance(value, dict):
-        found = [f"{path}.{k}".lstrip(".") for k in value if "\0" in str(k)]
-        return found + [p for k, v in value.items() for p in _nul_paths(v, f"{path}.{k}".lstrip("."))]
-    if isinstance(value, list):
-        return [p for i, v in enumerate(value) for p in _nul_paths(v, f"{path}.{i}")]
-    return []
+def _nul_paths(doc: Any) -> list[str]:
+    """Where a NUL character hides in a document: no program takes one, and PostgreSQL's text refuses it.
+    A loop, not recursion: a document may nest as deep as the JSON parser allows."""
+    found, todo = [], [("", doc)]
+    while todo:
+        path, value = todo.pop()
+        if isinstance(value, str) and "\0" in value:
+            found.append(path or "(body)")
+        elif isinstance(value, dict):
+            found += [f"{path}.{k}".lstrip(".") for k in value if "\0" in str(k)]
+            todo += [(f"{path}.{k}".lstrip("."), v) for k, v in value.items()]
+        elif isinstance(value, list):
+            todo += [(f"{path}.{i}", v) for i, v in enumerate(value)]
+    return sorted(found)
 
 
 def parse_workload(data: Any) -> Session | Experiment | Job | Model:
@@ -429,7 +433,7 @@ def parse_workload(data: Any) -> Session | Experiment | Job | Model:
     if not isinstance(data, dict):
         raise Invalid("the document must be a mapping", [FieldError("(body)", "expected an object")])
     data = {k: v for k, v in data.items() if k != "status"}
-    errors = [FieldError(path, "must not contain a NUL character") for path in _nul_paths(data, "")]
+    errors = [FieldError(path, "must not contain a NUL character") for path in _nul_paths(data)]
     if data.get("apiVersion") != API_VERSION:
         errors.append(FieldError("apiVersion", f"must be {API_VERSION!r}"))
     kind = data.get("kind")
