@@ -53,3 +53,10 @@ def test_paging_a_label_filtered_list_over_http_finds_every_match(server):
         "/sessions", params={"labelSelector": "team=cv", "continue": first["metadata"]["continue"]}
     )
     assert rest.json()["items"] == [] and rest.json()["metadata"]["continue"] is None
+
+
+@pytest.mark.parametrize("selector", ["team=a\0b", "bad key=x", "team=" + "v" * 64])
+def test_a_selector_no_label_could_match_is_refused_before_the_store(server, selector):
+    r = server.api().get("/sessions", params={"labelSelector": selector})
+    assert r.status_code == 422, r.text
+    assert [d["field"] for d in r.json()["error"]["details"]] == ["labelSelector"]

@@ -19,6 +19,7 @@ from runyard.core.resources import (
     JobSpec,
     Resource,
     Run,
+    check_labels,
     parse_workload,
 )
 from runyard.runtime.base import Runtime
@@ -196,7 +197,10 @@ def parse_selector(selector: str | None) -> dict[str, str] | None:
         if not sep or not key.strip():
             raise Invalid("bad label selector", [FieldError("labelSelector", f"{part!r} is not key=value")])
         labels[key.strip()] = value.strip()
-    return labels
+    try:
+        return check_labels(labels)  # a selector no label could match is a mistake; NUL would reach SQL
+    except ValueError as exc:
+        raise Invalid("bad label selector", [FieldError("labelSelector", str(exc))]) from None
 
 
 def delete_resource(
