@@ -9,7 +9,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from runyard.core.errors import Conflict, NotFound
-from runyard.core.resources import Experiment, parse_workload
+from runyard.core.resources import Experiment, Job, parse_workload
 from runyard.store import Store
 from runyard.store.tables import Base
 
@@ -107,6 +107,19 @@ def test_unfinished_lists_what_a_controller_must_still_act_on(store):
     store.delete(b.metadata.uid)
     with pytest.raises(NotFound):
         store.get(Experiment, "default", "b")
+
+
+def test_new_or_deleting_lists_what_has_no_status_yet_or_is_being_deleted(store):
+    """What the controller's resync looks at for kinds with nothing to do once their status is written:
+    thousands of settled Jobs must not be listed (and validated) every tick."""
+    job = {"apiVersion": "runyard.dev/v1", "kind": "Job", "spec": {"template": {"command": "true"}}}
+    new, settled, deleting = (store.create(parse_workload({**job, "metadata": {"name": n}})) for n in "abc")
+    for res in (settled, deleting):
+        res.status.phase = "Pending"
+        store.update_status(res)
+    store.mark_deleted(store.get_uid(deleting.metadata.uid))
+    names = {r.metadata.name for r in store.list(Job, new_or_deleting=True)}
+    assert names == {new.metadata.name, deleting.metadata.name}
 
 
 def test_events_are_kept_in_order(store):

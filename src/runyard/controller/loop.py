@@ -117,10 +117,13 @@ class Controller:
             self._urgent.clear()
             self._dirty.clear()
         store = self.ctx.store
-        kinds: tuple[type[Resource], ...] = (*STORED_ONLY, Experiment, Run)
         now = time.monotonic()
+        kinds: tuple[type[Resource], ...] = (*STORED_ONLY, Experiment, Run)
         for kind in kinds:
-            for res in store.list(kind, unfinished=True):
+            # A stored-only kind has nothing left to do once its status says so: only new or deleted ones
+            # need a look, so thousands of Jobs cost nothing per tick.
+            settled = kind in STORED_ONLY
+            for res in store.list(kind, unfinished=not settled, new_or_deleting=settled):
                 if self._due.get(res.uid, 0.0) > now and self._backoff.failures(res.uid):
                     continue  # backing off: it is looked at when due
                 self._reconcile(res)

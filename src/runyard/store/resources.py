@@ -166,10 +166,12 @@ class ResourceStore(ChangeFeed):
         phases: list[str] | None = None,
         deleting: bool | None = None,
         unfinished: bool = False,
+        new_or_deleting: bool = False,
         limit: int | None = None,
         after: tuple[datetime, str] | None = None,
     ) -> list[R]:
-        """Filter by project, owner, phase or deletion; `unfinished`: what a controller must still act on.
+        """Filter by project, owner, phase or deletion; `unfinished`: what a controller must still act on;
+        `new_or_deleting`: no status written yet, or being deleted.
         Oldest first; `limit` and `after` (the (creationTimestamp, uid) of the last item seen) page."""
         q = select(RESOURCES).where(RESOURCES.c.kind == cls.__name__)
         if project is not None:
@@ -192,6 +194,8 @@ class ResourceStore(ChangeFeed):
                     RESOURCES.c.deletion_timestamp.is_not(None),
                 )
             )
+        if new_or_deleting:
+            q = q.where(or_(RESOURCES.c.phase.is_(None), RESOURCES.c.deletion_timestamp.is_not(None)))
         with self.connect() as conn:
             rows = conn.execute(self._page(q, labels, limit, after)).all()
         return [cast(R, to_resource(r)) for r in rows]
