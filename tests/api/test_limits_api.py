@@ -11,7 +11,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.exc import DBAPIError
 from tests.support import API, experiment, postgres_url, resource
 
-from runyard.api.errors import is_outage
+from runyard.store.errors import is_outage
 
 MiB = 1 << 20
 

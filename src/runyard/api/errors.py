@@ -11,7 +11,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 
@@ -27,6 +27,7 @@ from runyard.core.errors import (
     field_errors,
     status_code,
 )
+from runyard.store.errors import is_outage
 
 log = logging.getLogger("runyard.api")
 BEARER_CHALLENGE = {"WWW-Authenticate": "Bearer"}
@@ -35,13 +36,6 @@ BEARER_CHALLENGE = {"WWW-Authenticate": "Bearer"}
 def response(err: RunyardError) -> JSONResponse:
     headers = BEARER_CHALLENGE if isinstance(err, Unauthorized) else None
     return JSONResponse({"error": err.to_dict()}, status_code=status_code(err), headers=headers)
-
-
-def is_outage(exc: Exception) -> bool:
-    """The store cannot be reached (refused, lost, pool exhausted), as opposed to a query it refused."""
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    return isinstance(exc, OperationalError | InterfaceError | DisconnectionError | PoolTimeout)
 
 
 def _first_line(exc: BaseException) -> str:

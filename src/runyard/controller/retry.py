@@ -9,10 +9,8 @@ the loop reads again at once.
 
 from __future__ import annotations
 
-from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
-
 from runyard.core.errors import Unavailable
+from runyard.store.errors import is_outage
 
 BASE_SECONDS = 0.5
 CAP_SECONDS = 10.0
@@ -31,19 +29,8 @@ class PermanentError(Exception):
     """Trying again cannot help: the object is marked Failed with this message."""
 
 
-TEMPORARY = (
-    TemporaryError,
-    Unavailable,
-    OSError,
-    OperationalError,
-    InterfaceError,
-    DisconnectionError,
-    PoolTimeout,
-)
-
-
 def is_temporary(exc: BaseException) -> bool:
-    return isinstance(exc, TEMPORARY)
+    return isinstance(exc, TemporaryError | Unavailable | OSError) or is_outage(exc)
 
 
 class Backoff:
