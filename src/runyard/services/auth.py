@@ -47,10 +47,6 @@ class Principal:
         if need is Access.WRITE and self.role not in WRITERS:
             raise Forbidden(f"a {self.role} token may only read")
 
-    def check_project(self, project: str) -> None:
-        """Read access to `project` (the routes check access already, through one dependency)."""
-        self.authorize(Access.READ, project)
-
     def sees(self, project: str) -> bool:
         return self.role == "admin" or self.project in (None, project)
 

@@ -27,7 +27,7 @@ from runyard.services import watch
 from runyard.services.auth import Principal
 from runyard.services.notify import Notifier
 from runyard.services.snapshots import check_snapshot_owner
-from runyard.store import R, Store
+from runyard.store import Store
 
 
 class ApplyOutcome(StrEnum):
@@ -132,13 +132,8 @@ def apply_resource(
     return updated, ApplyOutcome.CONFIGURED
 
 
-def get_resource(store: Store, who: Principal, kind: type[R], project: str, name: str) -> R:
-    return store.get(kind, project, name)
-
-
 def list_resources(
     store: Store,
-    who: Principal,
     kind: type[Resource],
     project: str,
     selector: str | None,
@@ -147,7 +142,6 @@ def list_resources(
 ) -> str:
     """A page of resources, oldest first, as the List document's JSON: its revision (to watch from) and the
     token that continues after it (null: that was all). Items come as JSON straight from the store."""
-    who.check_project(project)
     labels, after = parse_selector(selector), _decode(token)
     revision = store.revision(kind, project)  # read first: a watch from it misses nothing listed after
     page = store.list_documents(kind, project, labels=labels, limit=limit, after=after)
@@ -178,9 +172,9 @@ def _decode(token: str | None) -> tuple[datetime, str] | None:
 
 
 def watch_resources(
-    store: Store, notifier: Notifier, who: Principal, kind: type[Resource], project: str, since: int | None
+    store: Store, notifier: Notifier, kind: type[Resource], project: str, since: int | None
 ) -> AsyncIterator[bytes]:
-    """Check access and whether `since` can still be served (410-like Gone otherwise), then stream."""
+    """Check whether `since` can still be served (410-like Gone otherwise), then stream."""
     if since is not None and watch.gone(store, since):
         raise Gone(
             f"changes after revision {since} are no longer kept; list again and watch from its revision"
@@ -213,9 +207,9 @@ def delete_resource(
     return marked
 
 
-def run_metrics(store: Store, runtime: Runtime, who: Principal, project: str, name: str) -> dict:
+def run_metrics(store: Store, runtime: Runtime, project: str, name: str) -> dict:
     """Resource usage of the run's current attempt, read through the runtime; empty once it has ended."""
-    run = get_resource(store, who, Run, project, name)
+    run = store.get(Run, project, name)
     att = run.status.attempts[-1] if run.status.attempts else None
     usage = runtime.metrics(att.handle) if att and att.handle and not run.status.phase.is_terminal() else {}
     return {"name": name, "phase": run.status.phase.value, "attempt": att.attempt if att else None, **usage}

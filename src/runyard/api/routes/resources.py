@@ -96,16 +96,16 @@ def list_(
     kind = svc.kind_of_plural(plural)
     if watch:
         return StreamingResponse(
-            svc.watch_resources(s.store, s.notifier, who, kind, project, since),
+            svc.watch_resources(s.store, s.notifier, kind, project, since),
             media_type="application/x-ndjson",
         )
-    page = svc.list_resources(s.store, who, kind, project, labelSelector, limit, continue_)
+    page = svc.list_resources(s.store, kind, project, labelSelector, limit, continue_)
     return Response(page, media_type="application/json")  # JSON built from rows: no models to dump
 
 
 def get(project: Project, plural: Plural, name: Name, s: AppState = STATE, who: Principal = READ) -> dict:
     kind = svc.kind_of_plural(plural)
-    return _out(svc.get_resource(s.store, who, kind, project, name))
+    return _out(s.store.get(kind, project, name))
 
 
 def delete(project: Project, plural: Plural, name: Name, s: AppState = STATE, who: Principal = WRITE) -> dict:
@@ -115,7 +115,7 @@ def delete(project: Project, plural: Plural, name: Name, s: AppState = STATE, wh
 
 def events(project: Project, plural: Plural, name: Name, s: AppState = STATE, who: Principal = READ) -> dict:
     kind = svc.kind_of_plural(plural)
-    res = svc.get_resource(s.store, who, kind, project, name)
+    res = s.store.get(kind, project, name)
     return {"items": [e.model_dump(mode="json") for e in s.store.events(res.uid)]}
 
 

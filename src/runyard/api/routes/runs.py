@@ -25,7 +25,7 @@ def stop(project: Project, name: Name, s: AppState = STATE, who: Principal = WRI
 @router.get("/projects/{project}/runs/{name}/metrics")
 def metrics(project: Project, name: Name, s: AppState = STATE, who: Principal = READ) -> dict:
     """cpu_percent and memory_bytes (RSS) of the run's processes now, where the runtime can tell."""
-    return svc.run_metrics(s.store, s.runtime, who, project, name)
+    return svc.run_metrics(s.store, s.runtime, project, name)
 
 
 @router.get("/projects/{project}/runs/{name}/logs", response_class=StreamingResponse)
