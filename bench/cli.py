@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 import os
 import statistics
 import subprocess
@@ -31,7 +30,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from tests.support import ServerProcess  # noqa: E402
+from tests.support import ServerProcess, emit_json  # noqa: E402
 
 TARGETS_MS = {"ps_p50": 200.0, "run_overhead_p50": 200.0}
 
@@ -158,10 +157,7 @@ def main() -> None:
         name: {"value_ms": value, "target_ms": TARGETS_MS[name], "met": value <= TARGETS_MS[name]}
         for name, value in checks.items()
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    emit_json(result, args.out)
 
 
 if __name__ == "__main__":

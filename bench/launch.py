@@ -37,7 +37,7 @@ import httpx
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.support import ServerProcess  # noqa: E402
+from tests.support import ServerProcess, emit_json  # noqa: E402
 
 CMD = [sys.executable, "-c", "print('x')"]
 
@@ -280,10 +280,7 @@ def main() -> None:
     }
     if args.with_ray:
         result["peers"] = ray_peer(seq)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    emit_json(result, args.out)
 
 
 if __name__ == "__main__":

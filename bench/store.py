@@ -43,7 +43,7 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.support import API, ServerProcess, fresh_postgres_database  # noqa: E402
+from tests.support import API, ServerProcess, emit_json, fresh_postgres_database  # noqa: E402
 
 PAGE = 500
 TARGETS = {"creates_per_s": 1000, "list_ms": 250, "cli_get_ms": 1000, "watch_p50_ms": 10}
@@ -286,10 +286,7 @@ def main() -> None:
         "cpus": os.cpu_count(),
         "results": [bench_store(k, args) for k in kinds],
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    emit_json(result, args.out)
 
 
 if __name__ == "__main__":

@@ -129,3 +129,11 @@ def read_logs(api: httpx.Client, run: str, follow: bool = True) -> tuple[list[di
             else:
                 lines.append(doc)
     return lines, end
+
+
+def emit_json(result: dict, out: Path | None) -> None:
+    """A benchmark's result: printed as JSON, and written to `out` too when given."""
+    text = json.dumps(result, indent=2)
+    print(text)
+    if out:
+        out.write_text(text + "\n")

@@ -12,15 +12,7 @@ from tests.support import experiment, resource
 from runyard.core.clock import aware, now
 from runyard.core.phases import Phase
 from runyard.core.resources import ALL_KINDS, Attempt, Run, parse_workload
-from runyard.store import Store
 from runyard.store.documents import _time
-
-
-@pytest.fixture
-def store(store_url):
-    s = Store(store_url)
-    yield s
-    s.close()
 
 
 def test_documents_of_every_kind_equal_the_models_dump(store):

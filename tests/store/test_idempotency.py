@@ -7,14 +7,6 @@ from tests.support import experiment
 
 from runyard.core.errors import Invalid
 from runyard.core.resources import Experiment, parse_workload
-from runyard.store import Store
-
-
-@pytest.fixture
-def store(store_url):
-    s = Store(store_url)
-    yield s
-    s.close()
 
 
 def test_a_key_reused_for_a_different_request_is_refused_and_creates_nothing(store):

@@ -6,20 +6,12 @@ import pytest
 from tests.support import resource
 
 from runyard.core.resources import Session, parse_workload
-from runyard.store import Store
 
 
 def session(name: str, labels: dict[str, str]):
     doc = resource("Session", name)
     doc["metadata"]["labels"] = labels
     return parse_workload(doc)
-
-
-@pytest.fixture
-def store(store_url):
-    s = Store(store_url)
-    yield s
-    s.close()
 
 
 def test_a_label_filtered_page_holds_the_matches_that_come_late(store):

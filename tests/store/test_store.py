@@ -25,13 +25,6 @@ def exp(name: str = "train", command: str = "python train.py"):
     )
 
 
-@pytest.fixture
-def store(store_url):
-    s = Store(store_url)
-    yield s
-    s.close()
-
-
 def test_create_then_get_round_trips_the_document(store):
     created = store.create(exp())
     got = store.get(Experiment, "default", "train")
