@@ -210,3 +210,18 @@ def test_a_bad_value_stops_the_server_before_it_starts_naming_the_setting(
     assert proc.returncode == 1, proc.stderr
     assert re.search(rf"^  {re.escape(setting)}: .*\(got '?{re.escape(value)}'?\)$", proc.stderr, re.M)
     assert not (tmp_path / "server.json").exists()
+
+
+def test_a_data_directory_that_is_a_file_is_one_clear_line_not_a_traceback(clean_env, tmp_path):
+    home = tmp_path / "not-a-dir"
+    home.write_text("")
+    proc = subprocess.run(
+        [sys.executable, "-m", "runyard", "server", "--port", "0"],
+        env={**os.environ, "RUNYARD_SERVER_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert f"cannot use {home} as the data directory" in proc.stderr

@@ -46,7 +46,12 @@ class Platform:
 def build(settings: ServerSettings, controller: ControllerSettings, api_url: str) -> Platform:
     """Wire store, runtime and controller together; migrations run here, before anything is served."""
     home = settings.home
-    home.mkdir(parents=True, exist_ok=True)
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise Unavailable(
+            f"cannot use {home} as the data directory: {exc.strerror}; choose another with --home"
+        ) from None
     store = _open_store(settings.resolved_store_url())
     lock = ControllerLock(store)
     lock.acquire()
