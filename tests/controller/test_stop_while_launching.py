@@ -128,3 +128,29 @@ def test_a_launch_whose_handle_was_never_stored_is_found_after_a_restart(tmp_pat
             assert len(run_processes(platform.home)) == 1  # adopted, not launched twice
     finally:
         platform.close()
+
+
+def test_deleting_a_run_whose_launch_handle_was_never_stored_stops_it_and_removes_its_files(tmp_path: Path):
+    """As above, but a delete lands before the restarted controller looks: the process is stopped, and
+    the attempt's files go with the record even though no handle was ever stored."""
+    platform = Platform(tmp_path / "home")
+    try:
+        run = Run(
+            metadata=ObjectMeta(name="orphan", project=PROJECT),
+            spec=RunSpec(command="sleep 120"),
+            status=RunStatus(phase=Phase.STARTING, attempts=[Attempt(attempt=1)]),
+        )
+        run = platform.store.create(run)
+        spec = LaunchSpec(
+            run_uid=run.uid, project=PROJECT, name="orphan", attempt=1, argv=["sleep", "120"], env={}
+        )
+        attempt_dir = Path(platform.runtime.launch(spec)["dir"])
+        platform.store.mark_deleted(run)
+        platform.controller.start()
+        wait_until_gone(platform.home)
+        deadline = time.monotonic() + 20
+        while platform.store.get_uid(run.uid) is not None or attempt_dir.exists():
+            assert time.monotonic() < deadline, f"record or {attempt_dir} still there"
+            time.sleep(0.05)
+    finally:
+        platform.close()

@@ -311,9 +311,10 @@ def _finalize_deleted(ctx: Context, run: Run) -> float | None:
         if handle and ctx.runtime.observe(handle).state in (AttemptState.RUNNING, AttemptState.STARTING):
             ctx.runtime.stop(handle, run.spec.stopGracePeriodSeconds)
             return 0.2
-    for att in run.status.attempts:
-        if att.handle:
-            ctx.runtime.cleanup(att.handle)
+    for att in run.status.attempts:  # a launch whose handle was never stored leaves files too
+        handle = att.handle or ctx.runtime.find_launched(run.uid, att.attempt)
+        if handle:
+            ctx.runtime.cleanup(handle)
     ctx.store.revoke_run_tokens(run.uid)
     ctx.store.delete(run.uid)
     ctx.notifier.touch(run.uid)
