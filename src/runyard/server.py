@@ -19,9 +19,11 @@ from runyard.controller.context import Context
 from runyard.controller.loop import Controller
 from runyard.core.errors import Unavailable
 from runyard.runtime.local import LocalRuntime
+from runyard.services.artifacts import ArtifactStore
 from runyard.services.auth import ensure_admin_token
 from runyard.services.notify import Notifier
 from runyard.services.snapshots import BlobStore, snapshot_files
+from runyard.services.tracking import Tracking
 from runyard.settings import ControllerSettings, ServerSettings
 from runyard.store import Store
 from runyard.store.engine import normalize_url
@@ -62,7 +64,9 @@ def build(settings: ServerSettings, controller: ControllerSettings, api_url: str
     notifier = Notifier()
     runtime.on_output(notifier.output)
     ctx = Context(store, runtime, notifier, controller, api_url)
-    return Platform(AppState(store, runtime, blobs, notifier), Controller(ctx), lock)
+    artifacts = ArtifactStore(settings.resolved_artifact_root(), settings.max_artifact_bytes)
+    state = AppState(store, runtime, blobs, notifier, Tracking(store), artifacts)
+    return Platform(state, Controller(ctx), lock)
 
 
 def _open_store(url: str) -> Store:

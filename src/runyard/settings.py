@@ -31,6 +31,11 @@ class ServerSettings(BaseSettings):
     max_blob_bytes: int = Field(2 << 30, ge=1)
     """Largest file a snapshot may hold, in bytes (one uploaded blob); larger uploads are refused with 413."""
 
+    artifact_root: str | None = None
+    """Where run artifacts are kept: a directory or any fsspec URL (s3://…, gs://…); default: HOME/artifacts."""
+    max_artifact_bytes: int = Field(5 << 30, ge=1)
+    """Largest artifact file one upload may hold, in bytes; larger uploads are refused with 413."""
+
     @field_validator("home")
     @classmethod
     def _expand(cls, home: Path) -> Path:
@@ -38,6 +43,9 @@ class ServerSettings(BaseSettings):
 
     def resolved_store_url(self) -> str:
         return self.store_url or f"sqlite:///{self.home / 'runyard.db'}"
+
+    def resolved_artifact_root(self) -> str:
+        return self.artifact_root or str(self.home / "artifacts")
 
 
 class ControllerSettings(BaseSettings):

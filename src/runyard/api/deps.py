@@ -8,9 +8,11 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from runyard.runtime.base import Runtime
+from runyard.services.artifacts import ArtifactStore
 from runyard.services.auth import Access, Principal, authenticate
 from runyard.services.notify import Notifier
 from runyard.services.snapshots import BlobStore
+from runyard.services.tracking import Tracking
 from runyard.store import Store
 
 bearer = HTTPBearer(
@@ -24,6 +26,8 @@ class AppState:
     runtime: Runtime
     blobs: BlobStore
     notifier: Notifier
+    tracking: Tracking
+    artifacts: ArtifactStore
 
 
 def state(request: Request) -> AppState:

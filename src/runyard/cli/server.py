@@ -19,7 +19,8 @@ S = TypeVar("S", bound="BaseSettings")
 
 
 @click.command(
-    epilog="By environment only: RUNYARD_SERVER_MAX_BLOB_BYTES, RUNYARD_CONTROLLER_TICK_SECONDS, "
+    epilog="By environment only: RUNYARD_SERVER_MAX_BLOB_BYTES, RUNYARD_SERVER_MAX_ARTIFACT_BYTES, "
+    "RUNYARD_CONTROLLER_TICK_SECONDS, "
     "RUNYARD_CONTROLLER_MAX_RUNNING_RUNS, RUNYARD_CONTROLLER_LAUNCH_TIMEOUT_SECONDS (see the README's "
     "Configuration)."
 )
@@ -29,6 +30,10 @@ S = TypeVar("S", bound="BaseSettings")
 )
 @click.option("--store-url", help="sqlite:///… or postgresql://… [env RUNYARD_SERVER_STORE_URL].")
 @click.option("--public-url", help="URL runs reach the API by [env RUNYARD_SERVER_PUBLIC_URL].")
+@click.option(
+    "--artifact-root",
+    help="Directory or fsspec URL for run artifacts [env RUNYARD_SERVER_ARTIFACT_ROOT, default HOME/artifacts].",
+)
 @click.option(
     "--home",
     type=click.Path(file_okay=False, path_type=Path),
@@ -41,12 +46,14 @@ def server(
     port: int | None,
     store_url: str | None,
     public_url: str | None,
+    artifact_root: str | None,
     home: Path | None,
 ) -> None:
     """Run the API server and controller in the foreground. Flags win over the environment."""
     from runyard.settings import ControllerSettings, ServerSettings
 
     flags: dict[str, Any] = {"host": host, "port": port, "store_url": store_url, "public_url": public_url}
+    flags["artifact_root"] = artifact_root
     flags["home"] = home or state(ctx).home  # `runyard --home H server` too
     given = {name: value for name, value in flags.items() if value is not None}
     problems: list[FieldError] = []

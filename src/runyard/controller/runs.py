@@ -105,7 +105,7 @@ def _launch_spec(ctx: Context, run: Run, attempt: int) -> LaunchSpec:
         "RUNYARD_API_URL": ctx.api_url,
         "RUNYARD_TOKEN": token,
     }
-    argv = ["/bin/sh", "-c", spec.command] if isinstance(spec.command, str) else list(spec.command)
+    argv = ["/bin/sh", "-c", spec.command] if isinstance(spec.command, str) else list(spec.command or [])
     return LaunchSpec(
         run_uid=run.uid,
         project=m.project,

@@ -175,7 +175,9 @@ class RunTemplate(Strict):
 
     @field_validator("command")
     @classmethod
-    def _command(cls, v: str | list[str]) -> str | list[str]:
+    def _command(cls, v: str | list[str] | None) -> str | list[str] | None:
+        if v is None:
+            return v
         if (isinstance(v, str) and not v.strip()) or (isinstance(v, list) and not v):
             raise ValueError("must not be empty")
         size = exec_size([v] if isinstance(v, str) else v)
@@ -195,7 +197,7 @@ class RunTemplate(Strict):
 
     @model_validator(mode="after")
     def _exec_fits(self) -> RunTemplate:
-        argv = [self.command] if isinstance(self.command, str) else self.command
+        argv = [self.command] if isinstance(self.command, str) else self.command or []
         env = [f"{k}={v}" for k, v in self.env.items()]
         if exec_size(argv) + exec_size(env) > MAX_EXEC_BYTES:
             raise ValueError(f"command and env together must be at most {MAX_EXEC_BYTES} bytes")
@@ -288,7 +290,23 @@ class ModelSpec(Strict):
 
 
 class RunSpec(RunTemplate):
+    command: str | list[str] | None = Field(  # type: ignore[assignment]
+        default=None, description="what to execute; absent only for a tracking-only run"
+    )
+    trackingOnly: bool = Field(
+        default=False,
+        description="a run that only records tracking data (opened by `runyard.start_run` or MLflow's "
+        "create-run): no process is launched; it ends when its client ends it",
+    )
     stopRequested: bool = Field(default=False, description="set by `runyard stop`; the controller stops it")
+
+    @model_validator(mode="after")
+    def _command_or_tracking(self) -> RunSpec:
+        if self.trackingOnly and self.command is not None:
+            raise ValueError("a tracking-only run has no command")
+        if not self.trackingOnly and self.command is None:
+            raise ValueError("command: required (only a tracking-only run has none)")
+        return self
 
 
 ConditionStatus = Literal["True", "False", "Unknown"]
