@@ -32,7 +32,7 @@ class ServerSettings(BaseSettings):
     """Largest file a snapshot may hold, in bytes (one uploaded blob); larger uploads are refused with 413."""
 
     artifact_root: str | None = None
-    """Where run artifacts are kept: a directory or any fsspec URL (s3://…, gs://…); default: HOME/artifacts."""
+    """Where run artifacts are kept: a directory or any fsspec URL (s3://…); default: HOME/artifacts."""
     max_artifact_bytes: int = Field(5 << 30, ge=1)
     """Largest artifact file one upload may hold, in bytes; larger uploads are refused with 413."""
 

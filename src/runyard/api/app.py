@@ -26,7 +26,8 @@ def create_app(app_state: AppState) -> FastAPI:
     app.add_middleware(BodyLimit, limit_for=limits(app_state.blobs.max_bytes))
     app.include_router(meta.health)
     # Order matters: the run verbs before the catch-all that names an unknown plural.
-    for router in (meta.router, tokens.router, snapshots.router, tracking.router, runs.router, resources.router):
+    routers = (meta.router, tokens.router, snapshots.router, tracking.router, runs.router, resources.router)
+    for router in routers:
         app.include_router(router, prefix=PREFIX, responses=ERRORS)
     # MLflow's own REST paths, as its client builds them from MLFLOW_TRACKING_URI (the server's root URL)
     app.include_router(mlflow.router, prefix="/api/2.0/mlflow", tags=["mlflow"])

@@ -32,7 +32,8 @@ S = TypeVar("S", bound="BaseSettings")
 @click.option("--public-url", help="URL runs reach the API by [env RUNYARD_SERVER_PUBLIC_URL].")
 @click.option(
     "--artifact-root",
-    help="Directory or fsspec URL for run artifacts [env RUNYARD_SERVER_ARTIFACT_ROOT, default HOME/artifacts].",
+    help="Directory or fsspec URL for run artifacts "
+    "[env RUNYARD_SERVER_ARTIFACT_ROOT, default HOME/artifacts].",
 )
 @click.option(
     "--home",
