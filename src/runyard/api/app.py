@@ -23,7 +23,7 @@ def create_app(app_state: AppState) -> FastAPI:
     app = FastAPI(title="runyard", version=__version__, description="Run, track, schedule and serve ML work.")
     app.state.runyard = app_state
     errors.install(app)
-    app.add_middleware(BodyLimit, limit_for=limits(app_state.blobs.max_bytes))
+    app.add_middleware(BodyLimit, limit_for=limits(app_state.blobs.max_bytes, app_state.artifacts.max_bytes))
     app.include_router(meta.health)
     # Order matters: the run verbs before the catch-all that names an unknown plural.
     routers = (meta.router, tokens.router, snapshots.router, tracking.router, runs.router, resources.router)

@@ -2,11 +2,12 @@
 
 A request may be larger than the object it carries may be (1.5 MiB, checked once parsed, with a 422
 naming the field), as with Kubernetes' API server; snapshot manifests may list many files; blobs are
-streamed to disk and bounded by the server's blob setting.
+streamed to disk and bounded by the server's blob setting, artifacts by its artifact setting.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -52,8 +53,16 @@ def _too_large(limit: int) -> TooLarge:
     return TooLarge(f"the request body is over the limit of {limit} bytes")
 
 
-def limits(max_blob_bytes: int) -> Callable[[str], int]:
+# Artifact uploads: MLflow's artifact API, and a run's artifacts under the runyard prefix.
+ARTIFACT_PATH = re.compile(
+    r"^/api/2\.0/mlflow-artifacts/artifacts/|^/apis/[^/]+/[^/]+/projects/[^/]+/runs/[^/]+/artifacts/"
+)
+
+
+def limits(max_blob_bytes: int, max_artifact_bytes: int) -> Callable[[str], int]:
     def limit_for(path: str) -> int:
+        if ARTIFACT_PATH.match(path):
+            return max_artifact_bytes
         if "/blobs/" in path:
             return max_blob_bytes
         if path.endswith("/snapshots"):
