@@ -1,7 +1,7 @@
 """Persistence: SQLAlchemy tables, Alembic migrations and the Store the services use.
 
 The Store is one object made of one part per concern, each in its own module: resources (with
-idempotency), the change feed, events, projects, tokens and snapshot manifests.
+idempotency), the change feed, events, projects, tokens, snapshot manifests and experiment tracking.
 """
 
 from runyard.store.base import EventSpec, R
@@ -10,10 +10,11 @@ from runyard.store.projects import ProjectStore
 from runyard.store.resources import ResourceStore
 from runyard.store.snapshots import SnapshotStore
 from runyard.store.tokens import TokenStore
+from runyard.store.tracking import RunInit, RunRef, TrackingStore
 
 
-class Store(ResourceStore, EventStore, ProjectStore, TokenStore, SnapshotStore):
+class Store(ResourceStore, TrackingStore, EventStore, ProjectStore, TokenStore, SnapshotStore):
     """SQLite or PostgreSQL, chosen by URL; migrated to the newest schema when opened."""
 
 
-__all__ = ["EventSpec", "R", "Store"]
+__all__ = ["EventSpec", "R", "RunInit", "RunRef", "Store"]

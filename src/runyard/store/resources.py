@@ -41,6 +41,7 @@ from runyard.store.documents import COLUMNS as DOCUMENT_COLUMNS
 from runyard.store.documents import Document, document
 from runyard.store.events import EVENTS, event_row, event_values
 from runyard.store.tables import EventRow, IdempotencyRow, ResourceRow, TokenRow
+from runyard.store.tracking import RunInit, TrackingStore
 
 TERMINAL_PHASES = [p.value for p in TERMINAL]
 RESOURCES = cast(Table, ResourceRow.__table__)
@@ -78,11 +79,18 @@ def to_resource(row: ResourceRow | Row[Any]) -> Resource:
     )
 
 
-class ResourceStore(ChangeFeed):
-    def create(self, res: R, idempotency_key: str | None = None, events: Iterable[EventSpec] = ()) -> R:
+class ResourceStore(ChangeFeed, TrackingStore):
+    def create(
+        self,
+        res: R,
+        idempotency_key: str | None = None,
+        events: Iterable[EventSpec] = (),
+        tracking: RunInit | None = None,
+    ) -> R:
         """Insert a new resource (and its first events), in Core: the ORM's unit of work cost more than
         the SQL. With an idempotency key seen before, return what that request created; a key first
-        used for a different request is refused (Invalid, as payment APIs do)."""
+        used for a different request is refused (Invalid, as payment APIs do). A Run gets its tracking
+        row in the same transaction (`tracking`: what its creator set of it)."""
         meta = res.metadata
         key = idempotency_key
         fingerprint = request_fingerprint(res) if key else None
@@ -111,6 +119,8 @@ class ResourceStore(ChangeFeed):
         try:
             with self.connect(write=True) as conn:
                 conn.execute(insert(RESOURCES), values)
+                if res.kind == "Run":
+                    self._add_tracking_run(conn, uid, res, tracking)
                 if key:
                     seen = {"key": key, "project": meta.project, "uid": uid, "created_at": ts}
                     conn.execute(insert(IDEMPOTENCY), {**seen, "fingerprint": fingerprint})
@@ -290,6 +300,8 @@ class ResourceStore(ChangeFeed):
             rows = [event_values(uid, res, ev) for ev in events]
             if rows:
                 conn.execute(insert(EVENTS), rows)
+            if res.kind == "Run" and values.get("phase") in TERMINAL_PHASES:
+                self._end_tracking_run(conn, uid)
             if revoke_run_tokens:
                 conn.execute(update(TOKENS).where(TOKENS.c.run_uid == uid).values(revoked=True))
             self._record(conn, uid, res, MODIFIED)
@@ -331,6 +343,8 @@ class ResourceStore(ChangeFeed):
             s.execute(delete(ResourceRow).where(ResourceRow.uid == uid))
             s.execute(delete(EventRow).where(EventRow.uid == uid))
             s.execute(delete(IdempotencyRow).where(IdempotencyRow.uid == uid))
+            if row.kind == "Run":
+                self._remove_tracking_run(s, uid)
 
     def _locked(self, s: DBSession, uid: str | None, expect: int | None, kind: str, name: str) -> ResourceRow:
         # FOR UPDATE: on PostgreSQL two writers must not both pass the version check (SQLite's

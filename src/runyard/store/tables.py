@@ -4,7 +4,20 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -143,3 +156,145 @@ class ChangeRow(Base):
     type: Mapped[str] = mapped_column(String(16))  # ADDED | MODIFIED | DELETED
     time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     object: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # the last state, for DELETED
+
+
+# Experiment tracking (MLflow's model). Times are epoch milliseconds as MLflow sends them. Rows of a run
+# point at tracking_runs.id, a small integer, rather than at the 36-character uid: the metric tables are
+# the ones that grow to millions of rows, and their one index is then a third of the size.
+
+
+class TrackingExperimentRow(Base):
+    """An MLflow experiment: a named group of runs inside one project."""
+
+    __tablename__ = "tracking_experiments"
+    __table_args__ = (
+        UniqueConstraint("project", "name", name="uq_tracking_experiments_project_name"),
+        {"sqlite_autoincrement": True},  # ids are never reused: MLflow clients keep them
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    project: Mapped[str] = mapped_column(String(63))
+    name: Mapped[str] = mapped_column(String(500))
+    artifact_location: Mapped[str | None] = mapped_column(Text, nullable=True)  # None: the default
+    lifecycle_stage: Mapped[str] = mapped_column(String(16))
+    creation_time: Mapped[int] = mapped_column(BigInteger)
+    last_update_time: Mapped[int] = mapped_column(BigInteger)
+
+
+class TrackingExperimentTagRow(Base):
+    __tablename__ = "tracking_experiment_tags"
+
+    experiment_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(250), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class TrackingRunRow(Base):
+    """The tracking side of a Run resource (one row each, written and removed with it). Its MLflow status
+    is not stored: it is the Run's phase, read from the resources table."""
+
+    __tablename__ = "tracking_runs"
+    __table_args__ = (
+        Index("ix_tracking_runs_experiment_start", "experiment_id", "start_time"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    uid: Mapped[str] = mapped_column(String(36), unique=True)
+    project: Mapped[str] = mapped_column(String(63))
+    experiment_id: Mapped[int] = mapped_column(Integer)
+    run_name: Mapped[str] = mapped_column(String(250))
+    user_id: Mapped[str] = mapped_column(String(256))
+    tracking_only: Mapped[bool] = mapped_column(Boolean)
+    start_time: Mapped[int] = mapped_column(BigInteger)
+    end_time: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    lifecycle_stage: Mapped[str] = mapped_column(String(16))
+    artifact_uri: Mapped[str] = mapped_column(Text)
+
+
+# Every point logged, in a table without a primary key: one index, the order history reads walk.
+TRACKING_METRICS = Table(
+    "tracking_metrics",
+    Base.metadata,
+    Column("run_id", Integer, nullable=False),
+    Column("key", String(250), nullable=False),
+    Column("step", BigInteger, nullable=False),
+    Column("timestamp", BigInteger, nullable=False),
+    Column("value", Float(precision=53), nullable=False),  # 0 when is_nan: SQLite keeps NaN as NULL
+    Column("is_nan", Boolean, nullable=False),
+    Index("ix_tracking_metrics_run_key_step_ts", "run_id", "key", "step", "timestamp"),
+)
+
+
+class TrackingLatestMetricRow(Base):
+    """Each metric's latest point (largest step, then timestamp, then value, as MLflow picks it)."""
+
+    __tablename__ = "tracking_latest_metrics"
+
+    run_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(250), primary_key=True)
+    step: Mapped[int] = mapped_column(BigInteger)
+    timestamp: Mapped[int] = mapped_column(BigInteger)
+    value: Mapped[float] = mapped_column(Float(precision=53))
+    is_nan: Mapped[bool] = mapped_column(Boolean)
+
+
+class TrackingParamRow(Base):
+    __tablename__ = "tracking_params"
+
+    run_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(250), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class TrackingTagRow(Base):
+    __tablename__ = "tracking_tags"
+
+    run_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(250), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class TrackingInputRow(Base):
+    """A dataset a run used (MLflow's DatasetInput): the dataset as sent, and the input's tags."""
+
+    __tablename__ = "tracking_inputs"
+
+    run_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(500), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(36), primary_key=True)
+    dataset: Mapped[dict] = mapped_column(JSON)
+    tags: Mapped[list] = mapped_column(JSON)
+
+
+class LoggedModelRow(Base):
+    """An MLflow 3 logged model: a model's files (under artifact_location) and what describes it. A model
+    has few params and tags, read and written whole with it: JSON, not rows of their own."""
+
+    __tablename__ = "logged_models"
+    __table_args__ = (Index("ix_logged_models_experiment_created", "experiment_id", "creation_timestamp_ms"),)
+
+    model_id: Mapped[str] = mapped_column(String(34), primary_key=True)  # "m-" + 32 hex, as MLflow's
+    project: Mapped[str] = mapped_column(String(63))
+    experiment_id: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(500))
+    artifact_location: Mapped[str] = mapped_column(Text)
+    creation_timestamp_ms: Mapped[int] = mapped_column(BigInteger)
+    last_updated_timestamp_ms: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(32))
+    status_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    model_type: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    source_run_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    lifecycle_stage: Mapped[str] = mapped_column(String(16))
+    params: Mapped[dict] = mapped_column(JSON)
+    tags: Mapped[dict] = mapped_column(JSON)
+
+
+class LoggedModelOutputRow(Base):
+    """A model a run produced (MLflow's run outputs), at the step it was logged."""
+
+    __tablename__ = "logged_model_outputs"
+
+    run_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    model_id: Mapped[str] = mapped_column(String(34), primary_key=True)
+    step: Mapped[int] = mapped_column(BigInteger)
