@@ -36,8 +36,9 @@ CLIENT_METHODS = {
 }
 
 
-def test_the_package_exports_exactly_the_client_and_the_version():
-    assert runyard.__all__ == ["Client", "__version__"]
+def test_the_package_exports_exactly_the_client_the_version_and_the_tracking_functions():
+    tracking = ["log_artifact", "log_artifacts", "log_metric", "log_metrics", "log_param", "log_params"]
+    assert runyard.__all__ == ["Client", "__version__", *tracking, "set_tag", "set_tags", "start_run"]
     assert runyard.__version__ == "0.1.0"
     assert runyard.Client is Client
 
