@@ -1,10 +1,706 @@
-"""Experiment tracking: MLflow experiments, runs' metrics, params, tags and inputs (filled in by issue 6)."""
+"""Experiment tracking: MLflow experiments, runs' metrics, params, tags and inputs, with MLflow's rules.
+
+Every Run resource is also a tracked run (its MLflow run id is its uid without dashes); this service
+validates as MLflow does, shapes results as MLflow's JSON, and leaves the SQL to the store
+(store/tracking.py). Errors are core errors: Invalid, NotFound, Conflict.
+"""
 
 from __future__ import annotations
 
-from runyard.store import Store
+import base64
+import binascii
+import json
+import math
+import posixpath
+import re
+import secrets
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from runyard.core.clock import now
+from runyard.core.errors import Conflict, FieldError, Invalid, NotFound
+from runyard.core.kinds import name_problem
+from runyard.core.phases import Phase
+from runyard.core.resources import ObjectMeta, Run, RunSpec, RunStatus
+from runyard.store import RunInit, RunRef, Store
+from runyard.store.tracking import (
+    ACTIVE,
+    DELETED,
+    EXPERIMENT_ANNOTATION,
+    EXPERIMENTS,
+    RUN_NAME_TAG,
+    RUNS,
+    run_hex,
+)
+from runyard.store.tracking_search import OrderKey, parse_experiment_filter, parse_filter, parse_order_by
+
+__all__ = ["RunRef", "Tracking"]
+
+MAX_ENTITY_KEY_LENGTH = 250
+MAX_PARAM_VAL_LENGTH = 6000
+MAX_TAG_VAL_LENGTH = 8000
+MAX_EXPERIMENT_NAME_LENGTH = 500
+MAX_EXPERIMENT_TAG_VAL_LENGTH = 20000
+MAX_METRICS_PER_BATCH = 1000
+MAX_PARAMS_TAGS_PER_BATCH = 100
+MAX_ENTITIES_PER_BATCH = 1000
+MAX_RESULTS = 50000
+MAX_HISTORY_PAGE = 1_000_000
+MAX_DATASET_NAME = 500
+MAX_DATASET_DIGEST = 36
+MAX_DATASET_SOURCE = 65535
+INT64 = (-(2**63), 2**63 - 1)
+KEY_RE = re.compile(r"^[/\w.\- :]*$")
+BAD_CHARACTERS = (
+    "Names may only contain alphanumerics, underscores (_), dashes (-), periods (.), spaces ( ), colon(:) "
+    "and slashes (/)."
+)
+VIEW_STAGES = {"ACTIVE_ONLY": (ACTIVE,), "DELETED_ONLY": (DELETED,), "ALL": (ACTIVE, DELETED)}
+VIEW_NUMBERS = {1: "ACTIVE_ONLY", 2: "DELETED_ONLY", 3: "ALL"}
+END_PHASES = {"FINISHED": Phase.SUCCEEDED, "FAILED": Phase.FAILED, "KILLED": Phase.CANCELLED}
+RUN_STATUSES = {"RUNNING", "SCHEDULED", *END_PHASES}
+NUMBER_WORDS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+def _invalid(field: str, reason: str, message: str | None = None) -> Invalid:
+    return Invalid(
+        message or f"Invalid value for parameter '{field}' supplied: {reason}", [FieldError(field, reason)]
+    )
+
+
+_known_keys: set[str] = set()  # keys already found valid: a training loop logs the same few, often
+
+
+def check_key(key: Any, field: str) -> str:
+    """MLflow's rule for metric, param and tag keys."""
+    if key in _known_keys:
+        return key
+    if key is None or key == "":
+        raise _invalid(field, "a key name must be provided")
+    if not isinstance(key, str):
+        raise _invalid(field, f"must be a string, not {type(key).__name__}")
+    if len(key) > MAX_ENTITY_KEY_LENGTH:
+        raise _invalid(field, f"is {len(key)} characters; at most {MAX_ENTITY_KEY_LENGTH}")
+    if not KEY_RE.match(key):
+        raise _invalid(field, f"{key!r}: {BAD_CHARACTERS}")
+    norm = posixpath.normpath(key)
+    if norm != key or norm == "." or norm.startswith("..") or norm.startswith("/"):
+        raise _invalid(
+            field,
+            f"{key!r}: names may be treated as files, and must not resolve to other names; this one "
+            f"would resolve to {norm!r}",
+        )
+    if len(_known_keys) < 100_000:
+        _known_keys.add(key)
+    return key
+
+
+def _number(value: Any, field: str) -> float:
+    if isinstance(value, float | int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        if value in NUMBER_WORDS:
+            return NUMBER_WORDS[value]
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if value is None:
+        raise _invalid(field, "missing: a value is required")
+    raise _invalid(field, f"{value!r} is not a number: give a double (64-bit floating point)")
+
+
+def _int64(value: Any, field: str, minimum: int = INT64[0]) -> int:
+    if isinstance(value, bool):
+        raise _invalid(field, f"{value!r} is not an integer")
+    if isinstance(value, int):
+        number = value
+    elif (isinstance(value, float) and value.is_integer()) or (
+        isinstance(value, str) and re.fullmatch(r"-?\d{1,20}", value)
+    ):
+        number = int(value)
+    else:
+        raise _invalid(field, f"{value!r} is not a valid long (64-bit integer)")
+    if not minimum <= number <= INT64[1]:
+        what = "a nonnegative long" if minimum == 0 else "a long"
+        raise _invalid(field, f"{number} is out of range: it must be {what} (64-bit integer)")
+    return number
+
+
+def _text(value: Any, field: str, limit: int) -> str:
+    if value is None:
+        raise _invalid(field, "missing: a value is required")
+    if isinstance(value, bool):
+        value = str(value).lower()
+    elif isinstance(value, int | float):
+        value = str(value)
+    if not isinstance(value, str):
+        raise _invalid(field, f"must be a string, not {type(value).__name__}")
+    if len(value) > limit:
+        raise _invalid(
+            field,
+            f"is {len(value)} characters; at most {limit}",
+            f"'{field}' exceeds the maximum length of {limit} characters",
+        )
+    if "\0" in value:
+        raise _invalid(field, "contains a NUL character")
+    return value
+
+
+def check_metric(m: Any, path: str) -> tuple[str, float, int, int]:
+    """(key, value, timestamp, step) of an MLflow metric dict."""
+    if not isinstance(m, dict):
+        raise _invalid(path, "must be an object with key, value, timestamp and step")
+    key = check_key(m.get("key"), f"{path}.key")
+    value = _number(m.get("value"), f"{path}.value")
+    timestamp = m.get("timestamp")
+    ts = timestamp if type(timestamp) is int and timestamp >= 0 else _int64(timestamp, f"{path}.timestamp", 0)
+    step = m.get("step", 0)
+    if step is None:
+        step = 0
+    st = step if type(step) is int and INT64[0] <= step <= INT64[1] else _int64(step, f"{path}.step")
+    return key, value, ts, st
+
+
+def _pairs(items: Any, path: str, limit: int) -> list[tuple[str, str]]:
+    if isinstance(items, dict):
+        items = [{"key": k, "value": v} for k, v in items.items()]
+    out = []
+    for i, item in enumerate(items or ()):
+        field = f"{path}[{i}]"
+        if not isinstance(item, dict):
+            raise _invalid(field, "must be an object with key and value")
+        key = check_key(item.get("key"), f"{field}.key")
+        out.append((key, _text(item.get("value"), f"{field}.value", limit)))
+    return out
+
+
+def _page_offset(token: str | None, field: str = "page_token") -> int:
+    if not token:
+        return 0
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token.encode() + b"=" * (-len(token) % 4)))
+        offset = data["offset"]
+        if isinstance(offset, int) and offset >= 0:
+            return offset
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        pass
+    raise _invalid(
+        field, "is not a page token this server gave", "Invalid page token, could not base64-decode"
+    )
+
+
+def _page_token(offset: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"offset": offset}).encode()).decode().rstrip("=")
+
+
+def _max_results(value: Any, field: str = "max_results", default: int = 1000) -> int:
+    if value is None:
+        return default
+    n = _int64(value, field)
+    if n < 1 or n > MAX_RESULTS:
+        raise _invalid(
+            field,
+            f"{n} is out of range: between 1 and {MAX_RESULTS}",
+            f"Invalid value {n} for parameter '{field}' supplied. It must be at most {MAX_RESULTS}",
+        )
+    return n
+
+
+def _view(view_type: Any) -> tuple[str, ...]:
+    if isinstance(view_type, int) and view_type in VIEW_NUMBERS:
+        view_type = VIEW_NUMBERS[view_type]
+    stages = VIEW_STAGES.get(view_type or "ACTIVE_ONLY")
+    if stages is None:
+        raise _invalid("view_type", f"{view_type!r}: use one of {sorted(VIEW_STAGES)}")
+    return stages
+
+
+def _value_out(value: float, is_nan: Any) -> float:
+    return math.nan if is_nan else value
+
+
+def _metric_out(r: Any) -> dict[str, Any]:
+    return {"key": r.key, "value": _value_out(r.value, r.is_nan), "timestamp": r.timestamp, "step": r.step}
+
+
+def _json_number(value: float, is_nan: Any) -> str:
+    return '"NaN"' if is_nan else repr(value)
+
+
+def _experiment_out(r: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "experiment_id": str(r["id"]),
+        "name": r["name"],
+        "artifact_location": r["artifact_location"],
+        "lifecycle_stage": r["lifecycle_stage"],
+        "creation_time": r["creation_time"],
+        "last_update_time": r["last_update_time"],
+        "tags": r["tags"],
+    }
+
+
+def _info_out(r: dict[str, Any]) -> dict[str, Any]:
+    hex_id = run_hex(r["uid"])
+    info = {
+        "run_id": hex_id,
+        "run_uuid": hex_id,
+        "run_name": r["run_name"],
+        "experiment_id": str(r["experiment_id"]),
+        "user_id": r["user_id"],
+        "status": r["status"],
+        "start_time": r["start_time"],
+        "artifact_uri": r["artifact_uri"],
+        "lifecycle_stage": r["lifecycle_stage"],
+    }
+    if r["end_time"] is not None:
+        info["end_time"] = r["end_time"]
+    return info
+
+
+def _run_out(info: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+    tags = [{"key": t.key, "value": t.value} for t in data["tags"]]
+    if not any(t["key"] == RUN_NAME_TAG for t in tags):
+        tags.append({"key": RUN_NAME_TAG, "value": info["run_name"]})
+    return {
+        "info": _info_out(info),
+        "data": {
+            "metrics": [_metric_out(m) for m in data["metrics"]],
+            "params": [{"key": p.key, "value": p.value} for p in data["params"]],
+            "tags": tags,
+        },
+        "inputs": {"dataset_inputs": [{"tags": i.tags, "dataset": i.dataset} for i in data["inputs"]]},
+    }
+
+
+def _resource_name(run_name: str | None) -> str | None:
+    """The Run's name from MLflow's run name: itself when it is a valid name, else None."""
+    if run_name and name_problem(run_name) is None:
+        return run_name
+    return None
+
+
+def _generated_name(run_name: str | None) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", (run_name or "").lower()).strip("-")[:48].strip("-")
+    return f"{slug or 'run'}-{secrets.token_hex(3)}"
 
 
 class Tracking:
     def __init__(self, store: Store):
         self.store = store
+        self._experiment_projects: dict[str, str] = {}  # experiments never move between projects
+
+    # ---- runs by id
+
+    def run(self, run_id: str) -> RunRef:
+        ref = self.store.tracked_run(run_id) if isinstance(run_id, str) else None
+        if ref is None:
+            raise NotFound(f"Run with id={run_id} not found")
+        return ref
+
+    def run_by_name(self, project: str, name: str) -> RunRef:
+        ref = self.store.tracked_run_by_name(project, name)
+        if ref is None:
+            raise NotFound(f"Run {name!r} not found in project {project!r}")
+        return ref
+
+    # ---- experiments
+
+    def _exp_id(self, experiment_id: Any, field: str = "experiment_id") -> int:
+        text = (
+            str(experiment_id)
+            if isinstance(experiment_id, int) and not isinstance(experiment_id, bool)
+            else experiment_id
+        )
+        if not isinstance(text, str) or not re.fullmatch(r"\d{1,18}", text):
+            raise _invalid(
+                field,
+                f"{experiment_id!r}: an experiment id is an integer",
+                f"Invalid experiment ID: '{experiment_id}'",
+            )
+        return int(text)
+
+    def experiment_project(self, experiment_id: str, scope: str) -> str:
+        """The project an experiment belongs to ("0" is the scope project's Default)."""
+        if str(experiment_id) == "0":
+            return scope
+        key = str(experiment_id)
+        if (known := self._experiment_projects.get(key)) is not None:
+            return known
+        rows = self.store.experiment_rows(EXPERIMENTS.c.id == self._exp_id(experiment_id))
+        if not rows:
+            raise NotFound(f"No Experiment with id={experiment_id} exists")
+        self._experiment_projects[key] = rows[0]["project"]
+        return rows[0]["project"]
+
+    def default_experiment(self, project: str) -> str:
+        return str(self.store.default_experiment_id(project))
+
+    def _resolve(self, scope: str, experiment_id: Any) -> int:
+        if str(experiment_id) == "0":
+            return self.store.default_experiment_id(scope)
+        return self._exp_id(experiment_id)
+
+    def _experiment(self, scope: str, experiment_id: Any) -> dict[str, Any]:
+        exp_id = self._resolve(scope, experiment_id)
+        rows = self.store.experiment_rows(EXPERIMENTS.c.id == exp_id)
+        if not rows:
+            raise NotFound(f"No Experiment with id={experiment_id} exists")
+        return rows[0]
+
+    def create_experiment(
+        self, project: str, name: str, artifact_location: str | None = None, tags: Iterable[Any] = ()
+    ) -> str:
+        name = self._experiment_name(name)
+        pairs = []
+        for i, t in enumerate(tags or ()):
+            key = check_key(t.get("key") if isinstance(t, dict) else None, f"tags[{i}].key")
+            pairs.append((key, _text(t.get("value"), f"tags[{i}].value", MAX_EXPERIMENT_TAG_VAL_LENGTH)))
+        if artifact_location is not None and not isinstance(artifact_location, str):
+            raise _invalid("artifact_location", "must be a string")
+        self.store.ensure_project(project)
+        return str(self.store.add_experiment(project, name, artifact_location or None, pairs))
+
+    @staticmethod
+    def _experiment_name(name: Any, field: str = "name") -> str:
+        if not isinstance(name, str) or not name:
+            raise _invalid(
+                field, "an experiment needs a non-empty name", f"Invalid experiment name: '{name}'"
+            )
+        if len(name) > MAX_EXPERIMENT_NAME_LENGTH:
+            raise _invalid(field, f"is {len(name)} characters; at most {MAX_EXPERIMENT_NAME_LENGTH}")
+        return name
+
+    def get_experiment(self, scope: str, experiment_id: str) -> dict[str, Any]:
+        return _experiment_out(self._experiment(scope, experiment_id))
+
+    def get_experiment_by_name(self, project: str, name: str) -> dict[str, Any]:
+        rows = self.store.experiment_rows((EXPERIMENTS.c.project == project) & (EXPERIMENTS.c.name == name))
+        if not rows:
+            raise NotFound(f"Could not find experiment with name '{name}'")
+        return _experiment_out(rows[0])
+
+    def search_experiments(
+        self,
+        project: str,
+        view_type: Any = "ACTIVE_ONLY",
+        max_results: Any = 1000,
+        filter: str | None = None,
+        order_by: Sequence[str] = (),
+        page_token: str | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        limit = _max_results(max_results)
+        offset = _page_offset(page_token)
+        clauses = parse_experiment_filter(filter)
+        order = parse_order_by(list(order_by or ()), experiments=True)
+        if not order:
+            order = [OrderKey("attribute", "creation_time", True)]
+        self.store.default_experiment_id(project)  # MLflow always lists its Default experiment
+        rows = self.store.search_experiment_rows(project, _view(view_type), clauses, order, offset, limit + 1)
+        token = _page_token(offset + limit) if len(rows) > limit else None
+        return [_experiment_out(r) for r in rows[:limit]], token
+
+    def update_experiment(self, scope: str, experiment_id: str, new_name: str) -> None:
+        exp = self._experiment(scope, experiment_id)
+        if exp["lifecycle_stage"] != ACTIVE:
+            raise _invalid(
+                "experiment_id", "the experiment is deleted", "Cannot rename a non-active experiment."
+            )
+        self.store.change_experiment(exp["id"], name=self._experiment_name(new_name, "new_name"))
+
+    def delete_experiment(self, scope: str, experiment_id: str) -> None:
+        exp = self._experiment(scope, experiment_id)
+        if exp["id"] == self.store.default_experiment_id(exp["project"]):
+            raise _invalid(
+                "experiment_id",
+                "the Default experiment cannot be deleted",
+                "Cannot delete the default experiment.",
+            )
+        self.store.change_experiment(exp["id"], lifecycle_stage=DELETED)
+
+    def restore_experiment(self, scope: str, experiment_id: str) -> None:
+        exp = self._experiment(scope, experiment_id)
+        self.store.change_experiment(exp["id"], lifecycle_stage=ACTIVE)
+
+    def set_experiment_tag(self, scope: str, experiment_id: str, key: str, value: str) -> None:
+        exp = self._experiment(scope, experiment_id)
+        if exp["lifecycle_stage"] != ACTIVE:
+            raise _invalid(
+                "experiment_id", "the experiment is deleted", "The experiment must be in the 'active' state."
+            )
+        key = check_key(key, "key")
+        self.store.set_experiment_tag(exp["id"], key, _text(value, "value", MAX_EXPERIMENT_TAG_VAL_LENGTH))
+
+    # ---- runs
+
+    def create_run(
+        self,
+        project: str,
+        experiment_id: str | None,
+        run_name: str | None = None,
+        start_time: int | None = None,
+        tags: Iterable[Any] = (),
+        user_id: str = "",
+        name: str | None = None,
+    ) -> dict[str, Any]:
+        """A tracking-only Run resource (phase Running), with its tracking row in the same transaction.
+        Its name is `name`, else `run_name` when that is a valid name still free, else generated."""
+        pairs = _pairs(list(tags or ()), "tags", MAX_TAG_VAL_LENGTH)
+        tag_name = dict(pairs).get(RUN_NAME_TAG)
+        if run_name and tag_name and run_name != tag_name:
+            raise _invalid("run_name", f"differs from the {RUN_NAME_TAG} tag ({tag_name!r})")
+        run_name = run_name or tag_name
+        if run_name is not None:
+            run_name = _text(run_name, "run_name", MAX_ENTITY_KEY_LENGTH)
+        start = _int64(start_time, "start_time", 0) if start_time is not None else None
+        exp_id = self._resolve(project, experiment_id if experiment_id not in (None, "") else "0")
+        exp = self.store.experiment_rows(EXPERIMENTS.c.id == exp_id)
+        if not exp or exp[0]["project"] != project:
+            raise NotFound(f"No Experiment with id={experiment_id} exists")
+        if exp[0]["lifecycle_stage"] != ACTIVE:
+            raise _invalid(
+                "experiment_id",
+                "the experiment is deleted",
+                f"The experiment {exp_id} must be in the 'active' state.",
+            )
+        if name is not None and (problem := name_problem(name)):
+            raise _invalid("name", problem)
+        self.store.ensure_project(project)
+        candidates = (
+            [name] if name else [n for n in (_resource_name(run_name),) if n] + [_generated_name(run_name)]
+        )
+        init = RunInit(run_name=run_name, user_id=user_id or "", start_time=start, tags=pairs)
+        for i, candidate in enumerate(candidates):
+            meta = ObjectMeta(
+                name=candidate, project=project, annotations={EXPERIMENT_ANNOTATION: str(exp_id)}
+            )
+            res = Run(
+                metadata=meta,
+                spec=RunSpec(trackingOnly=True),
+                status=RunStatus(phase=Phase.RUNNING, startedAt=now()),
+            )
+            events = [("Created", "a tracking-only run (MLflow create-run or runyard.start_run)")]
+            try:
+                created = self.store.create(res, events=events, tracking=init)
+                break
+            except Conflict:
+                if i == len(candidates) - 1:
+                    raise
+        return self.get_run(self.run(created.uid))
+
+    def get_run(self, ref: RunRef) -> dict[str, Any]:
+        infos = self.store.run_infos(RUNS.c.id == ref.pk)
+        if not infos:
+            raise NotFound(f"Run with id={ref.run_id} not found")
+        return _run_out(infos[0], self.store.run_data([ref.pk])[ref.pk])
+
+    def run_info(self, ref: RunRef) -> dict[str, Any]:
+        infos = self.store.run_infos(RUNS.c.id == ref.pk)
+        if not infos:
+            raise NotFound(f"Run with id={ref.run_id} not found")
+        return _info_out(infos[0])
+
+    def update_run(
+        self, ref: RunRef, status: str | None = None, end_time: int | None = None, run_name: str | None = None
+    ) -> dict[str, Any]:
+        """A tracking-only run ends (or resumes) with its status; an executed run's phase is its
+        controller's, so for it only the end time and the name change."""
+        if status is not None and status not in RUN_STATUSES:
+            raise _invalid("status", f"{status!r}: use one of {sorted(RUN_STATUSES)}")
+        values: dict[str, Any] = {}
+        if end_time is not None:
+            values["end_time"] = _int64(end_time, "end_time", 0)
+        if run_name:
+            values["run_name"] = _text(run_name, "run_name", MAX_ENTITY_KEY_LENGTH)
+        if ref.tracking_only and status in END_PHASES or status == "RUNNING" and ref.tracking_only:
+            self._set_phase(ref, status)
+            if status == "RUNNING":
+                values.setdefault("end_time", None)
+        if values:
+            self.store.change_tracking_run(ref, **values)
+        return self.run_info(ref)
+
+    def end_run(self, ref: RunRef, status: str = "FINISHED") -> None:
+        """Ends a tracking-only run (the SDK's end, `runyard stop`): its phase, and its end time now."""
+        self.update_run(ref, status=status)
+
+    def _set_phase(self, ref: RunRef, status: str) -> None:
+        for _ in range(5):
+            res = self.store.get_uid(ref.uid)
+            if not isinstance(res, Run):
+                raise NotFound(f"Run with id={ref.run_id} not found")
+            phase = END_PHASES.get(status, Phase.RUNNING)
+            if res.status.phase == phase:
+                return
+            res.status.phase = phase
+            res.status.reason = "Completed" if phase == Phase.SUCCEEDED else None
+            res.status.finishedAt = now() if phase != Phase.RUNNING else None
+            terminal = phase.is_terminal()
+            event = (
+                ("Ended", f"ended by its client as {status}") if terminal else ("Resumed", "running again")
+            )
+            try:
+                self.store.update_status(res, events=[event], revoke_run_tokens=terminal)
+                return
+            except Conflict:
+                continue
+        raise Conflict(f"Run {ref.name!r} kept changing; try again")
+
+    def delete_run(self, ref: RunRef) -> None:
+        self.store.change_tracking_run(ref, lifecycle_stage=DELETED)
+
+    def restore_run(self, ref: RunRef) -> None:
+        self.store.change_tracking_run(ref, lifecycle_stage=ACTIVE)
+
+    def search_runs(
+        self,
+        project: str,
+        experiment_ids: Sequence[Any],
+        filter: str | None = None,
+        view_type: Any = "ACTIVE_ONLY",
+        max_results: Any = 1000,
+        order_by: Sequence[str] = (),
+        page_token: str | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        limit = _max_results(max_results)
+        offset = _page_offset(page_token)
+        ids = [self._resolve(project, e) for e in experiment_ids or ()]
+        clauses = parse_filter(filter)
+        order = parse_order_by(list(order_by or ()))
+        infos = self.store.search_run_infos(project, ids, _view(view_type), clauses, order, offset, limit + 1)
+        token = _page_token(offset + limit) if len(infos) > limit else None
+        infos = infos[:limit]
+        data = self.store.run_data([i["pk"] for i in infos])
+        return [_run_out(i, data[i["pk"]]) for i in infos], token
+
+    # ---- data
+
+    def _check_active(self, ref: RunRef) -> None:
+        if ref.deleted:
+            raise _invalid(
+                "run_id",
+                "the run is deleted",
+                f"The run {ref.run_id} must be in the 'active' state. Current state is deleted.",
+            )
+
+    def log_batch(
+        self,
+        ref: RunRef,
+        metrics: Sequence[Any] = (),
+        params: Any = (),
+        tags: Any = (),
+        max_metrics: int = MAX_METRICS_PER_BATCH,
+    ) -> None:
+        """All or nothing: any invalid item refuses the whole batch. `max_metrics`: MLflow's 1000, or
+        more for runyard's own write path."""
+        metrics, params, tags = metrics or (), params or (), tags or ()
+        n_params, n_tags = len(params), len(tags)
+        for what, n, limit in (
+            ("metrics", len(metrics), max_metrics),
+            ("params", n_params, MAX_PARAMS_TAGS_PER_BATCH),
+            ("tags", n_tags, MAX_PARAMS_TAGS_PER_BATCH),
+        ):
+            if n > limit:
+                raise _invalid(
+                    what,
+                    f"{n} given; a batch holds at most {limit}",
+                    f"A batch logging request can contain at most {limit} {what}. Got {n} {what}. "
+                    f"Please split up {what} across multiple requests and try again.",
+                )
+        total = len(metrics) + n_params + n_tags
+        if max_metrics == MAX_METRICS_PER_BATCH and total > MAX_ENTITIES_PER_BATCH:
+            raise _invalid(
+                "metrics",
+                f"{total} items given; a batch holds at most {MAX_ENTITIES_PER_BATCH} in all",
+                f"A batch logging request can contain at most {MAX_ENTITIES_PER_BATCH} metrics, params, "
+                f"and tags. Got {total} metrics, params, and tags.",
+            )
+        self._check_active(ref)
+        points = [check_metric(m, f"metrics[{i}]") for i, m in enumerate(metrics)]
+        self.store.log_data(
+            ref,
+            points,
+            _pairs(params, "params", MAX_PARAM_VAL_LENGTH),
+            _pairs(tags, "tags", MAX_TAG_VAL_LENGTH),
+        )
+
+    def log_metric(self, ref: RunRef, key: str, value: float, timestamp: int, step: int = 0) -> None:
+        self._check_active(ref)
+        point = check_metric({"key": key, "value": value, "timestamp": timestamp, "step": step}, "")
+        self.store.log_data(ref, [point])
+
+    def log_param(self, ref: RunRef, key: str, value: str) -> None:
+        self._check_active(ref)
+        self.store.log_data(
+            ref, params=_pairs([{"key": key, "value": value}], "params", MAX_PARAM_VAL_LENGTH)
+        )
+
+    def set_tag(self, ref: RunRef, key: str, value: str) -> None:
+        self._check_active(ref)
+        self.store.log_data(ref, tags=_pairs([{"key": key, "value": value}], "tags", MAX_TAG_VAL_LENGTH))
+
+    def delete_tag(self, ref: RunRef, key: str) -> None:
+        self._check_active(ref)
+        if not self.store.delete_run_tag(ref, key):
+            raise NotFound(f"No tag with name: {key} in run with id {ref.run_id}")
+
+    def log_inputs(self, ref: RunRef, datasets: list[dict]) -> None:
+        self._check_active(ref)
+        rows = []
+        for i, item in enumerate(datasets or ()):
+            path = f"datasets[{i}]"
+            ds = item.get("dataset") if isinstance(item, dict) else None
+            if not isinstance(ds, dict):
+                raise _invalid(f"{path}.dataset", "missing: each input names its dataset")
+            name = _text(ds.get("name"), f"{path}.dataset.name", MAX_DATASET_NAME)
+            digest = _text(ds.get("digest"), f"{path}.dataset.digest", MAX_DATASET_DIGEST)
+            _text(ds.get("source_type"), f"{path}.dataset.source_type", MAX_DATASET_NAME)
+            _text(ds.get("source"), f"{path}.dataset.source", MAX_DATASET_SOURCE)
+            tags = [
+                {"key": k, "value": v}
+                for k, v in _pairs(item.get("tags"), f"{path}.tags", MAX_TAG_VAL_LENGTH)
+            ]
+            rows.append((name, digest, ds, tags))
+        self.store.add_inputs(ref, rows)
+
+    def metric_history(
+        self, ref: RunRef, key: str, max_results: int | None = None, page_token: str | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Every point of a metric, by step then timestamp (pages with max_results)."""
+        points, token = self._points(ref, key, max_results, page_token)
+        return [
+            {"key": key, "value": _value_out(v, nan), "timestamp": ts, "step": st}
+            for st, ts, v, nan in points
+        ], token
+
+    def metric_history_json(
+        self, ref: RunRef, key: str, max_results: int | None = None, page_token: str | None = None
+    ) -> bytes:
+        """metric_history as MLflow's response body, encoded here: {"metrics": [...], "next_page_token"?}.
+        NaN is "NaN", as MLflow's protobuf JSON writes it. The fast path for a large history."""
+        points, token = self._points(ref, key, max_results, page_token)
+        head = '{"key":' + json.dumps(key) + ',"value":'
+        nan_text = '"NaN"'
+        body = ",".join(
+            f'{head}{nan_text if nan else repr(v)},"timestamp":{ts},"step":{st}}}'
+            for st, ts, v, nan in points
+        )
+        tail = f',"next_page_token":"{token}"' if token else ""
+        return f'{{"metrics":[{body}]{tail}}}'.encode()
+
+    def _points(
+        self, ref: RunRef, key: str, max_results: Any, page_token: str | None
+    ) -> tuple[list[tuple[int, int, float, Any]], str | None]:
+        check_key(key, "metric_key")
+        offset = _page_offset(page_token)
+        if max_results is None and not page_token:
+            return self.store.metric_points(ref, key), None
+        limit = MAX_HISTORY_PAGE if max_results is None else _int64(max_results, "max_results")
+        if not 1 <= limit <= MAX_HISTORY_PAGE:
+            raise _invalid("max_results", f"{limit} is out of range: between 1 and {MAX_HISTORY_PAGE}")
+        points = self.store.metric_points(ref, key, offset, limit + 1)
+        token = _page_token(offset + limit) if len(points) > limit else None
+        return points[:limit], token
+
+    def latest_metrics(self, ref: RunRef) -> list[dict[str, Any]]:
+        return [_metric_out(r) for r in self.store.latest_points(ref)]
