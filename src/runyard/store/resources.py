@@ -40,7 +40,7 @@ from runyard.store.changes import ADDED, DELETED, MODIFIED, ChangeFeed
 from runyard.store.documents import COLUMNS as DOCUMENT_COLUMNS
 from runyard.store.documents import Document, document
 from runyard.store.events import EVENTS, event_row, event_values
-from runyard.store.tables import EventRow, IdempotencyRow, ResourceRow, TokenRow
+from runyard.store.tables import EventRow, IdempotencyRow, ResourceRow, TokenRow, TrackingRunRow
 from runyard.store.tracking import RunInit, TrackingStore
 
 TERMINAL_PHASES = [p.value for p in TERMINAL]
@@ -249,8 +249,12 @@ class ResourceStore(ChangeFeed, TrackingStore):
             return exists().where(pairs.c.key == key, pairs.c.value == value)
         return RESOURCES.c.labels[key].as_string() == value
 
-    def count(self, cls: type[Resource], phases: builtins.list[str]) -> int:
+    def count(self, cls: type[Resource], phases: builtins.list[str], executed_only: bool = False) -> int:
+        """`executed_only`: leave out tracking-only Runs, which hold no capacity."""
         q = select(func.count()).where(RESOURCES.c.kind == cls.__name__, RESOURCES.c.phase.in_(phases))
+        if executed_only:
+            runs = TrackingRunRow.__table__.c
+            q = q.where(~exists().where(runs.uid == RESOURCES.c.uid, runs.tracking_only.is_(True)))
         with self.connect() as conn:
             return conn.execute(q).scalar() or 0
 
