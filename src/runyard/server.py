@@ -63,8 +63,8 @@ def build(settings: ServerSettings, controller: ControllerSettings, api_url: str
     runtime = LocalRuntime(home, snapshot_files=lambda sid: snapshot_files(store, blobs, sid))
     notifier = Notifier()
     runtime.on_output(notifier.output)
-    ctx = Context(store, runtime, notifier, controller, api_url)
     artifacts = ArtifactStore(settings.resolved_artifact_root(), settings.max_artifact_bytes)
+    ctx = Context(store, runtime, notifier, controller, api_url, artifacts)
     state = AppState(store, runtime, blobs, notifier, Tracking(store), artifacts)
     return Platform(state, Controller(ctx), lock)
 

@@ -18,6 +18,7 @@ from runyard.controller.loop import Controller
 from runyard.core.errors import Conflict
 from runyard.core.resources import Experiment, ExperimentSpec, ObjectMeta, Run
 from runyard.runtime.local import LocalRuntime
+from runyard.services.artifacts import ArtifactStore
 from runyard.services.notify import Notifier
 from runyard.services.snapshots import BlobStore, snapshot_files
 from runyard.settings import ControllerSettings
@@ -34,8 +35,14 @@ class Platform:
         self.blobs = BlobStore(home / "blobs")
         self.runtime = LocalRuntime(home, lambda sid: snapshot_files(self.store, self.blobs, sid))
         self.notifier = Notifier()
+        self.artifacts = ArtifactStore(str(home / "artifacts"), 1 << 30)
         ctx = Context(
-            self.store, self.runtime, self.notifier, ControllerSettings(**settings), "http://127.0.0.1:9"
+            self.store,
+            self.runtime,
+            self.notifier,
+            ControllerSettings(**settings),
+            "http://127.0.0.1:9",
+            self.artifacts,
         )
         self.controller = Controller(ctx)
 

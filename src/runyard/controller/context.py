@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from runyard.core.resources import Resource
 from runyard.runtime.base import Runtime
+from runyard.services.artifacts import ArtifactStore
 from runyard.services.notify import Notifier
 from runyard.settings import ControllerSettings
 from runyard.store import R, Store
@@ -18,6 +19,7 @@ class Context:
     notifier: Notifier
     settings: ControllerSettings
     api_url: str
+    artifacts: ArtifactStore  # a deleted run's artifacts go with it
     # Runs to wake, first come first served, when a slot frees (an ordered set: a dict's keys).
     waiting_for_capacity: dict[str, None] = field(default_factory=dict)
     # What save() wrote last, per uid: the loop mirrors a run into its owner without reading it again.

@@ -25,6 +25,8 @@ def reconcile_run(ctx: Context, run: Run) -> float | None:
     """Drive one run a step (or several) forward; returns seconds until it wants another look, if soon."""
     if run.metadata.deletionTimestamp is not None:
         return _finalize_deleted(ctx, run)
+    if run.spec.trackingOnly:
+        return _tracking_only(ctx, run)
     step = {
         Phase.PENDING: _admit,
         Phase.QUEUED: _start,
@@ -32,6 +34,22 @@ def reconcile_run(ctx: Context, run: Run) -> float | None:
         Phase.RUNNING: _watch,
     }.get(run.status.phase)
     return step(ctx, run) if step else None
+
+
+def _tracking_only(ctx: Context, run: Run) -> float | None:
+    """A tracking-only run has no process: it is never admitted nor launched and holds no capacity. Its
+    client ends it; a stop cancels it."""
+    st = run.status
+    if st.phase.is_terminal():
+        return None
+    if run.spec.stopRequested:
+        transition(run, Phase.CANCELLED, Reason.STOPPED, "stopped on request (a tracking-only run)")
+        return _finish(ctx, run, (Reason.STOPPED, "stopped on request"))
+    if st.phase == Phase.PENDING:  # created as a document, not by start_run or MLflow's create-run
+        msg = "tracking-only: nothing to launch; it ends when its client ends it"
+        st.phase, st.reason, st.message, st.startedAt = Phase.RUNNING, Reason.STARTED, msg, now()
+        ctx.save(run, (Reason.STARTED, msg))
+    return None
 
 
 def _admit(ctx: Context, run: Run) -> float | None:
@@ -73,7 +91,7 @@ def _start(ctx: Context, run: Run, events: list | None = None) -> float | None:
         if events:
             ctx.save(run, *events)
         return (st.nextAttemptAt - now()).total_seconds()
-    active = ctx.store.count(Run, phases=[Phase.STARTING, Phase.RUNNING])
+    active = ctx.store.count(Run, phases=[Phase.STARTING, Phase.RUNNING], executed_only=True)
     if active >= ctx.settings.max_running_runs:
         msg = f"{active} runs are active, the limit is {ctx.settings.max_running_runs}"
         if st.reason != Reason.WAITING_FOR_CAPACITY:
@@ -96,6 +114,7 @@ def _launch_spec(ctx: Context, run: Run, attempt: int) -> LaunchSpec:
     spec, m = run.spec, run.metadata
     token = issue_token(ctx.store, f"run {m.name} attempt {attempt}", "run", m.project, run.uid)
     env = {
+        **_mlflow_env(ctx, run, token),
         **spec.env,
         "PYTHONUNBUFFERED": spec.env.get("PYTHONUNBUFFERED", "1"),
         "RUNYARD_RUN_ID": m.name,
@@ -119,6 +138,17 @@ def _launch_spec(ctx: Context, run: Run, attempt: int) -> LaunchSpec:
         gpu=spec.resources.gpu,
         stop_grace=spec.stopGracePeriodSeconds,
     )
+
+
+def _mlflow_env(ctx: Context, run: Run, token: str) -> dict[str, str]:
+    """What MLflow's client reads, so that `mlflow.start_run()` in the run's code logs into this very run,
+    as under MLflow's own projects. A spec that names its own tracking server keeps it."""
+    if "MLFLOW_TRACKING_URI" in run.spec.env:
+        return {}
+    ref = ctx.store.tracked_run(run.uid)
+    hex_id = run.uid.replace("-", "")
+    env = {"MLFLOW_TRACKING_URI": ctx.api_url, "MLFLOW_TRACKING_TOKEN": token, "MLFLOW_RUN_ID": hex_id}
+    return {**env, "MLFLOW_EXPERIMENT_ID": ref.experiment_id} if ref else env
 
 
 def _launch(ctx: Context, run: Run) -> float | None:
@@ -304,8 +334,9 @@ def _finish(ctx: Context, run: Run, *events: EventSpec) -> float | None:
 
 
 def _finalize_deleted(ctx: Context, run: Run) -> float | None:
-    """Stop what still runs, then remove the run's files, tokens and record."""
-    if run.status.phase in (Phase.STARTING, Phase.RUNNING):
+    """Stop what still runs, then remove the run's files, artifacts, tokens and record (its tracking data
+    goes with the record)."""
+    if run.status.attempts and run.status.phase in (Phase.STARTING, Phase.RUNNING):
         att = run.status.attempts[-1]
         handle = att.handle or ctx.runtime.find_launched(run.uid, att.attempt)
         if handle and ctx.runtime.observe(handle).state in (AttemptState.RUNNING, AttemptState.STARTING):
@@ -315,6 +346,9 @@ def _finalize_deleted(ctx: Context, run: Run) -> float | None:
         handle = att.handle or ctx.runtime.find_launched(run.uid, att.attempt)
         if handle:
             ctx.runtime.cleanup(handle)
+    ref = ctx.store.tracked_run(run.uid)
+    if ref is not None:
+        ctx.artifacts.remove_uri(ref.artifact_uri.removesuffix("/artifacts"))  # the run's folder
     ctx.store.revoke_run_tokens(run.uid)
     ctx.store.delete(run.uid)
     ctx.notifier.touch(run.uid)
