@@ -18,7 +18,17 @@ from runyard.upload import upload_snapshot
 if TYPE_CHECKING:  # the models (pydantic) load on the first typed answer, not at import
     from runyard.core.resources import Event, Experiment, Resource, Run
 
-__all__ = ["ApplyResult", "Client", "LogEnd", "LogLine", "WatchEvent", "new_run_name"]
+__all__ = [
+    "ApplyResult",
+    "ArtifactFile",
+    "Client",
+    "LogEnd",
+    "LogLine",
+    "Metric",
+    "TrackedRun",
+    "WatchEvent",
+    "new_run_name",
+]
 
 R = TypeVar("R", bound="Resource")
 
@@ -38,6 +48,40 @@ class ApplyResult:
 
     resource: Resource
     outcome: str
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A point of a tracked metric; `timestamp` in milliseconds since the epoch, as MLflow keeps it."""
+
+    key: str
+    value: float
+    step: int
+    timestamp: int
+
+
+@dataclass(frozen=True)
+class TrackedRun:
+    """A run's tracked data: params, the latest value of each metric, tags. `phase` (the runyard run's)
+    comes with a search; `status` is MLflow's (RUNNING, FINISHED...)."""
+
+    name: str
+    run_id: str
+    experiment: str
+    status: str
+    params: dict[str, str]
+    metrics: dict[str, float]
+    tags: dict[str, str]
+    phase: str | None = None
+
+
+@dataclass(frozen=True)
+class ArtifactFile:
+    """An entry of a run's artifacts: `path` from the run's artifact root; `size` None for a directory."""
+
+    path: str
+    is_dir: bool
+    size: int | None
 
 
 class Client:
@@ -128,9 +172,9 @@ class Client:
         """Ask the controller to stop the run; returns at once (see `wait`). A finished run is left as is."""
         return cast("Run", _parse(self.rest.stop(run)))
 
-    def metrics(self, run: str) -> dict[str, Any]:
+    def usage(self, run: str) -> dict[str, Any]:
         """The run's resource usage now: cpu_percent, memory_bytes (absent once it has ended)."""
-        return self.rest.metrics(run)
+        return self.rest.usage(run)
 
     def wait(self, run: str, timeout: float | None = None) -> Run:
         """Poll until the run reaches a terminal phase; raises TimeoutError after `timeout` seconds."""
@@ -164,6 +208,68 @@ class Client:
         """Upload the files of `root` the server does not have yet; returns the snapshot id ("sha256:…")."""
         return upload_snapshot(self.rest, Path(root), progress=progress)
 
+    # -- tracking ----------------------------------------------------------------------------------------
+
+    def metrics(self, run: str) -> dict[str, Metric]:
+        """The latest point of each metric the run tracked, by key."""
+        return {m["key"]: _metric(m["key"], m) for m in self.rest.metrics(run)}
+
+    def metric_history(self, run: str, key: str, max_results: int | None = None) -> builtins.list[Metric]:
+        """Every point of one metric, by step then time."""
+        return [_metric(key, point) for point in self.rest.metric_history(run, key, max_results)]
+
+    def tracking(self, run: str) -> TrackedRun:
+        """The run's params, latest metrics and tags."""
+        doc = self.rest.tracking(run)
+        metrics = {key: point["value"] for key, point in (doc.get("metrics") or {}).items()}
+        experiment = (doc.get("experiment") or {}).get("name", "")
+        return TrackedRun(
+            run, doc["runId"], experiment, doc.get("status", ""), doc["params"], metrics, doc["tags"]
+        )
+
+    def search_runs(
+        self,
+        filter: str | None = None,
+        order_by: str | None = None,
+        experiment: str | None = None,
+        max_results: int | None = None,
+    ) -> builtins.list[TrackedRun]:
+        """The project's runs that match `filter`, ordered by `order_by`, both in MLflow's syntax
+        (`"params.lr > 0.01 and metrics.loss < 0.5"`, `"metrics.loss DESC"`); `experiment` is a name."""
+        return [
+            TrackedRun(
+                doc["name"],
+                doc["runId"],
+                doc.get("experiment") or "",
+                doc.get("status") or "",
+                doc.get("params") or {},
+                doc.get("metrics") or {},
+                doc.get("tags") or {},
+                doc.get("phase"),
+            )
+            for doc in self.rest.search_runs(filter, order_by, experiment, max_results)
+        ]
+
+    def artifacts(self, run: str, path: str = "") -> builtins.list[ArtifactFile]:
+        """The entries of one directory of the run's artifacts (the root when `path` is empty)."""
+        return [
+            ArtifactFile(f["path"], f["is_dir"], None if f["is_dir"] else f.get("file_size"))
+            for f in self.rest.artifacts(run, path)["files"]
+        ]
+
+    def download_artifacts(
+        self, run: str, path: str = "", dest: Path | str | None = None, progress: Progress | None = None
+    ) -> builtins.list[Path]:
+        """Download an artifact file, or a directory with everything under it (the root when `path` is
+        empty), streamed to disk; returns the files written. A directory's files go into `dest` (default
+        ./its name, or ./RUN for the root); a file goes to `dest`, or into it when it is a directory."""
+        written = []
+        _, plan = self.rest.artifact_plan(run, path, None if dest is None else Path(dest))
+        for entry, target in plan:
+            self.rest.download_artifact(run, entry["path"], target, progress)
+            written.append(target)
+        return written
+
     # -- identity ----------------------------------------------------------------------------------------
 
     def whoami(self) -> dict:
@@ -186,3 +292,7 @@ def _parse(doc: dict) -> Resource:
     from runyard.core.resources import ALL_KINDS
 
     return ALL_KINDS[doc["kind"]].model_validate(doc)
+
+
+def _metric(key: str, point: dict) -> Metric:
+    return Metric(key, float(point["value"]), int(point.get("step") or 0), int(point.get("timestamp") or 0))

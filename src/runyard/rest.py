@@ -8,6 +8,7 @@ a server that cannot be reached as `Unavailable`, so callers handle one error tr
 
 from __future__ import annotations
 
+import builtins
 import http.client
 import json
 import os
@@ -18,6 +19,7 @@ import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from runyard.core.errors import FieldError, Invalid, NotFound, RunyardError, Unauthorized, Unavailable
@@ -31,6 +33,7 @@ _STATUS_ERRORS: dict[int, type[RunyardError]] = {401: Unauthorized, 404: NotFoun
 # A kept-alive connection the server has since closed fails like this on its next use, before the server
 # saw anything: such a request is sent again once on a fresh connection.
 _STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+CHUNK = 1024 * 1024  # bytes read and written at a time when downloading
 
 
 @dataclass(frozen=True)
@@ -173,8 +176,9 @@ class Rest:
             time.sleep(delay)
             delay = min(delay * 2, 1.0)
 
-    def metrics(self, run: str) -> dict[str, Any]:
-        return dict(self.send("GET", f"{self._item('runs', run)}/metrics").json())
+    def usage(self, run: str) -> dict[str, Any]:
+        """The resources the run's processes use now: cpu_percent, memory_bytes (empty once it has ended)."""
+        return dict(self.send("GET", f"{self._item('runs', run)}/usage").json())
 
     def logs(
         self, run: str, follow: bool = False, tail: int | None = None, since: str | None = None
@@ -188,6 +192,102 @@ class Rest:
             params["since"] = since
         for line in self.stream_lines(f"{self._item('runs', run)}/logs", params, endless=follow):
             yield _log_item(line)
+
+    # -- tracking ----------------------------------------------------------------------------------------
+
+    def metrics(self, run: str) -> Documents:
+        """The latest value of each metric the run tracked: [{key, value, step, timestamp}]."""
+        return self.send("GET", f"{self._item('runs', run)}/metrics").json()["metrics"]
+
+    def metric_history(self, run: str, key: str, max_results: int | None = None) -> Documents:
+        """Every point of one metric ({value, step, timestamp}), by step then time."""
+        params = {"maxResults": str(max_results)} if max_results is not None else None
+        url = f"{self._item('runs', run)}/metrics/{urllib.parse.quote(key, safe='')}"
+        return self.send("GET", url, params=params).json()["history"]
+
+    def tracking(self, run: str) -> Document:
+        """The run's tracked data: runId, experiment, status, params, tags and the latest metrics."""
+        return self.send("GET", f"{self._item('runs', run)}/tracking").json()
+
+    def search_runs(
+        self,
+        filter: str | None = None,
+        order_by: str | None = None,
+        experiment: str | None = None,
+        max_results: int | None = None,
+    ) -> Documents:
+        """The project's runs with their params, latest metrics and tags, fetched a page at a time:
+        `filter` and `order_by` in MLflow's syntax ("params.lr > 0.01", "metrics.loss DESC"), at most
+        `max_results` of them."""
+        params = {"filter": filter, "orderBy": order_by, "experiment": experiment}
+        query = {k: v for k, v in params.items() if v}
+        runs: Documents = []
+        while max_results is None or len(runs) < max_results:
+            if max_results is not None:
+                query["maxResults"] = str(min(max_results - len(runs), self.page_size))
+            page = self.send("GET", f"{self._projects()}/tracking/runs", params=query).json()
+            runs += page["runs"]
+            if not page.get("nextPageToken"):
+                break
+            query["pageToken"] = page["nextPageToken"]
+        return runs
+
+    def experiments(self) -> Documents:
+        """The project's MLflow experiments, as MLflow describes them."""
+        return self.send("GET", f"{self._projects()}/tracking/experiments").json()["experiments"]
+
+    def artifacts(self, run: str, path: str = "") -> Document:
+        """One directory of the run's artifacts: {root, files: [{path, is_dir, file_size}]}."""
+        params = {"path": path} if path else None
+        return self.send("GET", f"{self._item('runs', run)}/artifacts", params=params).json()
+
+    def artifact_files(self, run: str, path: str = "") -> Documents:
+        """Every file under the artifact directory `path` (the root when empty), in its subfolders too,
+        by path."""
+        files: Documents = []
+        folders = [path]
+        while folders:
+            for entry in self.artifacts(run, folders.pop())["files"]:
+                if entry["is_dir"]:
+                    folders.append(entry["path"])
+                else:
+                    files.append(entry)
+        return sorted(files, key=lambda entry: entry["path"])
+
+    def artifact_plan(
+        self, run: str, path: str, dest: Path | None
+    ) -> tuple[Path, builtins.list[tuple[Document, Path]]]:
+        """Where the artifact `path` goes, and each of its files as (file, local path). A directory (the
+        root when `path` is empty) brings every file under it into `dest` (default: ./its name, or ./RUN for
+        the root), subfolders kept; a file goes to `dest`, or into it when it is a directory (default: ./its
+        name). NotFound when there is nothing; a file the server names outside the directory is refused."""
+        path = path.strip("/")
+        try:
+            files = self.artifact_files(run, path)
+        except NotFound:
+            files = []  # the path names a file, not a directory
+        name = path.rsplit("/", 1)[-1]
+        if not files:
+            if not path:
+                raise NotFound(f"run {run} has no artifacts")
+            target = dest or Path(name)
+            if target.is_dir():
+                target = target / name
+            return target, [({"path": path, "is_dir": False, "file_size": None}, target)]
+        root = dest or Path(name or run)
+        plan = []
+        for entry in files:
+            inside = not path or entry["path"].startswith(path + "/")
+            rel = entry["path"][len(path) + 1 :] if path else entry["path"]
+            if not inside or not rel or ".." in Path(rel).parts or Path(rel).is_absolute():
+                raise Invalid(f"the server named an artifact outside {path or 'the root'}: {entry['path']!r}")
+            plan.append((entry, root / rel))
+        return root, plan
+
+    def download_artifact(self, run: str, path: str, dest: Path, progress: Progress | None = None) -> int:
+        """Stream one artifact file into `dest` (its folders made as needed); returns its size."""
+        url = f"{self._item('runs', run)}/artifacts/{urllib.parse.quote(path.strip('/'))}"
+        return self.download(url, dest, progress)
 
     # -- projects and tokens -------------------------------------------------------------------------------
 
@@ -264,13 +364,8 @@ class Rest:
     def stream_lines(self, url: str, params: dict[str, str], endless: bool) -> Iterator[str]:
         """The non-empty lines of a streamed (NDJSON) answer, on a connection of its own; `endless` streams
         wait for the next line as long as it takes."""
-        conn: http.client.HTTPConnection | None = None
+        conn, response = self._open(url, params)
         try:
-            conn = self._new_connection()
-            conn.request("GET", self._path(url, params), headers=self._auth())
-            response = conn.getresponse()
-            if response.status >= 400:
-                _raise_for(Response(response.status, response.headers, response.read()), url)
             if endless and conn.sock is not None:
                 conn.sock.settimeout(None)
             while line := response.readline():
@@ -279,8 +374,59 @@ class Rest:
         except (OSError, http.client.HTTPException) as exc:
             raise self._unreachable(exc) from None
         finally:
+            conn.close()
+
+    def download(self, url: str, dest: Path, progress: Progress | None = None) -> int:
+        """GET `url` into the file `dest` a chunk at a time, calling `progress(done, total)` after each.
+        The bytes go to a temporary file beside `dest`, renamed once complete: a failed download leaves no
+        partial file. Returns the number of bytes."""
+        conn, response = self._open(url, None)
+        try:
+            total = int(response.headers.get("Content-Length") or 0)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            part = dest.with_name(f".{dest.name}.part")
+            done = 0
+            try:
+                with open(part, "wb") as out:
+                    for chunk in self._chunks(response):
+                        out.write(chunk)
+                        done += len(chunk)
+                        if progress is not None:
+                            progress(done, total)
+                if total and done != total:
+                    raise Unavailable(f"the download of {url} ended after {done} of {total} bytes; try again")
+                os.replace(part, dest)
+            finally:
+                part.unlink(missing_ok=True)
+            return done
+        finally:
+            conn.close()
+
+    def _open(
+        self, url: str, params: dict[str, str] | None
+    ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+        """A GET on a connection of its own, its headers read and its body not; an error answer raises."""
+        conn = None
+        try:
+            conn = self._new_connection()
+            conn.request("GET", self._path(url, params), headers=self._auth())
+            response = conn.getresponse()
+            if response.status >= 400:
+                _raise_for(Response(response.status, response.headers, response.read()), url)
+            return conn, response
+        except BaseException as exc:
             if conn is not None:
                 conn.close()
+            if isinstance(exc, OSError | http.client.HTTPException):
+                raise self._unreachable(exc) from None
+            raise
+
+    def _chunks(self, response: http.client.HTTPResponse) -> Iterator[bytes]:
+        try:
+            while chunk := response.read(CHUNK):
+                yield chunk
+        except (OSError, http.client.HTTPException) as exc:
+            raise self._unreachable(exc) from None
 
     def _connection(self) -> http.client.HTTPConnection:
         conn = getattr(self._local, "conn", None)
@@ -330,8 +476,11 @@ class Rest:
         body.setdefault("apiVersion", API_VERSION)
         return body, kind, metadata["project"]
 
+    def _projects(self, project: str | None = None) -> str:
+        return f"{self.base}/projects/{project or self.project}"
+
     def _collection(self, kind: str, project: str | None = None) -> str:
-        return f"{self.base}/projects/{project or self.project}/{resolve_kind(kind).plural}"
+        return f"{self._projects(project)}/{resolve_kind(kind).plural}"
 
     def _item(self, kind: str, name: str) -> str:
         return f"{self._collection(kind)}/{urllib.parse.quote(name, safe='')}"

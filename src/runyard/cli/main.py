@@ -17,6 +17,8 @@ from runyard.cli.errors import RunyardGroup
 COMMANDS = {
     **{name: "runyard.cli.runs" for name in ("run", "ps", "logs", "stop")},
     **{name: "runyard.cli.resources" for name in ("apply", "get", "describe", "delete")},
+    **{name: "runyard.cli.tracking" for name in ("runs", "metrics")},
+    "artifacts": "runyard.cli.artifacts",
     **{name: "runyard.cli.admin" for name in ("projects", "tokens")},
     **{name: "runyard.cli.server" for name in ("server", "up", "down", "version")},
 }  # the command's function has the command's name
@@ -52,7 +54,8 @@ class LazyGroup(RunyardGroup):
 def app(
     ctx: click.Context, url: str | None, token: str | None, project: str | None, home: Path | None
 ) -> None:
-    """Run machine-learning work on a self-hosted platform: commands as runs, with snapshots and logs."""
+    """Run machine-learning work on a self-hosted platform: commands as runs, with snapshots and logs, and
+    what they track (metrics, params, artifacts)."""
     ctx.obj = State(url=url, token=token, project=project, home=home)
 
 

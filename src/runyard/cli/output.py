@@ -147,6 +147,25 @@ def timestamp(value: Any) -> datetime | None:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
+def millis(value: Any) -> datetime | None:
+    """A time given as milliseconds since the epoch (MLflow's way), or as ISO 8601 text."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value / 1000, UTC)
+    return timestamp(value)
+
+
+MAX_FLOAT = 1.7976931348623157e308  # MLflow's stand-in for an infinity
+
+
+def number(value: Any) -> str:
+    """A metric value in six significant digits (1, 0.25, 1.23457e-05, nan, inf); anything else as text."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "-" if value is None else str(value)
+    if abs(value) >= MAX_FLOAT:
+        return "inf" if value > 0 else "-inf"
+    return f"{value:.6g}"
+
+
 def age(when: datetime | None, now: datetime | None = None) -> str:
     return "-" if when is None else duration(when, now)
 
@@ -282,8 +301,9 @@ def columns(kind: str, wide: bool) -> list[Column]:
 # -- describe -----------------------------------------------------------------------------------------------
 
 
-def describe(doc: Doc, events: list[Doc]) -> None:
-    """A kubectl-describe-like view: metadata, spec and status as YAML, then the object's events."""
+def describe(doc: Doc, events: list[Doc], sections: Sequence[tuple[str, str]] = ()) -> None:
+    """A kubectl-describe-like view: metadata, spec and status as YAML, the (title, text) `sections`, then
+    the object's events."""
     meta = _meta(doc)
     lines = [
         f"{paint(str(doc.get('kind')), None, bold=True)} {meta.get('name')}  (project {meta.get('project')})"
@@ -293,6 +313,8 @@ def describe(doc: Doc, events: list[Doc]) -> None:
             text = to_yaml(doc[section]).rstrip()
             lines += ["", paint(f"{section.capitalize()}:", None, bold=True)]
             lines += [("  " + line).rstrip() for line in text.splitlines()]
+    for title, text in sections:
+        lines += ["", paint(f"{title}:", None, bold=True), text]
     lines += ["", paint("Events:", None, bold=True)]
     lines.append(events_table(events) if events else "  <none>")
     echo("\n".join(lines))

@@ -1,4 +1,5 @@
-"""The project directory uploaded for `run` and `apply`, saying first what is left out and what is large."""
+"""The project directory uploaded for `run` and `apply`, saying first what is left out and what is large;
+the progress bar of long transfers (uploads, artifact downloads)."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ def upload(rest: Rest, root: Path) -> str:
             f"them over {size_text(LARGE_FILE)}: {names}{more}; list data and checkpoints in .runyardignore "
             "to leave them out"
         )
-    with UploadProgress() as progress:
+    with TransferProgress("Uploading files") as progress:
         return upload_snapshot(rest, root, found, progress)
 
 
@@ -46,16 +47,17 @@ def size_text(size: float) -> str:
     raise AssertionError("unreachable")
 
 
-class UploadProgress:
-    """A progress bar on stderr for uploads over 1 MiB on a terminal; silent otherwise."""
+class TransferProgress:
+    """A progress bar on stderr for uploads and downloads over 1 MiB on a terminal; silent otherwise."""
 
     THRESHOLD = 1024 * 1024
 
-    def __init__(self) -> None:
+    def __init__(self, label: str) -> None:
+        self.label = label
         self._bar: Progress | None = None
         self._task: TaskID | None = None
 
-    def __enter__(self) -> UploadProgress:
+    def __enter__(self) -> TransferProgress:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -76,5 +78,5 @@ class UploadProgress:
 
         columns = (*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn())
         self._bar = Progress(*columns, console=Console(stderr=True), transient=True)
-        self._task = self._bar.add_task("Uploading files", total=total)
+        self._task = self._bar.add_task(self.label, total=total)
         self._bar.start()

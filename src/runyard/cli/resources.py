@@ -187,15 +187,23 @@ def _watch(rest: Rest, kind: Kind, name: str | None, labels: dict[str, str], out
 @output_option("table, json or yaml.", choices=("table", "json", "yaml"))
 @click.pass_context
 def describe(ctx: click.Context, kind_word: str, name: str, output: Output) -> None:
-    """Show one resource in detail (KIND NAME), with its events."""
+    """Show one resource in detail (KIND NAME), with its events; a run with its params, latest metrics and
+    artifacts."""
     kind = kind_of(kind_word)
     rest = state(ctx).rest()
     resource = rest.get(kind.plural, name)
     events = rest.events(kind.plural, name)
+    tracked: dict[str, Any] = {}
+    if kind.name == "Run":
+        from runyard.cli.tracking import tracked_data
+
+        tracked = tracked_data(rest, name)
     if output is Output.TABLE:
-        show_description(resource, events)
+        from runyard.cli.tracking import tracked_sections
+
+        show_description(resource, events, tracked_sections(tracked) if tracked else ())
         return
-    doc = {"object": resource, "events": events}
+    doc = {"object": resource, **tracked, "events": events}
     sys.stdout.write(json.dumps(doc, indent=2) + "\n" if output is Output.JSON else to_yaml(doc))
 
 

@@ -1,0 +1,84 @@
+"""A metric's history as a line chart in braille dots (each character 2 dots wide, 4 high), for
+`runyard metrics RUN KEY`: plain text that any terminal shows and any test can read, at any number of
+points (each column keeps only its first, last, lowest and highest point)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+_DOTS = ((0x40, 0x80), (0x04, 0x20), (0x02, 0x10), (0x01, 0x08))  # bit of (row from the bottom, column)
+_BLANK = 0x2800
+Point = tuple[float, float]  # (x, y), both finite
+
+
+def chart(
+    points: Sequence[Point], width: int, height: int, label: Callable[[float], str], x_name: str
+) -> str:
+    """Lines of at most `width` characters: y labels on the left, `height` rows of the plot, then the x
+    axis with its first and last value and `x_name`. `points` are sorted by x."""
+    if not points:
+        raise ValueError("nothing to chart")
+    xs, ys = [x for x, _ in points], [y for _, y in points]
+    x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
+    y_labels = [label(y1), label((y0 + y1) / 2), label(y0)] if y1 > y0 else ["", label(y0), ""]
+    pad = max(map(len, y_labels))
+    cols = max(width - pad - 2, 8)
+    dots = _trace(points, (x0, x1, cols * 2), (y0, y1, height * 4))
+    grid = [[0] * cols for _ in range(height)]
+    for col, row in dots:
+        grid[height - 1 - row // 4][col // 2] |= _DOTS[row % 4][col % 2]
+    label_rows = {0: y_labels[0], (height - 1) // 2: y_labels[1], height - 1: y_labels[2]}
+    lines = []
+    for i, cells in enumerate(grid):
+        text = label_rows.get(i, "")
+        tick = "┤" if text else "│"
+        lines.append(f"{text:>{pad}} {tick}" + "".join(chr(_BLANK + bits) for bits in cells).rstrip("⠀"))
+    lines.append(" " * pad + " └" + "─" * cols)
+    first, last = _x_label(x0, label), _x_label(x1, label) if x1 > x0 else ""
+    room = max(cols - len(first) - len(last), 2)
+    middle = x_name.center(room) if len(x_name) + 2 <= room else " " * room
+    lines.append((" " * (pad + 2) + first + middle + last).rstrip())
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _x_label(x: float, label: Callable[[float], str]) -> str:
+    return str(int(x)) if float(x).is_integer() else label(x)  # steps are whole numbers: all their digits
+
+
+def _trace(points: Sequence[Point], x_scale: tuple, y_scale: tuple) -> set[tuple[int, int]]:
+    """The dots (column, row from the bottom) of the line through the points: per column a vertical stroke
+    from its lowest to its highest point, joined to the previous column's last point."""
+    columns: dict[int, list[int]] = {}  # column -> [first row, last row, lowest, highest]
+    (x0, x1, width), (y0, y1, height) = x_scale, y_scale
+    x_factor = width / (x1 - x0) if x1 > x0 else 0.0  # inlined _scale: a million points in a second
+    y_factor = height / (y1 - y0) if y1 > y0 else 0.0
+    x_mid, y_mid = (0 if x_factor else width // 2), (0 if y_factor else height // 2)
+    for x, y in points:
+        col = min(int((x - x0) * x_factor) + x_mid, width - 1)
+        row = min(int((y - y0) * y_factor) + y_mid, height - 1)
+        seen = columns.get(col)
+        if seen is None:
+            columns[col] = [row, row, row, row]
+        else:
+            seen[1] = row
+            if row < seen[2]:
+                seen[2] = row
+            elif row > seen[3]:
+                seen[3] = row
+    dots: set[tuple[int, int]] = set()
+    previous: tuple[int, int] | None = None
+    for col in sorted(columns):
+        first, last, low, high = columns[col]
+        if previous is not None:
+            _segment(dots, previous, (col, first))
+        dots.update((col, row) for row in range(low, high + 1))
+        previous = (col, last)
+    return dots
+
+
+def _segment(dots: set[tuple[int, int]], start: tuple[int, int], end: tuple[int, int]) -> None:
+    (c0, r0), (c1, r1) = start, end
+    steps = max(abs(c1 - c0), abs(r1 - r0), 1)
+    dots.update(
+        (c0 + round((c1 - c0) * i / steps), r0 + round((r1 - r0) * i / steps)) for i in range(steps + 1)
+    )
