@@ -190,12 +190,12 @@ def test_a_running_runs_memory_is_reported_through_the_runtime(server):
     )
     api.put("/experiments/hungry", json=experiment("hungry", cmd))
     read_until(api, "hungry", "ready")
-    usage = api.get("/runs/hungry/metrics").json()
+    usage = api.get("/runs/hungry/usage").json()
     assert usage["phase"] == "Running" and usage["attempt"] == 1
     assert usage["memory_bytes"] > 64 * 2**20
     api.post("/runs/hungry/stop")
     wait_phase(api, "hungry", {"Cancelled"})
-    assert "memory_bytes" not in api.get("/runs/hungry/metrics").json()
+    assert "memory_bytes" not in api.get("/runs/hungry/usage").json()
 
 
 def test_a_snapshot_path_outside_the_project_is_refused(server):

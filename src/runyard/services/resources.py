@@ -207,7 +207,7 @@ def delete_resource(
     return marked
 
 
-def run_metrics(store: Store, runtime: Runtime, project: str, name: str) -> dict:
+def run_usage(store: Store, runtime: Runtime, project: str, name: str) -> dict:
     """Resource usage of the run's current attempt, read through the runtime; empty once it has ended."""
     run = store.get(Run, project, name)
     att = run.status.attempts[-1] if run.status.attempts else None

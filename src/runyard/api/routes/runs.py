@@ -1,4 +1,4 @@
-"""Run verbs that are not plain CRUD: stop and logs."""
+"""Run verbs that are not plain CRUD: stop, resource usage and logs (tracked metrics: tracking.py)."""
 
 from __future__ import annotations
 
@@ -22,10 +22,10 @@ def stop(project: Project, name: Name, s: AppState = STATE, who: Principal = WRI
     )
 
 
-@router.get("/projects/{project}/runs/{name}/metrics")
-def metrics(project: Project, name: Name, s: AppState = STATE, who: Principal = READ) -> dict:
+@router.get("/projects/{project}/runs/{name}/usage")
+def usage(project: Project, name: Name, s: AppState = STATE, who: Principal = READ) -> dict:
     """cpu_percent and memory_bytes (RSS) of the run's processes now, where the runtime can tell."""
-    return svc.run_metrics(s.store, s.runtime, project, name)
+    return svc.run_usage(s.store, s.runtime, project, name)
 
 
 @router.get("/projects/{project}/runs/{name}/logs", response_class=StreamingResponse)
