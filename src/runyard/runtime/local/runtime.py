@@ -36,6 +36,7 @@ from runyard.runtime.base import (
     Runtime,
 )
 from runyard.runtime.local import limits
+from runyard.runtime.local.sdk import python_path, sdk_dir
 from runyard.runtime.local.shim import write_json
 
 log = logging.getLogger(__name__)
@@ -107,6 +108,7 @@ class LocalRuntime(Runtime):
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         self.runtime_dir.mkdir(parents=True, exist_ok=True)
         self.notify_path = self.runtime_dir / "notify.sock"
+        self.sdk = sdk_dir(self.home)
         self._snapshot_files = snapshot_files
         self._cgroups = cgroups
         self._lock = threading.Lock()
@@ -145,7 +147,7 @@ class LocalRuntime(Runtime):
                 "run_uid": spec.run_uid,
                 "attempt": spec.attempt,
                 "argv": list(spec.argv),
-                "env": dict(spec.env),
+                "env": {**spec.env, "PYTHONPATH": python_path(self.sdk, spec.env)},
                 "cpu": spec.cpu,
                 "memory": spec.memory,
                 "stop_grace": spec.stop_grace,
