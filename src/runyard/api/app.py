@@ -12,7 +12,18 @@ from runyard import __version__
 from runyard.api import errors
 from runyard.api.deps import AppState, Guard
 from runyard.api.limits import BodyLimit, limits
-from runyard.api.routes import meta, mlflow, mlflow_artifacts, resources, runs, snapshots, tokens, tracking
+from runyard.api.routes import (
+    artifacts,
+    meta,
+    mlflow,
+    mlflow_artifacts,
+    mlflow_models,
+    resources,
+    runs,
+    snapshots,
+    tokens,
+    tracking,
+)
 from runyard.api.schemas import ERRORS
 
 PREFIX = "/apis/runyard.dev/v1"
@@ -26,10 +37,19 @@ def create_app(app_state: AppState) -> FastAPI:
     app.add_middleware(BodyLimit, limit_for=limits(app_state.blobs.max_bytes, app_state.artifacts.max_bytes))
     app.include_router(meta.health)
     # Order matters: the run verbs before the catch-all that names an unknown plural.
-    routers = (meta.router, tokens.router, snapshots.router, tracking.router, runs.router, resources.router)
+    routers = (
+        meta.router,
+        tokens.router,
+        snapshots.router,
+        tracking.router,
+        artifacts.router,
+        runs.router,
+        resources.router,
+    )
     for router in routers:
         app.include_router(router, prefix=PREFIX, responses=ERRORS)
     # MLflow's own REST paths, as its client builds them from MLFLOW_TRACKING_URI (the server's root URL)
+    app.include_router(mlflow_models.router, prefix="/api/2.0/mlflow", tags=["mlflow"])
     app.include_router(mlflow.router, prefix="/api/2.0/mlflow", tags=["mlflow"])
     app.include_router(mlflow_artifacts.router, prefix="/api/2.0/mlflow-artifacts", tags=["mlflow-artifacts"])
     _check_guarded(app)

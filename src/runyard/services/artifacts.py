@@ -17,7 +17,7 @@ import anyio.to_thread
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from runyard.core.errors import FieldError, Invalid, NotFound, TooLarge
+from runyard.core.errors import FieldError, Invalid, NotFound, TooLarge, Unavailable
 from runyard.core.kinds import name_problem
 
 SCHEME = "mlflow-artifacts:"
@@ -82,12 +82,20 @@ class ArtifactStore:
     """Files per project under `root` (a directory or an fsspec URL); one upload at most `max_bytes`."""
 
     def __init__(self, root: str, max_bytes: int):
+        """Unavailable, in one line naming `root`, when it cannot be used (an unknown protocol, its
+        fsspec driver not installed, a directory that cannot be made)."""
         self.root = root
         self.max_bytes = max_bytes
-        self.fs, self.base = fsspec.core.url_to_fs(root)
-        self.base = self.base.rstrip("/")
-        if isinstance(self.fs, LocalFileSystem):
-            self.fs.makedirs(self.base, exist_ok=True)
+        try:
+            self.fs, base = fsspec.core.url_to_fs(root)
+            self.base = base.rstrip("/")
+            if isinstance(self.fs, LocalFileSystem):
+                self.fs.makedirs(self.base, exist_ok=True)
+        except (ValueError, ImportError, OSError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc).strip().splitlines()[0]
+            raise Unavailable(
+                f"cannot use {root} as the artifact root: {reason}; choose another with --artifact-root"
+            ) from None
 
     def _full(self, project: str, path: str) -> str:
         problem = name_problem(project)

@@ -1,0 +1,276 @@
+"""Run artifacts through the real mlflow client (its mlflow-artifacts repository) against a real server,
+the size limit, path safety and tenancy, the native run-artifact endpoints, and fsspec artifact roots."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from mlflow.store.artifact.mlflow_artifacts_repo import MlflowArtifactsRepository
+from tests.support import API, ServerProcess
+
+import mlflow
+from runyard.core.errors import Invalid, NotFound, TooLarge
+from runyard.services.artifacts import ArtifactStore
+
+MiB = 1 << 20
+ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts"
+
+
+@pytest.fixture
+def start(tmp_path) -> Iterator:
+    """start(**env) -> a real server with these settings in its environment."""
+    started: list[ServerProcess] = []
+
+    def make(**env: str) -> ServerProcess:
+        srv = ServerProcess(tmp_path / f"home{len(started)}", env={**os.environ, **env}).start()
+        started.append(srv)
+        return srv
+
+    yield make
+    for srv in started:
+        srv.stop()
+
+
+@pytest.fixture
+def client_of(monkeypatch):
+    """Point the mlflow client at a server, as users do: MLFLOW_TRACKING_URI and MLFLOW_TRACKING_TOKEN."""
+
+    def point(srv: ServerProcess, token: str | None = None) -> None:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", srv.url)
+        monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", token or srv.token)
+
+    return point
+
+
+def project_token(srv: ServerProcess, project: str, role: str = "editor") -> str:
+    headers = {"Authorization": f"Bearer {srv.token}"}
+    httpx.post(srv.url + API + "/projects", json={"name": project}, headers=headers)  # 409 if it exists
+    doc = {"name": f"{project}-{role}", "role": role, "project": project}
+    r = httpx.post(srv.url + API + "/tokens", json=doc, headers=headers)
+    assert r.status_code == 201, r.text
+    return r.json()["token"]
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def stored_files(root: Path) -> list[str]:
+    """Every file under an artifact root, temporary uploads included."""
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
+
+def test_artifacts_round_trip_through_the_mlflow_client(start, client_of, tmp_path):
+    srv = start()
+    client_of(srv)
+    src = tmp_path / "src"
+    (src / "plots" / "deep").mkdir(parents=True)
+    (src / "weights.bin").write_bytes(bytes(range(256)) * 64 + b"\0\xff")
+    (src / "plots" / "loss.txt").write_text("0.3\n0.2\n")
+    (src / "plots" / "deep" / "notes.md").write_text("# nested\n")
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(12 * MiB))  # over the 8 MiB of an ordinary request: the artifact limit applies
+    with mlflow.start_run() as run:
+        mlflow.log_artifact(str(src / "weights.bin"))
+        mlflow.log_artifacts(str(src / "plots"), artifact_path="plots")
+        mlflow.log_artifact(str(big), artifact_path="data")
+    run_id = run.info.run_id
+    assert run.info.artifact_uri == f"mlflow-artifacts:/default/{run.info.experiment_id}/{run_id}/artifacts"
+    client = mlflow.MlflowClient()
+    top = {(f.path, f.is_dir, f.file_size) for f in client.list_artifacts(run_id)}
+    assert top == {("data", True, None), ("plots", True, None), ("weights.bin", False, 16386)}
+    assert [(f.path, f.is_dir) for f in client.list_artifacts(run_id, "plots")] == [
+        ("plots/deep", True),
+        ("plots/loss.txt", False),
+    ]
+    out = tmp_path / "out"
+    out.mkdir()
+    got = Path(mlflow.artifacts.download_artifacts(run_id=run_id, dst_path=str(out)))
+    assert tree(got) == {
+        "weights.bin": (src / "weights.bin").read_bytes(),
+        "plots/loss.txt": b"0.3\n0.2\n",
+        "plots/deep/notes.md": b"# nested\n",
+        "data/big.bin": big.read_bytes(),
+    }
+    # the files are kept per project under the artifact root, in the run's folder
+    root = srv.home / "artifacts"
+    assert (root / "default" / run.info.experiment_id / run_id / "artifacts" / "data" / "big.bin").exists()
+    # MLflow's own run-artifact listing (artifacts/list) sees the same files
+    r = httpx.get(
+        srv.url + "/api/2.0/mlflow/artifacts/list",
+        params={"run_id": run_id, "path": "plots"},
+        headers={"Authorization": f"Bearer {srv.token}"},
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["root_uri"] == run.info.artifact_uri
+    assert [f["path"] for f in r.json()["files"]] == ["plots/deep", "plots/loss.txt"]
+
+
+def test_a_download_streams_with_its_content_length(start, client_of, tmp_path):
+    srv = start()
+    client_of(srv)
+    repo = MlflowArtifactsRepository("mlflow-artifacts:/default/0/r/artifacts")
+    data = os.urandom(3 * MiB + 17)
+    (tmp_path / "f.bin").write_bytes(data)
+    repo.log_artifact(str(tmp_path / "f.bin"))
+    headers = {"Authorization": f"Bearer {srv.token}"}
+    with httpx.stream("GET", srv.url + ARTIFACTS + "/default/0/r/artifacts/f.bin", headers=headers) as r:
+        assert r.status_code == 200
+        assert r.headers["content-length"] == str(len(data))
+        assert hashlib.sha256(r.read()).digest() == hashlib.sha256(data).digest()
+    r = httpx.get(srv.url + ARTIFACTS + "/default/0/r/artifacts/missing.bin", headers=headers)
+    assert r.status_code == 404 and r.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+
+
+def test_an_upload_over_the_limit_is_refused_clearly_and_leaves_nothing(start, client_of, tmp_path):
+    srv = start(RUNYARD_SERVER_MAX_ARTIFACT_BYTES=str(MiB))
+    client_of(srv)
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"x" * (MiB + 1))
+    repo = MlflowArtifactsRepository("mlflow-artifacts:/default/0/r/artifacts")
+    with pytest.raises(Exception, match="413") as caught:
+        repo.log_artifact(str(big))
+    assert "1048576" in str(caught.value)
+    headers = {"Authorization": f"Bearer {srv.token}"}
+    url = srv.url + ARTIFACTS + "/default/0/r/artifacts/chunked.bin"
+    chunks = iter([b"y" * MiB, b"y"])  # no Content-Length: refused as the bytes arrive
+    r = httpx.put(url, content=chunks, headers=headers)
+    assert r.status_code == 413 and "1048576" in r.text
+    assert stored_files(srv.home / "artifacts") == []
+    (tmp_path / "ok.bin").write_bytes(b"z" * MiB)
+    repo.log_artifact(str(tmp_path / "ok.bin"))
+    assert stored_files(srv.home / "artifacts") == ["default/0/r/artifacts/ok.bin"]
+
+
+def test_paths_that_leave_the_project_are_refused(start, tmp_path):
+    srv = start()
+    headers = {"Authorization": f"Bearer {srv.token}"}
+    secret = srv.home / "artifacts" / "other" / "secret.txt"
+    secret.parent.mkdir(parents=True)
+    secret.write_text("not yours")
+    bad = [
+        "default/%2e%2e/other/secret.txt",
+        "default/a/..%2F..%2Fother/secret.txt",
+        "default/a%5C..%5C..%5Cother/secret.txt",
+        "%2Fetc/passwd",
+        "..%2Fhome0/runyard.db",
+    ]
+    for path in bad:
+        for method in ("GET", "PUT", "DELETE"):
+            r = httpx.request(method, f"{srv.url}{ARTIFACTS}/{path}", headers=headers, content=b"x")
+            assert r.status_code == 400, (method, path, r.text)
+            assert r.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    for path in ("default/../other", "/etc", "../", ""):
+        r = httpx.get(srv.url + ARTIFACTS, params={"path": path}, headers=headers)
+        assert r.status_code == 400, (path, r.text)
+    assert secret.read_text() == "not yours"
+    assert stored_files(srv.home / "artifacts") == ["other/secret.txt"]
+
+
+def test_a_token_of_another_project_gets_403(start, client_of, tmp_path):
+    srv = start()
+    client_of(srv)
+    (tmp_path / "a.txt").write_text("mine")
+    MlflowArtifactsRepository("mlflow-artifacts:/default/0/r/artifacts").log_artifact(str(tmp_path / "a.txt"))
+    client_of(srv, project_token(srv, "other"))
+    theirs = MlflowArtifactsRepository("mlflow-artifacts:/default/0/r/artifacts")
+    for attempt in (
+        lambda: theirs.list_artifacts(),
+        lambda: theirs.download_artifacts("a.txt", str(tmp_path)),
+        lambda: theirs.log_artifact(str(tmp_path / "a.txt")),
+        lambda: theirs.delete_artifacts("a.txt"),
+    ):
+        with pytest.raises(Exception, match="403"):
+            attempt()
+    # its own project is open to it; a viewer of default may read but not write
+    MlflowArtifactsRepository("mlflow-artifacts:/other/0/r/artifacts").log_artifact(str(tmp_path / "a.txt"))
+    client_of(srv, project_token(srv, "default", role="viewer"))
+    viewer = MlflowArtifactsRepository("mlflow-artifacts:/default/0/r/artifacts")
+    assert [f.path for f in viewer.list_artifacts()] == ["a.txt"]
+    with pytest.raises(Exception, match="403"):
+        viewer.log_artifact(str(tmp_path / "a.txt"))
+    r = httpx.get(srv.url + ARTIFACTS, params={"path": "default/0/r/artifacts"})
+    assert r.status_code == 401 and r.json()["error_code"] == "UNAUTHENTICATED"
+
+
+def test_an_upload_streams_in_flat_memory(start, client_of, tmp_path):
+    srv = start()
+    headers = {"Authorization": f"Bearer {srv.token}"}
+    count = 160
+    block = os.urandom(MiB)
+    digest = hashlib.sha256()
+
+    def body():
+        for _ in range(count):
+            digest.update(block)
+            yield block
+
+    before = _rss_kib(srv.proc.pid, "VmRSS")
+    url = srv.url + ARTIFACTS + "/default/0/r/artifacts/huge.bin"
+    r = httpx.put(url, content=body(), headers={**headers, "Content-Length": str(count * MiB)}, timeout=120)
+    assert r.status_code == 200, r.text
+    peak = _rss_kib(srv.proc.pid, "VmHWM")
+    assert peak - before < 48 * 1024, f"the server grew by {(peak - before) // 1024} MiB"
+    stored = srv.home / "artifacts" / "default/0/r/artifacts/huge.bin"
+    assert stored.stat().st_size == count * MiB
+    with httpx.stream("GET", url, headers=headers, timeout=120) as r:
+        got = hashlib.sha256()
+        for chunk in r.iter_bytes():
+            got.update(chunk)
+    assert got.digest() == digest.digest()
+
+
+def _rss_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise AssertionError(field)
+
+
+def test_an_fsspec_url_as_artifact_root_is_used_by_the_server(start, client_of, tmp_path):
+    where = tmp_path / "elsewhere"
+    srv = start(RUNYARD_SERVER_ARTIFACT_ROOT=f"file://{where}")
+    client_of(srv)
+    (tmp_path / "m.txt").write_text("via fsspec")
+    repo = MlflowArtifactsRepository("mlflow-artifacts:/default/0/r/artifacts")
+    repo.log_artifact(str(tmp_path / "m.txt"), "d")
+    assert (where / "default/0/r/artifacts/d/m.txt").read_text() == "via fsspec"
+    assert not (srv.home / "artifacts").exists()
+    assert [f.path for f in repo.list_artifacts("d")] == ["d/m.txt"]
+
+
+async def _chunks(*parts: bytes):
+    for p in parts:
+        yield p
+
+
+def test_the_artifact_store_on_an_in_memory_fsspec_filesystem():
+    store = ArtifactStore("memory://runyard-test-artifacts", max_bytes=10)
+    assert asyncio.run(store.save("p", "a/b/c.bin", _chunks(b"01234", b"5678"))) == 9
+    asyncio.run(store.save("p", "a/top.txt", _chunks(b"t")))
+    assert [(f.path, f.is_dir, f.file_size) for f in store.list("p", "a")] == [
+        ("b", True, None),
+        ("top.txt", False, 1),
+    ]
+    assert store.list("p", "a/top.txt") == [] and store.list("p", "nothing") == []
+    assert store.size("p", "a/b/c.bin") == 9
+    assert b"".join(store.read("p", "a/b/c.bin")) == b"012345678"
+    with pytest.raises(TooLarge, match="over the limit of 10 bytes"):
+        asyncio.run(store.save("p", "a/big.bin", _chunks(b"0123456789", b"x")))
+    assert [f.path for f in store.list("p", "a")] == ["b", "top.txt"]
+    assert store.list("p", "") and store.fs.ls(store.base + "/.uploads") == []
+    for bad in ("../q/x", "a/../../q", "/abs", "a\\b", "a\0b"):
+        with pytest.raises(Invalid):
+            store.size("p", bad)
+    store.remove("p", "a/b")
+    with pytest.raises(NotFound):
+        store.size("p", "a/b/c.bin")
+    store.remove("p")
+    assert store.list("p") == []
+    store.fs.rm(store.base, recursive=True)
