@@ -1,4 +1,6 @@
-"""Every error leaves the API as {"error": {code, message, details: [{field, reason}]}}.
+"""Every error leaves the API as {"error": {code, message, details: [{field, reason}]}}, except on MLflow's
+own paths, which answer as an MLflow server does: {"error_code", "message"} with MLflow's HTTP status, so
+that its client raises its usual MlflowException with the right error_code.
 
 Only a store that cannot be reached is 503 (which clients retry); any other database error is a bug of
 ours, answered 500 and logged, never disguised as an outage.
@@ -6,6 +8,7 @@ ours, answered 500 and logged, never disguised as an outage.
 
 from __future__ import annotations
 
+import json
 import logging
 
 from fastapi import FastAPI, Request
@@ -14,10 +17,14 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
+from starlette.responses import PlainTextResponse, Response
 
 from runyard.core.errors import (
+    HTTP_STATUS,
+    Conflict,
     FieldError,
     Forbidden,
+    Gone,
     Invalid,
     NotFound,
     RunyardError,
@@ -25,17 +32,71 @@ from runyard.core.errors import (
     Unauthorized,
     Unavailable,
     field_errors,
-    status_code,
 )
 from runyard.store.errors import is_outage
 
 log = logging.getLogger("runyard.api")
 BEARER_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+MLFLOW_PATHS = ("/api/2.0/mlflow", "/api/3.0/mlflow")  # tracking, mlflow-artifacts, logged models
 
 
-def response(err: RunyardError) -> JSONResponse:
+class BadRequest(Invalid):
+    """A body that is not JSON at all: MLflow's BAD_REQUEST, runyard's Invalid elsewhere."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.code = "Invalid"
+
+
+class NoEndpoint(NotFound):
+    """No route at this MLflow path, or not with this method: MLflow's ENDPOINT_NOT_FOUND, which its
+    client takes as "try the next endpoint" where it knows several."""
+
+
+# (HTTP status, error_code) as MLflow's server gives them; the first class in an error's MRO found wins.
+MLFLOW_ERRORS: dict[type[RunyardError], tuple[int, str]] = {
+    BadRequest: (400, "BAD_REQUEST"),
+    Invalid: (400, "INVALID_PARAMETER_VALUE"),
+    Unauthorized: (401, "UNAUTHENTICATED"),
+    Forbidden: (403, "PERMISSION_DENIED"),
+    NoEndpoint: (404, "ENDPOINT_NOT_FOUND"),
+    NotFound: (404, "RESOURCE_DOES_NOT_EXIST"),
+    Gone: (404, "RESOURCE_DOES_NOT_EXIST"),
+    Conflict: (400, "RESOURCE_ALREADY_EXISTS"),
+    TooLarge: (413, "INVALID_PARAMETER_VALUE"),
+    Unavailable: (503, "TEMPORARILY_UNAVAILABLE"),
+    RunyardError: (500, "INTERNAL_ERROR"),
+}
+
+
+def is_mlflow(path: str) -> bool:
+    return path.startswith(MLFLOW_PATHS)
+
+
+def response(err: RunyardError, path: str = "") -> Response:
+    """The error in the format of `path`: MLflow's on MLflow paths, runyard's everywhere else."""
     headers = BEARER_CHALLENGE if isinstance(err, Unauthorized) else None
-    return JSONResponse({"error": err.to_dict()}, status_code=status_code(err), headers=headers)
+    if is_mlflow(path):
+        status, code = mlflow_status(err)
+        body = json.dumps({"error_code": code, "message": mlflow_message(err)})
+        return Response(body, status_code=status, headers=headers, media_type="application/json")
+    status = next((HTTP_STATUS[cls] for cls in _kinds(err) if cls in HTTP_STATUS), 500)
+    return JSONResponse({"error": err.to_dict()}, status_code=status, headers=headers)
+
+
+def mlflow_status(err: RunyardError) -> tuple[int, str]:
+    return next(MLFLOW_ERRORS[cls] for cls in _kinds(err) if cls in MLFLOW_ERRORS)
+
+
+def _kinds(err: RunyardError) -> list[type[RunyardError]]:
+    return [c for c in type(err).__mro__ if isinstance(c, type) and issubclass(c, RunyardError)]
+
+
+def mlflow_message(err: RunyardError) -> str:
+    """One line: MLflow's errors have no details, so each field and its reason join the message."""
+    if not err.details:
+        return err.message
+    return err.message + ": " + "; ".join(f"{d.field}: {d.reason}" for d in err.details)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -43,7 +104,7 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _http_error(exc: HTTPException) -> RunyardError:
+def _http_error(exc: HTTPException, mlflow: bool) -> RunyardError:
     """Starlette's own errors (no route, wrong method, a body that is not even text) in our format."""
     if isinstance(exc.__cause__, RunyardError):  # raised while FastAPI read the body, e.g. TooLarge
         return exc.__cause__
@@ -52,22 +113,23 @@ def _http_error(exc: HTTPException) -> RunyardError:
         reason = f"not valid JSON: {_first_line(cause) if cause else exc.detail}"
         if isinstance(cause, RecursionError):
             reason = "not valid JSON: nested too deeply"
-        return Invalid("the request body cannot be read", [FieldError("(body)", reason)])
+        return BadRequest("the request body cannot be read", [FieldError("(body)", reason)])
     kinds: dict[int, type[RunyardError]] = {401: Unauthorized, 403: Forbidden, 404: NotFound, 413: TooLarge}
-    err = kinds.get(exc.status_code, RunyardError)(str(exc.detail))
-    return err
+    if mlflow:
+        kinds.update({404: NoEndpoint, 405: NoEndpoint})
+    return kinds.get(exc.status_code, RunyardError)(str(exc.detail))
 
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(RunyardError)
-    async def _runyard(_req: Request, exc: RunyardError) -> JSONResponse:
-        return response(exc)
+    async def _runyard(req: Request, exc: RunyardError) -> Response:
+        return response(exc, req.url.path)
 
     @app.exception_handler(HTTPException)
-    async def _http(_req: Request, exc: HTTPException) -> JSONResponse:
-        err = _http_error(exc)
-        out = response(err)
-        if type(err) is RunyardError:
+    async def _http(req: Request, exc: HTTPException) -> Response:
+        err = _http_error(exc, is_mlflow(req.url.path))
+        out = response(err, req.url.path)
+        if type(err) is RunyardError or exc.status_code == 405:
             out.status_code = exc.status_code  # e.g. 405: keep Starlette's status, in our format
         out.headers.update(exc.headers or {})  # e.g. 405's Allow
         return out
@@ -75,20 +137,31 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(DBAPIError)
     @app.exception_handler(DisconnectionError)
     @app.exception_handler(PoolTimeout)
-    async def _store_error(req: Request, exc: Exception) -> JSONResponse:
+    async def _store_error(req: Request, exc: Exception) -> Response:
         if is_outage(exc):
-            return response(Unavailable(f"store unavailable, try again: {_first_line(exc)}"))
+            return response(Unavailable(f"store unavailable, try again: {_first_line(exc)}"), req.url.path)
         log.exception("store error on %s %s", req.method, req.url.path, exc_info=exc)
-        return response(RunyardError("internal error: the store refused the request (a bug; see the log)"))
+        err = RunyardError("internal error: the store refused the request (a bug; see the log)")
+        return response(err, req.url.path)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_req: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(req: Request, exc: RequestValidationError) -> Response:
         bad_json = [e for e in exc.errors() if e.get("type") == "json_invalid"]
         if bad_json:
             reason = f"not valid JSON: {bad_json[0].get('ctx', {}).get('error', bad_json[0]['msg'])}"
-            return response(Invalid("the request is invalid", [FieldError("(body)", reason)]))
+            err = BadRequest("the request is invalid", [FieldError("(body)", reason)])
+            return response(err, req.url.path)
         errors = [{**e, "loc": _field_loc(e.get("loc", ()))} for e in exc.errors()]
-        return response(Invalid("the request is invalid", field_errors(errors)))
+        return response(Invalid("the request is invalid", field_errors(errors)), req.url.path)
+
+    @app.exception_handler(Exception)
+    async def _bug(req: Request, exc: Exception) -> Response:
+        """A bug: Starlette's plain 500 (and its log line), but in MLflow's format on MLflow paths, which
+        its client would otherwise report as a body it cannot parse."""
+        if is_mlflow(req.url.path):
+            bug = RunyardError(f"internal error: {type(exc).__name__} (a bug; see the log)")
+            return response(bug, req.url.path)
+        return PlainTextResponse("Internal Server Error", status_code=500)
 
 
 def _field_loc(loc) -> tuple:

@@ -8,10 +8,16 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
+import time
+import weakref
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
 
 from runyard.core.clock import aware, now
 from runyard.core.errors import Conflict, FieldError, Forbidden, Invalid, NotFound, Unauthorized
@@ -122,12 +128,97 @@ def revoke_token(store: Store, token_id: str) -> dict:
 
 
 def authenticate(store: Store, authorization: str | None) -> Principal:
+    secret_hash = _secret_hash(authorization)
+    cache = token_cache(store)
+    who = cache.get(secret_hash)
+    if who is None:
+        generation = cache.generation
+        row = store.token_by_hash(secret_hash)
+        if row is None:
+            raise Unauthorized("unknown or revoked token")
+        who = Principal(row.id, row.name, row.role, row.project, row.run_uid)
+        cache.put(secret_hash, who, generation)
+    return who
+
+
+def cached_principal(store: Store, authorization: str | None) -> Principal | None:
+    """The token's principal if this process checked it a moment ago, without touching the store (so
+    without blocking an event loop); None when the store must be asked (`authenticate`)."""
+    return token_cache(store).get(_secret_hash(authorization))
+
+
+def _secret_hash(authorization: str | None) -> str:
     if not authorization or not authorization.lower().startswith("bearer "):
         raise Unauthorized("missing bearer token: send 'Authorization: Bearer <token>' (see `runyard up`)")
-    row = store.token_by_hash(hash_secret(authorization[7:].strip()))
-    if row is None:
-        raise Unauthorized("unknown or revoked token")
-    return Principal(row.id, row.name, row.role, row.project, row.run_uid)
+    return hash_secret(authorization[7:].strip())
+
+
+class TokenCache:
+    """Principals of tokens checked in the last `ttl` seconds, so that a hot route (MLflow's log-metric)
+    does not read the tokens table on every call.
+
+    A revocation made through this process (the tokens API, the controller ending a run) empties it at
+    once: every write to the tokens table bumps `generation`, when it is executed and again when its
+    connection goes back to the pool (after the commit), and a lookup that raced with a write is not
+    kept. `ttl` bounds how long a revocation made by another process goes unseen.
+    """
+
+    def __init__(self, ttl: float = 2.0, max_entries: int = 10_000):
+        self.ttl, self.max_entries = ttl, max_entries
+        self.generation = 0
+        self._entries: dict[str, tuple[Principal, float]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, secret_hash: str) -> Principal | None:
+        hit = self._entries.get(secret_hash)
+        if hit is None or hit[1] < time.monotonic():
+            return None
+        return hit[0]
+
+    def put(self, secret_hash: str, who: Principal, generation: int) -> None:
+        with self._lock:
+            if generation != self.generation:
+                return  # a token was written meanwhile: what was read may be stale
+            if len(self._entries) >= self.max_entries:
+                self._entries.clear()
+            self._entries[secret_hash] = (who, time.monotonic() + self.ttl)
+
+    def clear(self) -> None:
+        with self._lock:
+            self.generation += 1
+            self._entries.clear()
+
+    def watch(self, engine: Any) -> None:
+        """Clear on every statement that writes the tokens table, and again once it is committed."""
+        table = TokenRow.__tablename__
+
+        def executed(conn, _cursor, statement: str, *_args) -> None:
+            words = statement.lstrip()[:40].lower()
+            if words.startswith(("update " + table, "delete from " + table)):
+                conn.info["runyard_tokens_written"] = True
+                self.clear()
+
+        def checked_in(_dbapi_conn, record) -> None:
+            if record is not None and record.info.pop("runyard_tokens_written", False):
+                self.clear()
+
+        event.listen(engine, "after_cursor_execute", executed)
+        event.listen(engine.pool, "checkin", checked_in)
+
+
+_caches: weakref.WeakKeyDictionary[Store, TokenCache] = weakref.WeakKeyDictionary()
+_caches_lock = threading.Lock()
+
+
+def token_cache(store: Store) -> TokenCache:
+    cache = _caches.get(store)
+    if cache is None:
+        with _caches_lock:
+            cache = _caches.get(store)
+            if cache is None:
+                cache = _caches[store] = TokenCache()
+                cache.watch(store.engine)
+    return cache
 
 
 def ensure_admin_token(store: Store, home: Path) -> None:
