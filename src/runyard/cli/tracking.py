@@ -77,7 +77,14 @@ def list_runs(
     --filter and --sort name (every one with -o wide)."""
     order = order_by(sort) if sort else None
     rest = state(ctx).rest()
-    found = rest.search_runs(filter_, order, experiment, limit)
+    try:
+        found = rest.search_runs(filter_, order, experiment, limit)
+    except NotFound as err:
+        if experiment is None:
+            raise
+        names = ", ".join(sorted(e["name"] for e in rest.experiments())) or "none"
+        report(err, hint=f"the experiments of project {rest.project}: {names}")
+        raise click.exceptions.Exit(1) from None
     if output in (Output.JSON, Output.YAML):
         render(found, output)
         return
@@ -141,7 +148,7 @@ def run_columns(keys: list[tuple[str, str]], wide: bool) -> list[Column]:
         Column("AGE", lambda d: age(millis(d.get("startTime")))),
     ]
     if wide:
-        cols.append(Column("RUN ID", lambda d: str(d.get("runId", ""))))
+        cols.append(Column("ID", lambda d: str(d.get("runId", ""))))
     return cols + [Column(f"{section}.{key}", _value(section, key)) for section, key in keys]
 
 

@@ -1,0 +1,390 @@
+"""`runyard runs list|compare`, `metrics`, `artifacts` and `describe run` as users run them, against a real
+server holding runs that the real mlflow client tracked (and one runyard ran, logging through the SDK)."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from tests.cli.helpers import Server, runyard_cli
+
+LOSS_END = {"lr-high": 0.3, "lr-low": 0.25, "lr-mid": 0.5}
+ACC = {"lr-high": 0.8, "lr-low": 0.85, "lr-mid": 0.7}
+LR = {"lr-high": "0.1", "lr-low": "0.001", "lr-mid": "0.01"}
+WEIGHTS = os.urandom(3 * 1024 * 1024 + 17)  # over the 1 MiB from which a terminal gets a progress bar
+
+
+@pytest.fixture(scope="module")
+def tracked(srv: Server, tmp_path_factory) -> Server:
+    """Experiment "sweep" with three runs (params lr and epochs, a 50-step loss, acc), one with a NaN in
+    grad_norm and artifacts (a file, a folder with a subfolder); run "lone" in the Default experiment."""
+    from mlflow.entities import Metric, Param
+
+    from mlflow import MlflowClient
+
+    files = tmp_path_factory.mktemp("artifacts")
+    (files / "notes.txt").write_text("lr 0.1 overshoots\n")
+    (files / "model" / "config").mkdir(parents=True)
+    (files / "model" / "weights.bin").write_bytes(WEIGHTS)
+    (files / "model" / "config" / "params.json").write_text('{"lr": 0.1}\n')
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("MLFLOW_TRACKING_TOKEN", srv.token)
+        client = MlflowClient(tracking_uri=srv.url)
+        sweep = client.create_experiment("sweep")
+        now = int(time.time() * 1000)
+        for name in ("lr-mid", "lr-high", "lr-low"):  # created in this order: lr-low is the newest
+            run_id = client.create_run(sweep, run_name=name).info.run_id
+            drop = 1.0 - LOSS_END[name]
+            loss = [Metric("loss", 1.0 - drop * step / 49, now + step, step) for step in range(50)]
+            params = [Param("lr", LR[name]), Param("epochs", "3")]
+            client.log_batch(run_id, metrics=[*loss, Metric("acc", ACC[name], now, 49)], params=params)
+            if name == "lr-low":
+                grad = [Metric("grad_norm", v, now, s) for s, v in enumerate([1.0, float("nan"), 0.5])]
+                client.log_batch(run_id, metrics=grad)
+            if name == "lr-high":
+                client.log_artifact(run_id, str(files / "notes.txt"))
+                client.log_artifacts(run_id, str(files / "model"), artifact_path="model")
+            client.set_terminated(run_id)
+        lone = client.create_run("0", run_name="lone").info.run_id
+        client.log_param(lone, "lr", "0.5")
+    return srv
+
+
+def table_rows(text: str) -> list[list[str]]:
+    return [line.split() for line in text.splitlines()[1:]]
+
+
+def names_of(text: str) -> list[str]:
+    return [row[0] for row in table_rows(text)]
+
+
+def column(text: str, header: str) -> list[str]:
+    """The cells of one column of a table whose cells hold no spaces."""
+    lines = text.splitlines()
+    index = lines[0].split().index(header)
+    return [line.split()[index] for line in lines[1:]]
+
+
+def runyard_tty(*args: str, env: dict[str, str], cwd: Path | None = None) -> tuple[int, str]:
+    """The CLI with a terminal for stdin, stdout and stderr (so colours and progress bars show): its exit
+    code and everything it wrote."""
+    main, side = pty.openpty()
+    argv = [sys.executable, "-m", "runyard", *args]
+    env = {**env, "COLUMNS": "100", "LINES": "30", "TERM": "xterm-256color"}
+    env.pop("NO_COLOR", None)
+    proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=side, stdout=side, stderr=side)
+    os.close(side)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # EIO: the process closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(main)
+    return proc.wait(timeout=60), b"".join(chunks).decode(errors="replace")
+
+
+# -- runs list ------------------------------------------------------------------------------------------
+
+
+def test_runs_list_sorts_by_a_metric_either_way_and_shows_it(tracked):
+    up = runyard_cli("runs", "list", "-e", "sweep", "--sort", "metrics.loss", env=tracked.env())
+    assert up.returncode == 0, up.stderr
+    assert names_of(up.stdout) == ["lr-low", "lr-high", "lr-mid"]
+    assert up.stdout.splitlines()[0].split() == ["NAME", "PHASE", "EXPERIMENT", "AGE", "metrics.loss"]
+    assert column(up.stdout, "metrics.loss") == ["0.25", "0.3", "0.5"]
+    assert column(up.stdout, "PHASE") == ["Succeeded"] * 3
+    assert column(up.stdout, "EXPERIMENT") == ["sweep"] * 3
+    down = runyard_cli("runs", "list", "-e", "sweep", "--sort", "-metrics.loss", env=tracked.env())
+    assert names_of(down.stdout) == ["lr-mid", "lr-high", "lr-low"], down.stderr
+
+
+def test_runs_list_filters_in_mlflow_syntax_with_the_named_values_as_columns(tracked):
+    result = runyard_cli(
+        "runs", "list", "--filter", "metrics.acc > 0.75 and params.epochs = '3'", "--sort", "-metrics.acc",
+        env=tracked.env(),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    header = result.stdout.splitlines()[0].split()
+    assert header[4:] == ["metrics.acc", "params.epochs"]
+    assert table_rows(result.stdout) == [
+        ["lr-low", "Succeeded", "sweep", row_age(result.stdout, 0), "0.85", "3"],
+        ["lr-high", "Succeeded", "sweep", row_age(result.stdout, 1), "0.8", "3"],
+    ]
+
+
+def row_age(text: str, index: int) -> str:
+    return column(text, "AGE")[index]
+
+
+def test_runs_list_without_filter_is_newest_first_with_the_common_metrics_and_limit(tracked):
+    result = runyard_cli("runs", "list", env=tracked.env())
+    assert result.returncode == 0, result.stderr
+    assert names_of(result.stdout) == ["lone", "lr-low", "lr-high", "lr-mid"]
+    assert result.stdout.splitlines()[0].split()[4:] == ["metrics.acc", "metrics.grad_norm", "metrics.loss"]
+    assert column(result.stdout, "EXPERIMENT")[0] == "Default"
+    assert column(result.stdout, "metrics.acc")[0] == "-"
+    limited = runyard_cli("runs", "list", "--limit", "2", env=tracked.env())
+    assert names_of(limited.stdout) == ["lone", "lr-low"], limited.stderr
+
+
+def test_runs_list_wide_shows_every_param_and_metric_and_json_the_documents(tracked):
+    wide = runyard_cli("runs", "list", "-e", "sweep", "-o", "wide", env=tracked.env())
+    assert wide.returncode == 0, wide.stderr
+    header = wide.stdout.splitlines()[0].split()
+    assert header[4:] == [
+        "ID",
+        "params.epochs",
+        "params.lr",
+        "metrics.acc",
+        "metrics.grad_norm",
+        "metrics.loss",
+    ]
+    assert column(wide.stdout, "metrics.grad_norm") == ["0.5", "-", "-"]  # the latest: at the last step
+    as_json = json.loads(runyard_cli("runs", "list", "-e", "sweep", "-o", "json", env=tracked.env()).stdout)
+    by_name = {run["name"]: run for run in as_json["items"]}
+    assert set(by_name) == {"lr-high", "lr-low", "lr-mid"}
+    assert by_name["lr-high"]["params"] == {"lr": "0.1", "epochs": "3"}
+    assert by_name["lr-high"]["metrics"]["acc"] == 0.8 and len(by_name["lr-high"]["runId"]) == 32
+
+
+def test_runs_list_refuses_a_bad_filter_or_sort_saying_why(tracked):
+    bad_filter = runyard_cli("runs", "list", "--filter", "metrics.loss ~ 1", env=tracked.env())
+    assert bad_filter.returncode == 1
+    assert bad_filter.stderr.startswith("error: ") and "filter" in bad_filter.stderr, bad_filter.stderr
+    bad_sort = runyard_cli("runs", "list", "--sort", "loss", env=tracked.env())
+    assert bad_sort.returncode == 2
+    assert "--sort 'loss': expected metrics.KEY" in bad_sort.stderr
+    unknown = runyard_cli("runs", "list", "-e", "nope", env=tracked.env())
+    assert unknown.returncode == 1
+    assert "error: no experiment named 'nope'" in unknown.stderr
+    assert "hint: the experiments of project default: Default, sweep" in unknown.stderr
+    nothing = runyard_cli("runs", "list", "--filter", "metrics.loss > 10", env=tracked.env())
+    assert (nothing.returncode, nothing.stdout) == (0, "")
+    assert nothing.stderr == "no runs in project default match\n"
+
+
+def test_runs_and_ps_live_side_by_side(tracked):
+    ps = runyard_cli("ps", env=tracked.env())
+    assert ps.returncode == 0, ps.stderr
+    assert {"lr-high", "lone"} <= set(names_of(ps.stdout))
+
+
+# -- runs compare ---------------------------------------------------------------------------------------
+
+
+def test_compare_marks_the_rows_that_differ_when_not_a_terminal(tracked):
+    result = runyard_cli("runs", "compare", "lr-high", "lr-low", env=tracked.env())
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["DIFF", "KEY", "lr-high", "lr-low"]
+    rows = {row[-3]: row for row in table_rows(result.stdout)}
+    assert rows["params.lr"] == ["*", "params.lr", "0.1", "0.001"]
+    assert rows["params.epochs"] == ["params.epochs", "3", "3"]
+    assert rows["metrics.loss"] == ["*", "metrics.loss", "0.3", "0.25"]
+    assert rows["metrics.grad_norm"] == ["*", "metrics.grad_norm", "-", "0.5"]
+    assert rows["experiment"] == ["experiment", "sweep", "sweep"]
+    only = runyard_cli("runs", "compare", "lr-high", "lr-low", "--only-diff", env=tracked.env())
+    keys = [row[1] for row in table_rows(only.stdout)]
+    assert keys == ["params.lr", "metrics.acc", "metrics.grad_norm", "metrics.loss"], only.stdout
+
+
+def test_compare_in_a_terminal_colours_the_rows_that_differ_instead(tracked):
+    code, out = runyard_tty("runs", "compare", "lr-high", "lr-mid", env=tracked.env())
+    assert code == 0, out
+    assert "DIFF" not in out
+    lr = next(line for line in out.splitlines() if "params.lr" in line)
+    epochs = next(line for line in out.splitlines() if "params.epochs" in line)
+    assert "\x1b[33m" in lr and "\x1b[33m" not in epochs
+
+
+def test_compare_as_json_holds_each_run_and_the_differences(tracked):
+    result = runyard_cli("runs", "compare", "lr-high", "lr-mid", "lone", "-o", "json", env=tracked.env())
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert [run["name"] for run in doc["runs"]] == ["lr-high", "lr-mid", "lone"]
+    assert doc["runs"][0]["params"]["lr"] == "0.1"
+    assert doc["runs"][0]["metrics"]["loss"]["step"] == 49
+    assert {"experiment", "params.lr", "metrics.loss", "params.epochs"} <= set(doc["differences"])
+
+
+def test_compare_needs_two_runs_that_exist(tracked):
+    one = runyard_cli("runs", "compare", "lr-high", "lr-high", env=tracked.env())
+    assert one.returncode == 2 and "two runs or more" in one.stderr
+    missing = runyard_cli("runs", "compare", "lr-high", "nope", env=tracked.env())
+    assert missing.returncode == 1
+    assert missing.stderr.startswith("error: run 'nope' not found in project 'default'\n")
+    assert "runyard runs list" in missing.stderr
+
+
+# -- metrics --------------------------------------------------------------------------------------------
+
+
+def test_metrics_lists_the_latest_value_of_each(tracked):
+    result = runyard_cli("metrics", "lr-high", env=tracked.env())
+    assert result.returncode == 0, result.stderr
+    rows = table_rows(result.stdout)
+    assert [row[:3] for row in rows] == [["acc", "0.8", "49"], ["loss", "0.3", "49"]]
+    as_json = json.loads(runyard_cli("metrics", "lr-high", "-o", "json", env=tracked.env()).stdout)
+    assert {m["key"]: m["value"] for m in as_json["metrics"]} == {"acc": 0.8, "loss": pytest.approx(0.3)}
+    empty = runyard_cli("metrics", "lone", env=tracked.env())
+    assert (empty.returncode, empty.stdout) == (0, "")
+    assert "run lone has tracked no metrics" in empty.stderr
+
+
+def test_metrics_of_a_key_charts_its_history_with_min_max_last(tracked):
+    env = {**tracked.env(), "COLUMNS": "80", "LINES": "30"}
+    result = runyard_cli("metrics", "lr-high", "loss", env=env)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[-1] == "loss: 50 points · min 0.3 (step 49) · max 1 (step 0) · last 0.3 (step 49)"
+    chart = lines[:-1]
+    labels = [line.split("┤")[0].strip() for line in chart if "┤" in line]
+    assert labels == ["1", "0.65", "0.3"]  # highest, middle, lowest
+    assert chart[0].startswith("   1 ┤") and chart[-3].startswith(" 0.3 ┤")
+    assert chart[-2] == "     └" + "─" * 74 and chart[-1].split() == ["0", "step", "49"]
+    assert all(len(line) <= 80 for line in lines[:-1])
+    assert any("\u2801" <= ch <= "\u28ff" for ch in chart[0])  # braille dots: the curve starts top left
+    as_json = json.loads(runyard_cli("metrics", "lr-high", "loss", "-o", "json", env=env).stdout)
+    assert [p["step"] for p in as_json["history"]] == list(range(50))
+    assert as_json["history"][-1]["value"] == pytest.approx(0.3)
+
+
+def test_metrics_chart_leaves_nan_out_and_says_so(tracked):
+    result = runyard_cli("metrics", "lr-low", "grad_norm", env=tracked.env())
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == (
+        "grad_norm: 3 points · min 0.5 (step 2) · max 1 (step 0) · last 0.5 (step 2) · "
+        "1 NaN or infinite not drawn"
+    )
+
+
+def test_metrics_of_an_unknown_key_or_run_says_which(tracked):
+    key = runyard_cli("metrics", "lr-high", "nope", env=tracked.env())
+    assert key.returncode == 1
+    assert key.stderr.startswith("error: run 'lr-high' has no metric 'nope'\n")
+    assert "runyard metrics lr-high" in key.stderr
+    run = runyard_cli("metrics", "nope", env=tracked.env())
+    assert run.returncode == 1 and "run 'nope' not found" in run.stderr
+
+
+# -- artifacts ------------------------------------------------------------------------------------------
+
+
+def test_artifacts_ls_lists_a_folder_or_everything(tracked):
+    top = runyard_cli("artifacts", "ls", "lr-high", env=tracked.env())
+    assert top.returncode == 0, top.stderr
+    assert table_rows(top.stdout) == [["model/", "-"], ["notes.txt", "18", "B"]]
+    every = runyard_cli("artifacts", "ls", "-R", "lr-high", "-o", "wide", env=tracked.env())
+    assert table_rows(every.stdout) == [
+        ["model/config/params.json", "12"],
+        ["model/weights.bin", str(len(WEIGHTS))],
+        ["notes.txt", "18"],
+    ]
+    folder = json.loads(
+        runyard_cli("artifacts", "ls", "lr-high", "model", "-o", "json", env=tracked.env()).stdout
+    )
+    assert folder["root"].endswith("/artifacts")
+    assert {(f["path"], f["is_dir"]) for f in folder["files"]} == {
+        ("model/config", True),
+        ("model/weights.bin", False),
+    }
+    none = runyard_cli("artifacts", "ls", "lr-low", env=tracked.env())
+    assert (none.returncode, none.stderr) == (0, "run lr-low has no artifacts\n")
+
+
+def test_artifacts_get_downloads_a_folder_a_file_or_everything(tracked, tmp_path):
+    folder = runyard_cli(
+        "artifacts", "get", "lr-high", "model", "--dest", str(tmp_path / "m"), env=tracked.env()
+    )
+    assert folder.returncode == 0, folder.stderr
+    assert (tmp_path / "m" / "weights.bin").read_bytes() == WEIGHTS
+    assert (tmp_path / "m" / "config" / "params.json").read_text() == '{"lr": 0.1}\n'
+    assert folder.stderr == f"downloaded 2 files (3.0 MiB) to {tmp_path / 'm'}\n"
+    one = runyard_cli("artifacts", "get", "lr-high", "notes.txt", "-o", str(tmp_path), env=tracked.env())
+    assert one.returncode == 0, one.stderr
+    assert (tmp_path / "notes.txt").read_text() == "lr 0.1 overshoots\n"
+    every = runyard_cli("artifacts", "get", "lr-high", env=tracked.env(), cwd=tmp_path)
+    assert every.returncode == 0, every.stderr
+    got = sorted(
+        str(p.relative_to(tmp_path / "lr-high")) for p in (tmp_path / "lr-high").rglob("*") if p.is_file()
+    )
+    assert got == ["model/config/params.json", "model/weights.bin", "notes.txt"]
+    assert not list(tmp_path.rglob("*.part"))
+
+
+def test_artifacts_get_of_what_is_not_there_says_so(tracked, tmp_path):
+    missing = runyard_cli("artifacts", "get", "lr-high", "model/nope.bin", env=tracked.env(), cwd=tmp_path)
+    assert missing.returncode == 1
+    assert missing.stderr.startswith("error: run lr-high has no artifact 'model/nope.bin'\n")
+    assert not list(tmp_path.iterdir())
+    nothing = runyard_cli("artifacts", "get", "lr-low", env=tracked.env(), cwd=tmp_path)
+    assert nothing.returncode == 1 and "run lr-low has no artifacts" in nothing.stderr
+
+
+def test_artifacts_get_shows_a_progress_bar_on_a_terminal_for_a_large_file(tracked, tmp_path):
+    code, out = runyard_tty(
+        "artifacts", "get", "lr-high", "model/weights.bin", env=tracked.env(), cwd=tmp_path
+    )
+    assert code == 0, out
+    assert (tmp_path / "weights.bin").read_bytes() == WEIGHTS
+    assert "Downloading model/weights.bin" in out
+    quiet = runyard_cli(
+        "artifacts", "get", "lr-high", "model/weights.bin", "-o", "w.bin", env=tracked.env(), cwd=tmp_path
+    )
+    assert "Downloading" not in quiet.stderr
+
+
+# -- describe -------------------------------------------------------------------------------------------
+
+
+def test_describe_run_shows_params_latest_metrics_and_artifacts(tracked):
+    result = runyard_cli("describe", "run", "lr-high", env=tracked.env())
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    for title in ("Tracking:", "Params:", "Metrics:", "Artifacts:", "Events:"):
+        assert f"\n{title}\n" in text
+    params = text.split("\nParams:\n")[1].split("\n\n")[0].splitlines()
+    assert [line.split() for line in params] == [["KEY", "VALUE"], ["epochs", "3"], ["lr", "0.1"]]
+    metrics = text.split("\nMetrics:\n")[1].split("\n\n")[0].splitlines()
+    assert [line.split()[:3] for line in metrics[1:]] == [["acc", "0.8", "49"], ["loss", "0.3", "49"]]
+    artifacts = text.split("\nArtifacts:\n")[1].split("\n\n")[0].splitlines()
+    assert [line.split()[0] for line in artifacts[1:]] == ["model/", "notes.txt"]
+    assert "Experiment:    sweep" in text
+    as_json = json.loads(runyard_cli("describe", "run", "lr-high", "-o", "json", env=tracked.env()).stdout)
+    assert as_json["tracking"]["params"] == {"epochs": "3", "lr": "0.1"}
+    assert {f["path"] for f in as_json["artifacts"]} == {"model", "notes.txt"}
+    assert as_json["object"]["metadata"]["name"] == "lr-high"
+
+
+# -- a run runyard executes, tracking through the SDK --------------------------------------------------
+
+
+def test_a_run_that_logs_through_the_sdk_shows_in_metrics_and_compare(tracked, project):
+    (project / "train.py").write_text(
+        "import runyard\n"
+        "runyard.log_params({'lr': '0.2'})\n"
+        "for step in range(5):\n"
+        "    runyard.log_metric('loss', 1.0 / (step + 1), step=step)\n"
+    )
+    ran = runyard_cli("run", "--name", "sdk-run", "--cmd", "python train.py", env=tracked.env(), cwd=project)
+    assert ran.returncode == 0, ran.stderr
+    latest = runyard_cli("metrics", "sdk-run", env=tracked.env())
+    assert [row[:3] for row in table_rows(latest.stdout)] == [["loss", "0.2", "4"]], latest.stderr
+    compared = runyard_cli("runs", "compare", "sdk-run", "lr-high", "-o", "json", env=tracked.env())
+    doc = json.loads(compared.stdout)
+    assert doc["runs"][0]["params"] == {"lr": "0.2"} and "params.lr" in doc["differences"]
+    client = tracked.client()
+    assert client.metrics("sdk-run")["loss"].step == 4
+    assert [m.value for m in client.metric_history("sdk-run", "loss")] == [1.0, 0.5, 1 / 3, 0.25, 0.2]
+    usage = client.usage("sdk-run")
+    assert usage["phase"] == "Succeeded" and "memory_bytes" not in usage  # ended: no process to measure
