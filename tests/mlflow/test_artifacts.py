@@ -112,6 +112,34 @@ def test_artifacts_round_trip_through_the_mlflow_client(start, client_of, tmp_pa
     assert [f["path"] for f in r.json()["files"]] == ["plots/deep", "plots/loss.txt"]
 
 
+def test_a_runs_artifacts_by_project_and_run_name(start, client_of, tmp_path):
+    srv = start()
+    client_of(srv)
+    (tmp_path / "a.txt").write_text("alpha")
+    with mlflow.start_run(run_name="art-run") as run:
+        mlflow.log_artifact(str(tmp_path / "a.txt"), "d")
+    api = srv.api()
+    r = api.get("/runs/art-run/artifacts")
+    assert r.status_code == 200, r.text
+    assert r.json() == {"root": run.info.artifact_uri, "files": [{"path": "d", "is_dir": True}]}
+    assert api.get("/runs/art-run/artifacts", params={"path": "d"}).json()["files"] == [
+        {"path": "d/a.txt", "is_dir": False, "file_size": 5}
+    ]
+    r = api.get("/runs/art-run/artifacts/d/a.txt")
+    assert r.content == b"alpha" and r.headers["content-length"] == "5"
+    r = api.put("/runs/art-run/artifacts/up/b.bin", content=b"\0" * 1000)
+    assert r.status_code == 201 and r.json() == {"path": "up/b.bin", "file_size": 1000}
+    listed = mlflow.MlflowClient().list_artifacts(run.info.run_id, "up")
+    assert [(f.path, f.file_size) for f in listed] == [("up/b.bin", 1000)]
+    r = api.get("/runs/art-run/artifacts/..%2F..%2Fother/x")
+    assert r.status_code == 422 and r.json()["error"]["details"][0]["field"] == "path"
+    assert api.get("/runs/no-such-run/artifacts").status_code == 404
+    assert api.get("/runs/art-run/artifacts/d/missing.txt").status_code == 404
+    other = srv.api(project_token(srv, "other"))
+    assert other.get("/runs/art-run/artifacts").status_code == 403
+    assert other.put("/runs/art-run/artifacts/x", content=b"x").status_code == 403
+
+
 def test_a_download_streams_with_its_content_length(start, client_of, tmp_path):
     srv = start()
     client_of(srv)
@@ -142,6 +170,10 @@ def test_an_upload_over_the_limit_is_refused_clearly_and_leaves_nothing(start, c
     chunks = iter([b"y" * MiB, b"y"])  # no Content-Length: refused as the bytes arrive
     r = httpx.put(url, content=chunks, headers=headers)
     assert r.status_code == 413 and "1048576" in r.text
+    with mlflow.start_run(run_name="limited"):
+        pass
+    r = srv.api().put("/runs/limited/artifacts/big.bin", content=big.read_bytes())
+    assert r.status_code == 413 and "1048576" in r.json()["error"]["message"]
     assert stored_files(srv.home / "artifacts") == []
     (tmp_path / "ok.bin").write_bytes(b"z" * MiB)
     repo.log_artifact(str(tmp_path / "ok.bin"))

@@ -69,9 +69,8 @@ def search_logged_models(body: dict | None = JSON, who: Principal = READ, s: App
         raise Invalid("missing experiment_ids", [FieldError("experiment_ids", "must list experiment ids")])
     experiments = []
     for given in ids:
-        experiment = s.tracking.get_experiment(_scope(who), str(given))
-        who.authorize(Access.READ, s.tracking.experiment_project(experiment["experiment_id"], _scope(who)))
-        experiments.append(int(experiment["experiment_id"]))
+        who.authorize(Access.READ, s.tracking.experiment_project(str(given), _scope(who)))
+        experiments.append(int(s.tracking.get_experiment(_scope(who), str(given))["experiment_id"]))
     models, token = _models(s).search(
         experiments,
         filter=body.get("filter"),

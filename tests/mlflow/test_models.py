@@ -1,0 +1,179 @@
+"""MLflow 3 logged models through the real mlflow client against a real server: scikit-learn autologging,
+a pyfunc python_model logged and loaded back (runs:/ and models:/), and the logged-model API itself."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+
+import httpx
+import mlflow.pyfunc
+import mlflow.sklearn
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.entities import LoggedModelStatus
+from mlflow.exceptions import MlflowException
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+from tests.support import API, ServerProcess
+
+import mlflow
+
+
+@pytest.fixture
+def srv(tmp_path, monkeypatch) -> Iterator[ServerProcess]:
+    """A real server, and the mlflow client pointed at it as users do it (environment only)."""
+    server = ServerProcess(tmp_path / "home").start()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", server.url)
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", server.token)
+    yield server
+    mlflow.sklearn.autolog(disable=True)
+    server.stop()
+
+
+def project_token(srv: ServerProcess, project: str) -> str:
+    headers = {"Authorization": f"Bearer {srv.token}"}
+    httpx.post(srv.url + API + "/projects", json={"name": project}, headers=headers)
+    doc = {"name": f"{project}-editor", "role": "editor", "project": project}
+    r = httpx.post(srv.url + API + "/tokens", json=doc, headers=headers)
+    assert r.status_code == 201, r.text
+    return r.json()["token"]
+
+
+class Doubler(mlflow.pyfunc.PythonModel):
+    def predict(self, context, model_input, params=None):
+        return model_input * 2
+
+
+def test_sklearn_autolog_logs_params_metrics_and_a_model_that_loads(srv):
+    X, y = load_iris(return_X_y=True)
+    mlflow.sklearn.autolog()
+    with mlflow.start_run() as run:
+        fitted = LogisticRegression(max_iter=300, C=0.5).fit(X, y)
+    got = mlflow.get_run(run.info.run_id)
+    assert got.info.status == "FINISHED"
+    assert got.data.params["C"] == "0.5" and got.data.params["max_iter"] == "300"
+    assert got.data.metrics["training_accuracy_score"] == pytest.approx(fitted.score(X, y))
+    [model] = mlflow.search_logged_models(output_format="list")
+    assert model.source_run_id == run.info.run_id and model.status == LoggedModelStatus.READY
+    assert model.params["C"] == "0.5"
+    exp = run.info.experiment_id
+    assert model.artifact_location == f"mlflow-artifacts:/default/{exp}/models/{model.model_id}/artifacts"
+    stored = srv.home / "artifacts" / "default" / exp / "models" / model.model_id / "artifacts"
+    assert (stored / "MLmodel").exists() and (stored / "model.pkl").exists()
+    for uri in (f"models:/{model.model_id}", f"runs:/{run.info.run_id}/model"):
+        loaded = mlflow.sklearn.load_model(uri)
+        assert np.array_equal(loaded.predict(X), fitted.predict(X))
+
+
+def test_a_pyfunc_python_model_is_logged_and_loaded_back(srv):
+    with mlflow.start_run() as run:
+        info = mlflow.pyfunc.log_model(name="model", python_model=Doubler(), pip_requirements=["mlflow"])
+    assert info.model_uri == f"models:/{info.model_id}"
+    frame = pd.DataFrame({"a": [1, 2, 3]})
+    for uri in (info.model_uri, f"runs:/{run.info.run_id}/model"):
+        assert mlflow.pyfunc.load_model(uri).predict(frame)["a"].tolist() == [2, 4, 6]
+    model = mlflow.get_logged_model(info.model_id)
+    assert model.name == "model" and model.status == LoggedModelStatus.READY
+    files = {f.path for f in mlflow.MlflowClient().list_logged_model_artifacts(info.model_id)}
+    assert {"MLmodel", "python_model.pkl"} <= files
+
+
+def test_the_logged_model_api_through_the_client(srv):
+    client = mlflow.MlflowClient()
+    exp = client.create_experiment("models-api")
+    with mlflow.start_run(experiment_id=exp) as run:
+        pass
+    params = {f"p{i}": str(i) for i in range(150)}  # past the 100 a create carries: the rest are sent after
+    first = mlflow.initialize_logged_model(
+        name="first", source_run_id=run.info.run_id, params=params, tags={"team": "cv"}, experiment_id=exp
+    )
+    second = mlflow.initialize_logged_model(name="second", model_type="agent", experiment_id=exp)
+    assert first.status == LoggedModelStatus.PENDING and first.params == params
+    client.set_logged_model_tags(first.model_id, {"stage": "candidate", "team": "vision"})
+    client.finalize_logged_model(first.model_id, LoggedModelStatus.READY)
+    got = client.get_logged_model(first.model_id)
+    assert got.status == LoggedModelStatus.READY
+    assert {k: got.tags[k] for k in ("stage", "team")} == {"stage": "candidate", "team": "vision"}
+    client.delete_logged_model_tag(first.model_id, "stage")
+    assert "stage" not in client.get_logged_model(first.model_id).tags
+
+    def names(**kw) -> list[str]:
+        return [m.name for m in client.search_logged_models(experiment_ids=[exp], **kw)]
+
+    assert names() == ["second", "first"]  # newest first
+    assert names(filter_string="name = 'first'") == ["first"]
+    assert names(filter_string="tags.team = 'vision' AND params.p7 = '7'") == ["first"]
+    assert names(filter_string="name LIKE 'sec%'") == ["second"]
+    assert names(filter_string=f"source_run_id = '{run.info.run_id}'") == ["first"]
+    assert names(order_by=[{"field_name": "name", "ascending": True}]) == ["first", "second"]
+    page = client.search_logged_models(experiment_ids=[exp], max_results=1)
+    assert [m.name for m in page] == ["second"] and page.token
+    rest = client.search_logged_models(experiment_ids=[exp], max_results=1, page_token=page.token)
+    assert [m.name for m in rest] == ["first"] and not rest.token
+    with pytest.raises(MlflowException, match="filter") as bad:
+        names(filter_string="name = ")
+    assert bad.value.error_code == "INVALID_PARAMETER_VALUE"
+    client.delete_logged_model(second.model_id)
+    with pytest.raises(MlflowException) as gone:
+        client.get_logged_model(second.model_id)
+    assert gone.value.error_code == "RESOURCE_DOES_NOT_EXIST"
+    assert names() == ["first"]
+
+
+def test_log_model_records_the_model_in_the_runs_history_tag(srv):
+    """MLflow 2's record of a logged model (runs/log-model), still sent when logging by artifact_path."""
+    with mlflow.start_run() as run:
+        pass
+    headers = {"Authorization": f"Bearer {srv.token}"}
+    url = srv.url + "/api/2.0/mlflow/runs/log-model"
+    model = {"artifact_path": "model", "flavors": {"python_function": {}}, "utc_time_created": "now"}
+    for i in range(2):
+        body = {
+            "run_id": run.info.run_id,
+            "model_json": json.dumps({**model, "run_id": run.info.run_id, "i": i}),
+        }
+        assert httpx.post(url, json=body, headers=headers).status_code == 200
+    history = json.loads(mlflow.get_run(run.info.run_id).data.tags["mlflow.log-model.history"])
+    assert [h["i"] for h in history] == [0, 1]
+    r = httpx.post(url, json={"run_id": run.info.run_id, "model_json": "{}"}, headers=headers)
+    assert r.status_code == 400 and "artifact_path" in r.json()["message"]
+
+
+def test_another_projects_token_cannot_read_or_change_its_models(srv, monkeypatch):
+    with mlflow.start_run():
+        info = mlflow.pyfunc.log_model(name="model", python_model=Doubler(), pip_requirements=["mlflow"])
+    exp = mlflow.get_logged_model(info.model_id).experiment_id
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", project_token(srv, "other"))
+    client = mlflow.MlflowClient()
+    for attempt in (
+        lambda: client.get_logged_model(info.model_id),
+        lambda: client.search_logged_models(experiment_ids=[exp]),
+        lambda: client.finalize_logged_model(info.model_id, LoggedModelStatus.FAILED),
+        lambda: client.delete_logged_model(info.model_id),
+        lambda: mlflow.pyfunc.load_model(info.model_uri),
+    ):
+        with pytest.raises(MlflowException) as denied:
+            attempt()
+        assert denied.value.error_code == "PERMISSION_DENIED"
+    headers = {"Authorization": f"Bearer {os.environ['MLFLOW_TRACKING_TOKEN']}"}
+    url = f"{srv.url}/api/2.0/mlflow/logged-models/{info.model_id}"
+    for method, path, body in (
+        ("PATCH", "/tags", {"tags": [{"key": "x", "value": "y"}]}),
+        ("DELETE", "/tags/mlflow.source.type", None),
+        ("POST", "/params", {"params": [{"key": "x", "value": "y"}]}),
+        ("GET", "/artifacts/directories", None),
+    ):
+        r = httpx.request(method, url + path, json=body, headers=headers)
+        assert r.status_code == 403 and r.json()["error_code"] == "PERMISSION_DENIED", (path, r.text)
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", srv.token)
+    assert mlflow.get_logged_model(info.model_id).status == LoggedModelStatus.READY
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", headers["Authorization"].removeprefix("Bearer "))
+    # its own project's Default experiment ("0" for it) is where its models go
+    with mlflow.start_run(experiment_id="0") as run:
+        mine = mlflow.pyfunc.log_model(name="mine", python_model=Doubler(), pip_requirements=["mlflow"])
+    assert mlflow.get_logged_model(mine.model_id).artifact_location.startswith("mlflow-artifacts:/other/")
+    assert run.info.artifact_uri.startswith("mlflow-artifacts:/other/")
+    assert os.path.exists(srv.home / "artifacts" / "other")
