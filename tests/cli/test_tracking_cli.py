@@ -47,6 +47,8 @@ def tracked(srv: Server, tmp_path_factory) -> Server:
             if name == "lr-low":
                 grad = [Metric("grad_norm", v, now, s) for s, v in enumerate([1.0, float("nan"), 0.5])]
                 client.log_batch(run_id, metrics=grad)
+            if name == "lr-mid":
+                client.log_metric(run_id, "val/loss", 0.6, now, 49)
             if name == "lr-high":
                 client.log_artifact(run_id, str(files / "notes.txt"))
                 client.log_artifacts(run_id, str(files / "model"), artifact_path="model")
@@ -130,11 +132,22 @@ def test_runs_list_without_filter_is_newest_first_with_the_common_metrics_and_li
     result = runyard_cli("runs", "list", env=tracked.env())
     assert result.returncode == 0, result.stderr
     assert names_of(result.stdout) == ["lone", "lr-low", "lr-high", "lr-mid"]
-    assert result.stdout.splitlines()[0].split()[4:] == ["metrics.acc", "metrics.grad_norm", "metrics.loss"]
+    metrics = ["metrics.acc", "metrics.grad_norm", "metrics.loss", "metrics.val/loss"]  # by name, at most 4
+    assert result.stdout.splitlines()[0].split()[4:] == metrics
     assert column(result.stdout, "EXPERIMENT")[0] == "Default"
     assert column(result.stdout, "metrics.acc")[0] == "-"
     limited = runyard_cli("runs", "list", "--limit", "2", env=tracked.env())
     assert names_of(limited.stdout) == ["lone", "lr-low"], limited.stderr
+
+
+def test_a_key_with_a_slash_sorts_and_charts(tracked):
+    listed = runyard_cli("runs", "list", "-e", "sweep", "--sort", "-metrics.val/loss", env=tracked.env())
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines()[0].split()[4:] == ["metrics.val/loss"]
+    assert names_of(listed.stdout)[0] == "lr-mid"
+    assert column(listed.stdout, "metrics.val/loss")[0] == "0.6"
+    charted = runyard_cli("metrics", "lr-mid", "val/loss", env=tracked.env())
+    assert charted.stdout.splitlines()[-1].startswith("val/loss: 1 point · min 0.6 (step 49)"), charted.stderr
 
 
 def test_runs_list_wide_shows_every_param_and_metric_and_json_the_documents(tracked):
@@ -148,6 +161,7 @@ def test_runs_list_wide_shows_every_param_and_metric_and_json_the_documents(trac
         "metrics.acc",
         "metrics.grad_norm",
         "metrics.loss",
+        "metrics.val/loss",
     ]
     assert column(wide.stdout, "metrics.grad_norm") == ["0.5", "-", "-"]  # the latest: at the last step
     as_json = json.loads(runyard_cli("runs", "list", "-e", "sweep", "-o", "json", env=tracked.env()).stdout)
@@ -388,3 +402,23 @@ def test_a_run_that_logs_through_the_sdk_shows_in_metrics_and_compare(tracked, p
     assert [m.value for m in client.metric_history("sdk-run", "loss")] == [1.0, 0.5, 1 / 3, 0.25, 0.2]
     usage = client.usage("sdk-run")
     assert usage["phase"] == "Succeeded" and "memory_bytes" not in usage  # ended: no process to measure
+
+
+def test_the_client_reads_what_the_cli_shows(tracked, tmp_path):
+    client = tracked.client()
+    found = client.search_runs("metrics.acc > 0.75", "metrics.loss ASC", experiment="sweep")
+    assert [(r.name, r.phase, r.experiment) for r in found] == [
+        ("lr-low", "Succeeded", "sweep"),
+        ("lr-high", "Succeeded", "sweep"),
+    ]
+    assert found[1].params == {"lr": "0.1", "epochs": "3"} and found[1].metrics["acc"] == 0.8
+    assert [r.name for r in client.search_runs(experiment="sweep", max_results=2)] == ["lr-low", "lr-high"]
+    high = client.tracking("lr-high")
+    assert (high.experiment, high.status, high.run_id) == ("sweep", "FINISHED", found[1].run_id)
+    assert client.metrics("lr-high")["loss"].value == pytest.approx(0.3)
+    assert len(client.metric_history("lr-high", "loss", max_results=10)) == 10
+    entries = {(a.path, a.is_dir, a.size) for a in client.artifacts("lr-high")}
+    assert entries == {("model", True, None), ("notes.txt", False, 18)}
+    written = client.download_artifacts("lr-high", "model", tmp_path / "m")
+    assert sorted(written) == [tmp_path / "m" / "config" / "params.json", tmp_path / "m" / "weights.bin"]
+    assert (tmp_path / "m" / "weights.bin").read_bytes() == WEIGHTS
