@@ -167,9 +167,10 @@ def test_an_upload_over_the_limit_is_refused_clearly_and_leaves_nothing(start, c
     assert "1048576" in str(caught.value)
     headers = {"Authorization": f"Bearer {srv.token}"}
     url = srv.url + ARTIFACTS + "/default/0/r/artifacts/chunked.bin"
-    chunks = iter([b"y" * MiB, b"y"])  # no Content-Length: refused as the bytes arrive
-    r = httpx.put(url, content=chunks, headers=headers)
-    assert r.status_code == 413 and "1048576" in r.text
+    for body in (b"y" * (MiB + 1), iter([b"y" * MiB, b"y"])):  # the second without a Content-Length
+        r = httpx.put(url, content=body, headers=headers)
+        assert r.status_code == 413 and "1048576" in r.json()["message"], r.text
+        assert r.json()["error_code"] == "INVALID_PARAMETER_VALUE"
     with mlflow.start_run(run_name="limited"):
         pass
     r = srv.api().put("/runs/limited/artifacts/big.bin", content=big.read_bytes())

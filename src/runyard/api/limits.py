@@ -33,7 +33,7 @@ class BodyLimit:
         limit = self.limit_for(scope["path"])
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await response(_too_large(limit))(scope, receive, send)
+            await response(_too_large(limit), scope["path"])(scope, receive, send)
             return
         received = 0
 
