@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 from tests.support import ServerProcess, experiment, fresh_postgres_database, read_logs, wait_phase
@@ -227,3 +228,35 @@ def test_a_data_directory_that_is_a_file_is_one_clear_line_not_a_traceback(clean
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr, proc.stderr
     assert f"cannot use {home} as the data directory" in proc.stderr
+
+
+def test_the_artifact_root_and_limit_from_the_environment_are_really_used(clean_env, tmp_path):
+    root = tmp_path / "artifact-root"
+    env = {**os.environ, "RUNYARD_SERVER_ARTIFACT_ROOT": f"file://{root}"}
+    env["RUNYARD_SERVER_MAX_ARTIFACT_BYTES"] = "1000"
+    srv = ServerProcess(tmp_path / "home", env=env).start()
+    try:
+        url = srv.url + "/api/2.0/mlflow-artifacts/artifacts/default/x/a.bin"
+        headers = {"Authorization": f"Bearer {srv.token}"}
+        assert httpx.put(url, content=b"a" * 1000, headers=headers).status_code == 200
+        assert (root / "default" / "x" / "a.bin").stat().st_size == 1000
+        assert httpx.put(url, content=b"a" * 1001, headers=headers).status_code == 413
+        assert not (tmp_path / "home" / "artifacts").exists()
+    finally:
+        srv.stop()
+
+
+@pytest.mark.parametrize("root", ["nope://bucket/runyard", "FILE-IS-HERE/below"])
+def test_an_artifact_root_that_cannot_be_used_is_one_clear_line_not_a_traceback(clean_env, tmp_path, root):
+    (tmp_path / "FILE-IS-HERE").write_text("")
+    root = root.replace("FILE-IS-HERE", str(tmp_path / "FILE-IS-HERE"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "runyard", "server", "--port", "0", "--artifact-root", root],
+        env={**os.environ, "RUNYARD_HOME": str(tmp_path / "home")},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert f"cannot use {root} as the artifact root" in proc.stderr
