@@ -41,7 +41,8 @@ def metric_history(
 ) -> Response:
     """A metric's points by step then time: {key, history: [{value, step, timestamp}], nextPageToken?}."""
     ref = s.tracking.run_by_name(project, name)
-    return _json(svc.history(s.tracking, ref, key, maxResults, pageToken))
+    body = svc.history_json(s.tracking, ref, key, maxResults, pageToken)
+    return Response(body, media_type="application/json")
 
 
 @router.get(f"{RUN}/tracking")
