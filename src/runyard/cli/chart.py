@@ -50,12 +50,13 @@ def _trace(points: Sequence[Point], x_scale: tuple, y_scale: tuple) -> set[tuple
     from its lowest to its highest point, joined to the previous column's last point."""
     columns: dict[int, list[int]] = {}  # column -> [first row, last row, lowest, highest]
     (x0, x1, width), (y0, y1, height) = x_scale, y_scale
-    x_factor = width / (x1 - x0) if x1 > x0 else 0.0  # inlined _scale: a million points in a second
-    y_factor = height / (y1 - y0) if y1 > y0 else 0.0
-    x_mid, y_mid = (0 if x_factor else width // 2), (0 if y_factor else height // 2)
+    # each value to the nearest of its axis' dots (the middle one when all are equal), inline: the hot loop
+    x_factor = (width - 1) / (x1 - x0) if x1 > x0 else 0.0
+    y_factor = (height - 1) / (y1 - y0) if y1 > y0 else 0.0
+    x_mid, y_mid = (0.5 if x_factor else width // 2 + 0.5), (0.5 if y_factor else height // 2 + 0.5)
     for x, y in points:
-        col = min(int((x - x0) * x_factor) + x_mid, width - 1)
-        row = min(int((y - y0) * y_factor) + y_mid, height - 1)
+        col = int((x - x0) * x_factor + x_mid)
+        row = int((y - y0) * y_factor + y_mid)
         seen = columns.get(col)
         if seen is None:
             columns[col] = [row, row, row, row]

@@ -313,45 +313,32 @@ def history_view(key: str, points: list[Doc]) -> str:
 
     from runyard.cli.chart import chart
 
-    by_step = len({p.get("step", 0) for p in points}) > 1
-    drawn = [
-        (float(p.get("step", 0)) if by_step else float(i), float(p["value"]))
-        for i, p in enumerate(points)
-        if _finite(p["value"])
-    ]
+    steps = [p.get("step", 0) for p in points]
+    values = [p["value"] for p in points]
+    # NaN and the infinities (and MLflow's stand-ins for them) fail the comparison: one test a point
+    kept = [i for i, v in enumerate(values) if type(v) in (float, int) and -MAX_FLOAT < v < MAX_FLOAT]
+    by_step = len(set(steps)) > 1
     lines = []
-    if drawn:
+    if kept:
         size = shutil.get_terminal_size((80, 24))
         height = max(6, min(15, size.lines - 6))
-        text = chart(
-            drawn, min(size.columns, 120), height, lambda v: f"{v:.4g}", "step" if by_step else "point"
-        )
+        drawn = [(float(steps[i] if by_step else i), float(values[i])) for i in kept]
+        x_name = "step" if by_step else "point"
+        text = chart(drawn, min(size.columns, 120), height, lambda v: f"{v:.4g}", x_name)
         lines.append(paint(text, "cyan") if colours() else text)
-    lines.append(summary(key, points, drawn_count=len(drawn)))
-    return "\n".join(lines)
-
-
-def summary(key: str, points: list[Doc], drawn_count: int) -> str:
-    finite = [p for p in points if _finite(p["value"])]
     parts = [f"{paint(key, None, bold=True)}: {len(points)} point{'s' if len(points) != 1 else ''}"]
-    if finite:
-        low = min(finite, key=lambda p: float(p["value"]))
-        high = max(finite, key=lambda p: float(p["value"]))
-        parts += [f"min {_at(low)}", f"max {_at(high)}"]
+    if kept:
+        low, high = min(kept, key=values.__getitem__), max(kept, key=values.__getitem__)
+        parts += [f"min {_at(points[low])}", f"max {_at(points[high])}"]
     parts.append(f"last {_at(points[-1])}")
-    if drawn_count < len(points):
-        parts.append(f"{len(points) - drawn_count} NaN or infinite not drawn")
-    return " · ".join(parts)
+    if len(kept) < len(points):
+        parts.append(f"{len(points) - len(kept)} NaN or infinite not drawn")
+    lines.append(" · ".join(parts))
+    return "\n".join(lines)
 
 
 def _at(point: Doc) -> str:
     return f"{number(point['value'])} (step {point.get('step', 0)})"
-
-
-def _finite(value: Any) -> bool:
-    import math
-
-    return isinstance(value, int | float) and math.isfinite(value) and abs(value) < MAX_FLOAT
 
 
 def _no_such_metric(run_name: str, key: str) -> click.exceptions.Exit:
