@@ -169,3 +169,27 @@ print("logged", flush=True)
         second.stop()
     finally:
         proc.kill()
+
+
+def test_a_run_stopped_while_its_block_is_open_stays_cancelled(srv):
+    """Ending the block after `runyard stop` must not turn the stopped run into a success."""
+    code = """
+import sys, runyard
+with runyard.start_run(name="stopped-open"):
+    print("open", flush=True)
+    sys.stdin.readline()
+    runyard.log_metric("x", 1)
+"""
+    pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE}
+    proc = subprocess.Popen([sys.executable, "-c", code], env=script_env(srv), text=True, **pipes)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "open"
+        api = srv.api()
+        api.post("/runs/stopped-open/stop")
+        wait_phase(api, "stopped-open", {"Cancelled"}, timeout=10)
+        proc.communicate("\n", timeout=30)
+        assert proc.returncode == 0
+        assert api.get("/runs/stopped-open").json()["status"]["phase"] == "Cancelled"
+        assert api.get("/runs/stopped-open/metrics").json()["metrics"][0]["value"] == 1.0  # still kept
+    finally:
+        proc.kill()

@@ -110,17 +110,24 @@ def open_run(tracking: Tracking, store: Store, project: str, body: Any, user: st
 
 
 def end_run(tracking: Tracking, store: Store, ref: RunRef, body: Any) -> dict[str, Any]:
-    """End a run as its client says; for a run with a process this records the end time, never its phase."""
+    """End a run as its client says; for a run with a process this records the end time, never its phase,
+    and a run that has ended already (stopped) keeps how it ended."""
     status = body.get("status") if isinstance(body, dict) else None
     if status not in END_STATUSES:
         reason = f"must be one of {', '.join(END_STATUSES)}"
         raise Invalid("invalid status", [FieldError("status", reason)])
+    run = store.get(Run, ref.project, ref.name)
+    if run.status.phase.is_terminal():  # stopped meanwhile (`runyard stop`): the stop stands
+        return _document(run, ref)
     tracking.update_run(ref, status=status, end_time=_ms())
     return run_document(store, ref)
 
 
 def run_document(store: Store, ref: RunRef) -> dict[str, Any]:
-    run = store.get(Run, ref.project, ref.name)
+    return _document(store.get(Run, ref.project, ref.name), ref)
+
+
+def _document(run: Run, ref: RunRef) -> dict[str, Any]:
     return {**run.model_dump(mode="json", exclude_none=True), "runId": ref.run_id}
 
 
