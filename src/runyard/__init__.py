@@ -36,7 +36,7 @@ __all__ = [
     "set_tags",
     "start_run",
 ]
-TRACKING = frozenset(__all__[2:])
+_TRACKING = frozenset(__all__[2:])
 __version__ = "0.1.0"
 
 
@@ -45,7 +45,7 @@ def __getattr__(name: str) -> Any:
         from runyard.client import Client
 
         return Client
-    if name in TRACKING:
+    if name in _TRACKING:
         from runyard import tracking
 
         value = globals()[name] = getattr(tracking, name)  # later lookups skip this hook
