@@ -110,6 +110,15 @@ def test_runs_list_sorts_by_a_metric_either_way_and_shows_it(tracked):
     assert names_of(down.stdout) == ["lr-mid", "lr-high", "lr-low"], down.stderr
 
 
+def test_runs_list_sorts_by_name_or_age_as_ps_does(tracked):
+    by_name = runyard_cli("runs", "list", "-e", "sweep", "--sort", "name", env=tracked.env())
+    assert names_of(by_name.stdout) == ["lr-high", "lr-low", "lr-mid"], by_name.stderr
+    youngest = runyard_cli("runs", "list", "-e", "sweep", "--sort", "age", env=tracked.env())
+    assert names_of(youngest.stdout) == ["lr-low", "lr-high", "lr-mid"], youngest.stderr
+    oldest = runyard_cli("runs", "list", "-e", "sweep", "--sort=-age", env=tracked.env())
+    assert names_of(oldest.stdout) == ["lr-mid", "lr-high", "lr-low"], oldest.stderr
+
+
 def test_runs_list_filters_in_mlflow_syntax_with_the_named_values_as_columns(tracked):
     result = runyard_cli(
         "runs", "list", "--filter", "metrics.acc > 0.75 and params.epochs = '3'", "--sort", "-metrics.acc",
