@@ -84,6 +84,18 @@ STATUS = case(
 ).label("status")
 
 
+# A metric point as stored: (key, step, timestamp, value, is_nan); see `point`.
+Point = tuple[str, int, int, float, bool]
+POINT_COLUMNS = 'key, step, "timestamp", value, is_nan, run_id'
+# the latest point of a key: replaced by a later step, then timestamp, then a larger value (MLflow's order)
+NEWER = (
+    'ON CONFLICT (run_id, key) DO UPDATE SET step = excluded.step, "timestamp" = excluded."timestamp", '
+    "value = excluded.value, is_nan = excluded.is_nan "
+    'WHERE (excluded.step, excluded."timestamp", excluded.value) > '
+    '(tracking_latest_metrics.step, tracking_latest_metrics."timestamp", tracking_latest_metrics.value)'
+)
+
+
 @dataclass(frozen=True)
 class RunRef:
     """A tracked run as the services address it. `pk` is its tracking row's key; `deleted`: MLflow's
@@ -123,14 +135,14 @@ def experiment_location(project: str, experiment_id: int) -> str:
     return f"mlflow-artifacts:/{project}/{experiment_id}"
 
 
-def stored_value(value: float) -> tuple[float, bool]:
-    """(value, is_nan) as stored: NaN as 0 with its flag (SQLite reads NaN back as NULL), +-inf as the
-    largest double of its sign, as MLflow stores them."""
+def point(key: str, value: float, timestamp: int, step: int) -> Point:
+    """A point as stored: NaN as 0 with its flag (SQLite reads NaN back as NULL), +-inf as the largest
+    double of its sign, as MLflow stores them."""
     if value != value:
-        return 0.0, True
+        return key, step, timestamp, 0.0, True
     if math.isinf(value):
-        return (MAX_DOUBLE if value > 0 else -MAX_DOUBLE), False
-    return value, False
+        return key, step, timestamp, (MAX_DOUBLE if value > 0 else -MAX_DOUBLE), False
+    return key, step, timestamp, value, False
 
 
 class TrackingStore(StoreBase):
@@ -138,17 +150,7 @@ class TrackingStore(StoreBase):
         super().__init__(url, migrate)
         self._run_refs: dict[str, RunRef] = {}  # by run hex id
         self._default_experiments: dict[str, int] = {}  # by project
-        mark = "?" if self.is_sqlite else "%s"
-        cols = 'run_id, key, step, "timestamp", value, is_nan'
-        self._insert_points = f"INSERT INTO tracking_metrics ({cols}) VALUES ({', '.join([mark] * 6)})"
-        self._upsert_latest = (
-            f"INSERT INTO tracking_latest_metrics ({cols}) VALUES ({', '.join([mark] * 6)}) "
-            "ON CONFLICT (run_id, key) DO UPDATE SET step = excluded.step, "
-            '"timestamp" = excluded."timestamp", value = excluded.value, is_nan = excluded.is_nan '
-            'WHERE (excluded.step, excluded."timestamp", excluded.value) > '
-            '(tracking_latest_metrics.step, tracking_latest_metrics."timestamp", '
-            "tracking_latest_metrics.value)"
-        )
+        self._points_conn: Any = None  # SQLite: see _write_points
 
     # ---- the Run's tracking row: written and removed with the Run (see store/resources.py)
 
@@ -504,23 +506,26 @@ class TrackingStore(StoreBase):
     def log_data(
         self,
         ref: RunRef,
-        metrics: Sequence[tuple[str, float, int, int]] = (),
+        points: Sequence[Point] = (),
         params: Sequence[tuple[str, str]] = (),
         tags: Sequence[tuple[str, str]] = (),
     ) -> None:
-        """Metrics (key, value, timestamp, step), params and tags, all in one transaction: a param that
-        has another value already refuses the whole batch."""
+        """Metric points (as `point` gives them), params and tags, all in one transaction: a param that
+        has another value already refuses the whole batch. On PostgreSQL these commits do not wait for
+        the WAL to reach the disk (synchronous_commit off): as SQLite's WAL with synchronous=NORMAL, a
+        crash of the machine may lose the last moments of metrics, and nothing is ever corrupted."""
         pk = ref.pk
-        rows = []
-        latest: dict[str, tuple] = {}
-        for key, value, timestamp, step in metrics:
-            v, is_nan = stored_value(value)
-            row = (pk, key, step, timestamp, v, is_nan)
-            rows.append(row)
-            best = latest.get(key)
-            if best is None or (step, timestamp, v) > (best[2], best[3], best[4]):
-                latest[key] = row
+        latest: dict[str, Point] = {}
+        for p in points:
+            best = latest.get(p[0])
+            if best is None or (p[1], p[2], p[3]) > (best[1], best[2], best[3]):
+                latest[p[0]] = p
+        if self.is_sqlite and not params and not tags:
+            self._write_points(pk, points, list(latest.values()))
+            return
         with self.connect(write=True) as conn:
+            if not self.is_sqlite:
+                conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
             if params:
                 self._add_params(conn, pk, params)
             if tags:
@@ -529,13 +534,45 @@ class TrackingStore(StoreBase):
                 if RUN_NAME_TAG in dict(tags):
                     stmt = update(RUNS).where(RUNS.c.id == pk).values(run_name=dict(tags)[RUN_NAME_TAG])
                     conn.execute(stmt)
-            if rows:
+            if points:
                 cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
                 try:
-                    cursor.executemany(self._insert_points, rows)
-                    cursor.executemany(self._upsert_latest, list(latest.values()))
+                    self._insert_points(cursor, pk, points, list(latest.values()))
                 finally:
                     cursor.close()
+
+    def _insert_points(self, cursor: Any, pk: int, points: Sequence[Point], latest: list[Point]) -> None:
+        """The driver's executemany, the run's key written into the statement (an int) so that each row
+        is only what was logged."""
+        mark = "?" if self.is_sqlite else "%s"
+        values = f"VALUES ({mark}, {mark}, {mark}, {mark}, {mark}, {int(pk)})"
+        cursor.executemany(f"INSERT INTO tracking_metrics ({POINT_COLUMNS}) {values}", points)
+        cursor.executemany(f"INSERT INTO tracking_latest_metrics ({POINT_COLUMNS}) {values} {NEWER}", latest)
+
+    def _write_points(self, pk: int, points: Sequence[Point], latest: list[Point]) -> None:
+        """SQLite, metrics alone (a training loop's calls): on a connection kept for it, without the
+        pool and the SQLAlchemy layers, which cost more than the insert. Writers still queue on the
+        one writer lock."""
+        with self._writer:
+            if self._points_conn is None:
+                self._points_conn = self.engine.raw_connection()
+            cursor = self._points_conn.driver_connection.cursor()
+            try:
+                cursor.execute("BEGIN IMMEDIATE")
+                try:
+                    self._insert_points(cursor, pk, points, latest)
+                except BaseException:
+                    cursor.execute("ROLLBACK")
+                    raise
+                cursor.execute("COMMIT")
+            finally:
+                cursor.close()
+
+    def close(self) -> None:
+        if self._points_conn is not None:
+            self._points_conn.close()
+            self._points_conn = None
+        super().close()
 
     def _add_params(self, conn: Connection, pk: int, params: Sequence[tuple[str, str]]) -> None:
         wanted: dict[str, str] = {}
