@@ -13,7 +13,7 @@ import mlflow.sklearn
 import numpy as np
 import pandas as pd
 import pytest
-from mlflow.entities import LoggedModelStatus
+from mlflow.entities import LoggedModelOutput, LoggedModelStatus
 from mlflow.exceptions import MlflowException
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
@@ -81,7 +81,10 @@ def test_a_pyfunc_python_model_is_logged_and_loaded_back(srv):
     assert {"MLmodel", "python_model.pkl"} <= files
 
 
-def test_the_logged_model_api_through_the_client(srv):
+def test_the_logged_model_api_through_the_client(server, monkeypatch):
+    """On SQLite and on PostgreSQL."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", server.url)
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", server.token)
     client = mlflow.MlflowClient()
     exp = client.create_experiment("models-api")
     with mlflow.start_run(experiment_id=exp) as run:
@@ -93,6 +96,8 @@ def test_the_logged_model_api_through_the_client(srv):
     second = mlflow.initialize_logged_model(name="second", model_type="agent", experiment_id=exp)
     assert first.status == LoggedModelStatus.PENDING and first.params == params
     client.set_logged_model_tags(first.model_id, {"stage": "candidate", "team": "vision"})
+    for step in (3, 4):  # recording an output again only moves its step
+        client.log_outputs(run.info.run_id, [LoggedModelOutput(first.model_id, step=step)])
     client.finalize_logged_model(first.model_id, LoggedModelStatus.READY)
     got = client.get_logged_model(first.model_id)
     assert got.status == LoggedModelStatus.READY
