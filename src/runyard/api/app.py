@@ -51,6 +51,7 @@ def create_app(app_state: AppState) -> FastAPI:
     # MLflow's own REST paths, as its client builds them from MLFLOW_TRACKING_URI (the server's root URL)
     app.include_router(mlflow_models.router, prefix="/api/2.0/mlflow", tags=["mlflow"])
     app.include_router(mlflow.router, prefix="/api/2.0/mlflow", tags=["mlflow"])
+    mlflow.add_shortcut(app, "/api/2.0/mlflow")  # the tracking routes found first, by one lookup
     app.include_router(mlflow_artifacts.router, prefix="/api/2.0/mlflow-artifacts", tags=["mlflow-artifacts"])
     _check_guarded(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
