@@ -112,6 +112,24 @@ def test_artifacts_round_trip_through_the_mlflow_client(start, client_of, tmp_pa
     assert [f["path"] for f in r.json()["files"]] == ["plots/deep", "plots/loss.txt"]
 
 
+def test_a_client_that_asks_for_multipart_uploads_falls_back_to_one_streamed_put(
+    start, client_of, tmp_path, monkeypatch
+):
+    srv = start()
+    client_of(srv)
+    monkeypatch.setenv("MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE", "1")
+    data = os.urandom(MiB)
+    (tmp_path / "f.bin").write_bytes(data)
+    monkeypatch.delenv("MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD", raising=False)
+    for forced in (False, True):  # the server's capabilities say none; then the user forces it
+        if forced:
+            monkeypatch.setenv("MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD", "true")
+        with mlflow.start_run() as run:
+            mlflow.log_artifact(str(tmp_path / "f.bin"))
+        listed = mlflow.MlflowClient().list_artifacts(run.info.run_id)
+        assert [(f.path, f.file_size) for f in listed] == [("f.bin", MiB)]
+
+
 def test_a_runs_artifacts_by_project_and_run_name(start, client_of, tmp_path):
     srv = start()
     client_of(srv)

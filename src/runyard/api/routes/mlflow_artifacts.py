@@ -6,13 +6,14 @@ The first segment of every path is the project: a token reaches only its own pro
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from runyard.api.deps import READ, STATE, WRITE, AppState
 from runyard.services.artifacts import ArtifactStore, split_project
 from runyard.services.auth import Access, Principal
 
 router = APIRouter()
+NO_MULTIPART = "Multipart upload is not supported for the current artifact repository"
 
 
 @router.get("/artifacts")
@@ -47,6 +48,16 @@ def delete(path: str, who: Principal = WRITE, s: AppState = STATE) -> dict:
     who.authorize(Access.WRITE, project)
     s.artifacts.remove(project, rest)
     return {}
+
+
+@router.post("/mpu/create/{path:path}")
+def create_multipart_upload(path: str, who: Principal = WRITE) -> JSONResponse:
+    """Multipart uploads are not offered (they serve object stores' presigned URLs): told so in the words
+    its client looks for, it sends the file in one streamed PUT instead."""
+    project, _ = split_project(path)
+    who.authorize(Access.WRITE, project)
+    body = {"error_code": "NOT_IMPLEMENTED", "message": NO_MULTIPART}
+    return JSONResponse(body, status_code=501)
 
 
 def stream_file(artifacts: ArtifactStore, project: str, path: str) -> StreamingResponse:
