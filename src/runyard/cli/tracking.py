@@ -59,7 +59,7 @@ def runs() -> None:
     "--filter",
     "filter_",
     metavar="EXPR",
-    help='MLflow\'s filter syntax: "params.lr > 0.01 and metrics.loss < 0.5", "tags.team = \'cv\'".',
+    help="MLflow's filter syntax, e.g. \"metrics.loss < 0.5 and params.optimizer = 'adam'\".",
 )
 @click.option("--sort", metavar="FIELD", help=SORT_HELP)
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many runs.")
@@ -170,7 +170,7 @@ def compare(ctx: click.Context, names: tuple[str, ...], only_diff: bool, output:
         raise fail("compare needs two runs or more", hint="`runyard runs list` lists the runs")
     rest = state(ctx).rest()
     tracked = [tracked_run(rest, name) for name in names]
-    rows = comparison(names, tracked, tags=output is Output.WIDE or output in (Output.JSON, Output.YAML))
+    rows = comparison(tracked, tags=output is Output.WIDE or output in (Output.JSON, Output.YAML))
     if output in (Output.JSON, Output.YAML):
         doc = {
             "runs": [{"name": name, **data} for name, data in zip(names, tracked, strict=True)],
@@ -197,7 +197,7 @@ def tracked_run(rest: Rest, name: str) -> Doc:
         raise click.exceptions.Exit(1) from None
 
 
-def comparison(names: tuple[str, ...], tracked: list[Doc], tags: bool) -> list[Doc]:
+def comparison(tracked: list[Doc], tags: bool) -> list[Doc]:
     """Rows {key, values (one per run), differs}: experiment and status, then each param and metric (and
     tag) any of the runs has, by name; a value a run lacks is "-"."""
     rows = [
@@ -249,8 +249,10 @@ def metrics(ctx: click.Context, run_name: str, key: str | None, output: Output) 
         else:
             _history(rest, run_name, key, output)
     except NotFound:
-        tracked_run(rest, run_name)  # exits if the run is missing: else the metric is
-        raise _no_such_metric(run_name, str(key)) from None
+        tracked_run(rest, run_name)  # exits if the run is missing
+        if key is None:
+            raise
+        raise _no_such_metric(run_name, key) from None
 
 
 def _latest(rest: Rest, run_name: str, output: Output) -> None:
