@@ -431,3 +431,17 @@ def test_the_client_reads_what_the_cli_shows(tracked, tmp_path):
     written = client.download_artifacts("lr-high", "model", tmp_path / "m")
     assert sorted(written) == [tmp_path / "m" / "config" / "params.json", tmp_path / "m" / "weights.bin"]
     assert (tmp_path / "m" / "weights.bin").read_bytes() == WEIGHTS
+
+
+def test_usage_is_the_running_process_and_metrics_what_it_tracked(tracked, project):
+    started = runyard_cli("run", "-d", "--name", "busy", "--cmd", "sleep 30", env=tracked.env(), cwd=project)
+    assert started.returncode == 0, started.stderr
+    client = tracked.client()
+    try:
+        deadline = time.monotonic() + 30
+        while "memory_bytes" not in (usage := client.usage("busy")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert usage["memory_bytes"] > 0 and usage["cpu_percent"] >= 0 and usage["phase"] == "Running"
+        assert client.metrics("busy") == {}
+    finally:
+        client.stop("busy")
