@@ -287,18 +287,14 @@ def _info_out(r: dict[str, Any]) -> dict[str, Any]:
     return info
 
 
-def _run_out(info: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
-    tags = [{"key": t.key, "value": t.value} for t in data["tags"]]
+def _run_out(info: dict[str, Any], data: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    tags = data["tags"]
     if not any(t["key"] == RUN_NAME_TAG for t in tags):
         tags.append({"key": RUN_NAME_TAG, "value": info["run_name"]})
     return {
         "info": _info_out(info),
-        "data": {
-            "metrics": [_metric_out(m) for m in data["metrics"]],
-            "params": [{"key": p.key, "value": p.value} for p in data["params"]],
-            "tags": tags,
-        },
-        "inputs": {"dataset_inputs": [{"tags": i.tags, "dataset": i.dataset} for i in data["inputs"]]},
+        "data": {"metrics": data["metrics"], "params": data["params"], "tags": tags},
+        "inputs": {"dataset_inputs": data["inputs"]},
     }
 
 

@@ -419,25 +419,40 @@ class TrackingStore(StoreBase):
             STATUS,
         ).join(RESOURCES, RESOURCES.c.uid == RUNS.c.uid)
 
-    def run_data(self, pks: Sequence[int]) -> dict[int, dict[str, Any]]:
-        """Latest metrics, params, tags and inputs of each run, by key."""
-        out: dict[int, dict[str, Any]] = {
+    def run_data(self, pks: Sequence[int]) -> dict[int, dict[str, list[dict[str, Any]]]]:
+        """Latest metrics, params, tags and dataset inputs of each run, in MLflow's shape, by key. Read
+        through the driver: a search returns up to thousands of runs with tens of values each."""
+        out: dict[int, dict[str, list[dict[str, Any]]]] = {
             pk: {"metrics": [], "params": [], "tags": [], "inputs": []} for pk in pks
         }
-        if not out:
-            return out
+        nan = math.nan
         with self.connect() as conn:
-            for chunk in _chunks(list(pks), 500):
-                for r in conn.execute(
-                    select(LATEST).where(LATEST.c.run_id.in_(chunk)).order_by(LATEST.c.key)
-                ):
-                    out[r.run_id]["metrics"].append(r)
-                for table, name in ((PARAMS, "params"), (TAGS, "tags")):
-                    q = select(table).where(table.c.run_id.in_(chunk)).order_by(table.c.key)
-                    for r in conn.execute(q):
-                        out[r.run_id][name].append(r)
+            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            try:
+                for chunk in _chunks(list(out), 500):
+                    ids = ",".join(str(int(pk)) for pk in chunk)  # our own integer keys
+                    cursor.execute(
+                        'SELECT run_id, key, value, "timestamp", step, is_nan FROM tracking_latest_metrics '
+                        f"WHERE run_id IN ({ids}) ORDER BY run_id, key"
+                    )
+                    for run_id, key, value, ts, step, is_nan in cursor.fetchall():
+                        metric = {
+                            "key": key,
+                            "value": nan if is_nan else value,
+                            "timestamp": ts,
+                            "step": step,
+                        }
+                        out[run_id]["metrics"].append(metric)
+                    for table, name in (("tracking_params", "params"), ("tracking_tags", "tags")):
+                        where = f"WHERE run_id IN ({ids}) ORDER BY run_id, key"
+                        cursor.execute(f"SELECT run_id, key, value FROM {table} {where}")
+                        for run_id, key, value in cursor.fetchall():
+                            out[run_id][name].append({"key": key, "value": value})
+            finally:
+                cursor.close()
+            for chunk in _chunks(list(out), 500):
                 for r in conn.execute(select(INPUTS).where(INPUTS.c.run_id.in_(chunk))):
-                    out[r.run_id]["inputs"].append(r)
+                    out[r.run_id]["inputs"].append({"tags": r.tags, "dataset": r.dataset})
         return out
 
     def search_run_infos(
