@@ -8,11 +8,14 @@ import os
 import pty
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from tests.cli.helpers import Server, runyard_cli
+from tests.cli.helpers import Server, base_env, runyard_cli
 
 LOSS_END = {"lr-high": 0.3, "lr-low": 0.25, "lr-mid": 0.5}
 ACC = {"lr-high": 0.8, "lr-low": 0.85, "lr-mid": 0.7}
@@ -445,3 +448,53 @@ def test_usage_is_the_running_process_and_metrics_what_it_tracked(tracked, proje
         assert client.metrics("busy") == {}
     finally:
         client.stop("busy")
+
+
+# -- what a server must never make the CLI do -----------------------------------------------------------
+
+
+class Misbehaving(BaseHTTPRequestHandler):
+    """Lists a folder holding a file outside it, and sends a tenth of the file it promises."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        if "/artifacts?" in self.path or self.path.endswith("/artifacts"):
+            entry = {"path": "../escaped.txt" if "path=model" in self.path else "short.bin", "is_dir": False}
+            body = json.dumps({"root": "r", "files": [{**entry, "file_size": 100}]}).encode()
+            self._send(len(body), body)
+        else:
+            self._send(100, b"x" * 10)
+
+    def _send(self, length: int, body: bytes) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(length))
+        self.end_headers()
+        self.wfile.write(body)
+        self.close_connection = True
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def misbehaving() -> Iterator[dict[str, str]]:
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Misbehaving)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield {**base_env(), "RUNYARD_API_URL": f"http://127.0.0.1:{srv.server_address[1]}", "RUNYARD_TOKEN": "t"}
+    srv.shutdown()
+    srv.server_close()
+
+
+def test_an_artifact_named_outside_its_folder_is_refused_and_nothing_written(misbehaving, tmp_path):
+    result = runyard_cli("artifacts", "get", "r", "model", env=misbehaving, cwd=tmp_path)
+    assert result.returncode == 1
+    assert "error: the server named an artifact outside model: '../escaped.txt'" in result.stderr
+    assert list(tmp_path.rglob("*")) == []
+
+
+def test_a_download_cut_short_leaves_no_file(misbehaving, tmp_path):
+    result = runyard_cli("artifacts", "get", "r", env=misbehaving, cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: the download of ") and "ended after 10 of 100 bytes" in result.stderr
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
