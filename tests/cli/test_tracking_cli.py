@@ -496,5 +496,6 @@ def test_an_artifact_named_outside_its_folder_is_refused_and_nothing_written(mis
 def test_a_download_cut_short_leaves_no_file(misbehaving, tmp_path):
     result = runyard_cli("artifacts", "get", "r", env=misbehaving, cwd=tmp_path)
     assert result.returncode == 1
-    assert result.stderr.startswith("error: the download of ") and "ended after 10 of 100 bytes" in result.stderr
+    assert result.stderr.startswith("error: the download of ")
+    assert "ended after 10 of 100 bytes" in result.stderr
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
