@@ -392,6 +392,21 @@ def test_describe_run_shows_params_latest_metrics_and_artifacts(tracked):
     assert as_json["object"]["metadata"]["name"] == "lr-high"
 
 
+def test_describe_run_whose_artifacts_are_kept_elsewhere_says_so(tracked, tmp_path):
+    from mlflow import MlflowClient
+
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("MLFLOW_TRACKING_TOKEN", tracked.token)
+        client = MlflowClient(tracking_uri=tracked.url)
+        elsewhere = client.create_experiment("elsewhere", artifact_location=(tmp_path / "art").as_uri())
+        client.create_run(elsewhere, run_name="kept-elsewhere")
+    result = runyard_cli("describe", "run", "kept-elsewhere", env=tracked.env())
+    assert result.returncode == 0, result.stderr
+    assert "\nArtifacts:\n  <kept elsewhere>\n" in result.stdout
+    listed = runyard_cli("artifacts", "ls", "kept-elsewhere", env=tracked.env())
+    assert listed.returncode == 1 and "outside the server's artifact store" in listed.stderr
+
+
 # -- a run runyard executes, tracking through the SDK --------------------------------------------------
 
 

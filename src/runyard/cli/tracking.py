@@ -31,7 +31,7 @@ from runyard.cli.output import (
     table,
     to_yaml,
 )
-from runyard.core.errors import NotFound
+from runyard.core.errors import Invalid, NotFound
 
 if TYPE_CHECKING:
     from runyard.rest import Rest
@@ -356,15 +356,18 @@ def _no_such_metric(run_name: str, key: str) -> click.exceptions.Exit:
 
 def tracked_data(rest: Rest, name: str) -> Doc:
     """What `describe run` adds: {"tracking": the run's params, tags and latest metrics, "artifacts": the
-    entries at the top of its artifacts}; nothing from a server without tracking (the run itself exists)."""
+    entries at the top of its artifacts (None when kept outside the server's artifact store)}; nothing from
+    a server without tracking (the run itself exists)."""
     try:
         tracking = rest.tracking(name)
     except NotFound:
         return {}
     try:
-        files = rest.artifacts(name)["files"]
+        files: list[Doc] | None = rest.artifacts(name)["files"]
     except NotFound:
         files = []
+    except Invalid:  # an artifact_location elsewhere, which MLflow's clients write to themselves
+        files = None
     return {"tracking": tracking, "artifacts": files}
 
 
@@ -379,6 +382,8 @@ def tracked_sections(tracked: Doc) -> list[tuple[str, str]]:
     metric_cols = metric_columns(wide=False)
     metric_cols[0] = Column("  KEY", lambda m: "  " + m["key"])
     none = "  <none>"
+    files = tracked["artifacts"]
+    artifacts = none if files == [] else files_table(files, indent="  ") if files else "  <kept elsewhere>"
     experiment = data.get("experiment") or {}
     summary = [
         f"  MLflow run id: {data.get('runId', '-')}",
@@ -389,5 +394,5 @@ def tracked_sections(tracked: Doc) -> list[tuple[str, str]]:
         ("Tracking", "\n".join(summary)),
         ("Params", table(params, param_cols) if params else none),
         ("Metrics", table(latest, metric_cols) if latest else none),
-        ("Artifacts", files_table(tracked["artifacts"], indent="  ") if tracked["artifacts"] else none),
+        ("Artifacts", artifacts),
     ]
