@@ -235,7 +235,8 @@ class Client:
         max_results: int | None = None,
     ) -> builtins.list[TrackedRun]:
         """The project's runs that match `filter`, ordered by `order_by`, both in MLflow's syntax
-        (`"params.lr > 0.01 and metrics.loss < 0.5"`, `"metrics.loss DESC"`); `experiment` is a name."""
+        (`"metrics.loss < 0.5 and params.optimizer = 'adam'"`, `"metrics.loss DESC"`), of the experiment
+        named `experiment` if given."""
         return [
             TrackedRun(
                 doc["name"],

@@ -217,7 +217,7 @@ class Rest:
         max_results: int | None = None,
     ) -> Documents:
         """The project's runs with their params, latest metrics and tags, fetched a page at a time:
-        `filter` and `order_by` in MLflow's syntax ("params.lr > 0.01", "metrics.loss DESC"), at most
+        `filter` and `order_by` in MLflow's syntax ("metrics.loss < 0.5", "metrics.loss DESC"), at most
         `max_results` of them."""
         params = {"filter": filter, "orderBy": order_by, "experiment": experiment}
         query = {k: v for k, v in params.items() if v}
@@ -225,7 +225,7 @@ class Rest:
         while max_results is None or len(runs) < max_results:
             if max_results is not None:
                 query["maxResults"] = str(min(max_results - len(runs), self.page_size))
-            page = self.send("GET", f"{self._projects()}/tracking/runs", params=query).json()
+            page = self.send("GET", f"{self._project_url()}/tracking/runs", params=query).json()
             runs += page["runs"]
             if not page.get("nextPageToken"):
                 break
@@ -234,7 +234,7 @@ class Rest:
 
     def experiments(self) -> Documents:
         """The project's MLflow experiments, as MLflow describes them."""
-        return self.send("GET", f"{self._projects()}/tracking/experiments").json()["experiments"]
+        return self.send("GET", f"{self._project_url()}/tracking/experiments").json()["experiments"]
 
     def artifacts(self, run: str, path: str = "") -> Document:
         """One directory of the run's artifacts: {root, files: [{path, is_dir, file_size}]}."""
@@ -476,11 +476,11 @@ class Rest:
         body.setdefault("apiVersion", API_VERSION)
         return body, kind, metadata["project"]
 
-    def _projects(self, project: str | None = None) -> str:
+    def _project_url(self, project: str | None = None) -> str:
         return f"{self.base}/projects/{project or self.project}"
 
     def _collection(self, kind: str, project: str | None = None) -> str:
-        return f"{self._projects(project)}/{resolve_kind(kind).plural}"
+        return f"{self._project_url(project)}/{resolve_kind(kind).plural}"
 
     def _item(self, kind: str, name: str) -> str:
         return f"{self._collection(kind)}/{urllib.parse.quote(name, safe='')}"
