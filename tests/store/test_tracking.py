@@ -320,7 +320,7 @@ def runs(store, tracking) -> dict[str, str]:
         tracking.log_batch(
             ref,
             [point("loss", loss), point("val loss", loss * 2)],
-            [{"key": "lr", "value": str(lr)}],
+            [{"key": "lr", "value": str(lr)}, {"key": "team", "value": team}],
             [{"key": "team", "value": team}],
         )
         out[f"run-{i}"] = ref.run_id
@@ -340,6 +340,9 @@ def names(result) -> list[str]:
         ("metrics.`val loss` < 0.5", {"run-2"}),
         ('metrics."val loss" = 0.6', {"run-1"}),
         ("params.lr != '0.1'", {"run-1", "run-2"}),
+        ("params.lr > 0.005", {"run-0", "run-1", "run-3"}),  # a number: compared as numbers
+        ("params.lr <= 1e-2", {"run-1", "run-2"}),
+        ("params.team = 1", set()),
         ("tags.team = 'red'", {"run-1"}),
         ("tags.team LIKE 'r%'", {"run-1"}),
         ("tags.team ILIKE 'r%'", {"run-0", "run-1"}),
@@ -367,7 +370,7 @@ def test_search_by_run_id(tracking, runs):
     "bad",
     [
         "metrics.loss > 'high'",
-        "params.lr > 0.1",
+        "params.lr > '0.1'",
         "loss > 1",
         "metric.loss > 1 OR metrics.loss < 0",
         "nothing.x = 'a'",
@@ -421,7 +424,7 @@ def test_search_pages_cover_every_run_once(tracking, runs):
 
 def test_search_returns_each_runs_latest_metrics_params_and_tags(tracking, runs):
     got = tracking.search_runs("default", ["0"], filter="attributes.run_name = 'run-1'")[0][0]
-    assert got["data"]["params"] == [{"key": "lr", "value": "0.01"}]
+    assert got["data"]["params"] == [{"key": "lr", "value": "0.01"}, {"key": "team", "value": "red"}]
     assert {m["key"]: m["value"] for m in got["data"]["metrics"]} == {"loss": 0.3, "val loss": 0.6}
     assert {"key": "team", "value": "red"} in got["data"]["tags"]
 

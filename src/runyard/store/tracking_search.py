@@ -15,7 +15,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Table, and_, exists, func, not_, select
+import sqlalchemy as sa
+from sqlalchemy import ColumnElement, Float, Table, and_, case, exists, func, not_, select
 
 from runyard.core.errors import FieldError, Invalid
 from runyard.store.tables import (
@@ -184,6 +185,9 @@ def _clause(r: _Reader) -> Clause:
         return Clause(kind, key, op)
     value = _value(r)
     numeric = kind == "metric" or (kind == "attribute" and key in NUMERIC_ATTRIBUTES)
+    # beyond MLflow: a param compared with a number compares as one ("params.lr > 0.01"); a value that
+    # is not a number never matches
+    numeric = numeric or (kind == "param" and isinstance(value, float | int))
     if numeric:
         if op not in NUMERIC_OPS or not isinstance(value, float | int):
             raise _bad(r.field, f"{kind} {key!r} compares with {sorted(NUMERIC_OPS)} and a number")
@@ -318,6 +322,15 @@ def compare(col: Any, op: str, value: Any, is_sqlite: bool) -> ColumnElement[boo
     }[op]
 
 
+def _as_number(text: Any, is_sqlite: bool) -> Any:
+    """A text column as a number where it holds one, else NULL (which no comparison matches)."""
+    if is_sqlite:  # only digits, signs, points and exponents, and at least one digit
+        looks = (func.trim(text, "0123456789.eE+- ") == "") & text.op("GLOB")("*[0-9]*")
+    else:
+        looks = text.op("~")(r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$")
+    return case((looks, sa.cast(text, Float)), else_=None)
+
+
 def clause_sql(c: Clause, columns: dict[str, Any], is_sqlite: bool) -> ColumnElement[bool]:
     """A run clause as a condition on the tracking runs (`columns` maps attributes to their SQL)."""
     run_pk = columns["_pk"]
@@ -332,7 +345,10 @@ def clause_sql(c: Clause, columns: dict[str, Any], is_sqlite: bool) -> ColumnEle
         return not_(exists(has_key))
     if c.op == "IS NOT NULL":
         return exists(has_key)
-    cond = compare(table.c.value, c.op, c.value, is_sqlite)
+    column = table.c.value
+    if c.kind == "param" and isinstance(c.value, float | int):
+        column = _as_number(column, is_sqlite)
+    cond = compare(column, c.op, c.value, is_sqlite)
     if c.kind == "metric":
         cond = and_(cond, table.c.is_nan.is_(False))
     return exists(has_key.where(cond))
