@@ -20,6 +20,10 @@ from sklearn.linear_model import LogisticRegression
 from tests.support import API, ServerProcess
 
 import mlflow
+from runyard.core.errors import Invalid
+from runyard.services.logged_models import LoggedModels
+from runyard.services.tracking import Tracking
+from runyard.store import Store
 
 
 @pytest.fixture
@@ -182,3 +186,52 @@ def test_another_projects_token_cannot_read_or_change_its_models(srv, monkeypatc
     assert mlflow.get_logged_model(mine.model_id).artifact_location.startswith("mlflow-artifacts:/other/")
     assert run.info.artifact_uri.startswith("mlflow-artifacts:/other/")
     assert os.path.exists(srv.home / "artifacts" / "other")
+
+
+def test_metrics_logged_with_a_model_id_are_the_models_latest_values(store_url):
+    """The service part the MLflow metric routes call (on SQLite and PostgreSQL): each model keeps the
+    latest point of each metric per dataset, which get, filters and order_by read."""
+    store = Store(store_url)
+    tracking = Tracking(store)
+    models = LoggedModels(store, tracking)
+    run = tracking.run(tracking.create_run("default", "0", run_name="trainer")["info"]["run_id"])
+    a, b = (models.create("default", "0", name=n, source_run_id=run.run_id)["info"] for n in ("a", "b"))
+
+    def point(model: dict, key: str, value: float, step: int, **more) -> dict:
+        return {
+            "model_id": model["model_id"],
+            "key": key,
+            "value": value,
+            "step": step,
+            "timestamp": 5,
+            **more,
+        }
+
+    models.link_metrics(run, [point(a, "acc", 0.5, 1), point(a, "acc", 0.7, 2), point(b, "acc", 0.6, 1)])
+    older, plain = point(a, "acc", 0.1, 0), {"key": "loss", "value": 1.0, "timestamp": 1}
+    models.link_metrics(run, [older, plain])  # an older point, and one for the run alone
+    models.link_metrics(run, [point(b, "acc", 0.9, 1, dataset_name="test", dataset_digest="d1")])
+    models.link_metrics(run, [point(b, "loss", float("nan"), 1)])
+    got = models.render(models.row(a["model_id"]))["data"]["metrics"]
+    assert [(m["key"], m["value"], m["step"], m["run_id"]) for m in got] == [("acc", 0.7, 2, run.run_id)]
+    exp = [int(a["experiment_id"])]
+
+    def names(**kw) -> list[str]:
+        return [m["info"]["name"] for m in models.search(exp, **kw)[0]]
+
+    assert names(filter="metrics.acc > 0.65") == ["a"]
+    assert names(filter="metrics.acc > 0.65", datasets=[{"dataset_name": "test"}]) == ["b"]
+    assert names(order_by=[{"field_name": "metrics.acc", "ascending": False}]) == ["a", "b"]
+    on_test = {"field_name": "metrics.acc", "ascending": False, "dataset_name": "test"}
+    assert names(order_by=[on_test]) == ["b", "a"]  # a has no value on it: last
+    b_metrics = models.render(models.row(b["model_id"]))["data"]["metrics"]
+    assert [(m["key"], m.get("dataset_name"), m["value"]) for m in b_metrics] == [
+        ("acc", None, 0.6),
+        ("acc", "test", 0.9),
+        ("loss", None, "NaN"),
+    ]
+    store.ensure_project("other")
+    elsewhere = tracking.run(tracking.create_run("other", "0")["info"]["run_id"])
+    with pytest.raises(Invalid, match="model_id"):
+        models.link_metrics(elsewhere, [point(a, "acc", 1.0, 9)])
+    store.close()

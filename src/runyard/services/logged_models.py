@@ -9,22 +9,24 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import operator
+import math
 import secrets
 import time
 from collections.abc import Iterable
+from typing import Any
 
 from runyard.core.errors import FieldError, Invalid, NotFound
 from runyard.services import model_filter
 from runyard.services.tracking import RunRef, Tracking
 from runyard.store import Store
 from runyard.store.logged_models import LoggedModelStore
-from runyard.store.tables import LoggedModelRow
+from runyard.store.tables import LoggedModelMetricRow, LoggedModelRow
 
 PENDING, READY, FAILED = "LOGGED_MODEL_PENDING", "LOGGED_MODEL_READY", "LOGGED_MODEL_UPLOAD_FAILED"
 STATUSES = {1: PENDING, 2: READY, 3: FAILED}
 MAX_KEY, MAX_PARAM_VALUE, MAX_TAG_VALUE = 250, 6000, 8000
 MAX_RESULTS_DEFAULT, MAX_RESULTS = 100, 1000
+MAX_DOUBLE = 1.7976931348623157e308
 BAD_NAME_CHARS = ("/", ":", ".", "%", '"', "'")
 HISTORY_TAG = "mlflow.log-model.history"  # a run's list of the models logged in it (MLflow 2's record)
 ADJECTIVES = ("able", "bold", "brave", "calm", "clever", "eager", "gentle", "keen", "lucid", "merry")
@@ -61,7 +63,17 @@ def status_of(value: object) -> str:
     raise _bad("status", f"must be one of {sorted(STATUSES.values())}")
 
 
-def render(row: LoggedModelRow) -> dict:
+def _metric_out(m: LoggedModelMetricRow) -> dict:
+    """MLflow's JSON for a metric: NaN as the string protobuf reads, infinities as the largest double."""
+    value: float | str = "NaN" if m.value is None else max(-MAX_DOUBLE, min(MAX_DOUBLE, m.value))
+    out = {"key": m.key, "value": value, "timestamp": m.timestamp, "step": m.step}
+    out |= {"model_id": m.model_id, "run_id": m.run_id}
+    if m.dataset_name:
+        out |= {"dataset_name": m.dataset_name, "dataset_digest": m.dataset_digest}
+    return out
+
+
+def render(row: LoggedModelRow, metrics: Iterable[LoggedModelMetricRow] = ()) -> dict:
     info: dict = {
         "model_id": row.model_id,
         "experiment_id": str(row.experiment_id),
@@ -76,7 +88,7 @@ def render(row: LoggedModelRow) -> dict:
         if getattr(row, field):
             info[field] = getattr(row, field)
     params = [{"key": k, "value": v} for k, v in row.params.items()]
-    return {"info": info, "data": {"params": params, "metrics": []}}
+    return {"info": info, "data": {"params": params, "metrics": [_metric_out(m) for m in metrics]}}
 
 
 class LoggedModels:
@@ -127,6 +139,9 @@ class LoggedModels:
         )
         return render(self.rows.add(row))
 
+    def render(self, row: LoggedModelRow) -> dict:
+        return render(row, self.rows.metrics([row.model_id]).get(row.model_id, ()))
+
     def row(self, model_id: str, allow_deleted: bool = False) -> LoggedModelRow:
         row = self.rows.get(model_id)
         if row is None or (row.lifecycle_stage == "deleted" and not allow_deleted):
@@ -142,7 +157,7 @@ class LoggedModels:
         row = self.rows.change(model_id, stamped)
         if row is None:
             raise NotFound(f"no logged model with id {model_id!r}")
-        return render(row)
+        return self.render(row)
 
     def log_params(self, model_id: str, params: Iterable[dict]) -> None:
         new = _pairs(params, "params", MAX_PARAM_VALUE)
@@ -172,28 +187,68 @@ class LoggedModels:
         self,
         experiments: Iterable[int],
         filter: str | None = None,
+        datasets: Iterable[dict] = (),
         max_results: int | None = None,
         order_by: Iterable[dict] = (),
         page_token: str | None = None,
     ) -> tuple[list[dict], str | None]:
-        """The active models of these experiments that match `filter`, a page at a time."""
+        """The active models of these experiments that match `filter`, a page at a time; metrics are
+        those on `datasets` ({dataset_name, dataset_digest?}) when given."""
         clauses = model_filter.parse_filter(filter)
         limit = max_results or MAX_RESULTS_DEFAULT
         if not 0 < limit <= MAX_RESULTS:
             raise _bad("max_results", f"must be between 1 and {MAX_RESULTS}")
+        datasets = list(datasets)
+        if any(not isinstance(d, dict) or not d.get("dataset_name") for d in datasets):
+            raise _bad("datasets", "each needs a dataset_name")
         start = _offset(page_token)
         rows = [r for r in self.rows.in_experiments(experiments) if r.lifecycle_stage == "active"]
-        found = [r for r in rows if model_filter.matches(_fields(r), clauses)]
+        metrics = self.rows.metrics(r.model_id for r in rows)
+        fields = {r.model_id: _fields(r, metrics.get(r.model_id, ()), datasets) for r in rows}
+        found = [r for r in rows if model_filter.matches(fields[r.model_id], clauses)]
         for ob in reversed(list(order_by)):  # stable sorts, the last key first
             kind, key = model_filter.sort_key(str(ob.get("field_name", "")))
-            if kind == "attribute":  # metrics are not linked to models yet: every value is missing
-                present = [r for r in found if getattr(r, key) is not None]
-                absent = [r for r in found if getattr(r, key) is None]
-                present.sort(key=operator.attrgetter(key), reverse=not ob.get("ascending", True))
-                found = present + absent
+            on = [ob] if ob.get("dataset_name") else datasets
+            values: dict[str, Any] = {
+                r.model_id: fields[r.model_id][key]
+                if kind == "attribute"
+                else _metric_values(metrics.get(r.model_id, ()), on).get(key)
+                for r in found
+            }
+            present = sorted(
+                (r for r in found if values[r.model_id] is not None),
+                key=lambda r: values[r.model_id],
+                reverse=not ob.get("ascending", True),
+            )
+            found = present + [r for r in found if values[r.model_id] is None]  # missing ones last
         page = found[start : start + limit]
         token = _token(start + limit) if start + limit < len(found) else None
-        return [render(r) for r in page], token
+        return [render(r, metrics.get(r.model_id, ())) for r in page], token
+
+    def link_metrics(self, ref: RunRef, metrics: Iterable[dict]) -> None:
+        """Metrics logged to a run with a model_id (MLflow 3) count for that model too: its latest value
+        of each. Call after the run's own write; metrics without a model_id are skipped."""
+        rows = []
+        for m in metrics:
+            if not m.get("model_id"):
+                continue
+            model = self.row(str(m["model_id"]))
+            if model.project != ref.project:
+                raise _bad("model_id", f"model {model.model_id} is not in project {ref.project!r}")
+            value = float(m["value"])
+            rows.append(
+                {
+                    "model_id": model.model_id,
+                    "key": m["key"],
+                    "dataset_name": m.get("dataset_name") or "",
+                    "dataset_digest": m.get("dataset_digest") or "",
+                    "value": None if math.isnan(value) else value,
+                    "step": int(m.get("step") or 0),
+                    "timestamp": int(m["timestamp"]),
+                    "run_id": ref.run_id,
+                }
+            )
+        self.rows.link_metrics(rows)
 
     def log_outputs(self, ref: RunRef, models: Iterable[dict]) -> None:
         """Record the models a run produced; each must exist."""
@@ -224,9 +279,22 @@ class LoggedModels:
         self.tracking.set_tag(ref, HISTORY_TAG, json.dumps([*history, model]))
 
 
-def _fields(row: LoggedModelRow) -> dict:
+def _fields(row: LoggedModelRow, metrics: Iterable[LoggedModelMetricRow], datasets: list[dict]) -> dict:
     fields = {k: getattr(row, k) for k in model_filter.TEXT_ATTRIBUTES | model_filter.NUMBER_ATTRIBUTES}
-    return {**fields, "params": row.params, "tags": row.tags, "metrics": {}}
+    return {**fields, "params": row.params, "tags": row.tags, "metrics": _metric_values(metrics, datasets)}
+
+
+def _metric_values(metrics: Iterable[LoggedModelMetricRow], datasets: list[dict]) -> dict[str, float]:
+    """{key: value} of the metrics on one of `datasets` (any, when none are given); NaN left out."""
+    out: dict[str, float] = {}
+    for m in metrics:
+        on = not datasets or any(
+            d["dataset_name"] == m.dataset_name and d.get("dataset_digest") in (None, "", m.dataset_digest)
+            for d in datasets
+        )
+        if on and m.value is not None:
+            out.setdefault(m.key, m.value)
+    return out
 
 
 def _token(offset: int) -> str:

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from runyard.store.base import StoreBase
-from runyard.store.tables import LoggedModelOutputRow, LoggedModelRow
+from runyard.store.tables import LoggedModelMetricRow, LoggedModelOutputRow, LoggedModelRow
 
 
 class LoggedModelStore:
@@ -66,3 +66,38 @@ class LoggedModelStore:
         )
         with self.store.connect() as conn:
             return [(r.model_id, r.step) for r in conn.execute(query)]
+
+    def link_metrics(self, rows: list[dict]) -> None:
+        """Keep each (model, key, dataset)'s latest point, by step then timestamp: the newest of `rows`
+        (full LoggedModelMetricRow dicts), unless a later one is stored already."""
+        latest: dict[tuple, dict] = {}
+        for r in rows:
+            pk = (r["model_id"], r["key"], r["dataset_name"], r["dataset_digest"])
+            kept = latest.get(pk)
+            if kept is None or (r["step"], r["timestamp"]) >= (kept["step"], kept["timestamp"]):
+                latest[pk] = r
+        if not latest:
+            return
+        insert = sqlite_insert if self.store.is_sqlite else pg_insert
+        stmt = insert(LoggedModelMetricRow).values(list(latest.values()))
+        new, old = stmt.excluded, LoggedModelMetricRow
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["model_id", "key", "dataset_name", "dataset_digest"],
+            set_={c: getattr(new, c) for c in ("value", "step", "timestamp", "run_id")},
+            where=or_(new.step > old.step, and_(new.step == old.step, new.timestamp >= old.timestamp)),
+        )
+        with self.store.connect(write=True) as conn:
+            conn.execute(stmt)
+
+    def metrics(self, model_ids: Iterable[str]) -> dict[str, list[LoggedModelMetricRow]]:
+        """Each model's latest metrics, by key."""
+        query = (
+            select(LoggedModelMetricRow)
+            .where(LoggedModelMetricRow.model_id.in_(list(model_ids)))
+            .order_by(LoggedModelMetricRow.key, LoggedModelMetricRow.dataset_name)
+        )
+        out: dict[str, list[LoggedModelMetricRow]] = {}
+        with self.store.read() as s:
+            for row in s.scalars(query):
+                out.setdefault(row.model_id, []).append(row)
+        return out

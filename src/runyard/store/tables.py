@@ -227,7 +227,8 @@ TRACKING_METRICS = Table(
 
 
 class TrackingLatestMetricRow(Base):
-    """Each metric's latest point (largest step, then timestamp, then value, as MLflow picks it)."""
+    """Each metric's latest point (largest step, then timestamp, then value, as MLflow picks it), and
+    how many points it has: a history read elsewhere can tell whether it is still complete."""
 
     __tablename__ = "tracking_latest_metrics"
 
@@ -237,6 +238,7 @@ class TrackingLatestMetricRow(Base):
     timestamp: Mapped[int] = mapped_column(BigInteger)
     value: Mapped[float] = mapped_column(Float(precision=53))
     is_nan: Mapped[bool] = mapped_column(Boolean)
+    points: Mapped[int] = mapped_column(BigInteger)
 
 
 class TrackingParamRow(Base):
@@ -298,3 +300,18 @@ class LoggedModelOutputRow(Base):
     run_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     model_id: Mapped[str] = mapped_column(String(34), primary_key=True)
     step: Mapped[int] = mapped_column(BigInteger)
+
+
+class LoggedModelMetricRow(Base):
+    """A model's latest value of a metric (on a dataset, '' for none): metrics logged with its model_id."""
+
+    __tablename__ = "logged_model_metrics"
+
+    model_id: Mapped[str] = mapped_column(String(34), primary_key=True)
+    key: Mapped[str] = mapped_column(String(250), primary_key=True)
+    dataset_name: Mapped[str] = mapped_column(String(500), primary_key=True)
+    dataset_digest: Mapped[str] = mapped_column(String(36), primary_key=True)
+    value: Mapped[float | None] = mapped_column(Float(precision=53), nullable=True)  # None: NaN
+    step: Mapped[int] = mapped_column(BigInteger)
+    timestamp: Mapped[int] = mapped_column(BigInteger)
+    run_id: Mapped[str] = mapped_column(String(32))

@@ -14,7 +14,7 @@ from runyard.api.deps import READ, STATE, WRITE, AppState
 from runyard.core.errors import FieldError, Invalid
 from runyard.services.artifacts import clean_path, locate
 from runyard.services.auth import Access, Principal
-from runyard.services.logged_models import LoggedModels, render
+from runyard.services.logged_models import LoggedModels
 
 router = APIRouter()
 JSON = Body(default=None)
@@ -74,6 +74,7 @@ def search_logged_models(body: dict | None = JSON, who: Principal = READ, s: App
     models, token = _models(s).search(
         experiments,
         filter=body.get("filter"),
+        datasets=body.get("datasets") or (),
         max_results=body.get("max_results"),
         order_by=body.get("order_by") or (),
         page_token=body.get("page_token"),
@@ -85,7 +86,7 @@ def search_logged_models(body: dict | None = JSON, who: Principal = READ, s: App
 def get_logged_model(
     model_id: str, allow_deleted: bool = False, who: Principal = READ, s: AppState = STATE
 ) -> dict:
-    return {"model": render(_owned(s, who, model_id, Access.READ, allow_deleted))}
+    return {"model": _models(s).render(_owned(s, who, model_id, Access.READ, allow_deleted))}
 
 
 @router.patch("/logged-models/{model_id}")

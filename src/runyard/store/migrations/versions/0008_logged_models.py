@@ -1,4 +1,5 @@
-"""MLflow 3 logged models (their params and tags as JSON) and the runs that output them.
+"""MLflow 3 logged models (their params and tags as JSON), the runs that output them and the latest value
+of each metric logged for a model.
 
 Revision ID: 0008
 Revises: 0007
@@ -41,8 +42,21 @@ def upgrade() -> None:
         sa.Column("step", sa.BigInteger(), nullable=False),
     )
 
+    op.create_table(
+        "logged_model_metrics",
+        sa.Column("model_id", sa.String(34), primary_key=True),
+        sa.Column("key", sa.String(250), primary_key=True),
+        sa.Column("dataset_name", sa.String(500), primary_key=True),
+        sa.Column("dataset_digest", sa.String(36), primary_key=True),
+        sa.Column("value", sa.Float(precision=53), nullable=True),
+        sa.Column("step", sa.BigInteger(), nullable=False),
+        sa.Column("timestamp", sa.BigInteger(), nullable=False),
+        sa.Column("run_id", sa.String(32), nullable=False),
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("logged_model_metrics")
     op.drop_table("logged_model_outputs")
     op.drop_index("ix_logged_models_experiment_created", "logged_models")
     op.drop_table("logged_models")
