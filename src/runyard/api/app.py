@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from fastapi import FastAPI
@@ -11,6 +12,7 @@ from fastapi.routing import APIRoute
 from runyard import __version__
 from runyard.api import errors
 from runyard.api.deps import AppState, Guard
+from runyard.api.errors import MLFLOW_ERROR_RESPONSES as MLFLOW_ERRORS
 from runyard.api.limits import BodyLimit, limits
 from runyard.api.routes import (
     artifacts,
@@ -49,10 +51,17 @@ def create_app(app_state: AppState) -> FastAPI:
     for router in routers:
         app.include_router(router, prefix=PREFIX, responses=ERRORS)
     # MLflow's own REST paths, as its client builds them from MLFLOW_TRACKING_URI (the server's root URL)
-    app.include_router(mlflow_models.router, prefix="/api/2.0/mlflow", tags=["mlflow"])
-    app.include_router(mlflow.router, prefix="/api/2.0/mlflow", tags=["mlflow"])
+    app.include_router(
+        mlflow_models.router, prefix="/api/2.0/mlflow", tags=["mlflow"], responses=MLFLOW_ERRORS
+    )
+    app.include_router(mlflow.router, prefix="/api/2.0/mlflow", tags=["mlflow"], responses=MLFLOW_ERRORS)
     mlflow.add_shortcut(app, "/api/2.0/mlflow")  # the tracking routes found first, by one lookup
-    app.include_router(mlflow_artifacts.router, prefix="/api/2.0/mlflow-artifacts", tags=["mlflow-artifacts"])
+    app.include_router(
+        mlflow_artifacts.router,
+        prefix="/api/2.0/mlflow-artifacts",
+        tags=["mlflow-artifacts"],
+        responses=MLFLOW_ERRORS,
+    )
     _check_guarded(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
@@ -60,11 +69,21 @@ def create_app(app_state: AppState) -> FastAPI:
 
 def _check_guarded(app: FastAPI) -> None:
     """Every route but the public ones declares the authorization dependency: a new route cannot forget."""
-    for route in app.routes:
-        if not isinstance(route, APIRoute) or route.path in PUBLIC:
+    for route in _api_routes(app.routes):
+        if route.path in PUBLIC:
             continue
         if not any(isinstance(dep.call, Guard) for dep in route.dependant.dependencies):
             raise RuntimeError(f"route {route.path} does not declare an authorization dependency")
+
+
+def _api_routes(routes: list) -> Iterator[APIRoute]:
+    """Every APIRoute, also inside included routers (FastAPI keeps those as one entry of app.routes)."""
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield route
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            yield from _api_routes(inner.routes)
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
@@ -69,6 +71,28 @@ MLFLOW_ERRORS: dict[type[RunyardError], tuple[int, str]] = {
 }
 
 
+class MlflowErrorBody(BaseModel):
+    """An error as MLflow's server answers it (OpenAPI documentation of the MLflow paths)."""
+
+    error_code: str = Field(description="INVALID_PARAMETER_VALUE, RESOURCE_DOES_NOT_EXIST, ...")
+    message: str
+
+
+def _mlflow_err(description: str) -> dict[str, Any]:
+    return {"model": MlflowErrorBody, "description": description}
+
+
+MLFLOW_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _mlflow_err(
+        "INVALID_PARAMETER_VALUE (the message names the field), RESOURCE_ALREADY_EXISTS, BAD_REQUEST"
+    ),
+    401: _mlflow_err("UNAUTHENTICATED: no, unknown or revoked bearer token"),
+    403: _mlflow_err("PERMISSION_DENIED: the token may not do this in the object's project"),
+    404: _mlflow_err("RESOURCE_DOES_NOT_EXIST, or ENDPOINT_NOT_FOUND"),
+    503: _mlflow_err("TEMPORARILY_UNAVAILABLE: the store cannot be reached; try again"),
+}
+
+
 def is_mlflow(path: str) -> bool:
     return path.startswith(MLFLOW_PATHS)
 
@@ -93,10 +117,12 @@ def _kinds(err: RunyardError) -> list[type[RunyardError]]:
 
 
 def mlflow_message(err: RunyardError) -> str:
-    """One line: MLflow's errors have no details, so each field and its reason join the message."""
-    if not err.details:
+    """One line: MLflow's errors have no details, so each field and its reason join the message (unless
+    the message already quotes the field, as MLflow's own messages do)."""
+    extra = [d for d in err.details if f"'{d.field}'" not in err.message]
+    if not extra:
         return err.message
-    return err.message + ": " + "; ".join(f"{d.field}: {d.reason}" for d in err.details)
+    return err.message + ": " + "; ".join(f"{d.field}: {d.reason}" for d in extra)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -193,7 +193,10 @@ class Fields:
 
     def run_id(self) -> str:
         """run_id, or run_uuid as older clients send it."""
-        return self.text("run_id") or self.text("run_uuid", required=True)
+        run_id = self.text("run_id") or self.text("run_uuid")
+        if run_id is None:
+            raise _missing("run_id")
+        return run_id
 
     def view_type(self, name: str) -> str:
         value = self.values.get(name)
@@ -230,15 +233,14 @@ def _as_int(value: Any) -> int | None:
 
 
 def _missing(name: str) -> Invalid:
-    return Invalid(
-        f"Missing value for required parameter '{name}'", [FieldError(name, "required, and missing")]
-    )
+    return Invalid(f"Missing value for required parameter '{name}'", [FieldError(name, "is required")])
 
 
 def _invalid(name: str, value: Any, reason: str) -> Invalid:
     shown = json.dumps(value, default=str)
     shown = shown if len(shown) <= 100 else shown[:100] + "..."
-    return Invalid(f"Invalid value {shown} for parameter '{name}' supplied", [FieldError(name, reason)])
+    message = f"Invalid value {shown} for parameter '{name}' supplied: {reason}"
+    return Invalid(message, [FieldError(name, reason)])
 
 
 def _scope(who: Principal) -> str:
