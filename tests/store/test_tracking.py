@@ -504,3 +504,21 @@ def _old_run_row() -> dict:
         "created_at": t,
         "updated_at": t,
     }
+
+
+def test_a_kept_history_is_served_again_only_while_no_point_was_added(store_url):
+    """Histories are kept encoded; a point added by another server (another store) is seen at once."""
+    from runyard.store import Store
+
+    here, there = Store(store_url), Store(store_url)
+    a, b = Tracking(here), Tracking(there)
+    ref = a.run(a.create_run("default", "0")["info"]["run_id"])
+    a.log_batch(ref, [point("m", 1.0, s) for s in range(3)])
+    first = a.metric_history_json(ref, "m")
+    assert a.metric_history_json(ref, "m") is first  # served from memory
+    b.log_metric(b.run(ref.run_id), "m", 9.0, 1, 0)  # an old step: not the latest, but a fourth point
+    again = json.loads(a.metric_history_json(ref, "m"))
+    assert [m["value"] for m in again["metrics"]] == [9.0, 1.0, 1.0, 1.0]  # step 0, an earlier time
+    assert a.latest_metrics(ref)[0]["step"] == 2
+    here.close()
+    there.close()

@@ -14,6 +14,8 @@ import math
 import posixpath
 import re
 import secrets
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -49,6 +51,7 @@ MAX_PARAMS_TAGS_PER_BATCH = 100
 MAX_ENTITIES_PER_BATCH = 1000
 MAX_RESULTS = 50000
 MAX_HISTORY_PAGE = 1_000_000
+HISTORY_CACHE_BYTES = 128 << 20
 MAX_DATASET_NAME = 500
 MAX_DATASET_DIGEST = 36
 MAX_DATASET_SOURCE = 65535
@@ -310,10 +313,43 @@ def _generated_name(run_name: str | None) -> str:
     return f"{slug or 'run'}-{secrets.token_hex(3)}"
 
 
+class EncodedHistories:
+    """Whole metric histories as encoded responses, by (run key, metric key), with the count of points
+    each was read at; least recently used first out past `budget` bytes. A run's key is never reused,
+    so a deleted run's entries just age out."""
+
+    def __init__(self, budget: int):
+        self.budget, self.size = budget, 0
+        self.entries: OrderedDict[tuple[int, str], tuple[int, bytes]] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, pk: int, key: str, count: int) -> bytes | None:
+        with self.lock:
+            got = self.entries.get((pk, key))
+            if got is None or got[0] != count:
+                return None
+            self.entries.move_to_end((pk, key))
+            return got[1]
+
+    def put(self, pk: int, key: str, count: int, body: bytes) -> None:
+        if len(body) > self.budget // 4:
+            return
+        with self.lock:
+            old = self.entries.pop((pk, key), None)
+            if old is not None:
+                self.size -= len(old[1])
+            self.entries[(pk, key)] = (count, body)
+            self.size += len(body)
+            while self.size > self.budget:
+                _, (_, dropped) = self.entries.popitem(last=False)
+                self.size -= len(dropped)
+
+
 class Tracking:
     def __init__(self, store: Store):
         self.store = store
         self._experiment_projects: dict[str, str] = {}  # experiments never move between projects
+        self._histories = EncodedHistories(HISTORY_CACHE_BYTES)
 
     # ---- runs by id
 
@@ -701,8 +737,25 @@ class Tracking:
         self, ref: RunRef, key: str, max_results: int | None = None, page_token: str | None = None
     ) -> bytes:
         """metric_history as MLflow's response body, encoded here: {"metrics": [...], "next_page_token"?}.
-        NaN is "NaN", as MLflow's protobuf JSON writes it. The fast path for a large history."""
+        NaN is "NaN", as MLflow's protobuf JSON writes it. The fast path for a large history: a whole
+        history is kept once encoded, and served again while its count of points is unchanged (one
+        primary-key read; points are only ever added, in the same transaction as that count)."""
+        if max_results is None and not page_token:
+            check_key(key, "metric_key")
+            return self._histories.get(ref.pk, key, self.store.metric_count(ref, key)) or self._encode_all(
+                ref, key
+            )
         points, token = self._points(ref, key, max_results, page_token)
+        return self._encode(key, points, token)
+
+    def _encode_all(self, ref: RunRef, key: str) -> bytes:
+        points = self.store.metric_points(ref, key)
+        body = self._encode(key, points, None)
+        self._histories.put(ref.pk, key, len(points), body)
+        return body
+
+    @staticmethod
+    def _encode(key: str, points: list[tuple[int, int, float, Any]], token: str | None) -> bytes:
         head = '{"key":' + json.dumps(key) + ',"value":'
         nan_text = '"NaN"'
         body = ",".join(

@@ -87,12 +87,18 @@ STATUS = case(
 # A metric point as stored: (key, step, timestamp, value, is_nan); see `point`.
 Point = tuple[str, int, int, float, bool]
 POINT_COLUMNS = 'key, step, "timestamp", value, is_nan, run_id'
-# the latest point of a key: replaced by a later step, then timestamp, then a larger value (MLflow's order)
-NEWER = (
-    'ON CONFLICT (run_id, key) DO UPDATE SET step = excluded.step, "timestamp" = excluded."timestamp", '
-    "value = excluded.value, is_nan = excluded.is_nan "
-    'WHERE (excluded.step, excluded."timestamp", excluded.value) > '
+# The latest point of a key is replaced by one of a later step, then timestamp, then a larger value (MLflow's
+# order); its count of points grows by the batch's count either way.
+_NEWER = (
+    '(excluded.step, excluded."timestamp", excluded.value) > '
     '(tracking_latest_metrics.step, tracking_latest_metrics."timestamp", tracking_latest_metrics.value)'
+)
+LATEST_UPSERT = "ON CONFLICT (run_id, key) DO UPDATE SET " + ", ".join(
+    ["points = tracking_latest_metrics.points + excluded.points"]
+    + [
+        f"{col} = CASE WHEN {_NEWER} THEN excluded.{col} ELSE tracking_latest_metrics.{col} END"
+        for col in ("step", '"timestamp"', "value", "is_nan")
+    ]
 )
 
 
@@ -531,12 +537,18 @@ class TrackingStore(StoreBase):
         crash of the machine may lose the last moments of metrics, and nothing is ever corrupted."""
         pk = ref.pk
         latest: dict[str, Point] = {}
+        counts: dict[str, int] = {}
         for p in points:
             best = latest.get(p[0])
-            if best is None or (p[1], p[2], p[3]) > (best[1], best[2], best[3]):
-                latest[p[0]] = p
+            if best is None:
+                latest[p[0]], counts[p[0]] = p, 1
+            else:
+                counts[p[0]] += 1
+                if (p[1], p[2], p[3]) > (best[1], best[2], best[3]):
+                    latest[p[0]] = p
+        newest = [(*p, counts[k]) for k, p in latest.items()]
         if self.is_sqlite and not params and not tags:
-            self._write_points(pk, points, list(latest.values()))
+            self._write_points(pk, points, newest)
             return
         with self.connect(write=True) as conn:
             if not self.is_sqlite:
@@ -552,19 +564,22 @@ class TrackingStore(StoreBase):
             if points:
                 cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
                 try:
-                    self._insert_points(cursor, pk, points, list(latest.values()))
+                    self._insert_points(cursor, pk, points, newest)
                 finally:
                     cursor.close()
 
-    def _insert_points(self, cursor: Any, pk: int, points: Sequence[Point], latest: list[Point]) -> None:
+    def _insert_points(self, cursor: Any, pk: int, points: Sequence[Point], latest: list[tuple]) -> None:
         """The driver's executemany, the run's key written into the statement (an int) so that each row
         is only what was logged."""
         mark = "?" if self.is_sqlite else "%s"
-        values = f"VALUES ({mark}, {mark}, {mark}, {mark}, {mark}, {int(pk)})"
-        cursor.executemany(f"INSERT INTO tracking_metrics ({POINT_COLUMNS}) {values}", points)
-        cursor.executemany(f"INSERT INTO tracking_latest_metrics ({POINT_COLUMNS}) {values} {NEWER}", latest)
+        values = f"VALUES ({mark}, {mark}, {mark}, {mark}, {mark}, {int(pk)}"
+        cursor.executemany(f"INSERT INTO tracking_metrics ({POINT_COLUMNS}) {values})", points)
+        upsert = (
+            f"INSERT INTO tracking_latest_metrics ({POINT_COLUMNS}, points) {values}, {mark}) {LATEST_UPSERT}"
+        )
+        cursor.executemany(upsert, latest)
 
-    def _write_points(self, pk: int, points: Sequence[Point], latest: list[Point]) -> None:
+    def _write_points(self, pk: int, points: Sequence[Point], latest: list[tuple]) -> None:
         """SQLite, metrics alone (a training loop's calls): on a connection kept for it, without the
         pool and the SQLAlchemy layers, which cost more than the insert. Writers still queue on the
         one writer lock."""
@@ -667,6 +682,12 @@ class TrackingStore(StoreBase):
                 return cursor.fetchall()
             finally:
                 cursor.close()
+
+    def metric_count(self, ref: RunRef, key: str) -> int:
+        """How many points a metric of a run has (one row of the latest values)."""
+        q = select(LATEST.c.points).where(LATEST.c.run_id == ref.pk, LATEST.c.key == key)
+        with self.connect() as conn:
+            return conn.execute(q).scalar() or 0
 
     def latest_points(self, ref: RunRef) -> builtins.list[Row[Any]]:
         q = select(LATEST).where(LATEST.c.run_id == ref.pk).order_by(LATEST.c.key)

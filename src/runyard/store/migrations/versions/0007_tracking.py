@@ -73,6 +73,7 @@ def upgrade() -> None:
         sa.Column("timestamp", MS, nullable=False),
         sa.Column("value", sa.Float(precision=53), nullable=False),
         sa.Column("is_nan", sa.Boolean(), nullable=False),
+        sa.Column("points", MS, nullable=False),
     )
     for table in ("tracking_params", "tracking_tags"):
         op.create_table(
