@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -156,6 +157,24 @@ def test_a_runs_artifacts_by_project_and_run_name(start, client_of, tmp_path):
     other = srv.api(project_token(srv, "other"))
     assert other.get("/runs/art-run/artifacts").status_code == 403
     assert other.put("/runs/art-run/artifacts/x", content=b"x").status_code == 403
+
+
+def test_deleting_a_run_removes_its_artifacts(start, client_of, tmp_path):
+    srv = start()
+    client_of(srv)
+    (tmp_path / "a.txt").write_text("gone soon")
+    runs = {}
+    for name in ("doomed", "kept"):
+        with mlflow.start_run(run_name=name) as run:
+            mlflow.log_artifact(str(tmp_path / "a.txt"), "d")
+        runs[name] = srv.home / "artifacts" / "default" / run.info.experiment_id / run.info.run_id
+    assert (runs["doomed"] / "artifacts" / "d" / "a.txt").exists()
+    assert srv.api().delete("/runs/doomed").status_code in (200, 202)
+    deadline = time.monotonic() + 20
+    while runs["doomed"].exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not runs["doomed"].exists()
+    assert (runs["kept"] / "artifacts" / "d" / "a.txt").read_text() == "gone soon"
 
 
 def test_a_download_streams_with_its_content_length(start, client_of, tmp_path):
