@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -17,7 +19,7 @@ from mlflow.entities import LoggedModelOutput, LoggedModelStatus
 from mlflow.exceptions import MlflowException
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
-from tests.support import API, ServerProcess
+from tests.support import API, ServerProcess, experiment, read_logs, wait_phase
 
 import mlflow
 from runyard.core.errors import Invalid
@@ -235,3 +237,41 @@ def test_metrics_logged_with_a_model_id_are_the_models_latest_values(store_url):
     with pytest.raises(Invalid, match="model_id"):
         models.link_metrics(elsewhere, [point(a, "acc", 1.0, 9)])
     store.close()
+
+
+TRAIN = """
+import mlflow, pathlib
+pathlib.Path("notes.txt").write_text("from inside")
+class Echo(mlflow.pyfunc.PythonModel):
+    def predict(self, context, model_input, params=None):
+        return model_input
+with mlflow.start_run() as run:
+    mlflow.log_artifact("notes.txt")
+    info = mlflow.pyfunc.log_model(name="model", python_model=Echo(), pip_requirements=["mlflow"])
+print("MODEL", info.model_id)
+"""
+
+
+def test_a_script_runyard_runs_logs_artifacts_and_a_model_into_its_own_run(srv):
+    """No set-up in the script: the run's environment points mlflow at the server, with the run's token."""
+    api = srv.api()
+    assert (
+        api.put("/experiments/train", json=experiment("train", [sys.executable, "-c", TRAIN])).status_code
+        == 201
+    )
+    deadline = time.monotonic() + 30
+    while not (items := api.get("/runs").json()["items"]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    name = items[0]["metadata"]["name"]
+    doc = wait_phase(api, name, {"Succeeded", "Failed"}, timeout=120)
+    lines, _ = read_logs(api, name, follow=False)
+    assert doc["status"]["phase"] == "Succeeded", [line["text"] for line in lines]
+    model_id = next(line["text"].split()[1] for line in lines if line["text"].startswith("MODEL"))
+    listed = api.get(f"/runs/{name}/artifacts").json()
+    run_id = doc["metadata"]["uid"].replace("-", "")
+    assert listed["root"].endswith(f"/{run_id}/artifacts")
+    assert listed["files"] == [{"path": "notes.txt", "is_dir": False, "file_size": 11}]
+    model = mlflow.get_logged_model(model_id)
+    assert model.source_run_id == run_id and model.status == LoggedModelStatus.READY
+    frame = pd.DataFrame({"x": [1.5]})
+    assert mlflow.pyfunc.load_model(f"runs:/{run_id}/model").predict(frame)["x"].tolist() == [1.5]
