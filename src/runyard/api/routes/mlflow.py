@@ -492,24 +492,10 @@ async def log_metric(request: Request, who: Principal = WRITE) -> Response:
 @router.post("/runs/log-batch")
 async def log_batch(request: Request, who: Principal = WRITE) -> Response:
     f = await Fields.of(request)
-    run_id, metrics = f.run_id(), [_metric(m, i) for i, m in enumerate(f.objects("metrics"))]
+    # each metric is checked by the service, in one pass with the write's own (a batch of 1,000 is hot)
+    run_id, metrics = f.run_id(), f.objects("metrics")
     params, tags, t = f.key_values("params"), f.key_values("tags"), _tracking(request)
     return await _answer(lambda: t.log_batch(_run(t, who, run_id, Access.WRITE), metrics, params, tags))
-
-
-def _metric(item: dict, i: int) -> dict:
-    """One metric of a batch, as log-metric reads it; a field error names its place in the batch."""
-    m = Fields(item)
-    try:
-        return {
-            "key": m.text("key", required=True),
-            "value": m.number("value"),
-            "timestamp": m.integer("timestamp", required=True),
-            "step": m.integer("step", default=0),
-        }
-    except Invalid as err:
-        err.details = [FieldError(f"metrics[{i}].{d.field}", d.reason) for d in err.details]
-        raise
 
 
 @router.post("/runs/log-parameter")
