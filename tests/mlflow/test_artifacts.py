@@ -344,3 +344,15 @@ def test_the_artifact_store_on_an_in_memory_fsspec_filesystem():
     store.remove("p")
     assert store.list("p") == []
     store.fs.rm(store.base, recursive=True)
+
+
+def test_uploads_a_crash_cut_short_are_swept_when_the_store_opens_again(tmp_path):
+    uploads = tmp_path / "root" / ".uploads"
+    uploads.mkdir(parents=True)
+    stale, fresh = uploads / "stale", uploads / "fresh"
+    stale.write_bytes(b"half a file")
+    fresh.write_bytes(b"still arriving")
+    two_days_ago = time.time() - 2 * 24 * 3600
+    os.utime(stale, (two_days_ago, two_days_ago))
+    ArtifactStore(str(tmp_path / "root"), max_bytes=10)
+    assert not stale.exists() and fresh.exists()

@@ -7,7 +7,10 @@ into place once whole, so a reader never sees half a file and a refused upload l
 
 from __future__ import annotations
 
+import contextlib
+import os
 import posixpath
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -24,6 +27,7 @@ SCHEME = "mlflow-artifacts:"
 CHUNK = 1 << 20  # bytes read per step of a download, gathered per write of an upload
 MAX_PATH_BYTES = 4096
 MAX_NAME_BYTES = 255
+STALE_UPLOAD_SECONDS = 24 * 3600
 UPLOADS = ".uploads"  # a project name never starts with '.': no project can name this folder
 
 
@@ -91,11 +95,24 @@ class ArtifactStore:
             self.base = base.rstrip("/")
             if isinstance(self.fs, LocalFileSystem):
                 self.fs.makedirs(self.base, exist_ok=True)
+                self._sweep(f"{self.base}/{UPLOADS}")
         except (ValueError, ImportError, OSError) as exc:
             reason = getattr(exc, "strerror", None) or str(exc).strip().splitlines()[0]
             raise Unavailable(
                 f"cannot use {root} as the artifact root: {reason}; choose another with --artifact-root"
             ) from None
+
+    @staticmethod
+    def _sweep(uploads: str) -> None:
+        """Remove what uploads cut short by a crash left behind: temporary files a day old. Newer ones may
+        belong to another server sharing this root, still receiving them."""
+        if not os.path.isdir(uploads):
+            return
+        with os.scandir(uploads) as entries:
+            for entry in entries:
+                if entry.is_file() and entry.stat().st_mtime < time.time() - STALE_UPLOAD_SECONDS:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.path)
 
     def _full(self, project: str, path: str) -> str:
         problem = name_problem(project)
