@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 
 import httpx
+import mlflow.data
+import pandas as pd
 import pytest
 from mlflow.entities import Metric, Param, RunTag, ViewType
 from mlflow.exceptions import MlflowException
@@ -287,3 +289,28 @@ def test_on_postgresql_runs_search_history_and_nan(pg_tracking_server, use_serve
     with pytest.raises(MlflowException) as dup:
         client.create_experiment(name)
     assert error_code(dup) == "RESOURCE_ALREADY_EXISTS"
+
+
+def test_inputs_nested_runs_and_the_fluent_search(tracking_server, use_server, unique):
+    use_server(tracking_server)
+    name = unique("inputs")
+    mlflow.set_experiment(name)
+    frame = pd.DataFrame({"x": [1.0, 2.0], "y": [0, 1]})
+    with mlflow.start_run(run_name="parent") as parent:
+        mlflow.log_input(mlflow.data.from_pandas(frame, name="train"), context="training")
+        with mlflow.start_run(run_name="child", nested=True) as child:
+            mlflow.log_metric("loss", 0.25)
+    got = MlflowClient().get_run(parent.info.run_id)
+    [dataset_input] = got.inputs.dataset_inputs
+    assert dataset_input.dataset.name == "train"
+    assert {t.key: t.value for t in dataset_input.tags}["mlflow.data.context"] == "training"
+    kid = MlflowClient().get_run(child.info.run_id)
+    assert kid.data.tags["mlflow.parentRunId"] == parent.info.run_id
+
+    found = mlflow.search_runs(experiment_names=[name], order_by=["attributes.start_time ASC"])
+    assert list(found["run_id"]) == [parent.info.run_id, child.info.run_id]
+    assert found.loc[found["run_id"] == child.info.run_id, "metrics.loss"].item() == 0.25
+    children = mlflow.search_runs(
+        experiment_names=[name], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )
+    assert list(children["run_id"]) == [child.info.run_id]
