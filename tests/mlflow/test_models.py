@@ -118,6 +118,8 @@ def test_the_logged_model_api_through_the_client(server, monkeypatch):
     assert names(filter_string="name = 'first'") == ["first"]
     assert names(filter_string="tags.team = 'vision' AND params.p7 = '7'") == ["first"]
     assert names(filter_string="name LIKE 'sec%'") == ["second"]
+    assert names(filter_string="status = 'READY' AND creation_time > 0") == ["first"]
+    assert names(filter_string="tags.`mlflow.source.type` != 'nothing'") == ["second", "first"]
     assert names(filter_string=f"source_run_id = '{run.info.run_id}'") == ["first"]
     assert names(order_by=[{"field_name": "name", "ascending": True}]) == ["first", "second"]
     page = client.search_logged_models(experiment_ids=[exp], max_results=1)

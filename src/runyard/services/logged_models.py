@@ -281,6 +281,7 @@ class LoggedModels:
 
 def _fields(row: LoggedModelRow, metrics: Iterable[LoggedModelMetricRow], datasets: list[dict]) -> dict:
     fields = {k: getattr(row, k) for k in model_filter.TEXT_ATTRIBUTES | model_filter.NUMBER_ATTRIBUTES}
+    fields["status"] = row.status.removeprefix("LOGGED_MODEL_")  # READY, as the client names it
     return {**fields, "params": row.params, "tags": row.tags, "metrics": _metric_values(metrics, datasets)}
 
 

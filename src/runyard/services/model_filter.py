@@ -68,7 +68,8 @@ def parse_filter(text: str | None) -> list[Clause]:
         if pos < len(text):
             joined = AND.match(text, pos)
             if joined is None:
-                raise _bad("filter", f"expected AND at {text[pos : pos + 40]!r} (OR is not supported)")
+                hint = " (OR is not supported)" if text[pos:].upper().startswith("OR") else ""
+                raise _bad("filter", f"expected AND at {text[pos : pos + 40]!r}{hint}")
             pos = joined.end()
     return clauses
 
@@ -77,7 +78,8 @@ def _clause(m: re.Match) -> Clause:
     kind = KINDS.get((m["kind"] or "attributes").lower())
     if kind is None:
         raise _bad("filter", f"invalid entity type {m['kind']!r}: use attributes, params, tags or metrics")
-    key, op, raw = _unquote(m["key"]), m["op"].upper(), m["value"]
+    given, op, raw = _unquote(m["key"]), m["op"].upper(), m["value"]
+    key = given
     value: Any = _unquote(raw) if raw[0] in "'\"" else float(raw)
     if kind == "attribute":
         key = ALIASES.get(key, key)
@@ -86,11 +88,11 @@ def _clause(m: re.Match) -> Clause:
             raise _bad("filter", f"invalid attribute {key!r}: use one of {valid}")
     numeric = kind == "metric" or key in NUMBER_ATTRIBUTES
     if numeric and (op in ("LIKE", "ILIKE") or isinstance(value, str)):
-        raise _bad("filter", f"{key!r} compares with =, !=, <, <=, >, >= and a number")
+        raise _bad("filter", f"{given!r} compares with =, !=, <, <=, >, >= and a number")
     if not numeric and op not in ("=", "!=", "LIKE", "ILIKE"):
-        raise _bad("filter", f"{key!r} compares with =, !=, LIKE or ILIKE and a quoted string")
+        raise _bad("filter", f"{given!r} compares with =, !=, LIKE or ILIKE and a quoted string")
     if not numeric and not isinstance(value, str):
-        raise _bad("filter", f"{key!r} compares with a quoted string")
+        raise _bad("filter", f"{given!r} compares with a quoted string")
     return Clause(kind, key, op, value)
 
 
