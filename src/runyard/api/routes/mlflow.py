@@ -2,10 +2,10 @@
 
 The routes are lean on purpose (a training loop may call log-metric thousands of times a second): a
 `Shortcut` finds them with one dict lookup ahead of FastAPI's router, the token is checked from a short
-cache on the event loop, bodies are parsed here rather than by pydantic, the store is called once in the
-thread pool, and answers are encoded JSON. Requests name experiments and runs by id, so each is
-authorized on the project it belongs to; what a request creates goes to the caller's scope project, the
-token's own, or "default" for a token bound to none.
+cache on the event loop, bodies are parsed here rather than by pydantic, the store is called once (in
+the thread pool, but for a one-row write on SQLite), and answers are encoded JSON. Requests name
+experiments and runs by id, so each is authorized on the project it belongs to; what a request creates
+goes to the caller's scope project, the token's own, or "default" for a token bound to none.
 """
 
 from __future__ import annotations
