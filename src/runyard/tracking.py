@@ -64,6 +64,15 @@ class _Http:
         self, method: str, path: str, body: Any = None, headers: dict | None = None
     ) -> tuple[int, bytes]:
         """(status, body); raises OSError or http.client.HTTPException when no answer came."""
+        reused = self._conn is not None
+        try:
+            return self._once(method, path, body, headers)
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            if not reused:
+                raise
+            return self._once(method, path, body, headers)  # the server had closed the idle connection
+
+    def _once(self, method: str, path: str, body: Any, headers: dict | None) -> tuple[int, bytes]:
         conn = self._conn or self._connect()
         try:
             conn.request(method, self.base + path, body=body, headers={**self.headers, **(headers or {})})
@@ -97,11 +106,11 @@ def _problem(status: int, data: bytes) -> str:
         return f"HTTP {status}: {data[:200].decode('utf-8', 'replace')}"
 
 
-def _call(http: _Http, method: str, path: str, doc: Any = None, deadline: float | None = None) -> Any:
-    """One JSON request, retried with backoff while the failure is transient (until `deadline`)."""
+def _call(http: _Http, method: str, path: str, doc: Any = None) -> Any:
+    """One JSON request, retried with backoff while the failure is transient; TrackingError if refused."""
     body = None if doc is None else json.dumps(doc).encode()
     headers = {"Content-Type": "application/json"} if body is not None else None
-    status, data = _retrying(lambda: http.request(method, path, body, headers), deadline)
+    status, data = _retrying(lambda: http.request(method, path, body, headers), None)
     if status >= 400:
         raise TrackingError(_problem(status, data))
     return json.loads(data) if data else None
@@ -134,8 +143,12 @@ def _server() -> tuple[str, str | None]:
     try:
         url = json.loads((home / "server.json").read_text())["url"]
         token = (home / "admin-token").read_text().strip()
-        if _Http(url, None, timeout=2, prefix="").request("GET", "/healthz")[0] == 200:
-            return url, os.environ.get("RUNYARD_TOKEN") or token
+        probe = _Http(url, None, timeout=2, prefix="")
+        try:
+            if probe.request("GET", "/healthz")[0] == 200:
+                return url, os.environ.get("RUNYARD_TOKEN") or token
+        finally:
+            probe.close()
     except (OSError, ValueError, KeyError, TypeError, http.client.HTTPException):
         pass
     try:  # start it, as the CLI would; that needs the whole package, not only the standard library
