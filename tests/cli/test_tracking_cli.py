@@ -113,6 +113,16 @@ def test_runs_list_sorts_by_a_metric_either_way_and_shows_it(tracked):
     assert names_of(down.stdout) == ["lr-mid", "lr-high", "lr-low"], down.stderr
 
 
+def test_the_issues_example_filters_on_a_param_as_a_number_and_sorts_on_a_metric(tracked):
+    args = ("runs", "list", "--sort", "metrics.loss", "--filter", "params.lr > 0.005")
+    result = runyard_cli(*args, env=tracked.env())
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0].split()[4:] == ["params.lr", "metrics.loss"]
+    rows = [[row[0], *row[-2:]] for row in table_rows(result.stdout)]
+    assert rows[:2] == [["lr-high", "0.1", "0.3"], ["lr-mid", "0.01", "0.5"]]
+    assert ["lone", "0.5", "-"] in rows and ["lr-low", "0.001", "0.25"] not in rows
+
+
 def test_runs_list_sorts_by_name_or_age_as_ps_does(tracked):
     by_name = runyard_cli("runs", "list", "-e", "sweep", "--sort", "name", env=tracked.env())
     assert names_of(by_name.stdout) == ["lr-high", "lr-low", "lr-mid"], by_name.stderr

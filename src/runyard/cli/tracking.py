@@ -59,7 +59,8 @@ def runs() -> None:
     "--filter",
     "filter_",
     metavar="EXPR",
-    help="MLflow's filter syntax, e.g. \"metrics.loss < 0.5 and params.optimizer = 'adam'\".",
+    help='MLflow\'s filter syntax, e.g. "params.lr > 0.01 and metrics.loss < 0.5" (a param compared with a '
+    "number compares as one), \"tags.team = 'cv'\".",
 )
 @click.option("--sort", metavar="FIELD", help=SORT_HELP)
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many runs.")
