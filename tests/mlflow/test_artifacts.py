@@ -230,6 +230,8 @@ def test_paths_that_leave_the_project_are_refused(start, tmp_path):
         "default/a%5C..%5C..%5Cother/secret.txt",
         "%2Fetc/passwd",
         "..%2Fhome0/runyard.db",
+        "default/%252e%252e/other/secret.txt",  # what MLflow's client would decode to '..' when it lists
+        "default/a%23b.txt",  # '#', which MLflow's client refuses in a listed path
     ]
     for path in bad:
         for method in ("GET", "PUT", "DELETE"):
@@ -335,7 +337,7 @@ def test_the_artifact_store_on_an_in_memory_fsspec_filesystem():
         asyncio.run(store.save("p", "a/big.bin", _chunks(b"0123456789", b"x")))
     assert [f.path for f in store.list("p", "a")] == ["b", "top.txt"]
     assert store.list("p", "") and store.fs.ls(store.base + "/.uploads") == []
-    for bad in ("../q/x", "a/../../q", "/abs", "a\\b", "a\0b"):
+    for bad in ("../q/x", "a/../../q", "/abs", "a\\b", "a\0b", "a#b", "%2e%2e/q", "%252fabs"):
         with pytest.raises(Invalid):
             store.size("p", bad)
     store.remove("p", "a/b")

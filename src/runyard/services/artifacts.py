@@ -15,6 +15,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import IO
+from urllib.parse import unquote
 
 import anyio.to_thread
 import fsspec
@@ -46,22 +47,34 @@ class ArtifactFile:
 
 def clean_path(path: str, field: str = "path") -> str:
     """`path` as a normalized relative path ('' for the top), or Invalid naming `field`: no '..', not
-    absolute, no backslash or NUL, within PATH_MAX and NAME_MAX."""
+    absolute, no backslash, NUL or '#', within PATH_MAX and NAME_MAX. MLflow's client checks each path it
+    lists the same way once percent-decoded, so a name it would refuse is refused here at upload."""
+    decoded = _unquoted(path)
     problem = None
-    if "\0" in path or "\\" in path:
-        problem = "must not contain a NUL byte or a backslash"
-    elif path.startswith("/"):
+    if any(c in decoded for c in "\0\\#"):
+        problem = "must not contain a NUL byte, a backslash or '#'"
+    elif decoded.startswith("/"):
         problem = "must be a relative path, not an absolute one"
     elif len(path.encode()) > MAX_PATH_BYTES:
         problem = f"must be at most {MAX_PATH_BYTES} bytes"
-    parts = [p for p in path.split("/") if p not in ("", ".")]
-    if problem is None and ".." in parts:
+    elif ".." in decoded.split("/"):
         problem = "must not contain '..': artifact paths stay inside their project"
+    parts = [p for p in path.split("/") if p not in ("", ".")]
     if problem is None and any(len(p.encode()) > MAX_NAME_BYTES for p in parts):
         problem = f"each path component must be at most {MAX_NAME_BYTES} bytes"
     if problem:
         raise Invalid(f"invalid artifact path {path[:200]!r}", [FieldError(field, problem)])
     return "/".join(parts)
+
+
+def _unquoted(path: str) -> str:
+    """Percent-decoded until nothing changes, as MLflow's client decodes a path before it checks it."""
+    for _ in range(10):
+        decoded = unquote(path)
+        if decoded == path:
+            break
+        path = decoded
+    return path
 
 
 def split_project(path: str, field: str = "path") -> tuple[str, str]:
