@@ -38,17 +38,13 @@ def reconcile_run(ctx: Context, run: Run) -> float | None:
 
 def _tracking_only(ctx: Context, run: Run) -> float | None:
     """A tracking-only run has no process: it is never admitted nor launched and holds no capacity. Its
-    client ends it; a stop cancels it."""
-    st = run.status
-    if st.phase.is_terminal():
+    client ends it; a stop cancels it. It is created Running (by start_run or MLflow's create-run): Runs
+    are never created through the API."""
+    if run.status.phase.is_terminal():
         return None
     if run.spec.stopRequested:
         transition(run, Phase.CANCELLED, Reason.STOPPED, "stopped on request (a tracking-only run)")
         return _finish(ctx, run, (Reason.STOPPED, "stopped on request"))
-    if st.phase == Phase.PENDING:  # created as a document, not by start_run or MLflow's create-run
-        msg = "tracking-only: nothing to launch; it ends when its client ends it"
-        st.phase, st.reason, st.message, st.startedAt = Phase.RUNNING, Reason.STARTED, msg, now()
-        ctx.save(run, (Reason.STARTED, msg))
     return None
 
 
