@@ -53,6 +53,7 @@ def tracked(srv: Server, tmp_path_factory) -> Server:
             if name == "lr-mid":
                 client.log_metric(run_id, "val/loss", 0.6, now, 49)
             if name == "lr-high":
+                client.set_tag(run_id, "team", "cv")
                 client.log_artifact(run_id, str(files / "notes.txt"))
                 client.log_artifacts(run_id, str(files / "model"), artifact_path="model")
             client.set_terminated(run_id)
@@ -229,6 +230,9 @@ def test_compare_marks_the_rows_that_differ_when_not_a_terminal(tracked):
     assert rows["metrics.loss"] == ["*", "metrics.loss", "0.3", "0.25"]
     assert rows["metrics.grad_norm"] == ["*", "metrics.grad_norm", "-", "0.5"]
     assert rows["experiment"] == ["experiment", "sweep", "sweep"]
+    assert not any(key.startswith("tags.") for key in rows)
+    wide = runyard_cli("runs", "compare", "lr-high", "lr-low", "-o", "wide", env=tracked.env())
+    assert ["*", "tags.team", "cv", "-"] in table_rows(wide.stdout), wide.stdout
     only = runyard_cli("runs", "compare", "lr-high", "lr-low", "--only-diff", env=tracked.env())
     keys = [row[1] for row in table_rows(only.stdout)]
     assert keys == ["params.lr", "metrics.acc", "metrics.grad_norm", "metrics.loss"], only.stdout
@@ -302,6 +306,14 @@ def test_metrics_chart_leaves_nan_out_and_says_so(tracked):
         "grad_norm: 3 points · min 0.5 (step 2) · max 1 (step 0) · last 0.5 (step 2) · "
         "1 NaN or infinite not drawn"
     )
+
+
+def test_metrics_of_a_key_wide_lists_every_point_after_the_chart(tracked):
+    result = runyard_cli("metrics", "lr-low", "grad_norm", "-o", "wide", env=tracked.env())
+    assert result.returncode == 0, result.stderr
+    points = result.stdout.split("\n\n")[-1].splitlines()
+    assert points[0].split() == ["STEP", "VALUE", "TIME"]
+    assert [line.split()[:2] for line in points[1:]] == [["0", "1"], ["1", "nan"], ["2", "0.5"]]
 
 
 def test_metrics_of_an_unknown_key_or_run_says_which(tracked):
