@@ -136,6 +136,32 @@ def test_the_logged_model_api_through_the_client(server, monkeypatch):
     assert names() == ["first"]
 
 
+def test_bad_logged_model_requests_get_400_naming_the_field(srv):
+    headers = {"Authorization": f"Bearer {srv.token}"}
+    url = srv.url + "/api/2.0/mlflow/logged-models"
+    for body, field in (
+        ({}, "experiment_id"),
+        ({"experiment_id": "0", "name": "a/b"}, "name"),
+        ({"experiment_id": "0", "name": 5}, "name"),
+        ({"experiment_id": "0", "params": {"a": "b"}}, "params"),
+        ({"experiment_id": "0", "tags": ["x"]}, "tags[0]"),
+        ({"experiment_id": "0", "tags": [{"key": "k" * 251, "value": "v"}]}, "tags[0].key"),
+        ({"experiment_id": "0", "source_run_id": "0" * 32}, None),
+        ({"experiment_id": "999999"}, None),
+    ):
+        r = httpx.post(url, json=body, headers=headers)
+        assert r.status_code in (400, 404), (body, r.text)
+        assert r.json()["error_code"] in ("INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST"), r.text
+        assert field is None or f"{field}:" in r.json()["message"], (body, r.text)
+    model = httpx.post(url, json={"experiment_id": "0"}, headers=headers).json()["model"]["info"]
+    r = httpx.patch(f"{url}/{model['model_id']}", json={"status": "DONE"}, headers=headers)
+    assert r.status_code == 400 and "status:" in r.json()["message"]
+    r = httpx.post(url + "/search", json={"experiment_ids": ["0"], "max_results": 5000}, headers=headers)
+    assert r.status_code == 400 and "max_results:" in r.json()["message"]
+    r = httpx.post(url + "/search", json={"experiment_ids": ["0"], "page_token": "junk"}, headers=headers)
+    assert r.status_code == 400 and "page_token:" in r.json()["message"]
+
+
 def test_log_model_records_the_model_in_the_runs_history_tag(srv):
     """MLflow 2's record of a logged model (runs/log-model), still sent when logging by artifact_path."""
     with mlflow.start_run() as run:

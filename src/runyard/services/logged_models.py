@@ -41,10 +41,14 @@ def _bad(field: str, reason: str) -> Invalid:
     return Invalid(f"invalid {field}", [FieldError(field, reason)])
 
 
-def _pairs(items: Iterable[dict], field: str, max_value: int) -> dict[str, str]:
+def _pairs(items: Any, field: str, max_value: int) -> dict[str, str]:
     """[{key, value}] as a dict, each checked against MLflow's limits."""
+    if not isinstance(items, list | tuple):
+        raise _bad(field, "must be a list of {key, value}")
     out = {}
     for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise _bad(f"{field}[{i}]", "must be an object {key, value}")
         key, value = item.get("key"), item.get("value", "")
         if not isinstance(key, str) or not key or len(key) > MAX_KEY:
             raise _bad(f"{field}[{i}].key", f"must be a non-empty string of at most {MAX_KEY} characters")
@@ -103,12 +107,16 @@ class LoggedModels:
         name: str | None = None,
         model_type: str | None = None,
         source_run_id: str | None = None,
-        params: Iterable[dict] = (),
-        tags: Iterable[dict] = (),
+        params: Any = (),
+        tags: Any = (),
     ) -> dict:
         """A new PENDING model in an active experiment; its files go under its artifact_uri."""
-        if name is not None and (not name or any(c in name for c in BAD_NAME_CHARS)):
-            raise _bad("name", f"must be non-empty, without any of {' '.join(BAD_NAME_CHARS)}")
+        if name is not None and (not isinstance(name, str) or not name or set(name) & set(BAD_NAME_CHARS)):
+            raise _bad("name", f"must be a non-empty string without any of {' '.join(BAD_NAME_CHARS)}")
+        if model_type is not None and (not isinstance(model_type, str) or len(model_type) > 500):
+            raise _bad("model_type", "must be a string of at most 500 characters")
+        if source_run_id is not None and not isinstance(source_run_id, str):
+            raise _bad("source_run_id", "must be a run id")
         experiment = self.tracking.get_experiment(scope, experiment_id)
         if experiment["lifecycle_stage"] != "active":
             raise _bad("experiment_id", f"experiment {experiment_id} is deleted")
@@ -159,7 +167,7 @@ class LoggedModels:
             raise NotFound(f"no logged model with id {model_id!r}")
         return self.render(row)
 
-    def log_params(self, model_id: str, params: Iterable[dict]) -> None:
+    def log_params(self, model_id: str, params: Any) -> None:
         new = _pairs(params, "params", MAX_PARAM_VALUE)
         self._change(model_id, lambda row: setattr(row, "params", {**row.params, **new}))
 
@@ -167,7 +175,7 @@ class LoggedModels:
         final = status_of(status)
         return self._change(model_id, lambda row: setattr(row, "status", final))
 
-    def set_tags(self, model_id: str, tags: Iterable[dict]) -> None:
+    def set_tags(self, model_id: str, tags: Any) -> None:
         new = _pairs(tags, "tags", MAX_TAG_VALUE)
         self._change(model_id, lambda row: setattr(row, "tags", {**row.tags, **new}))
 
