@@ -158,8 +158,23 @@ def test_bad_logged_model_requests_get_400_naming_the_field(srv):
     assert r.status_code == 400 and "status:" in r.json()["message"]
     r = httpx.post(url + "/search", json={"experiment_ids": ["0"], "max_results": 5000}, headers=headers)
     assert r.status_code == 400 and "max_results:" in r.json()["message"]
-    r = httpx.post(url + "/search", json={"experiment_ids": ["0"], "page_token": "junk"}, headers=headers)
-    assert r.status_code == 400 and "page_token:" in r.json()["message"]
+    for body, field in (
+        ({"page_token": "junk"}, "page_token"),
+        ({"page_token": 5}, "page_token"),
+        ({"filter": 5}, "filter"),
+        ({"max_results": "many"}, "max_results"),
+        ({"order_by": ["name"]}, "order_by"),
+        ({"order_by": [{"field_name": "params.x"}]}, "order_by"),
+        ({"datasets": [{"dataset_digest": "d"}]}, "datasets"),
+    ):
+        r = httpx.post(url + "/search", json={"experiment_ids": ["0"], **body}, headers=headers)
+        assert r.status_code == 400 and f"{field}:" in r.json()["message"], (body, r.text)
+    with mlflow.start_run() as run:
+        pass
+    outputs = srv.url + "/api/2.0/mlflow/runs/outputs"
+    for models in ({"model_id": model["model_id"]}, [{"model_id": model["model_id"], "step": "x"}], ["m"]):
+        r = httpx.post(outputs, json={"run_id": run.info.run_id, "models": models}, headers=headers)
+        assert r.status_code == 400 and "models" in r.json()["message"], (models, r.text)
 
 
 def test_log_model_records_the_model_in_the_runs_history_tag(srv):

@@ -10,6 +10,7 @@ import base64
 import binascii
 import json
 import math
+import re
 import secrets
 import time
 from collections.abc import Iterable
@@ -195,26 +196,28 @@ class LoggedModels:
         self,
         experiments: Iterable[int],
         filter: str | None = None,
-        datasets: Iterable[dict] = (),
-        max_results: int | None = None,
-        order_by: Iterable[dict] = (),
-        page_token: str | None = None,
+        datasets: Any = (),
+        max_results: Any = None,
+        order_by: Any = (),
+        page_token: Any = None,
     ) -> tuple[list[dict], str | None]:
         """The active models of these experiments that match `filter`, a page at a time; metrics are
         those on `datasets` ({dataset_name, dataset_digest?}) when given."""
+        if filter is not None and not isinstance(filter, str):
+            raise _bad("filter", "must be a string")
         clauses = model_filter.parse_filter(filter)
         limit = max_results or MAX_RESULTS_DEFAULT
-        if not 0 < limit <= MAX_RESULTS:
+        if not isinstance(limit, int) or not 0 < limit <= MAX_RESULTS:
             raise _bad("max_results", f"must be between 1 and {MAX_RESULTS}")
-        datasets = list(datasets)
-        if any(not isinstance(d, dict) or not d.get("dataset_name") for d in datasets):
+        datasets, order_by = _objects(datasets, "datasets"), _objects(order_by, "order_by")
+        if any(not d.get("dataset_name") for d in datasets):
             raise _bad("datasets", "each needs a dataset_name")
         start = _offset(page_token)
         rows = [r for r in self.rows.in_experiments(experiments) if r.lifecycle_stage == "active"]
         metrics = self.rows.metrics(r.model_id for r in rows)
         fields = {r.model_id: _fields(r, metrics.get(r.model_id, ()), datasets) for r in rows}
         found = [r for r in rows if model_filter.matches(fields[r.model_id], clauses)]
-        for ob in reversed(list(order_by)):  # stable sorts, the last key first
+        for ob in reversed(order_by):  # stable sorts, the last key first
             kind, key = model_filter.sort_key(str(ob.get("field_name", "")))
             on = [ob] if ob.get("dataset_name") else datasets
             values: dict[str, Any] = {
@@ -258,12 +261,12 @@ class LoggedModels:
             )
         self.rows.link_metrics(rows)
 
-    def log_outputs(self, ref: RunRef, models: Iterable[dict]) -> None:
+    def log_outputs(self, ref: RunRef, models: Any) -> None:
         """Record the models a run produced; each must exist."""
         outputs = []
-        for i, m in enumerate(models):
+        for i, m in enumerate(_objects(models, "models")):
             model_id, step = m.get("model_id"), m.get("step", 0)
-            if not isinstance(model_id, str) or not isinstance(step, int | str):
+            if not isinstance(model_id, str) or not re.fullmatch(r"-?\d{1,19}", str(step)):
                 raise _bad(f"models[{i}]", "needs a model_id and an integer step")
             self.row(model_id)
             outputs.append((model_id, int(step)))
@@ -285,6 +288,12 @@ class LoggedModels:
         tags = {t["key"]: t["value"] for t in self.tracking.get_run(ref)["data"]["tags"]}
         history = json.loads(tags.get(HISTORY_TAG, "[]"))
         self.tracking.set_tag(ref, HISTORY_TAG, json.dumps([*history, model]))
+
+
+def _objects(items: Any, field: str) -> list[dict]:
+    if not isinstance(items, list | tuple) or not all(isinstance(i, dict) for i in items):
+        raise _bad(field, "must be a list of objects")
+    return list(items)
 
 
 def _fields(row: LoggedModelRow, metrics: Iterable[LoggedModelMetricRow], datasets: list[dict]) -> dict:
@@ -313,6 +322,8 @@ def _token(offset: int) -> str:
 def _offset(token: str | None) -> int:
     if not token:
         return 0
+    if not isinstance(token, str):
+        raise _bad("page_token", "is not a token this search returned")
     try:
         offset = json.loads(base64.urlsafe_b64decode(token.encode()))["offset"]
     except (ValueError, KeyError, TypeError, binascii.Error):
