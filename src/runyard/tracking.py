@@ -463,7 +463,10 @@ class TrackedRun:
             _stack.remove(self)
         if self.owned:
             failed = "KILLED" if kind is KeyboardInterrupt else "FAILED"
-            self.end("FINISHED" if kind is None else failed)
+            try:
+                self.end("FINISHED" if kind is None else failed)
+            except TrackingError as err:  # said, not raised: it would replace the block's own exception
+                _sender.report(f"run {self.name!r} could not be ended: {err}")
 
 
 _stack: list[TrackedRun] = []  # runs opened by start_run, innermost last

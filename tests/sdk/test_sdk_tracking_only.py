@@ -193,3 +193,24 @@ with runyard.start_run(name="stopped-open"):
         assert api.get("/runs/stopped-open/metrics").json()["metrics"][0]["value"] == 1.0  # still kept
     finally:
         proc.kill()
+
+
+def test_a_run_deleted_while_its_block_is_open_is_reported_not_raised(srv):
+    code = """
+import runyard
+try:
+    with runyard.start_run(name="deleted-open"):
+        import httpx, os
+        api = httpx.Client(base_url=os.environ["RUNYARD_API_URL"] + "/apis/runyard.dev/v1/projects/default",
+                           headers={"Authorization": "Bearer " + os.environ["RUNYARD_TOKEN"]})
+        api.delete("/runs/deleted-open")
+        import time
+        while api.get("/runs/deleted-open").status_code != 404:
+            time.sleep(0.05)
+        raise ValueError("the block's own error")
+except ValueError as e:
+    print("caught", e)
+"""
+    out = python(code, script_env(srv))
+    assert out.stdout.strip() == "caught the block's own error", out
+    assert out.stderr.count("runyard: run 'deleted-open' could not be ended") == 1
