@@ -52,6 +52,8 @@ def tracked(srv: Server, tmp_path_factory) -> Server:
                 client.log_batch(run_id, metrics=grad)
             if name == "lr-mid":
                 client.log_metric(run_id, "val/loss", 0.6, now, 49)
+                for i, value in enumerate([120.0, 130.0, 125.0]):  # no step given: all at step 0
+                    client.log_metric(run_id, "throughput", value, now + i)
             if name == "lr-high":
                 client.set_tag(run_id, "team", "cv")
                 client.log_artifact(run_id, str(files / "notes.txt"))
@@ -155,7 +157,8 @@ def test_runs_list_without_filter_is_newest_first_with_the_common_metrics_and_li
     result = runyard_cli("runs", "list", env=tracked.env())
     assert result.returncode == 0, result.stderr
     assert names_of(result.stdout) == ["lone", "lr-low", "lr-high", "lr-mid"]
-    metrics = ["metrics.acc", "metrics.grad_norm", "metrics.loss", "metrics.val/loss"]  # by name, at most 4
+    # the 4 metrics most runs have (acc and loss: 3; then by name of those 1 run has), by name
+    metrics = ["metrics.acc", "metrics.grad_norm", "metrics.loss", "metrics.throughput"]
     assert result.stdout.splitlines()[0].split()[4:] == metrics
     assert column(result.stdout, "EXPERIMENT")[0] == "Default"
     assert column(result.stdout, "metrics.acc")[0] == "-"
@@ -184,6 +187,7 @@ def test_runs_list_wide_shows_every_param_and_metric_and_json_the_documents(trac
         "metrics.acc",
         "metrics.grad_norm",
         "metrics.loss",
+        "metrics.throughput",
         "metrics.val/loss",
     ]
     assert column(wide.stdout, "metrics.grad_norm") == ["0.5", "-", "-"]  # the latest: at the last step
@@ -306,6 +310,14 @@ def test_metrics_chart_leaves_nan_out_and_says_so(tracked):
         "grad_norm: 3 points · min 0.5 (step 2) · max 1 (step 0) · last 0.5 (step 2) · "
         "1 NaN or infinite not drawn"
     )
+
+
+def test_metrics_logged_without_steps_chart_in_the_order_they_came(tracked):
+    result = runyard_cli("metrics", "lr-mid", "throughput", env=tracked.env())
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[-2].split() == ["0", "point", "2"]
+    assert lines[-1] == "throughput: 3 points · min 120 (step 0) · max 130 (step 0) · last 125 (step 0)"
 
 
 def test_metrics_of_a_key_wide_lists_every_point_after_the_chart(tracked):
