@@ -307,11 +307,14 @@ _sender = _Sender()
 
 
 def _reset_after_fork() -> None:
-    """A forked child has the parent's queue but not its thread: it starts afresh, and leaves the runs
-    its parent opened for the parent to end."""
+    """A forked child (a data loader's worker) has the parent's queue and connections but not its
+    thread: it starts afresh, on connections of its own, and leaves the runs its parent opened for the
+    parent to end."""
     global _sender
     _sender = _Sender()
     _open_runs.clear()
+    for run in (*_stack, *_ambient):
+        run.http = _Http(run.url, run.token)
 
 
 os.register_at_fork(after_in_child=_reset_after_fork)
@@ -355,7 +358,7 @@ class TrackedRun:
         self.project, self.name, self.run_id = project, name, run_id
         self.path = f"/projects/{urllib.parse.quote(project)}/runs/{urllib.parse.quote(name)}"
         self.http = _Http(url, token)  # the sender thread's
-        self._url, self._token = url, token
+        self.url, self.token = url, token
         self.owned = owned  # opened by start_run: ended by it too
         self.ended = False
 
@@ -417,7 +420,7 @@ class TrackedRun:
             self._upload(path, "/".join(p for p in (artifact_path, rel) if p))
 
     def _upload(self, path: Path, dest: str) -> None:
-        http = _Http(self._url, self._token, timeout=300)
+        http = _Http(self.url, self.token, timeout=300)
         target = f"{self.path}/artifacts/{urllib.parse.quote(dest.strip('/'))}"
 
         def send() -> tuple[int, bytes]:
@@ -447,7 +450,7 @@ class TrackedRun:
             _open_runs.remove(self)
         if not _sender.flush():
             _sender.report(f"run {self.name!r}: some tracking data was not sent before it ended")
-        http = _Http(self._url, self._token)
+        http = _Http(self.url, self.token)
         try:
             _call(http, "POST", f"{self.path}/end", {"status": status})
         finally:

@@ -190,3 +190,24 @@ runyard.log_artifacts("out", artifact_path="all")
     assert len(api.get("/runs/artifacts/artifacts/model.bin").content) == 3 << 20
     outside = python("import runyard\nrunyard.log_metric('x', 1)", script_env(srv))
     assert "no active run" in outside.stderr
+
+
+def test_a_forked_child_logs_on_its_own_connection_and_nothing_is_lost(srv):
+    code = """
+import os, sys, runyard
+runyard.log_metric("parent", 0, step=0)
+runyard.tracking.flush()  # the parent's connection is open when the child is forked
+pid = os.fork()
+who = "child" if pid == 0 else "parent"
+for i in range(1, 20_001):
+    runyard.log_metric(who, i, step=i)
+if pid == 0:
+    sys.exit(0)  # an ordinary exit: the child's queue is sent
+os.waitpid(pid, 0)
+"""
+    api = srv.api()
+    api.put("/experiments/forks", json=experiment("forks", [sys.executable, "-c", code]))
+    run = wait_phase(api, "forks", {"Succeeded", "Failed"}, timeout=60)
+    assert run["status"]["phase"] == "Succeeded", read_logs(api, "forks", follow=False)
+    assert [p["step"] for p in history(api, "forks", "child")] == list(range(1, 20_001))
+    assert [p["step"] for p in history(api, "forks", "parent")] == list(range(20_001))
