@@ -328,6 +328,33 @@ def test_metrics_of_a_key_wide_lists_every_point_after_the_chart(tracked):
     assert [line.split()[:2] for line in points[1:]] == [["0", "1"], ["1", "nan"], ["2", "0.5"]]
 
 
+def test_the_chart_of_one_point_a_flat_line_and_infinities(monkeypatch):
+    from runyard.cli.tracking import history_view
+
+    monkeypatch.setenv("COLUMNS", "40")
+    monkeypatch.setenv("LINES", "12")
+
+    def view(*values: float) -> list[str]:
+        points = [{"value": v, "step": i, "timestamp": 0} for i, v in enumerate(values)]
+        return history_view("m", points).splitlines()
+
+    one = view(2.5)
+    assert [line.split("┤")[0].strip() for line in one if "┤" in line] == ["2.5"]  # one label, mid-height
+    assert one[-2].split() == ["0", "point"]
+    assert one[-1] == "m: 1 point · min 2.5 (step 0) · max 2.5 (step 0) · last 2.5 (step 0)"
+    flat = view(1.0, 1.0, 1.0)
+    drawn = [line for line in flat if any("\u2801" <= ch <= "\u28ff" for ch in line)]
+    assert len(drawn) == 1 and drawn[0].startswith("1 ┤")  # one straight row, labelled, mid-height
+    big = 1.7976931348623157e308  # MLflow's infinity
+    mixed = view(1.0, big, float("nan"), -big, 3.0)
+    assert mixed[-1] == (
+        "m: 5 points · min 1 (step 0) · max 3 (step 4) · last 3 (step 4) · 3 NaN or infinite not drawn"
+    )
+    assert all(len(line) <= 40 for line in mixed[:-1])
+    only_nan = view(float("nan"))
+    assert only_nan == ["m: 1 point · last nan (step 0) · 1 NaN or infinite not drawn"]
+
+
 def test_metrics_of_an_unknown_key_or_run_says_which(tracked):
     key = runyard_cli("metrics", "lr-high", "nope", env=tracked.env())
     assert key.returncode == 1

@@ -329,7 +329,8 @@ def history_view(key: str, points: list[Doc]) -> str:
         x_name = "step" if by_step else "point"
         text = chart(xs, ys, min(size.columns, 120), height, lambda v: f"{v:.4g}", x_name)
         lines.append(paint(text, "cyan") if colours() else text)
-    parts = [f"{paint(key, None, bold=True)}: {len(points)} point{'s' if len(points) != 1 else ''}"]
+    title = paint(key, None, bold=True) if colours() else key
+    parts = [f"{title}: {len(points)} point{'s' if len(points) != 1 else ''}"]
     if kept:
         low, high = kept[ys.index(min(ys))], kept[ys.index(max(ys))]
         parts += [f"min {_at(points[low])}", f"max {_at(points[high])}"]
