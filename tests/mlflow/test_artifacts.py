@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 from mlflow.store.artifact.mlflow_artifacts_repo import MlflowArtifactsRepository
-from tests.support import API, ServerProcess
+from tests.support import ServerProcess
 
 import mlflow
 from runyard.core.errors import Invalid, NotFound, TooLarge
@@ -38,26 +38,6 @@ def start(tmp_path) -> Iterator:
         srv.stop()
 
 
-@pytest.fixture
-def client_of(monkeypatch):
-    """Point the mlflow client at a server, as users do: MLFLOW_TRACKING_URI and MLFLOW_TRACKING_TOKEN."""
-
-    def point(srv: ServerProcess, token: str | None = None) -> None:
-        monkeypatch.setenv("MLFLOW_TRACKING_URI", srv.url)
-        monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", token or srv.token)
-
-    return point
-
-
-def project_token(srv: ServerProcess, project: str, role: str = "editor") -> str:
-    headers = {"Authorization": f"Bearer {srv.token}"}
-    httpx.post(srv.url + API + "/projects", json={"name": project}, headers=headers)  # 409 if it exists
-    doc = {"name": f"{project}-{role}", "role": role, "project": project}
-    r = httpx.post(srv.url + API + "/tokens", json=doc, headers=headers)
-    assert r.status_code == 201, r.text
-    return r.json()["token"]
-
-
 def tree(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
@@ -67,9 +47,9 @@ def stored_files(root: Path) -> list[str]:
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
 
 
-def test_artifacts_round_trip_through_the_mlflow_client(start, client_of, tmp_path):
+def test_artifacts_round_trip_through_the_mlflow_client(start, use_server, tmp_path):
     srv = start()
-    client_of(srv)
+    use_server(srv)
     src = tmp_path / "src"
     (src / "plots" / "deep").mkdir(parents=True)
     (src / "weights.bin").write_bytes(bytes(range(256)) * 64 + b"\0\xff")
@@ -114,10 +94,10 @@ def test_artifacts_round_trip_through_the_mlflow_client(start, client_of, tmp_pa
 
 
 def test_a_client_that_asks_for_multipart_uploads_falls_back_to_one_streamed_put(
-    start, client_of, tmp_path, monkeypatch
+    start, use_server, tmp_path, monkeypatch
 ):
     srv = start()
-    client_of(srv)
+    use_server(srv)
     monkeypatch.setenv("MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE", "1")
     data = os.urandom(MiB)
     (tmp_path / "f.bin").write_bytes(data)
@@ -131,9 +111,9 @@ def test_a_client_that_asks_for_multipart_uploads_falls_back_to_one_streamed_put
         assert [(f.path, f.file_size) for f in listed] == [("f.bin", MiB)]
 
 
-def test_a_runs_artifacts_by_project_and_run_name(start, client_of, tmp_path):
+def test_a_runs_artifacts_by_project_and_run_name(start, use_server, tmp_path, project_token):
     srv = start()
-    client_of(srv)
+    use_server(srv)
     (tmp_path / "a.txt").write_text("alpha")
     with mlflow.start_run(run_name="art-run") as run:
         mlflow.log_artifact(str(tmp_path / "a.txt"), "d")
@@ -159,9 +139,9 @@ def test_a_runs_artifacts_by_project_and_run_name(start, client_of, tmp_path):
     assert other.put("/runs/art-run/artifacts/x", content=b"x").status_code == 403
 
 
-def test_deleting_a_run_removes_its_artifacts(start, client_of, tmp_path):
+def test_deleting_a_run_removes_its_artifacts(start, use_server, tmp_path):
     srv = start()
-    client_of(srv)
+    use_server(srv)
     (tmp_path / "a.txt").write_text("gone soon")
     runs = {}
     for name in ("doomed", "kept"):
@@ -177,9 +157,9 @@ def test_deleting_a_run_removes_its_artifacts(start, client_of, tmp_path):
     assert (runs["kept"] / "artifacts" / "d" / "a.txt").read_text() == "gone soon"
 
 
-def test_a_download_streams_with_its_content_length(start, client_of, tmp_path):
+def test_a_download_streams_with_its_content_length(start, use_server, tmp_path):
     srv = start()
-    client_of(srv)
+    use_server(srv)
     repo = MlflowArtifactsRepository("mlflow-artifacts:/default/0/r/artifacts")
     data = os.urandom(3 * MiB + 17)
     (tmp_path / "f.bin").write_bytes(data)
@@ -193,9 +173,9 @@ def test_a_download_streams_with_its_content_length(start, client_of, tmp_path):
     assert r.status_code == 404 and r.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
 
 
-def test_an_upload_over_the_limit_is_refused_clearly_and_leaves_nothing(start, client_of, tmp_path):
+def test_an_upload_over_the_limit_is_refused_clearly_and_leaves_nothing(start, use_server, tmp_path):
     srv = start(RUNYARD_SERVER_MAX_ARTIFACT_BYTES=str(MiB))
-    client_of(srv)
+    use_server(srv)
     big = tmp_path / "big.bin"
     big.write_bytes(b"x" * (MiB + 1))
     repo = MlflowArtifactsRepository("mlflow-artifacts:/default/0/r/artifacts")
@@ -245,12 +225,12 @@ def test_paths_that_leave_the_project_are_refused(start, tmp_path):
     assert stored_files(srv.home / "artifacts") == ["other/secret.txt"]
 
 
-def test_a_token_of_another_project_gets_403(start, client_of, tmp_path):
+def test_a_token_of_another_project_gets_403(start, use_server, tmp_path, project_token):
     srv = start()
-    client_of(srv)
+    use_server(srv)
     (tmp_path / "a.txt").write_text("mine")
     MlflowArtifactsRepository("mlflow-artifacts:/default/0/r/artifacts").log_artifact(str(tmp_path / "a.txt"))
-    client_of(srv, project_token(srv, "other"))
+    use_server(srv, project_token(srv, "other"))
     theirs = MlflowArtifactsRepository("mlflow-artifacts:/default/0/r/artifacts")
     for attempt in (
         lambda: theirs.list_artifacts(),
@@ -262,7 +242,7 @@ def test_a_token_of_another_project_gets_403(start, client_of, tmp_path):
             attempt()
     # its own project is open to it; a viewer of default may read but not write
     MlflowArtifactsRepository("mlflow-artifacts:/other/0/r/artifacts").log_artifact(str(tmp_path / "a.txt"))
-    client_of(srv, project_token(srv, "default", role="viewer"))
+    use_server(srv, project_token(srv, "default", role="viewer"))
     viewer = MlflowArtifactsRepository("mlflow-artifacts:/default/0/r/artifacts")
     assert [f.path for f in viewer.list_artifacts()] == ["a.txt"]
     with pytest.raises(Exception, match="403"):
@@ -271,7 +251,7 @@ def test_a_token_of_another_project_gets_403(start, client_of, tmp_path):
     assert r.status_code == 401 and r.json()["error_code"] == "UNAUTHENTICATED"
 
 
-def test_an_upload_streams_in_flat_memory(start, client_of, tmp_path):
+def test_an_upload_streams_in_flat_memory(start, use_server, tmp_path):
     srv = start()
     headers = {"Authorization": f"Bearer {srv.token}"}
     count = 160
@@ -305,10 +285,10 @@ def _rss_kib(pid: int, field: str) -> int:
     raise AssertionError(field)
 
 
-def test_an_fsspec_url_as_artifact_root_is_used_by_the_server(start, client_of, tmp_path):
+def test_an_fsspec_url_as_artifact_root_is_used_by_the_server(start, use_server, tmp_path):
     where = tmp_path / "elsewhere"
     srv = start(RUNYARD_SERVER_ARTIFACT_ROOT=f"file://{where}")
-    client_of(srv)
+    use_server(srv)
     (tmp_path / "m.txt").write_text("via fsspec")
     repo = MlflowArtifactsRepository("mlflow-artifacts:/default/0/r/artifacts")
     repo.log_artifact(str(tmp_path / "m.txt"), "d")

@@ -19,7 +19,7 @@ from mlflow.entities import LoggedModelOutput, LoggedModelStatus
 from mlflow.exceptions import MlflowException
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
-from tests.support import API, ServerProcess, experiment, read_logs, wait_phase
+from tests.support import ServerProcess, experiment, read_logs, wait_phase
 
 import mlflow
 from runyard.core.errors import Invalid
@@ -29,23 +29,13 @@ from runyard.store import Store
 
 
 @pytest.fixture
-def srv(tmp_path, monkeypatch) -> Iterator[ServerProcess]:
-    """A real server, and the mlflow client pointed at it as users do it (environment only)."""
+def srv(tmp_path, use_server) -> Iterator[ServerProcess]:
+    """A real server of its own, and the mlflow client pointed at it as users do (environment only)."""
     server = ServerProcess(tmp_path / "home").start()
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", server.url)
-    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", server.token)
+    use_server(server)
     yield server
     mlflow.sklearn.autolog(disable=True)
     server.stop()
-
-
-def project_token(srv: ServerProcess, project: str) -> str:
-    headers = {"Authorization": f"Bearer {srv.token}"}
-    httpx.post(srv.url + API + "/projects", json={"name": project}, headers=headers)
-    doc = {"name": f"{project}-editor", "role": "editor", "project": project}
-    r = httpx.post(srv.url + API + "/tokens", json=doc, headers=headers)
-    assert r.status_code == 201, r.text
-    return r.json()["token"]
 
 
 class Doubler(mlflow.pyfunc.PythonModel):
@@ -87,10 +77,9 @@ def test_a_pyfunc_python_model_is_logged_and_loaded_back(srv):
     assert {"MLmodel", "python_model.pkl"} <= files
 
 
-def test_the_logged_model_api_through_the_client(server, monkeypatch):
+def test_the_logged_model_api_through_the_client(server, use_server):
     """On SQLite and on PostgreSQL."""
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", server.url)
-    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", server.token)
+    use_server(server)
     client = mlflow.MlflowClient()
     exp = client.create_experiment("models-api")
     with mlflow.start_run(experiment_id=exp) as run:
@@ -196,11 +185,11 @@ def test_log_model_records_the_model_in_the_runs_history_tag(srv):
     assert r.status_code == 400 and "artifact_path" in r.json()["message"]
 
 
-def test_another_projects_token_cannot_read_or_change_its_models(srv, monkeypatch):
+def test_another_projects_token_cannot_read_or_change_its_models(srv, use_server, project_token):
     with mlflow.start_run():
         info = mlflow.pyfunc.log_model(name="model", python_model=Doubler(), pip_requirements=["mlflow"])
     exp = mlflow.get_logged_model(info.model_id).experiment_id
-    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", project_token(srv, "other"))
+    use_server(srv, other := project_token(srv, "other"))
     client = mlflow.MlflowClient()
     for attempt in (
         lambda: client.get_logged_model(info.model_id),
@@ -212,7 +201,7 @@ def test_another_projects_token_cannot_read_or_change_its_models(srv, monkeypatc
         with pytest.raises(MlflowException) as denied:
             attempt()
         assert denied.value.error_code == "PERMISSION_DENIED"
-    headers = {"Authorization": f"Bearer {os.environ['MLFLOW_TRACKING_TOKEN']}"}
+    headers = {"Authorization": f"Bearer {other}"}
     url = f"{srv.url}/api/2.0/mlflow/logged-models/{info.model_id}"
     for method, path, body in (
         ("PATCH", "/tags", {"tags": [{"key": "x", "value": "y"}]}),
@@ -222,9 +211,9 @@ def test_another_projects_token_cannot_read_or_change_its_models(srv, monkeypatc
     ):
         r = httpx.request(method, url + path, json=body, headers=headers)
         assert r.status_code == 403 and r.json()["error_code"] == "PERMISSION_DENIED", (path, r.text)
-    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", srv.token)
+    use_server(srv)
     assert mlflow.get_logged_model(info.model_id).status == LoggedModelStatus.READY
-    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", headers["Authorization"].removeprefix("Bearer "))
+    use_server(srv, other)
     # its own project's Default experiment ("0" for it) is where its models go
     with mlflow.start_run(experiment_id="0") as run:
         mine = mlflow.pyfunc.log_model(name="mine", python_model=Doubler(), pip_requirements=["mlflow"])
