@@ -302,8 +302,9 @@ async def _chunks(*parts: bytes):
         yield p
 
 
-def test_the_artifact_store_on_an_in_memory_fsspec_filesystem():
-    store = ArtifactStore("memory://runyard-test-artifacts", max_bytes=10)
+@pytest.mark.parametrize("where", ["memory://runyard-test-artifacts", "local"])
+def test_the_artifact_store_on_an_in_memory_fsspec_filesystem_and_a_directory(where, tmp_path):
+    store = ArtifactStore(str(tmp_path) if where == "local" else where, max_bytes=10)
     assert asyncio.run(store.save("p", "a/b/c.bin", _chunks(b"01234", b"5678"))) == 9
     asyncio.run(store.save("p", "a/top.txt", _chunks(b"t")))
     assert [(f.path, f.is_dir, f.file_size) for f in store.list("p", "a")] == [
@@ -311,6 +312,9 @@ def test_the_artifact_store_on_an_in_memory_fsspec_filesystem():
         ("top.txt", False, 1),
     ]
     assert store.list("p", "a/top.txt") == [] and store.list("p", "nothing") == []
+    for taken in ("a/top.txt/below", "a"):  # a file where a folder is, or a folder where a file is
+        with pytest.raises(Invalid):
+            asyncio.run(store.save("p", taken, _chunks(b"x")))
     assert store.size("p", "a/b/c.bin") == 9
     assert b"".join(store.read("p", "a/b/c.bin")) == b"012345678"
     with pytest.raises(TooLarge, match="over the limit of 10 bytes"):

@@ -173,11 +173,17 @@ class ArtifactStore:
     def _place(self, tmp: str, target: str, path: str) -> None:
         if self.fs.isdir(target):
             raise Invalid("cannot replace a folder", [FieldError("path", f"{path!r} is a folder")])
+        reason = f"a parent of {path!r} is a file"
+        if not isinstance(self.fs, LocalFileSystem):  # object stores let a file and a folder share a name
+            parent = posixpath.dirname(target)
+            while len(parent) > len(self.base):
+                if self.fs.isfile(parent):
+                    raise Invalid("cannot store the file", [FieldError("path", reason)])
+                parent = posixpath.dirname(parent)
         try:
             self.fs.makedirs(posixpath.dirname(target), exist_ok=True)
             self.fs.mv(tmp, target)
         except (FileExistsError, NotADirectoryError) as e:
-            reason = f"a parent of {path!r} is a file"
             raise Invalid("cannot store the file", [FieldError("path", reason)]) from e
 
     def _discard(self, f: IO[bytes], tmp: str) -> None:
