@@ -217,7 +217,8 @@ def test_runs_list_refuses_a_bad_filter_or_sort_saying_why(tracked):
 def test_runs_and_ps_live_side_by_side(tracked):
     ps = runyard_cli("ps", env=tracked.env())
     assert ps.returncode == 0, ps.stderr
-    assert {"lr-high", "lone"} <= set(names_of(ps.stdout))
+    high = next(line for line in ps.stdout.splitlines() if line.startswith("lr-high "))
+    assert high.split()[1] == "Succeeded" and high.endswith("(tracking only)")
 
 
 # -- runs compare ---------------------------------------------------------------------------------------

@@ -241,7 +241,12 @@ AGE = Column(
 )
 REASON = Column("REASON", lambda d: _status(d).get("reason") or "-", wide=True)
 LABELS = Column("LABELS", _labels, wide=True)
-COMMAND = Column("COMMAND", lambda d: command_text(_spec(d).get("command") or ""))
+COMMAND = Column(
+    "COMMAND",
+    lambda d: (
+        "(tracking only)" if _spec(d).get("trackingOnly") else command_text(_spec(d).get("command") or "")
+    ),
+)
 
 _COLUMNS: dict[str, list[Column]] = {
     "Run": [
