@@ -417,6 +417,11 @@ def test_artifacts_get_of_what_is_not_there_says_so(tracked, tmp_path):
     assert not list(tmp_path.iterdir())
     nothing = runyard_cli("artifacts", "get", "lr-low", env=tracked.env(), cwd=tmp_path)
     assert nothing.returncode == 1 and "run lr-low has no artifacts" in nothing.stderr
+    (tmp_path / "a-file").write_text("")
+    blocked = str(tmp_path / "a-file" / "notes.txt")
+    unwritable = runyard_cli("artifacts", "get", "lr-high", "notes.txt", "-o", blocked, env=tracked.env())
+    assert unwritable.returncode == 1
+    assert unwritable.stderr == f"error: cannot write {blocked}: File exists: {tmp_path / 'a-file'}\n"
 
 
 def test_artifacts_get_shows_a_progress_bar_on_a_terminal_for_a_large_file(tracked, tmp_path):

@@ -92,7 +92,8 @@ def get(ctx: click.Context, run_name: str, path: str, dest: Path | None) -> None
         except NotFound:
             raise _missing(rest, run_name, entry["path"]) from None
         except OSError as exc:
-            report(RunyardError(f"cannot write {target}: {exc.strerror or exc}"))
+            culprit = f": {exc.filename}" if exc.filename and str(exc.filename) != str(target) else ""
+            report(RunyardError(f"cannot write {target}: {exc.strerror or exc}{culprit}"))
             raise click.exceptions.Exit(1) from None
     files = f"{len(plan)} file{'s' if len(plan) != 1 else ''}"
     note(f"downloaded {files} ({size_text(total)}) to {where}")
