@@ -522,3 +522,25 @@ def test_a_kept_history_is_served_again_only_while_no_point_was_added(store_url)
     assert a.latest_metrics(ref)[0]["step"] == 2
     here.close()
     there.close()
+
+
+@pytest.mark.postgres
+def test_a_metric_write_survives_its_kept_connection_being_dropped():
+    """PostgreSQL: metric writes keep connections of their own; one the server dropped is replaced."""
+    import psycopg
+    from tests.support import fresh_postgres_database
+
+    from runyard.store import Store
+
+    url = fresh_postgres_database()
+    store = Store(url)
+    tracking = Tracking(store)
+    ref = tracking.run(tracking.create_run("default", "0")["info"]["run_id"])
+    tracking.log_metric(ref, "m", 1.0, 1, 0)
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(url, autocommit=True) as admin:
+        others = "datname = %s AND pid <> pg_backend_pid()"
+        admin.execute(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE {others}", (name,))
+    tracking.log_metric(ref, "m", 2.0, 1, 1)
+    assert [m["value"] for m in tracking.metric_history(ref, "m")[0]] == [1.0, 2.0]
+    store.close()

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
+import psycopg
 from sqlalchemy import (
     Connection,
     Row,
@@ -33,7 +34,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session as DBSession
 
 from runyard.core.clock import now
@@ -65,6 +66,7 @@ EXPERIMENT_TAGS = cast(Table, TrackingExperimentTagRow.__table__)
 RUNS = cast(Table, TrackingRunRow.__table__)
 METRICS = TRACKING_METRICS
 
+MAX_SPARES = 4  # PostgreSQL connections kept for metric writes
 DEFAULT_EXPERIMENT = "Default"
 EXPERIMENT_ANNOTATION = "runyard.dev/experiment-id"
 RUN_NAME_TAG = "mlflow.runName"
@@ -160,6 +162,8 @@ class TrackingStore(StoreBase):
         self._run_refs: dict[str, RunRef] = {}  # by run hex id
         self._default_experiments: dict[str, int] = {}  # by project
         self._points_conn: Any = None  # SQLite: see _write_points
+        self._spares: list[Any] = []  # PostgreSQL: see _write_points_pg
+        self._spares_lock = threading.Lock()
         self._runs_added = 0  # PostgreSQL: see _keep_statistics
 
     # ---- the Run's tracking row: written and removed with the Run (see store/resources.py)
@@ -574,8 +578,11 @@ class TrackingStore(StoreBase):
                 if (p[1], p[2], p[3]) > (best[1], best[2], best[3]):
                     latest[p[0]] = p
         newest = [(*p, counts[k]) for k, p in latest.items()]
-        if self.is_sqlite and not params and not tags:
-            self._write_points(pk, points, newest)
+        if not params and not tags:
+            if self.is_sqlite:
+                self._write_points(pk, points, newest)
+            else:
+                self._write_points_pg(pk, points, newest)
             return
         with self.connect(write=True) as conn:
             if not self.is_sqlite:
@@ -625,10 +632,53 @@ class TrackingStore(StoreBase):
             finally:
                 cursor.close()
 
+    def _write_points_pg(self, pk: int, points: Sequence[Point], latest: list[tuple]) -> None:
+        """PostgreSQL, metrics alone: the whole transaction in one round trip (psycopg's pipeline), on a
+        connection of our own spares (the pool pings each connection it lends: one more round trip).
+        A connection found broken is dropped and the write tried once more on a fresh one."""
+        for attempt in range(2):
+            raw = self._spare_pg()
+            conn = raw.driver_connection
+            try:
+                with conn.pipeline():
+                    cursor = conn.cursor()
+                    cursor.execute("SET LOCAL synchronous_commit TO OFF")
+                    self._insert_points(cursor, pk, points, latest)
+                conn.commit()
+            except psycopg.OperationalError as exc:
+                raw.invalidate()
+                raw.close()
+                if attempt:
+                    raise OperationalError("write metric points", None, exc) from exc
+                continue
+            except BaseException:
+                conn.rollback()
+                self._return_pg(raw)
+                raise
+            self._return_pg(raw)
+            return
+
+    def _spare_pg(self) -> Any:
+        with self._spares_lock:
+            if self._spares:
+                return self._spares.pop()
+        return self.engine.raw_connection()
+
+    def _return_pg(self, raw: Any) -> None:
+        with self._spares_lock:
+            if len(self._spares) < MAX_SPARES:
+                self._spares.append(raw)
+                return
+        raw.close()
+
     def close(self) -> None:
         if self._points_conn is not None:
             self._points_conn.close()
             self._points_conn = None
+        with self._spares_lock:
+            spares, self._spares = self._spares, []
+        for raw in spares:
+            raw.close()
         super().close()
 
     def _add_params(self, conn: Connection, pk: int, params: Sequence[tuple[str, str]]) -> None:
