@@ -67,6 +67,7 @@ RUNS = cast(Table, TrackingRunRow.__table__)
 METRICS = TRACKING_METRICS
 
 MAX_SPARES = 4  # PostgreSQL connections kept for metric writes
+FEW_POINTS = 20  # PostgreSQL: up to this many points a write is one statement
 DEFAULT_EXPERIMENT = "Default"
 EXPERIMENT_ANNOTATION = "runyard.dev/experiment-id"
 RUN_NAME_TAG = "mlflow.runName"
@@ -579,10 +580,12 @@ class TrackingStore(StoreBase):
                     latest[p[0]] = p
         newest = [(*p, counts[k]) for k, p in latest.items()]
         if not params and not tags:
+            if not points:
+                return
             if self.is_sqlite:
                 self._write_points(pk, points, newest)
-            else:
-                self._write_points_pg(pk, points, newest)
+                return
+            self._write_points_pg(pk, points, newest)
             return
         with self.connect(write=True) as conn:
             if not self.is_sqlite:
@@ -633,43 +636,57 @@ class TrackingStore(StoreBase):
                 cursor.close()
 
     def _write_points_pg(self, pk: int, points: Sequence[Point], latest: list[tuple]) -> None:
-        """PostgreSQL, metrics alone: the whole transaction in one round trip (psycopg's pipeline), on a
-        connection of our own spares (the pool pings each connection it lends: one more round trip).
-        A connection found broken is dropped and the write tried once more on a fresh one."""
+        """PostgreSQL, metrics alone, on a connection of our own that commits without waiting for the WAL
+        flush (see log_data). A few points go in one statement (the latest values in its WITH): one
+        round trip. More go by executemany in one transaction, pipelined: a statement of a thousand rows
+        of parameters took PostgreSQL longer to parse than that. A connection found broken is replaced
+        and the write tried once more."""
         for attempt in range(2):
-            raw = self._spare_pg()
-            conn = raw.driver_connection
+            conn = self._spare_pg()
             try:
-                with conn.pipeline():
-                    cursor = conn.cursor()
-                    cursor.execute("SET LOCAL synchronous_commit TO OFF")
-                    self._insert_points(cursor, pk, points, latest)
-                conn.commit()
+                if len(points) <= FEW_POINTS:
+                    conn.execute(*self._points_statement(pk, points, latest))
+                else:
+                    with conn.transaction(), conn.pipeline():
+                        self._insert_points(conn.cursor(), pk, points, latest)
             except psycopg.OperationalError as exc:
-                raw.invalidate()
-                raw.close()
+                conn.close()
                 if attempt:
                     raise OperationalError("write metric points", None, exc) from exc
                 continue
-            except BaseException:
-                conn.rollback()
-                self._return_pg(raw)
-                raise
-            self._return_pg(raw)
+            self._return_pg(conn)
             return
+
+    @staticmethod
+    def _points_statement(pk: int, points: Sequence[Point], latest: list[tuple]) -> tuple[str, list]:
+        row = "(%s, %s, %s, %s, %s, " + str(int(pk))
+        sql = (
+            f"WITH added AS (INSERT INTO tracking_metrics ({POINT_COLUMNS}) VALUES "
+            + ", ".join([row + ")"] * len(points))
+            + f") INSERT INTO tracking_latest_metrics ({POINT_COLUMNS}, points) VALUES "
+            + ", ".join([row + ", %s)"] * len(latest))
+            + " "
+            + LATEST_UPSERT
+        )
+        return sql, [v for p in points for v in p] + [v for p in latest for v in p]
 
     def _spare_pg(self) -> Any:
         with self._spares_lock:
             if self._spares:
                 return self._spares.pop()
-        return self.engine.raw_connection()
+        raw = self.engine.raw_connection()
+        conn: Any = raw.driver_connection
+        raw.detach()  # ours now: its settings must not reach the pool's other users
+        conn.autocommit = True
+        conn.execute("SET synchronous_commit TO OFF")
+        return conn
 
-    def _return_pg(self, raw: Any) -> None:
+    def _return_pg(self, conn: Any) -> None:
         with self._spares_lock:
-            if len(self._spares) < MAX_SPARES:
-                self._spares.append(raw)
+            if len(self._spares) < MAX_SPARES and not conn.closed:
+                self._spares.append(conn)
                 return
-        raw.close()
+        conn.close()
 
     def close(self) -> None:
         if self._points_conn is not None:
@@ -677,8 +694,8 @@ class TrackingStore(StoreBase):
             self._points_conn = None
         with self._spares_lock:
             spares, self._spares = self._spares, []
-        for raw in spares:
-            raw.close()
+        for conn in spares:
+            conn.close()
         super().close()
 
     def _add_params(self, conn: Connection, pk: int, params: Sequence[tuple[str, str]]) -> None:
