@@ -8,7 +8,8 @@ from the server under test). The ceiling likewise counts its inserts, not the bu
 
   single      POST runs/log-metric, one call after another for --seconds: calls/s
   batch       POST runs/log-batch with 1,000 points a call (10 keys x 100 steps) for --seconds: points/s
-  history     GET metrics/get-history of one metric with --history-points (10k) points: ms, p50
+  history     GET metrics/get-history of one metric with --history-points (10k) points: the first read
+              after writing it and the p50 of the reads after (ms); a fresh history each repeat
   ceiling     the same 1,000-point batches inserted straight into SQLite (executemany, one transaction a
               batch, same table, index and pragmas as runyard's): points/s, the most any server could do
   scale       runyard only, on SQLite and (with RUNYARD_TEST_POSTGRES_URL) PostgreSQL: --scale-points
@@ -125,16 +126,21 @@ def timed(seconds: float, prepare, send) -> tuple[int, float]:
     return i, spent
 
 
-def history_ms(c: Conn, run_id: str, key: str, points: int, reps: int) -> float:
+def history_ms(c: Conn, run_id: str, key: str, points: int, reps: int) -> tuple[float, float]:
+    """(the first read after the history was written, the median of `reps` reads after it), in ms; each
+    read includes parsing the answer, as a client must. runyard keeps a history it has encoded until a
+    point is added, so its first read is the one that reads the store."""
     path = "/metrics/get-history?" + urllib.parse.urlencode({"run_id": run_id, "metric_key": key})
+    t = time.perf_counter()
     got = json.loads(c.call("GET", path))
+    first = time.perf_counter() - t
     assert len(got["metrics"]) == points and not got.get("next_page_token"), len(got["metrics"])
     lat = []
     for _ in range(reps):
         t = time.perf_counter()
         json.loads(c.call("GET", path))
         lat.append(time.perf_counter() - t)
-    return statistics.median(lat) * 1000
+    return first * 1000, statistics.median(lat) * 1000
 
 
 def head_to_head(base: str, token: str | None, args: argparse.Namespace, with_ceiling: bool = False) -> dict:
@@ -149,7 +155,7 @@ def head_to_head(base: str, token: str | None, args: argparse.Namespace, with_ce
             "/runs/log-metric", {"run_id": warm, "key": "w", "value": 1.0, "timestamp": now_ms(), "step": i}
         )
     c.post("/runs/log-batch", {"run_id": warm, "metrics": batch_points(0)})
-    single, batch, history, raw, ratios = [], [], [], [], []
+    single, batch, history, history_first, raw, ratios = [], [], [], [], [], []
     for r in range(args.repeat):
         rid = new_run(c, exp, f"single-{r}")
 
@@ -170,20 +176,23 @@ def head_to_head(base: str, token: str | None, args: argparse.Namespace, with_ce
         if with_ceiling:
             raw.append(ceiling(args.seconds))
             ratios.append(batch[-1] / raw[-1])
-    rid = new_run(c, exp, "history")
-    for start in range(0, args.history_points, 1000):
-        pts = [
-            {"key": "loss", "value": 1.0 / (s + 1), "timestamp": now_ms(), "step": s}
-            for s in range(start, min(args.history_points, start + 1000))
-        ]
-        c.post("/runs/log-batch", {"run_id": rid, "metrics": pts})
-    for _ in range(args.repeat):
-        history.append(history_ms(c, rid, "loss", args.history_points, args.history_reps))
+    for r in range(args.repeat):
+        rid = new_run(c, exp, f"history-{r}")
+        for start in range(0, args.history_points, 1000):
+            pts = [
+                {"key": "loss", "value": 1.0 / (s + 1), "timestamp": now_ms(), "step": s}
+                for s in range(start, min(args.history_points, start + 1000))
+            ]
+            c.post("/runs/log-batch", {"run_id": rid, "metrics": pts})
+        first, again = history_ms(c, rid, "loss", args.history_points, args.history_reps)
+        history_first.append(first)
+        history.append(again)
     c.close()
     out = {
         "single_calls_per_s": summary(single),
         "batch_points_per_s": summary(batch),
         "history_10k_p50_ms": summary(history),
+        "history_10k_first_read_ms": summary(history_first),
     }
     if with_ceiling:
         out["ceiling_points_per_s"] = summary(raw)
@@ -239,7 +248,7 @@ def scale(base: str, token: str, args: argparse.Namespace) -> dict:
             rates.append(tenth * 1000 / (t1 - t0))
             t0 = t1
     per_key = args.scale_points // 10
-    history = [history_ms(c, rid, "k3", per_key, args.history_reps) for _ in range(args.repeat)]
+    first, again = history_ms(c, rid, "k3", per_key, args.history_reps * args.repeat)
     search_exp = c.post("/experiments/create", {"name": f"search-{time.time_ns()}"})["experiment_id"]
     for r in range(args.scale_runs):
         run = new_run(c, search_exp, f"r{r}")
@@ -279,7 +288,8 @@ def scale(base: str, token: str, args: argparse.Namespace) -> dict:
         "points_in_run": args.scale_points,
         "batch_points_per_s_first_tenth": round(rates[0]),
         "batch_points_per_s_last_tenth": round(rates[-1]),
-        f"history_{per_key // 1000}k_p50_ms": summary(history),
+        f"history_{per_key // 1000}k_p50_ms": round(again, 1),
+        f"history_{per_key // 1000}k_first_read_ms": round(first, 1),
         "search_filtered_sorted_ms": summary(search),
         "search_matches": found,
         "search_all_1000_sorted_ms": summary(all_runs),
@@ -404,12 +414,18 @@ def verdict(r: dict) -> dict:
         "batch_vs_mlflow": [ratio(batch, best["batch_points_per_s"]), TARGETS["batch_vs_mlflow"]],
         "batch_vs_ceiling": [ours["batch_vs_ceiling"]["median"], TARGETS["batch_vs_ceiling"]],
         "history_vs_mlflow": [ratio(best["history_10k_p50_ms"], history), TARGETS["history_vs_mlflow"]],
+        "history_first_read_vs_mlflow": [
+            ratio(best["history_10k_p50_ms"], ours["history_10k_first_read_ms"]["median"]),
+            TARGETS["history_vs_mlflow"],
+        ],
     }
     for store in ("sqlite", "postgres"):
         s = r.get(f"scale_{store}")
         if s:
-            hist = next(v for k, v in s.items() if k.startswith("history_"))
-            out[f"history_100k_ms_{store}"] = [hist["median"], TARGETS["history_100k_ms"]]
+            hist = next(v for k, v in s.items() if k.startswith("history_") and k.endswith("k_p50_ms"))
+            cold = next(v for k, v in s.items() if k.endswith("k_first_read_ms"))
+            out[f"history_100k_ms_{store}"] = [hist, TARGETS["history_100k_ms"]]
+            out[f"history_100k_first_read_ms_{store}"] = [cold, TARGETS["history_100k_ms"]]
             out[f"search_1000_runs_ms_{store}"] = [s["search_filtered_sorted_ms"]["median"], 200]
     for k, (got, target) in out.items():
         lower_is_better = k.endswith("_ms") or "_ms_" in k
