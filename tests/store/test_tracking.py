@@ -545,3 +545,19 @@ def test_a_metric_write_survives_its_kept_connection_being_dropped():
     tracking.log_metric(ref, "m", 2.0, 1, 1)
     assert [m["value"] for m in tracking.metric_history(ref, "m")[0]] == [1.0, 2.0]
     store.close()
+
+
+def test_an_encoded_history_gives_back_every_double_exactly(store, tracking):
+    import random
+
+    ref = tracking.run(executed_run(store).uid)
+    values = [random.random() * 10 ** random.randint(-300, 300) for _ in range(500)] + [
+        0.1,
+        1 / 3,
+        -0.0,
+        1e-320,
+    ]
+    tracking.log_batch(ref, [point("x", v, i) for i, v in enumerate(values)])
+    got = json.loads(tracking.metric_history_json(ref, "x"))["metrics"]
+    assert [m["value"] for m in got] == values
+    assert [m["step"] for m in got] == list(range(len(values)))

@@ -10,6 +10,7 @@ are cached: a run's identity never changes, and its lifecycle stage changes only
 from __future__ import annotations
 
 import builtins
+import json
 import logging
 import math
 import threading
@@ -755,12 +756,12 @@ class TrackingStore(StoreBase):
 
     def metric_points(
         self, ref: RunRef, key: str, offset: int = 0, limit: int | None = None
-    ) -> builtins.list[tuple[int, int, float, bool]]:
-        """A metric's history as (step, timestamp, value, is_nan), by step then timestamp: one range of
-        the metrics index."""
+    ) -> builtins.list[tuple[float | None, int, int]]:
+        """A metric's history as (value, timestamp, step), value None for NaN, by step then timestamp:
+        one range of the metrics index."""
         sql = (
-            'SELECT step, "timestamp", value, is_nan FROM tracking_metrics WHERE run_id = {m} AND key = {m} '
-            'ORDER BY run_id, key, step, "timestamp"'
+            'SELECT CASE WHEN is_nan THEN NULL ELSE value END, "timestamp", step FROM tracking_metrics '
+            'WHERE run_id = {m} AND key = {m} ORDER BY run_id, key, step, "timestamp"'
         ).format(m="?" if self.is_sqlite else "%s")
         args: list[Any] = [ref.pk, key]
         if limit is not None:
@@ -776,6 +777,29 @@ class TrackingStore(StoreBase):
                 return cursor.fetchall()
             finally:
                 cursor.close()
+
+    def metric_history_text(self, ref: RunRef, key: str) -> tuple[int, str] | None:
+        """PostgreSQL: a whole history as MLflow's JSON items, formatted by the database (its float8
+        output is the shortest exact text, as Python's repr), with its count; None on SQLite, whose
+        float text is not exact before 3.43. (%% is psycopg's escape for format's own %s.)"""
+        if self.is_sqlite:
+            return None
+        item = (
+            'format(\'{"key":%%s,"value":%%s,"timestamp":%%s,"step":%%s}\', %s::text, '
+            'CASE WHEN is_nan THEN \'"NaN"\' ELSE value::text END, "timestamp", step)'
+        )
+        sql = (
+            f"SELECT count(*), string_agg({item}, ',' ORDER BY step, \"timestamp\") FROM tracking_metrics "
+            "WHERE run_id = %s AND key = %s"
+        )
+        with self.connect() as conn:
+            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            try:
+                cursor.execute(sql, (json.dumps(key), ref.pk, key))
+                count, text = cursor.fetchone()
+            finally:
+                cursor.close()
+        return count, text or ""
 
     def metric_count(self, ref: RunRef, key: str) -> int:
         """How many points a metric of a run has (one row of the latest values)."""
