@@ -216,7 +216,7 @@ def ceiling(seconds: float) -> float:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute(RAW_TABLE)
-        db.execute('CREATE INDEX ix ON tracking_metrics (run_id, key, step, "timestamp")')
+        db.execute('CREATE INDEX ix ON tracking_metrics (run_id, key, step, "timestamp", value, is_nan)')
 
         def rows(i: int) -> list[tuple]:
             return [(1, p["key"], p["step"], p["timestamp"], p["value"], False) for p in batch_points(i)]

@@ -63,7 +63,9 @@ def upgrade() -> None:
         sa.Column("is_nan", sa.Boolean(), nullable=False),
     )
     op.create_index(
-        "ix_tracking_metrics_run_key_step_ts", "tracking_metrics", ["run_id", "key", "step", "timestamp"]
+        "ix_tracking_metrics_run_key_step_ts",
+        "tracking_metrics",
+        ["run_id", "key", "step", "timestamp", "value", "is_nan"],
     )
     op.create_table(
         "tracking_latest_metrics",
