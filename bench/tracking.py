@@ -126,21 +126,24 @@ def timed(seconds: float, prepare, send) -> tuple[int, float]:
     return i, spent
 
 
-def history_ms(c: Conn, run_id: str, key: str, points: int, reps: int) -> tuple[float, float]:
-    """(the first read after the history was written, the median of `reps` reads after it), in ms; each
-    read includes parsing the answer, as a client must. runyard keeps a history it has encoded until a
-    point is added, so its first read is the one that reads the store."""
+def history_ms(c: Conn, run_id: str, key: str, points: int, reps: int) -> tuple[float, float, float]:
+    """(the first read after the history was written, the median of `reps` reads after it, and that
+    median up to the last byte received, before the client parses it), in ms. Reads include parsing the
+    answer, as a client must. runyard keeps a history it has encoded until a point is added, so its
+    first read is the one that reads the store."""
     path = "/metrics/get-history?" + urllib.parse.urlencode({"run_id": run_id, "metric_key": key})
     t = time.perf_counter()
     got = json.loads(c.call("GET", path))
     first = time.perf_counter() - t
     assert len(got["metrics"]) == points and not got.get("next_page_token"), len(got["metrics"])
-    lat = []
+    parsed, received = [], []
     for _ in range(reps):
         t = time.perf_counter()
-        json.loads(c.call("GET", path))
-        lat.append(time.perf_counter() - t)
-    return first * 1000, statistics.median(lat) * 1000
+        body = c.call("GET", path)
+        received.append(time.perf_counter() - t)
+        json.loads(body)
+        parsed.append(time.perf_counter() - t)
+    return first * 1000, statistics.median(parsed) * 1000, statistics.median(received) * 1000
 
 
 def head_to_head(base: str, token: str | None, args: argparse.Namespace, with_ceiling: bool = False) -> dict:
@@ -184,7 +187,7 @@ def head_to_head(base: str, token: str | None, args: argparse.Namespace, with_ce
                 for s in range(start, min(args.history_points, start + 1000))
             ]
             c.post("/runs/log-batch", {"run_id": rid, "metrics": pts})
-        first, again = history_ms(c, rid, "loss", args.history_points, args.history_reps)
+        first, again, _ = history_ms(c, rid, "loss", args.history_points, args.history_reps)
         history_first.append(first)
         history.append(again)
     c.close()
@@ -248,7 +251,7 @@ def scale(base: str, token: str, args: argparse.Namespace) -> dict:
             rates.append(tenth * 1000 / (t1 - t0))
             t0 = t1
     per_key = args.scale_points // 10
-    first, again = history_ms(c, rid, "k3", per_key, args.history_reps * args.repeat)
+    first, again, received = history_ms(c, rid, "k3", per_key, args.history_reps * args.repeat)
     search_exp = c.post("/experiments/create", {"name": f"search-{time.time_ns()}"})["experiment_id"]
     for r in range(args.scale_runs):
         run = new_run(c, search_exp, f"r{r}")
@@ -290,6 +293,7 @@ def scale(base: str, token: str, args: argparse.Namespace) -> dict:
         "batch_points_per_s_last_tenth": round(rates[-1]),
         f"history_{per_key // 1000}k_p50_ms": round(again, 1),
         f"history_{per_key // 1000}k_first_read_ms": round(first, 1),
+        f"history_{per_key // 1000}k_p50_received_ms": round(received, 1),
         "search_filtered_sorted_ms": summary(search),
         "search_matches": found,
         "search_all_1000_sorted_ms": summary(all_runs),
