@@ -259,6 +259,8 @@ def test_experiments_are_named_uniquely_per_project_and_0_is_the_callers_default
         tracking.create_experiment("default", "")
     with pytest.raises(Invalid):
         tracking.delete_experiment("default", "0")
+    with pytest.raises(Invalid):
+        tracking.update_experiment("default", "0", "Renamed")
     with pytest.raises(NotFound):
         tracking.get_experiment("default", "999999")
 

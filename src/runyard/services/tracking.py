@@ -248,16 +248,9 @@ def _view(view_type: Any) -> tuple[str, ...]:
     return stages
 
 
-def _value_out(value: float, is_nan: Any) -> float:
-    return math.nan if is_nan else value
-
-
 def _metric_out(r: Any) -> dict[str, Any]:
-    return {"key": r.key, "value": _value_out(r.value, r.is_nan), "timestamp": r.timestamp, "step": r.step}
-
-
-def _json_number(value: float, is_nan: Any) -> str:
-    return '"NaN"' if is_nan else repr(value)
+    value = math.nan if r.is_nan else r.value
+    return {"key": r.key, "value": value, "timestamp": r.timestamp, "step": r.step}
 
 
 def _experiment_out(r: dict[str, Any]) -> dict[str, Any]:
@@ -467,6 +460,10 @@ class Tracking:
             raise _invalid(
                 "experiment_id", "the experiment is deleted", "Cannot rename a non-active experiment."
             )
+        if exp["id"] == self.store.default_experiment_id(exp["project"]):
+            # runs created without an experiment go to the one named Default: it keeps that name
+            reason = "the Default experiment keeps its name"
+            raise _invalid("experiment_id", reason, "Cannot rename the default experiment.")
         self.store.change_experiment(exp["id"], name=self._experiment_name(new_name, "new_name"))
 
     def delete_experiment(self, scope: str, experiment_id: str) -> None:
