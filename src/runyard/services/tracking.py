@@ -30,13 +30,11 @@ from runyard.store.tracking import (
     DELETED,
     EXPERIMENT_ANNOTATION,
     EXPERIMENTS,
-    MAX_DOUBLE,
     RUN_NAME_TAG,
     RUNS,
-    Point,
-    point,
     run_hex,
 )
+from runyard.store.tracking_points import MAX_DOUBLE, Point, point
 from runyard.store.tracking_search import OrderKey, parse_experiment_filter, parse_filter, parse_order_by
 
 __all__ = ["RunRef", "Tracking"]

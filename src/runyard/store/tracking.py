@@ -2,15 +2,14 @@
 tags, dataset inputs).
 
 A Run's tracking row is written in the transaction that creates the Run and removed in the one that
-deletes it (`_add_tracking_run`, `_remove_tracking_run`, called by store/resources.py). Metric points go
-in through the driver's executemany, the fastest way either database takes many rows. Run lookups by id
-are cached: a run's identity never changes, and its lifecycle stage changes only here.
+deletes it (`_add_tracking_run`, `_remove_tracking_run`, called by store/resources.py). Run lookups by
+id are cached: a run's identity never changes, and its lifecycle stage changes only here. How metric
+points are written and read fast is store/tracking_points.py.
 """
 
 from __future__ import annotations
 
 import builtins
-import json
 import logging
 import math
 import threading
@@ -19,7 +18,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-import psycopg
 from sqlalchemy import (
     Connection,
     Row,
@@ -35,13 +33,12 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DBSession
 
 from runyard.core.clock import now
 from runyard.core.errors import Conflict, FieldError, Invalid
 from runyard.core.resources import Resource
-from runyard.store.base import StoreBase
 from runyard.store.tables import (
     TRACKING_METRICS,
     ResourceRow,
@@ -49,6 +46,7 @@ from runyard.store.tables import (
     TrackingExperimentTagRow,
     TrackingRunRow,
 )
+from runyard.store.tracking_points import MetricPoints, Point
 from runyard.store.tracking_search import (
     INPUTS,
     LATEST,
@@ -67,13 +65,10 @@ EXPERIMENT_TAGS = cast(Table, TrackingExperimentTagRow.__table__)
 RUNS = cast(Table, TrackingRunRow.__table__)
 METRICS = TRACKING_METRICS
 
-MAX_SPARES = 4  # PostgreSQL connections kept for metric writes
-FEW_POINTS = 20  # PostgreSQL: up to this many points a write is one statement
 DEFAULT_EXPERIMENT = "Default"
 EXPERIMENT_ANNOTATION = "runyard.dev/experiment-id"
 RUN_NAME_TAG = "mlflow.runName"
 ACTIVE, DELETED = "active", "deleted"
-MAX_DOUBLE = 1.7976931348623157e308  # what MLflow stores for +-infinity
 
 # MLflow's status of a run, from its phase (the one place it is kept)
 STATUS_OF_PHASE = {
@@ -89,24 +84,6 @@ STATUS = case(
     *((RESOURCES.c.phase == phase, literal(status)) for phase, status in STATUS_OF_PHASE.items()),
     else_=literal("SCHEDULED"),
 ).label("status")
-
-
-# A metric point as stored: (key, step, timestamp, value, is_nan); see `point`.
-Point = tuple[str, int, int, float, bool]
-POINT_COLUMNS = 'key, step, "timestamp", value, is_nan, run_id'
-# The latest point of a key is replaced by one of a later step, then timestamp, then a larger value (MLflow's
-# order); its count of points grows by the batch's count either way.
-_NEWER = (
-    '(excluded.step, excluded."timestamp", excluded.value) > '
-    '(tracking_latest_metrics.step, tracking_latest_metrics."timestamp", tracking_latest_metrics.value)'
-)
-LATEST_UPSERT = "ON CONFLICT (run_id, key) DO UPDATE SET " + ", ".join(
-    ["points = tracking_latest_metrics.points + excluded.points"]
-    + [
-        f"{col} = CASE WHEN {_NEWER} THEN excluded.{col} ELSE tracking_latest_metrics.{col} END"
-        for col in ("step", '"timestamp"', "value", "is_nan")
-    ]
-)
 
 
 @dataclass(frozen=True)
@@ -148,24 +125,11 @@ def experiment_location(project: str, experiment_id: int) -> str:
     return f"mlflow-artifacts:/{project}/{experiment_id}"
 
 
-def point(key: str, value: float, timestamp: int, step: int) -> Point:
-    """A point as stored: NaN as 0 with its flag (SQLite reads NaN back as NULL), +-inf as the largest
-    double of its sign, as MLflow stores them."""
-    if value != value:
-        return key, step, timestamp, 0.0, True
-    if math.isinf(value):
-        return key, step, timestamp, (MAX_DOUBLE if value > 0 else -MAX_DOUBLE), False
-    return key, step, timestamp, value, False
-
-
-class TrackingStore(StoreBase):
+class TrackingStore(MetricPoints):
     def __init__(self, url: str, migrate: bool = True):
         super().__init__(url, migrate)
         self._run_refs: dict[str, RunRef] = {}  # by run hex id
         self._default_experiments: dict[str, int] = {}  # by project
-        self._points_conn: Any = None  # SQLite: see _write_points
-        self._spares: list[Any] = []  # PostgreSQL: see _write_points_pg
-        self._spares_lock = threading.Lock()
         self._runs_added = 0  # PostgreSQL: see _keep_statistics
 
     # ---- the Run's tracking row: written and removed with the Run (see store/resources.py)
@@ -606,99 +570,6 @@ class TrackingStore(StoreBase):
                 finally:
                     cursor.close()
 
-    def _insert_points(self, cursor: Any, pk: int, points: Sequence[Point], latest: list[tuple]) -> None:
-        """The driver's executemany, the run's key written into the statement (an int) so that each row
-        is only what was logged."""
-        mark = "?" if self.is_sqlite else "%s"
-        values = f"VALUES ({mark}, {mark}, {mark}, {mark}, {mark}, {int(pk)}"
-        cursor.executemany(f"INSERT INTO tracking_metrics ({POINT_COLUMNS}) {values})", points)
-        upsert = (
-            f"INSERT INTO tracking_latest_metrics ({POINT_COLUMNS}, points) {values}, {mark}) {LATEST_UPSERT}"
-        )
-        cursor.executemany(upsert, latest)
-
-    def _write_points(self, pk: int, points: Sequence[Point], latest: list[tuple]) -> None:
-        """SQLite, metrics alone (a training loop's calls): on a connection kept for it, without the
-        pool and the SQLAlchemy layers, which cost more than the insert. Writers still queue on the
-        one writer lock."""
-        with self._writer:
-            if self._points_conn is None:
-                self._points_conn = self.engine.raw_connection()
-            cursor = self._points_conn.driver_connection.cursor()
-            try:
-                cursor.execute("BEGIN IMMEDIATE")
-                try:
-                    self._insert_points(cursor, pk, points, latest)
-                except BaseException:
-                    cursor.execute("ROLLBACK")
-                    raise
-                cursor.execute("COMMIT")
-            finally:
-                cursor.close()
-
-    def _write_points_pg(self, pk: int, points: Sequence[Point], latest: list[tuple]) -> None:
-        """PostgreSQL, metrics alone, on a connection of our own that commits without waiting for the WAL
-        flush (see log_data). A few points go in one statement (the latest values in its WITH): one
-        round trip. More go by executemany in one transaction, pipelined: a statement of a thousand rows
-        of parameters took PostgreSQL longer to parse than that. A connection found broken is replaced
-        and the write tried once more."""
-        for attempt in range(2):
-            conn = self._spare_pg()
-            try:
-                if len(points) <= FEW_POINTS:
-                    conn.execute(*self._points_statement(pk, points, latest))
-                else:
-                    with conn.transaction(), conn.pipeline():
-                        self._insert_points(conn.cursor(), pk, points, latest)
-            except psycopg.OperationalError as exc:
-                conn.close()
-                if attempt:
-                    raise OperationalError("write metric points", None, exc) from exc
-                continue
-            self._return_pg(conn)
-            return
-
-    @staticmethod
-    def _points_statement(pk: int, points: Sequence[Point], latest: list[tuple]) -> tuple[str, list]:
-        row = "(%s, %s, %s, %s, %s, " + str(int(pk))
-        sql = (
-            f"WITH added AS (INSERT INTO tracking_metrics ({POINT_COLUMNS}) VALUES "
-            + ", ".join([row + ")"] * len(points))
-            + f") INSERT INTO tracking_latest_metrics ({POINT_COLUMNS}, points) VALUES "
-            + ", ".join([row + ", %s)"] * len(latest))
-            + " "
-            + LATEST_UPSERT
-        )
-        return sql, [v for p in points for v in p] + [v for p in latest for v in p]
-
-    def _spare_pg(self) -> Any:
-        with self._spares_lock:
-            if self._spares:
-                return self._spares.pop()
-        raw = self.engine.raw_connection()
-        conn: Any = raw.driver_connection
-        raw.detach()  # ours now: its settings must not reach the pool's other users
-        conn.autocommit = True
-        conn.execute("SET synchronous_commit TO OFF")
-        return conn
-
-    def _return_pg(self, conn: Any) -> None:
-        with self._spares_lock:
-            if len(self._spares) < MAX_SPARES and not conn.closed:
-                self._spares.append(conn)
-                return
-        conn.close()
-
-    def close(self) -> None:
-        if self._points_conn is not None:
-            self._points_conn.close()
-            self._points_conn = None
-        with self._spares_lock:
-            spares, self._spares = self._spares, []
-        for conn in spares:
-            conn.close()
-        super().close()
-
     def _add_params(self, conn: Connection, pk: int, params: Sequence[tuple[str, str]]) -> None:
         wanted: dict[str, str] = {}
         for key, value in params:
@@ -753,64 +624,6 @@ class TrackingStore(StoreBase):
         dialect_insert = sqlite.insert if self.is_sqlite else postgresql.insert
         with self.connect(write=True) as conn:
             conn.execute(dialect_insert(INPUTS).values(rows).on_conflict_do_nothing())
-
-    def metric_points(
-        self, ref: RunRef, key: str, offset: int = 0, limit: int | None = None
-    ) -> builtins.list[tuple[float | None, int, int]]:
-        """A metric's history as (value, timestamp, step), value None for NaN, by step then timestamp:
-        one range of the metrics index."""
-        sql = (
-            'SELECT CASE WHEN is_nan THEN NULL ELSE value END, "timestamp", step FROM tracking_metrics '
-            'WHERE run_id = {m} AND key = {m} ORDER BY run_id, key, step, "timestamp"'
-        ).format(m="?" if self.is_sqlite else "%s")
-        args: list[Any] = [ref.pk, key]
-        if limit is not None:
-            sql += " LIMIT {m} OFFSET {m}".format(m="?" if self.is_sqlite else "%s")
-            args += [limit, offset]
-        elif offset:
-            sql += " OFFSET {m}".format(m="?" if self.is_sqlite else "%s")
-            args.append(offset)
-        with self.connect() as conn:
-            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-            try:
-                cursor.execute(sql, args)
-                return cursor.fetchall()
-            finally:
-                cursor.close()
-
-    def metric_history_text(self, ref: RunRef, key: str) -> tuple[int, str] | None:
-        """PostgreSQL: a whole history as MLflow's JSON items, formatted by the database (its float8
-        output is the shortest exact text, as Python's repr), with its count; None on SQLite, whose
-        float text is not exact before 3.43. (%% is psycopg's escape for format's own %s.)"""
-        if self.is_sqlite:
-            return None
-        item = (
-            'format(\'{"key":%%s,"value":%%s,"timestamp":%%s,"step":%%s}\', %s::text, '
-            'CASE WHEN is_nan THEN \'"NaN"\' ELSE value::text END, "timestamp", step)'
-        )
-        sql = (
-            f"SELECT count(*), string_agg({item}, ',' ORDER BY step, \"timestamp\") FROM tracking_metrics "
-            "WHERE run_id = %s AND key = %s"
-        )
-        with self.connect() as conn:
-            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-            try:
-                cursor.execute(sql, (json.dumps(key), ref.pk, key))
-                count, text = cursor.fetchone()
-            finally:
-                cursor.close()
-        return count, text or ""
-
-    def metric_count(self, ref: RunRef, key: str) -> int:
-        """How many points a metric of a run has (one row of the latest values)."""
-        q = select(LATEST.c.points).where(LATEST.c.run_id == ref.pk, LATEST.c.key == key)
-        with self.connect() as conn:
-            return conn.execute(q).scalar() or 0
-
-    def latest_points(self, ref: RunRef) -> builtins.list[Row[Any]]:
-        q = select(LATEST).where(LATEST.c.run_id == ref.pk).order_by(LATEST.c.key)
-        with self.connect() as conn:
-            return list(conn.execute(q))
 
 
 def _chunks(items: list[int], size: int) -> Iterable[list[int]]:
