@@ -7,11 +7,8 @@ validates as MLflow does, shapes results as MLflow's JSON, and leaves the SQL to
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import math
-import posixpath
 import re
 import secrets
 import threading
@@ -20,10 +17,35 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from runyard.core.clock import now
-from runyard.core.errors import Conflict, FieldError, Invalid, NotFound
+from runyard.core.errors import Conflict, NotFound
 from runyard.core.kinds import name_problem
 from runyard.core.phases import Phase
 from runyard.core.resources import ObjectMeta, Run, RunSpec, RunStatus
+from runyard.services.tracking_rules import (
+    MAX_DATASET_DIGEST,
+    MAX_DATASET_NAME,
+    MAX_DATASET_SOURCE,
+    MAX_ENTITIES_PER_BATCH,
+    MAX_ENTITY_KEY_LENGTH,
+    MAX_EXPERIMENT_NAME_LENGTH,
+    MAX_EXPERIMENT_TAG_VAL_LENGTH,
+    MAX_HISTORY_PAGE,
+    MAX_METRICS_PER_BATCH,
+    MAX_PARAM_VAL_LENGTH,
+    MAX_PARAMS_TAGS_PER_BATCH,
+    MAX_TAG_VAL_LENGTH,
+    check_key,
+    check_metric,
+    check_points,
+    int64_field,
+    invalid,
+    key_values,
+    offset_of,
+    page_size,
+    stages_of,
+    text_field,
+    token_for,
+)
 from runyard.store import RunInit, RunRef, Store
 from runyard.store.tracking import (
     ACTIVE,
@@ -34,216 +56,14 @@ from runyard.store.tracking import (
     RUNS,
     run_hex,
 )
-from runyard.store.tracking_points import MAX_DOUBLE, Point, point
+from runyard.store.tracking_points import point
 from runyard.store.tracking_search import OrderKey, parse_experiment_filter, parse_filter, parse_order_by
 
 __all__ = ["RunRef", "Tracking"]
 
-MAX_ENTITY_KEY_LENGTH = 250
-MAX_PARAM_VAL_LENGTH = 6000
-MAX_TAG_VAL_LENGTH = 8000
-MAX_EXPERIMENT_NAME_LENGTH = 500
-MAX_EXPERIMENT_TAG_VAL_LENGTH = 20000
-MAX_METRICS_PER_BATCH = 1000
-MAX_PARAMS_TAGS_PER_BATCH = 100
-MAX_ENTITIES_PER_BATCH = 1000
-MAX_RESULTS = 50000
-MAX_HISTORY_PAGE = 1_000_000
 HISTORY_CACHE_BYTES = 128 << 20
-MAX_DATASET_NAME = 500
-MAX_DATASET_DIGEST = 36
-MAX_DATASET_SOURCE = 65535
-INT64 = (-(2**63), 2**63 - 1)
-KEY_RE = re.compile(r"^[/\w.\- :]*$")
-BAD_CHARACTERS = (
-    "Names may only contain alphanumerics, underscores (_), dashes (-), periods (.), spaces ( ), colon(:) "
-    "and slashes (/)."
-)
-VIEW_STAGES = {"ACTIVE_ONLY": (ACTIVE,), "DELETED_ONLY": (DELETED,), "ALL": (ACTIVE, DELETED)}
-VIEW_NUMBERS = {1: "ACTIVE_ONLY", 2: "DELETED_ONLY", 3: "ALL"}
 END_PHASES = {"FINISHED": Phase.SUCCEEDED, "FAILED": Phase.FAILED, "KILLED": Phase.CANCELLED}
 RUN_STATUSES = {"RUNNING", "SCHEDULED", *END_PHASES}
-NUMBER_WORDS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
-
-
-def _invalid(field: str, reason: str, message: str | None = None) -> Invalid:
-    return Invalid(
-        message or f"Invalid value for parameter '{field}' supplied: {reason}", [FieldError(field, reason)]
-    )
-
-
-_known_keys: set[str] = set()  # keys already found valid: a training loop logs the same few, often
-
-
-def check_key(key: Any, field: str) -> str:
-    """MLflow's rule for metric, param and tag keys."""
-    if key in _known_keys:
-        return key
-    if key is None or key == "":
-        raise _invalid(field, "a key name must be provided")
-    if not isinstance(key, str):
-        raise _invalid(field, f"must be a string, not {type(key).__name__}")
-    if len(key) > MAX_ENTITY_KEY_LENGTH:
-        raise _invalid(field, f"is {len(key)} characters; at most {MAX_ENTITY_KEY_LENGTH}")
-    if not KEY_RE.match(key):
-        raise _invalid(field, f"{key!r}: {BAD_CHARACTERS}")
-    norm = posixpath.normpath(key)
-    if norm != key or norm == "." or norm.startswith("..") or norm.startswith("/"):
-        raise _invalid(
-            field,
-            f"{key!r}: names may be treated as files, and must not resolve to other names; this one "
-            f"would resolve to {norm!r}",
-        )
-    if len(_known_keys) < 100_000:
-        _known_keys.add(key)
-    return key
-
-
-def _number(value: Any, field: str) -> float:
-    if isinstance(value, float | int) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):
-        if value in NUMBER_WORDS:
-            return NUMBER_WORDS[value]
-        try:
-            return float(value)
-        except ValueError:
-            pass
-    if value is None:
-        raise _invalid(field, "missing: a value is required")
-    raise _invalid(field, f"{value!r} is not a number: give a double (64-bit floating point)")
-
-
-def _int64(value: Any, field: str, minimum: int = INT64[0]) -> int:
-    if isinstance(value, bool):
-        raise _invalid(field, f"{value!r} is not an integer")
-    if isinstance(value, int):
-        number = value
-    elif (isinstance(value, float) and value.is_integer()) or (
-        isinstance(value, str) and re.fullmatch(r"-?\d{1,20}", value)
-    ):
-        number = int(value)
-    else:
-        raise _invalid(field, f"{value!r} is not a valid long (64-bit integer)")
-    if not minimum <= number <= INT64[1]:
-        what = "a nonnegative long" if minimum == 0 else "a long"
-        raise _invalid(field, f"{number} is out of range: it must be {what} (64-bit integer)")
-    return number
-
-
-def _text(value: Any, field: str, limit: int) -> str:
-    if value is None:
-        raise _invalid(field, "missing: a value is required")
-    if isinstance(value, bool):
-        value = str(value).lower()
-    elif isinstance(value, int | float):
-        value = str(value)
-    if not isinstance(value, str):
-        raise _invalid(field, f"must be a string, not {type(value).__name__}")
-    if len(value) > limit:
-        raise _invalid(
-            field,
-            f"is {len(value)} characters; at most {limit}",
-            f"'{field}' exceeds the maximum length of {limit} characters",
-        )
-    if "\0" in value:
-        raise _invalid(field, "contains a NUL character")
-    return value
-
-
-def check_metric(m: Any, path: str) -> tuple[str, float, int, int]:
-    """(key, value, timestamp, step) of an MLflow metric dict."""
-    if not isinstance(m, dict):
-        raise _invalid(path, "must be an object with key, value, timestamp and step")
-    key = check_key(m.get("key"), f"{path}.key")
-    value = _number(m.get("value"), f"{path}.value")
-    timestamp = m.get("timestamp")
-    ts = timestamp if type(timestamp) is int and timestamp >= 0 else _int64(timestamp, f"{path}.timestamp", 0)
-    step = m.get("step", 0)
-    if step is None:
-        step = 0
-    st = step if type(step) is int and INT64[0] <= step <= INT64[1] else _int64(step, f"{path}.step")
-    return key, value, ts, st
-
-
-def check_points(metrics: Sequence[Any]) -> list[Point]:
-    """MLflow metric dicts as stored points. The common case (a known key, a finite float, int
-    timestamp and step) is checked inline: a batch of 1,000 is on the hot path."""
-    out: list[Point] = []
-    append = out.append
-    known = _known_keys
-    for i, m in enumerate(metrics):
-        try:
-            key, value, ts, step = m["key"], m["value"], m["timestamp"], m.get("step", 0)
-        except (KeyError, TypeError, AttributeError):
-            key = value = ts = step = None
-        if (
-            key in known
-            and type(value) is float
-            and -MAX_DOUBLE <= value <= MAX_DOUBLE
-            and type(ts) is int
-            and 0 <= ts <= INT64[1]
-            and type(step) is int
-            and INT64[0] <= step <= INT64[1]
-        ):
-            append((key, step, ts, value, False))
-        else:
-            append(point(*check_metric(m, f"metrics[{i}]")))
-    return out
-
-
-def _pairs(items: Any, path: str, limit: int) -> list[tuple[str, str]]:
-    if isinstance(items, dict):
-        items = [{"key": k, "value": v} for k, v in items.items()]
-    out = []
-    for i, item in enumerate(items or ()):
-        field = f"{path}[{i}]"
-        if not isinstance(item, dict):
-            raise _invalid(field, "must be an object with key and value")
-        key = check_key(item.get("key"), f"{field}.key")
-        out.append((key, _text(item.get("value"), f"{field}.value", limit)))
-    return out
-
-
-def _page_offset(token: str | None, field: str = "page_token") -> int:
-    if not token:
-        return 0
-    try:
-        data = json.loads(base64.urlsafe_b64decode(token.encode() + b"=" * (-len(token) % 4)))
-        offset = data["offset"]
-        if isinstance(offset, int) and offset >= 0:
-            return offset
-    except (ValueError, KeyError, TypeError, binascii.Error):
-        pass
-    raise _invalid(
-        field, "is not a page token this server gave", "Invalid page token, could not base64-decode"
-    )
-
-
-def _page_token(offset: int) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"offset": offset}).encode()).decode().rstrip("=")
-
-
-def _max_results(value: Any, field: str = "max_results", default: int = 1000) -> int:
-    if value is None:
-        return default
-    n = _int64(value, field)
-    if n < 1 or n > MAX_RESULTS:
-        raise _invalid(
-            field,
-            f"{n} is out of range: between 1 and {MAX_RESULTS}",
-            f"Invalid value {n} for parameter '{field}' supplied. It must be at most {MAX_RESULTS}",
-        )
-    return n
-
-
-def _view(view_type: Any) -> tuple[str, ...]:
-    if isinstance(view_type, int) and view_type in VIEW_NUMBERS:
-        view_type = VIEW_NUMBERS[view_type]
-    stages = VIEW_STAGES.get(view_type or "ACTIVE_ONLY")
-    if stages is None:
-        raise _invalid("view_type", f"{view_type!r}: use one of {sorted(VIEW_STAGES)}")
-    return stages
 
 
 def _metric_out(r: Any) -> dict[str, Any]:
@@ -365,7 +185,7 @@ class Tracking:
             else experiment_id
         )
         if not isinstance(text, str) or not re.fullmatch(r"\d{1,18}", text):
-            raise _invalid(
+            raise invalid(
                 field,
                 f"{experiment_id!r}: an experiment id is an integer",
                 f"Invalid experiment ID: '{experiment_id}'",
@@ -407,20 +227,18 @@ class Tracking:
         pairs = []
         for i, t in enumerate(tags or ()):
             key = check_key(t.get("key") if isinstance(t, dict) else None, f"tags[{i}].key")
-            pairs.append((key, _text(t.get("value"), f"tags[{i}].value", MAX_EXPERIMENT_TAG_VAL_LENGTH)))
+            pairs.append((key, text_field(t.get("value"), f"tags[{i}].value", MAX_EXPERIMENT_TAG_VAL_LENGTH)))
         if artifact_location is not None and not isinstance(artifact_location, str):
-            raise _invalid("artifact_location", "must be a string")
+            raise invalid("artifact_location", "must be a string")
         self.store.ensure_project(project)
         return str(self.store.add_experiment(project, name, artifact_location or None, pairs))
 
     @staticmethod
     def _experiment_name(name: Any, field: str = "name") -> str:
         if not isinstance(name, str) or not name:
-            raise _invalid(
-                field, "an experiment needs a non-empty name", f"Invalid experiment name: '{name}'"
-            )
+            raise invalid(field, "an experiment needs a non-empty name", f"Invalid experiment name: '{name}'")
         if len(name) > MAX_EXPERIMENT_NAME_LENGTH:
-            raise _invalid(field, f"is {len(name)} characters; at most {MAX_EXPERIMENT_NAME_LENGTH}")
+            raise invalid(field, f"is {len(name)} characters; at most {MAX_EXPERIMENT_NAME_LENGTH}")
         return name
 
     def get_experiment(self, scope: str, experiment_id: str) -> dict[str, Any]:
@@ -441,33 +259,35 @@ class Tracking:
         order_by: Sequence[str] = (),
         page_token: str | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
-        limit = _max_results(max_results)
-        offset = _page_offset(page_token)
+        limit = page_size(max_results)
+        offset = offset_of(page_token)
         clauses = parse_experiment_filter(filter)
         order = parse_order_by(list(order_by or ()), experiments=True)
         if not order:
             order = [OrderKey("attribute", "creation_time", True)]
         self.store.default_experiment_id(project)  # MLflow always lists its Default experiment
-        rows = self.store.search_experiment_rows(project, _view(view_type), clauses, order, offset, limit + 1)
-        token = _page_token(offset + limit) if len(rows) > limit else None
+        rows = self.store.search_experiment_rows(
+            project, stages_of(view_type), clauses, order, offset, limit + 1
+        )
+        token = token_for(offset + limit) if len(rows) > limit else None
         return [_experiment_out(r) for r in rows[:limit]], token
 
     def update_experiment(self, scope: str, experiment_id: str, new_name: str) -> None:
         exp = self._experiment(scope, experiment_id)
         if exp["lifecycle_stage"] != ACTIVE:
-            raise _invalid(
+            raise invalid(
                 "experiment_id", "the experiment is deleted", "Cannot rename a non-active experiment."
             )
         if exp["id"] == self.store.default_experiment_id(exp["project"]):
             # runs created without an experiment go to the one named Default: it keeps that name
             reason = "the Default experiment keeps its name"
-            raise _invalid("experiment_id", reason, "Cannot rename the default experiment.")
+            raise invalid("experiment_id", reason, "Cannot rename the default experiment.")
         self.store.change_experiment(exp["id"], name=self._experiment_name(new_name, "new_name"))
 
     def delete_experiment(self, scope: str, experiment_id: str) -> None:
         exp = self._experiment(scope, experiment_id)
         if exp["id"] == self.store.default_experiment_id(exp["project"]):
-            raise _invalid(
+            raise invalid(
                 "experiment_id",
                 "the Default experiment cannot be deleted",
                 "Cannot delete the default experiment.",
@@ -481,11 +301,13 @@ class Tracking:
     def set_experiment_tag(self, scope: str, experiment_id: str, key: str, value: str) -> None:
         exp = self._experiment(scope, experiment_id)
         if exp["lifecycle_stage"] != ACTIVE:
-            raise _invalid(
+            raise invalid(
                 "experiment_id", "the experiment is deleted", "The experiment must be in the 'active' state."
             )
         key = check_key(key, "key")
-        self.store.set_experiment_tag(exp["id"], key, _text(value, "value", MAX_EXPERIMENT_TAG_VAL_LENGTH))
+        self.store.set_experiment_tag(
+            exp["id"], key, text_field(value, "value", MAX_EXPERIMENT_TAG_VAL_LENGTH)
+        )
 
     # ---- runs
 
@@ -501,26 +323,26 @@ class Tracking:
     ) -> dict[str, Any]:
         """A tracking-only Run resource (phase Running), with its tracking row in the same transaction.
         Its name is `name`, else `run_name` when that is a valid name still free, else generated."""
-        pairs = _pairs(list(tags or ()), "tags", MAX_TAG_VAL_LENGTH)
+        pairs = key_values(list(tags or ()), "tags", MAX_TAG_VAL_LENGTH)
         tag_name = dict(pairs).get(RUN_NAME_TAG)
         if run_name and tag_name and run_name != tag_name:
-            raise _invalid("run_name", f"differs from the {RUN_NAME_TAG} tag ({tag_name!r})")
+            raise invalid("run_name", f"differs from the {RUN_NAME_TAG} tag ({tag_name!r})")
         run_name = run_name or tag_name
         if run_name is not None:
-            run_name = _text(run_name, "run_name", MAX_ENTITY_KEY_LENGTH)
-        start = _int64(start_time, "start_time", 0) if start_time is not None else None
+            run_name = text_field(run_name, "run_name", MAX_ENTITY_KEY_LENGTH)
+        start = int64_field(start_time, "start_time", 0) if start_time is not None else None
         exp_id = self._resolve(project, experiment_id if experiment_id not in (None, "") else "0")
         exp = self.store.experiment_rows(EXPERIMENTS.c.id == exp_id)
         if not exp or exp[0]["project"] != project:
             raise NotFound(f"No Experiment with id={experiment_id} exists")
         if exp[0]["lifecycle_stage"] != ACTIVE:
-            raise _invalid(
+            raise invalid(
                 "experiment_id",
                 "the experiment is deleted",
                 f"The experiment {exp_id} must be in the 'active' state.",
             )
         if name is not None and (problem := name_problem(name)):
-            raise _invalid("name", problem)
+            raise invalid("name", problem)
         self.store.ensure_project(project)
         candidates = (
             [name] if name else [n for n in (_resource_name(run_name),) if n] + [_generated_name(run_name)]
@@ -562,12 +384,12 @@ class Tracking:
         """A tracking-only run ends (or resumes) with its status; an executed run's phase is its
         controller's, so for it only the end time and the name change."""
         if status is not None and status not in RUN_STATUSES:
-            raise _invalid("status", f"{status!r}: use one of {sorted(RUN_STATUSES)}")
+            raise invalid("status", f"{status!r}: use one of {sorted(RUN_STATUSES)}")
         values: dict[str, Any] = {}
         if end_time is not None:
-            values["end_time"] = _int64(end_time, "end_time", 0)
+            values["end_time"] = int64_field(end_time, "end_time", 0)
         if run_name:
-            values["run_name"] = _text(run_name, "run_name", MAX_ENTITY_KEY_LENGTH)
+            values["run_name"] = text_field(run_name, "run_name", MAX_ENTITY_KEY_LENGTH)
         if ref.tracking_only and status in END_PHASES or status == "RUNNING" and ref.tracking_only:
             self._set_phase(ref, status)
             if status == "RUNNING":
@@ -618,13 +440,15 @@ class Tracking:
         order_by: Sequence[str] = (),
         page_token: str | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
-        limit = _max_results(max_results)
-        offset = _page_offset(page_token)
+        limit = page_size(max_results)
+        offset = offset_of(page_token)
         ids = [self._resolve(project, e) for e in experiment_ids or ()]
         clauses = parse_filter(filter)
         order = parse_order_by(list(order_by or ()))
-        infos = self.store.search_run_infos(project, ids, _view(view_type), clauses, order, offset, limit + 1)
-        token = _page_token(offset + limit) if len(infos) > limit else None
+        infos = self.store.search_run_infos(
+            project, ids, stages_of(view_type), clauses, order, offset, limit + 1
+        )
+        token = token_for(offset + limit) if len(infos) > limit else None
         infos = infos[:limit]
         data = self.store.run_data([i["pk"] for i in infos])
         return [_run_out(i, data[i["pk"]]) for i in infos], token
@@ -633,7 +457,7 @@ class Tracking:
 
     def _check_active(self, ref: RunRef) -> None:
         if ref.deleted:
-            raise _invalid(
+            raise invalid(
                 "run_id",
                 "the run is deleted",
                 f"The run {ref.run_id} must be in the 'active' state. Current state is deleted.",
@@ -657,7 +481,7 @@ class Tracking:
             ("tags", n_tags, MAX_PARAMS_TAGS_PER_BATCH),
         ):
             if n > limit:
-                raise _invalid(
+                raise invalid(
                     what,
                     f"{n} given; a batch holds at most {limit}",
                     f"A batch logging request can contain at most {limit} {what}. Got {n} {what}. "
@@ -665,7 +489,7 @@ class Tracking:
                 )
         total = len(metrics) + n_params + n_tags
         if max_metrics == MAX_METRICS_PER_BATCH and total > MAX_ENTITIES_PER_BATCH:
-            raise _invalid(
+            raise invalid(
                 "metrics",
                 f"{total} items given; a batch holds at most {MAX_ENTITIES_PER_BATCH} in all",
                 f"A batch logging request can contain at most {MAX_ENTITIES_PER_BATCH} metrics, params, "
@@ -675,8 +499,8 @@ class Tracking:
         self.store.log_data(
             ref,
             check_points(metrics),
-            _pairs(params, "params", MAX_PARAM_VAL_LENGTH),
-            _pairs(tags, "tags", MAX_TAG_VAL_LENGTH),
+            key_values(params, "params", MAX_PARAM_VAL_LENGTH),
+            key_values(tags, "tags", MAX_TAG_VAL_LENGTH),
         )
 
     def log_metric(self, ref: RunRef, key: str, value: float, timestamp: int, step: int = 0) -> None:
@@ -687,12 +511,12 @@ class Tracking:
     def log_param(self, ref: RunRef, key: str, value: str) -> None:
         self._check_active(ref)
         self.store.log_data(
-            ref, params=_pairs([{"key": key, "value": value}], "params", MAX_PARAM_VAL_LENGTH)
+            ref, params=key_values([{"key": key, "value": value}], "params", MAX_PARAM_VAL_LENGTH)
         )
 
     def set_tag(self, ref: RunRef, key: str, value: str) -> None:
         self._check_active(ref)
-        self.store.log_data(ref, tags=_pairs([{"key": key, "value": value}], "tags", MAX_TAG_VAL_LENGTH))
+        self.store.log_data(ref, tags=key_values([{"key": key, "value": value}], "tags", MAX_TAG_VAL_LENGTH))
 
     def delete_tag(self, ref: RunRef, key: str) -> None:
         self._check_active(ref)
@@ -706,14 +530,14 @@ class Tracking:
             path = f"datasets[{i}]"
             ds = item.get("dataset") if isinstance(item, dict) else None
             if not isinstance(ds, dict):
-                raise _invalid(f"{path}.dataset", "missing: each input names its dataset")
-            name = _text(ds.get("name"), f"{path}.dataset.name", MAX_DATASET_NAME)
-            digest = _text(ds.get("digest"), f"{path}.dataset.digest", MAX_DATASET_DIGEST)
-            _text(ds.get("source_type"), f"{path}.dataset.source_type", MAX_DATASET_NAME)
-            _text(ds.get("source"), f"{path}.dataset.source", MAX_DATASET_SOURCE)
+                raise invalid(f"{path}.dataset", "missing: each input names its dataset")
+            name = text_field(ds.get("name"), f"{path}.dataset.name", MAX_DATASET_NAME)
+            digest = text_field(ds.get("digest"), f"{path}.dataset.digest", MAX_DATASET_DIGEST)
+            text_field(ds.get("source_type"), f"{path}.dataset.source_type", MAX_DATASET_NAME)
+            text_field(ds.get("source"), f"{path}.dataset.source", MAX_DATASET_SOURCE)
             tags = [
                 {"key": k, "value": v}
-                for k, v in _pairs(item.get("tags"), f"{path}.tags", MAX_TAG_VAL_LENGTH)
+                for k, v in key_values(item.get("tags"), f"{path}.tags", MAX_TAG_VAL_LENGTH)
             ]
             rows.append((name, digest, ds, tags))
         self.store.add_inputs(ref, rows)
@@ -770,14 +594,14 @@ class Tracking:
         self, ref: RunRef, key: str, max_results: Any, page_token: str | None
     ) -> tuple[list[tuple[float | None, int, int]], str | None]:
         check_key(key, "metric_key")
-        offset = _page_offset(page_token)
+        offset = offset_of(page_token)
         if max_results is None and not page_token:
             return self.store.metric_points(ref, key), None
-        limit = MAX_HISTORY_PAGE if max_results is None else _int64(max_results, "max_results")
+        limit = MAX_HISTORY_PAGE if max_results is None else int64_field(max_results, "max_results")
         if not 1 <= limit <= MAX_HISTORY_PAGE:
-            raise _invalid("max_results", f"{limit} is out of range: between 1 and {MAX_HISTORY_PAGE}")
+            raise invalid("max_results", f"{limit} is out of range: between 1 and {MAX_HISTORY_PAGE}")
         points = self.store.metric_points(ref, key, offset, limit + 1)
-        token = _page_token(offset + limit) if len(points) > limit else None
+        token = token_for(offset + limit) if len(points) > limit else None
         return points[:limit], token
 
     def latest_metrics(self, ref: RunRef) -> list[dict[str, Any]]:
