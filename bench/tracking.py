@@ -46,6 +46,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.support import ServerProcess, emit_json, fresh_postgres_database  # noqa: E402
 
+from runyard.store.tracking_points import CHECKPOINT_PAGES  # noqa: E402
+
 MLFLOW = "/api/2.0/mlflow"
 TARGETS = {
     "single_calls_per_s": 1000,
@@ -218,6 +220,7 @@ def ceiling(seconds: float) -> float:
         db = sqlite3.connect(os.path.join(d, "raw.db"), isolation_level=None)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
+        db.execute(f"PRAGMA wal_autocheckpoint={CHECKPOINT_PAGES}")  # as runyard's connection for points
         db.execute(RAW_TABLE)
         db.execute('CREATE INDEX ix ON tracking_metrics (run_id, key, step, "timestamp", value, is_nan)')
 

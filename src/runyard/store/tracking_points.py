@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 LATEST = cast(Table, TrackingLatestMetricRow.__table__)
 MAX_SPARES = 4  # PostgreSQL connections kept for metric writes
 FEW_POINTS = 20  # PostgreSQL: up to this many points a write is one statement
+CHECKPOINT_PAGES = 10_000  # SQLite: see _write_points
 MAX_DOUBLE = 1.7976931348623157e308  # what MLflow stores for +-infinity
 
 # A metric point as stored: (key, step, timestamp, value, is_nan); see `point`.
@@ -79,10 +80,17 @@ class MetricPoints(StoreBase):
     def _write_points(self, pk: int, points: Sequence[Point], latest: list[tuple]) -> None:
         """SQLite, metrics alone (a training loop's calls): on a connection kept for it, without the
         pool and the SQLAlchemy layers, which cost more than the insert. Writers still queue on the
-        one writer lock."""
+        one writer lock.
+
+        This connection checkpoints the WAL every CHECKPOINT_PAGES pages rather than SQLite's 1,000: a
+        loop's commits rewrite the same few pages, each copied once a checkpoint, and each checkpoint
+        waits for the disk; commits took half the time. Durability stays SQLite's synchronous=NORMAL:
+        a power cut may take what the OS has not written back yet (seconds of metrics), never more at a
+        low rate, and never anything on a crash of the process."""
         with self._writer:
             if self._points_conn is None:
                 self._points_conn = self.engine.raw_connection()
+                self._points_conn.driver_connection.execute(f"PRAGMA wal_autocheckpoint={CHECKPOINT_PAGES}")
             cursor = self._points_conn.driver_connection.cursor()
             try:
                 cursor.execute("BEGIN IMMEDIATE")
