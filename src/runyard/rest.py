@@ -200,10 +200,14 @@ class Rest:
         return self.send("GET", f"{self._item('runs', run)}/metrics").json()["metrics"]
 
     def metric_history(self, run: str, key: str, max_results: int | None = None) -> Documents:
-        """Every point of one metric ({value, step, timestamp}), by step then time."""
+        """Every point of one metric ({key, value, step, timestamp}), by step then time."""
         params = {"maxResults": str(max_results)} if max_results is not None else None
         url = f"{self._item('runs', run)}/metrics/{urllib.parse.quote(key, safe='')}"
-        return self.send("GET", url, params=params).json()["history"]
+        points = self.send("GET", url, params=params).json()["metrics"]
+        for point in points:
+            if type(point["value"]) is str:  # "NaN", as MLflow's JSON writes it
+                point["value"] = float(point["value"])
+        return points
 
     def tracking(self, run: str) -> Document:
         """The run's tracked data: runId, experiment, status, params, tags and the latest metrics."""

@@ -42,4 +42,4 @@ def python(code: str, env: dict[str, str], timeout: float = 60) -> subprocess.Co
 def history(api: httpx.Client, run: str, key: str) -> list[dict]:
     resp = api.get(f"/runs/{run}/metrics/{key}")
     assert resp.status_code == 200, resp.text
-    return resp.json()["history"]
+    return resp.json()["metrics"]

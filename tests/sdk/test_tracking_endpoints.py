@@ -50,6 +50,8 @@ def test_nan_and_infinities_are_kept_as_mlflow_keeps_them(srv):
     latest = {m["key"]: m["value"] for m in api.get("/runs/special/metrics").json()["metrics"]}
     assert math.isnan(latest["n"])
     assert latest["p"] == 1.7976931348623157e308 and latest["m"] == -1.7976931348623157e308
+    nan = api.get("/runs/special/metrics/n").json()  # MLflow's get-history answer, with the key
+    assert nan["key"] == "n" and [(p["key"], p["value"]) for p in nan["metrics"]] == [("n", "NaN")]
 
 
 def test_a_history_comes_by_step_and_pages(srv):
@@ -59,11 +61,11 @@ def test_a_history_comes_by_step_and_pages(srv):
     api.post("/runs/paged/tracking", json={"metrics": points})
     assert [p["step"] for p in history(api, "paged", "acc/top-1")] == list(range(25))
     first = api.get("/runs/paged/metrics/acc/top-1", params={"maxResults": 10}).json()
-    assert [p["step"] for p in first["history"]] == list(range(10)) and first["key"] == "acc/top-1"
+    assert [p["step"] for p in first["metrics"]] == list(range(10)) and first["key"] == "acc/top-1"
     rest = api.get(
         "/runs/paged/metrics/acc/top-1", params={"maxResults": 20, "pageToken": first["nextPageToken"]}
     ).json()
-    assert [p["step"] for p in rest["history"]] == list(range(10, 25)) and "nextPageToken" not in rest
+    assert [p["step"] for p in rest["metrics"]] == list(range(10, 25)) and "nextPageToken" not in rest
 
 
 def test_runs_are_searched_and_sorted_in_mlflows_syntax(srv):

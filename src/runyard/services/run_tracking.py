@@ -1,21 +1,28 @@
 """runyard's own tracking use cases, over the Tracking service: the SDK's write path (a batch of up to
-10,000 metrics, all or nothing), opening and ending tracking-only runs, and the shapes the CLI reads."""
+10,000 metrics, all or nothing), opening and ending tracking-only runs, the shapes the CLI reads, and
+the few MLflow writes the service leaves to its callers (an experiment tag's removal, update-run's
+respect of a stop)."""
 
 from __future__ import annotations
 
 import json
 import time
+import uuid
 from typing import Any
 
+from sqlalchemy import delete, select
+
 from runyard.core.errors import Conflict, FieldError, Invalid, NotFound
+from runyard.core.phases import Phase
 from runyard.core.resources import Run, check_name
 from runyard.services.tracking import Tracking
 from runyard.store import RunRef, Store
+from runyard.store.tracking import ACTIVE, EXPERIMENT_TAGS, RESOURCES
 
 MAX_METRICS = 10_000  # per write: a tenth of a second of a fast loop's points, about 1 MB of JSON
 END_STATUSES = ("FINISHED", "FAILED", "KILLED")
-JSON_SPECIAL = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
 BODY_KEYS = {"metrics", "params", "tags"}
+NEXT_TOKEN = b',"next_page_token":'
 
 
 def _bad(field: str, reason: str) -> Invalid:
@@ -103,6 +110,39 @@ def end_run(tracking: Tracking, store: Store, ref: RunRef, body: Any) -> dict[st
     return run_document(store, ref)
 
 
+def update_run(
+    tracking: Tracking,
+    store: Store,
+    ref: RunRef,
+    status: str | None,
+    end_time: int | None,
+    run_name: str | None,
+) -> dict[str, Any]:
+    """MLflow's update-run. A tracking-only run stopped by `runyard stop` (Cancelled) stays Cancelled
+    with the stop's end time: its client's end_run (or a resume) that comes after changes only its name."""
+    if status is not None and ref.tracking_only and _phase(store, ref) == Phase.CANCELLED:
+        status, end_time = None, None
+    return tracking.update_run(ref, status, end_time, run_name)
+
+
+def _phase(store: Store, ref: RunRef) -> Phase:
+    return store.get(Run, ref.project, ref.name).status.phase
+
+
+def delete_experiment_tag(tracking: Tracking, scope: str, experiment_id: str, key: str) -> None:
+    """MLflow's delete-experiment-tag: the experiment must be active and have the tag."""
+    experiment = tracking.get_experiment(scope, experiment_id)
+    if experiment["lifecycle_stage"] != ACTIVE:
+        reason = "the experiment is deleted"
+        raise Invalid("The experiment must be in the 'active' state.", [FieldError("experiment_id", reason)])
+    if not any(t["key"] == key for t in experiment["tags"]):
+        raise NotFound(f"No tag with name: {key} in experiment with id {experiment_id}")
+    tags = EXPERIMENT_TAGS.c
+    where = (tags.experiment_id == int(experiment["experiment_id"])) & (tags.key == key)
+    with tracking.store.connect(write=True) as conn:
+        conn.execute(delete(EXPERIMENT_TAGS).where(where))
+
+
 def run_document(store: Store, ref: RunRef) -> dict[str, Any]:
     return _document(store.get(Run, ref.project, ref.name), ref)
 
@@ -130,20 +170,15 @@ def _point(m: dict[str, Any]) -> dict[str, Any]:
     return {"value": m["value"], "step": m["step"], "timestamp": m["timestamp"]}
 
 
-def history_json(tracking: Tracking, ref: RunRef, key: str, limit: int | None, token: str | None) -> str:
-    """{key, history: [{value, step, timestamp}], nextPageToken?} as JSON, formatted directly: a
-    100,000-point history is a chart's everyday read, and dicts through json.dumps cost twice as much."""
-    points, next_token = tracking.metric_history(ref, key, max_results=limit, page_token=token)
-    body = ",".join(
-        f'{{"value":{_number(p["value"])},"step":{p["step"]},"timestamp":{p["timestamp"]}}}' for p in points
-    )
-    tail = f',"nextPageToken":{json.dumps(next_token)}' if next_token else ""
-    return f'{{"key":{json.dumps(key)},"history":[{body}]{tail}}}'
-
-
-def _number(value: float) -> str:
-    text = repr(value)
-    return JSON_SPECIAL[text] if text[-1] in "nf" else text  # nan, inf, -inf as Python's json writes them
+def history_json(tracking: Tracking, ref: RunRef, key: str, limit: int | None, token: str | None) -> bytes:
+    """MLflow's get-history answer with the metric's key: {key, metrics: [{key, value, timestamp, step}],
+    nextPageToken?}, NaN as "NaN". Served from the body the MLflow route serves (a whole history is kept
+    encoded until a point is added), so a 100,000-point read builds no object per point."""
+    body = tracking.metric_history_json(ref, key, limit, token)
+    if body.endswith(b'"}'):  # a page with a next one: its token, named as runyard's own answers name it
+        at = body.rfind(NEXT_TOKEN)
+        body = body[:at] + b',"nextPageToken":' + body[at + len(NEXT_TOKEN) :]
+    return b'{"key":' + json.dumps(key).encode() + b"," + body[1:]
 
 
 def search(
@@ -168,22 +203,29 @@ def search(
     found, next_token = tracking.search_runs(
         project, ids, filter=filter, max_results=limit, order_by=order_by, page_token=token
     )
-    runs = [_listed(tracking, store, r, names) for r in found]
+    resources = _names_and_phases(store, [str(uuid.UUID(r["info"]["run_id"])) for r in found])
+    found = [r for r in found if r["info"]["run_id"] in resources]  # those not deleted meanwhile
+    runs = [_listed(r, resources, names) for r in found]
     return {"runs": runs, "nextPageToken": next_token}
 
 
-PHASE_OF_STATUS = {"RUNNING": "Running", "FINISHED": "Succeeded", "FAILED": "Failed", "KILLED": "Cancelled"}
+def _names_and_phases(store: Store, uids: list[str]) -> dict[str, tuple[str, str]]:
+    """{uid (hex): (name, phase)} of these Runs, in a query per 500 rather than a lookup per run."""
+    out: dict[str, tuple[str, str]] = {}
+    columns = (RESOURCES.c.uid, RESOURCES.c.name, RESOURCES.c.phase)
+    with store.connect() as conn:
+        for i in range(0, len(uids), 500):
+            rows = conn.execute(select(*columns).where(RESOURCES.c.uid.in_(uids[i : i + 500])))
+            out |= {uid.replace("-", ""): (name, phase) for uid, name, phase in rows}
+    return out
 
 
-def _listed(tracking: Tracking, store: Store, run: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
+def _listed(run: dict[str, Any], resources: dict[str, tuple[str, str]], names: dict) -> dict[str, Any]:
     info, data = run["info"], run["data"]
-    ref = tracking.run(info["run_id"])
-    phase = PHASE_OF_STATUS.get(info["status"])
-    if phase is None:  # SCHEDULED: Pending, Queued or Starting, which only the Run says
-        phase = store.get(Run, ref.project, ref.name).status.phase.value
+    name, phase = resources[info["run_id"]]
     return {
-        "name": ref.name,
-        "runId": ref.run_id,
+        "name": name,
+        "runId": info["run_id"],
         "phase": phase,
         "status": info["status"],
         "experiment": names.get(str(info["experiment_id"]), str(info["experiment_id"])),

@@ -39,7 +39,8 @@ def metric_history(
     s: AppState = STATE,
     who: Principal = READ,
 ) -> Response:
-    """A metric's points by step then time: {key, history: [{value, step, timestamp}], nextPageToken?}."""
+    """A metric's points by step then time, as MLflow's get-history answers with the key beside them:
+    {key, metrics: [{key, value, timestamp, step}], nextPageToken?}; a NaN is "NaN"."""
     ref = s.tracking.run_by_name(project, name)
     body = svc.history_json(s.tracking, ref, key, maxResults, pageToken)
     return Response(body, media_type="application/json")
