@@ -9,9 +9,11 @@ import httpx
 import mlflow.data
 import pandas as pd
 import pytest
-from mlflow.entities import Metric, Param, RunTag, ViewType
+from mlflow.entities import LoggedModelOutput, Metric, Param, RunTag, ViewType
 from mlflow.exceptions import MlflowException
-from tests.support import API
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+from tests.support import API, wait_phase
 
 import mlflow
 from mlflow import MlflowClient
@@ -314,3 +316,74 @@ def test_inputs_nested_runs_and_the_fluent_search(tracking_server, use_server, u
         experiment_names=[name], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
     )
     assert list(children["run_id"]) == [child.info.run_id]
+
+
+def test_metrics_logged_for_a_model_are_the_models_and_its_run_lists_it(tracking_server, use_server, unique):
+    use_server(tracking_server)
+    mlflow.set_experiment(unique("model-metrics"))
+    client = MlflowClient()
+    with mlflow.start_run() as run:
+        model = mlflow.initialize_logged_model(name="net")
+        mlflow.log_metric("acc", 0.75, step=1, model_id=model.model_id)  # log-metric
+        mlflow.log_metric("acc", 0.5, step=0, model_id=model.model_id)  # older: not the latest
+        on_val = Metric(
+            "loss", 0.25, 1000, 2, model_id=model.model_id, dataset_name="val", dataset_digest="d1"
+        )
+        client.log_batch(run.info.run_id, metrics=[on_val, Metric("plain", 1.0, 1000, 0)])  # log-batch
+        client.log_outputs(run.info.run_id, [LoggedModelOutput(model.model_id, step=3)])
+    got = {(m.key, m.dataset_name): m.value for m in mlflow.get_logged_model(model.model_id).metrics}
+    assert got == {("acc", None): 0.75, ("loss", "val"): 0.25}
+    outputs = client.get_run(run.info.run_id).outputs.model_outputs
+    assert [(o.model_id, o.step) for o in outputs] == [(model.model_id, 3)]
+    assert client.get_run(run.info.run_id).data.metrics == {"acc": 0.75, "loss": 0.25, "plain": 1.0}
+
+
+def test_sklearn_autolog_metrics_reach_its_logged_model(tracking_server, use_server, unique):
+    use_server(tracking_server)
+    mlflow.set_experiment(unique("autolog"))
+    mlflow.sklearn.autolog()
+    try:
+        X, y = load_iris(return_X_y=True)
+        with mlflow.start_run() as run:
+            LogisticRegression(max_iter=300).fit(X, y)
+    finally:
+        mlflow.sklearn.autolog(disable=True)
+    model = mlflow.last_logged_model()
+    assert model is not None and model.source_run_id == run.info.run_id
+    metrics = {m.key for m in mlflow.get_logged_model(model.model_id).metrics}
+    assert "training_accuracy_score" in metrics
+    outputs = MlflowClient().get_run(run.info.run_id).outputs.model_outputs
+    assert [o.model_id for o in outputs] == [model.model_id]
+
+
+def test_delete_experiment_tag(tracking_server, use_server, unique):
+    use_server(tracking_server)
+    client = MlflowClient()
+    exp_id = client.create_experiment(unique("tags"), tags={"team": "cv", "stage": "one"})
+    client.delete_experiment_tag(exp_id, "stage")
+    assert client.get_experiment(exp_id).tags == {"team": "cv"}
+    with pytest.raises(MlflowException) as missing:
+        client.delete_experiment_tag(exp_id, "stage")
+    assert error_code(missing) == "RESOURCE_DOES_NOT_EXIST"
+    client.delete_experiment(exp_id)
+    with pytest.raises(MlflowException) as deleted:
+        client.delete_experiment_tag(exp_id, "team")
+    assert error_code(deleted) == "INVALID_PARAMETER_VALUE"
+
+
+def test_a_run_stopped_by_runyard_stays_cancelled_when_its_client_ends_it(
+    tracking_server, use_server, unique
+):
+    use_server(tracking_server)
+    client = MlflowClient()
+    name = unique("stopped")
+    run = client.create_run("0", run_name=name)
+    api = tracking_server.api()
+    assert api.post(f"/runs/{name}/stop").status_code == 200
+    wait_phase(api, name, {"Cancelled"}, timeout=10)
+    ended = client.get_run(run.info.run_id).info.end_time
+    client.set_terminated(run.info.run_id, "FINISHED")  # the client's end_run, after the stop
+    client.update_run(run.info.run_id, status="RUNNING", name=name + "-renamed")  # or a resume
+    got = client.get_run(run.info.run_id).info
+    assert (got.status, got.end_time, got.run_name) == ("KILLED", ended, name + "-renamed")
+    assert api.get(f"/runs/{name}").json()["status"]["phase"] == "Cancelled"

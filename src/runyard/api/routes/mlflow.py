@@ -26,7 +26,9 @@ from starlette.types import Receive, Scope, Send
 from runyard.api.deps import Guard, bearer, state
 from runyard.api.errors import BadRequest
 from runyard.core.errors import FieldError, Invalid
+from runyard.services import run_tracking
 from runyard.services.auth import Access, Principal, authenticate, cached_principal
+from runyard.services.logged_models import LoggedModels
 from runyard.services.tracking import RunRef, Tracking
 
 router = APIRouter()
@@ -383,6 +385,19 @@ async def _experiment_verb(request: Request, who: Principal, verb: Callable[...,
     return await _answer(work)
 
 
+@router.post("/experiments/delete-experiment-tag")
+async def delete_experiment_tag(request: Request, who: Principal = WRITE) -> Response:
+    f = await Fields.of(request)
+    experiment_id, key = f.text("experiment_id", required=True), f.text("key", required=True)
+    t = _tracking(request)
+
+    def work() -> None:
+        _experiment(t, who, experiment_id, Access.WRITE)
+        run_tracking.delete_experiment_tag(t, _scope(who), experiment_id, key)
+
+    return await _answer(work)
+
+
 @router.post("/experiments/set-experiment-tag")
 async def set_experiment_tag(request: Request, who: Principal = WRITE) -> Response:
     f = await Fields.of(request)
@@ -421,7 +436,7 @@ async def update_run(request: Request, who: Principal = WRITE) -> Response:
 
     def work() -> dict:
         ref = _run(t, who, run_id, Access.WRITE)
-        return {"run_info": t.update_run(ref, status, end_time, run_name)}
+        return {"run_info": run_tracking.update_run(t, t.store, ref, status, end_time, run_name)}
 
     return await _answer(work)
 
@@ -430,7 +445,13 @@ async def update_run(request: Request, who: Principal = WRITE) -> Response:
 async def get_run(request: Request, who: Principal = READ) -> Response:
     f = await Fields.of(request)
     run_id, t = f.run_id(), _tracking(request)
-    return await _answer(lambda: {"run": t.get_run(_run(t, who, run_id, Access.READ))})
+
+    def work() -> dict:
+        ref = _run(t, who, run_id, Access.READ)
+        outputs = {"model_outputs": LoggedModels(t.store, t).outputs(ref)}  # MLflow 3's logged models
+        return {"run": {**t.get_run(ref), "outputs": outputs}}
+
+    return await _answer(work)
 
 
 @router.post("/runs/delete")
@@ -481,10 +502,15 @@ async def log_metric(request: Request, who: Principal = WRITE) -> Response:
     f = await Fields.of(request)
     run_id, key, value = f.run_id(), f.text("key", required=True), f.number("value")
     timestamp, step = f.integer("timestamp", required=True), f.integer("step", default=0)
-    t = _tracking(request)
+    model_id, t = f.text("model_id"), _tracking(request)
 
     def work() -> None:
-        t.log_metric(_run(t, who, run_id, Access.WRITE), key, value, timestamp, step)
+        ref = _run(t, who, run_id, Access.WRITE)
+        t.log_metric(ref, key, value, timestamp, step)
+        if model_id:
+            metric = {"key": key, "value": value, "timestamp": timestamp, "step": step, "model_id": model_id}
+            metric |= {"dataset_name": f.text("dataset_name"), "dataset_digest": f.text("dataset_digest")}
+            LoggedModels(t.store, t).link_metrics(ref, [metric])
 
     return await _answer(work, small_write=t)
 
@@ -495,7 +521,14 @@ async def log_batch(request: Request, who: Principal = WRITE) -> Response:
     # each metric is checked by the service, in one pass with the write's own (a batch of 1,000 is hot)
     run_id, metrics = f.run_id(), f.objects("metrics")
     params, tags, t = f.key_values("params"), f.key_values("tags"), _tracking(request)
-    return await _answer(lambda: t.log_batch(_run(t, who, run_id, Access.WRITE), metrics, params, tags))
+
+    def work() -> None:
+        ref = _run(t, who, run_id, Access.WRITE)
+        t.log_batch(ref, metrics, params, tags)
+        if any(m.get("model_id") for m in metrics):  # MLflow 3: metrics of a logged model, too
+            LoggedModels(t.store, t).link_metrics(ref, metrics)
+
+    return await _answer(work)
 
 
 @router.post("/runs/log-parameter")
