@@ -349,6 +349,7 @@ class ResourceStore(ChangeFeed, TrackingStore):
             s.execute(delete(IdempotencyRow).where(IdempotencyRow.uid == uid))
             if row.kind == "Run":
                 self._remove_tracking_run(s, uid)
+        self._run_refs.pop(uid.replace("-", ""), None)  # again: a reader may have cached it meanwhile
 
     def _locked(self, s: DBSession, uid: str | None, expect: int | None, kind: str, name: str) -> ResourceRow:
         # FOR UPDATE: on PostgreSQL two writers must not both pass the version check (SQLite's
