@@ -503,14 +503,15 @@ async def log_metric(request: Request, who: Principal = WRITE) -> Response:
     run_id, key, value = f.run_id(), f.text("key", required=True), f.number("value")
     timestamp, step = f.integer("timestamp", required=True), f.integer("step", default=0)
     model_id, t = f.text("model_id"), _tracking(request)
+    # MLflow 3: a metric of a logged model (on a dataset) counts for the model too
+    dataset = {"dataset_name": f.text("dataset_name"), "dataset_digest": f.text("dataset_digest")}
 
     def work() -> None:
         ref = _run(t, who, run_id, Access.WRITE)
         t.log_metric(ref, key, value, timestamp, step)
         if model_id:
             metric = {"key": key, "value": value, "timestamp": timestamp, "step": step, "model_id": model_id}
-            metric |= {"dataset_name": f.text("dataset_name"), "dataset_digest": f.text("dataset_digest")}
-            LoggedModels(t.store, t).link_metrics(ref, [metric])
+            LoggedModels(t.store, t).link_metrics(ref, [metric | dataset])
 
     return await _answer(work, small_write=t)
 
