@@ -81,8 +81,14 @@ class Conn:
 
     def call(self, method: str, path: str, body: dict | bytes | None = None) -> bytes:
         data = json.dumps(body).encode() if isinstance(body, dict) else body
-        self.conn.request(method, MLFLOW + path, body=data, headers=self.headers)
-        resp = self.conn.getresponse()
+        try:
+            self.conn.request(method, MLFLOW + path, body=data, headers=self.headers)
+            resp = self.conn.getresponse()
+        except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+            # the server closed the kept-alive connection between two calls: once more, on a new one
+            self.conn.close()
+            self.conn.request(method, MLFLOW + path, body=data, headers=self.headers)
+            resp = self.conn.getresponse()
         out = resp.read()
         if resp.status != 200:
             raise RuntimeError(f"{method} {path}: {resp.status} {out[:300]!r}")
