@@ -342,3 +342,14 @@ def test_uploads_a_crash_cut_short_are_swept_when_the_store_opens_again(tmp_path
     os.utime(stale, (two_days_ago, two_days_ago))
     ArtifactStore(str(tmp_path / "root"), max_bytes=10)
     assert not stale.exists() and fresh.exists()
+
+
+def test_removing_a_runs_folder_never_reaches_into_another_project(tmp_path):
+    """An experiment's artifact_location may name another project's folder (`mlflow-artifacts:/other/…`):
+    deleting a run of it must not delete files there."""
+    store = ArtifactStore(str(tmp_path), max_bytes=100)
+    asyncio.run(store.save("victim", "exp/0123/artifacts/model.bin", _chunks(b"weights")))
+    store.remove_uri("mlflow-artifacts:/victim/exp/0123", project="attacker")
+    assert store.size("victim", "exp/0123/artifacts/model.bin") == 7
+    store.remove_uri("mlflow-artifacts:/victim/exp/0123", project="victim")
+    assert store.list("victim", "exp") == []

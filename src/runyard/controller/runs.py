@@ -344,7 +344,7 @@ def _finalize_deleted(ctx: Context, run: Run) -> float | None:
             ctx.runtime.cleanup(handle)
     ref = ctx.store.tracked_run(run.uid)
     if ref is not None:
-        ctx.artifacts.remove_uri(ref.artifact_uri.removesuffix("/artifacts"))  # the run's folder
+        ctx.artifacts.remove_uri(ref.artifact_uri.removesuffix("/artifacts"), run.metadata.project)
     ctx.store.revoke_run_tokens(run.uid)
     ctx.store.delete(run.uid)
     ctx.notifier.touch(run.uid)

@@ -236,10 +236,11 @@ class ArtifactStore:
         except FileNotFoundError:
             pass
 
-    def remove_uri(self, artifact_uri: str) -> None:
-        """Delete what `artifact_uri` names when it is kept here (a run's or a model's artifacts)."""
+    def remove_uri(self, artifact_uri: str, project: str) -> None:
+        """Delete what `artifact_uri` names when it is kept here in `project` (a run's or a model's
+        artifacts). An experiment's artifact_location may name another project's folder: never touched."""
         where = locate(artifact_uri)
-        if where is not None:
+        if where is not None and where[0] == project:
             self.remove(*where)
 
 
