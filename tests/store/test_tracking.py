@@ -265,6 +265,16 @@ def test_experiments_are_named_uniquely_per_project_and_0_is_the_callers_default
         tracking.get_experiment("default", "999999")
 
 
+def test_an_experiment_may_keep_artifacts_only_in_its_own_projects_folder(tracking):
+    """Else deleting its runs would remove files of the project its location names."""
+    with pytest.raises(Invalid, match="inside project 'attacker'"):
+        tracking.create_experiment("attacker", "steal", artifact_location="mlflow-artifacts:/victim/x")
+    own = tracking.create_experiment("attacker", "own", artifact_location="mlflow-artifacts:/attacker/x")
+    assert tracking.get_experiment("attacker", own)["artifact_location"] == "mlflow-artifacts:/attacker/x"
+    elsewhere = tracking.create_experiment("attacker", "s3", artifact_location="s3://bucket/x")
+    assert tracking.get_experiment("attacker", elsewhere)["artifact_location"] == "s3://bucket/x"
+
+
 def test_deleting_an_experiment_deletes_its_runs_softly_and_restoring_brings_them_back(store, tracking):
     exp = tracking.create_experiment("default", "e")
     ref = tracking.run(tracking.create_run("default", exp)["info"]["run_id"])

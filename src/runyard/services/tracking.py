@@ -21,6 +21,7 @@ from runyard.core.errors import Conflict, NotFound
 from runyard.core.kinds import name_problem
 from runyard.core.phases import Phase
 from runyard.core.resources import ObjectMeta, Run, RunSpec, RunStatus
+from runyard.services.artifacts import SCHEME, locate
 from runyard.services.tracking_rules import (
     MAX_DATASET_DIGEST,
     MAX_DATASET_NAME,
@@ -230,6 +231,12 @@ class Tracking:
             pairs.append((key, text_field(t.get("value"), f"tags[{i}].value", MAX_EXPERIMENT_TAG_VAL_LENGTH)))
         if artifact_location is not None and not isinstance(artifact_location, str):
             raise invalid("artifact_location", "must be a string")
+        if artifact_location and artifact_location.startswith(SCHEME):
+            where = locate(artifact_location)
+            if where is None or where[0] != project:
+                raise invalid(
+                    "artifact_location", f"an mlflow-artifacts location must be inside project {project!r}"
+                )
         self.store.ensure_project(project)
         return str(self.store.add_experiment(project, name, artifact_location or None, pairs))
 
