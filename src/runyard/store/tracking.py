@@ -213,15 +213,7 @@ class TrackingStore(MetricPoints):
         )
         found = conn.execute(q).scalar()
         if found is None:
-            t = ms()
-            values = {
-                "project": project,
-                "name": DEFAULT_EXPERIMENT,
-                "artifact_location": None,
-                "lifecycle_stage": ACTIVE,
-                "creation_time": t,
-                "last_update_time": t,
-            }
+            values = _new_experiment(project, DEFAULT_EXPERIMENT, None)
             dialect_insert = sqlite.insert if self.is_sqlite else postgresql.insert
             conn.execute(dialect_insert(EXPERIMENTS).values(values).on_conflict_do_nothing())
             found = conn.execute(q).scalar_one()
@@ -253,15 +245,7 @@ class TrackingStore(MetricPoints):
     def add_experiment(
         self, project: str, name: str, artifact_location: str | None, tags: Iterable[tuple[str, str]]
     ) -> int:
-        t = ms()
-        values = {
-            "project": project,
-            "name": name,
-            "artifact_location": artifact_location,
-            "lifecycle_stage": ACTIVE,
-            "creation_time": t,
-            "last_update_time": t,
-        }
+        values = _new_experiment(project, name, artifact_location)
         try:
             with self.connect(write=True) as conn:
                 exp_id = conn.execute(
@@ -629,3 +613,15 @@ class TrackingStore(MetricPoints):
 def _chunks(items: list[int], size: int) -> Iterable[list[int]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
+
+
+def _new_experiment(project: str, name: str, artifact_location: str | None) -> dict[str, Any]:
+    t = ms()
+    return {
+        "project": project,
+        "name": name,
+        "artifact_location": artifact_location,
+        "lifecycle_stage": ACTIVE,
+        "creation_time": t,
+        "last_update_time": t,
+    }
