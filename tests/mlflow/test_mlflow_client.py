@@ -356,6 +356,20 @@ def test_sklearn_autolog_metrics_reach_its_logged_model(tracking_server, use_ser
     assert [o.model_id for o in outputs] == [model.model_id]
 
 
+def test_log_model_links_the_runs_metrics_without_writing_them_twice(tracking_server, use_server, unique):
+    """log_model logs the run's metrics of its step again, with the model's id; as in MLflow (one row per
+    identical point) the run's history keeps each point once, and the model gets the metric."""
+    use_server(tracking_server)
+    mlflow.set_experiment(unique("relog"))
+    X, y = load_iris(return_X_y=True)
+    with mlflow.start_run() as run:
+        mlflow.log_metric("acc", 0.9, step=0)
+        info = mlflow.sklearn.log_model(LogisticRegression(max_iter=300).fit(X, y), name="m")
+    history = MlflowClient().get_metric_history(run.info.run_id, "acc")
+    assert [(m.value, m.step) for m in history] == [(0.9, 0)]
+    assert {m.key: m.value for m in mlflow.get_logged_model(info.model_id).metrics} == {"acc": 0.9}
+
+
 def test_delete_experiment_tag(tracking_server, use_server, unique):
     use_server(tracking_server)
     client = MlflowClient()

@@ -129,6 +129,30 @@ def _phase(store: Store, ref: RunRef) -> Phase:
     return store.get(Run, ref.project, ref.name).status.phase
 
 
+def without_relogged_points(tracking: Tracking, ref: RunRef, metrics: list[Any]) -> list[Any]:
+    """MLflow 3's log_model logs the run's metrics again, with the model's id: MLflow keeps one row per
+    identical point, so a point already in the run's history is not written twice. Only metrics that carry
+    a model_id are checked (a plain batch is hot and never re-logs)."""
+    seen: dict[str, set[tuple[float, int, int]]] = {}
+    kept = []
+    for m in metrics:
+        if isinstance(m, dict) and m.get("model_id") and isinstance(m.get("key"), str):
+            try:
+                point = (float(m["value"]), int(m["timestamp"]), int(m.get("step") or 0))
+            except (KeyError, TypeError, ValueError):
+                point = None  # malformed: the service refuses it, naming the field
+            if point is not None and point[0] == point[0]:  # NaN never equals a stored point
+                key = m["key"]
+                if key not in seen:
+                    seen[key] = {
+                        (v, ts, st) for v, ts, st in tracking.store.metric_points(ref, key) if v is not None
+                    }
+                if point in seen[key]:
+                    continue
+        kept.append(m)
+    return kept
+
+
 def delete_experiment_tag(tracking: Tracking, scope: str, experiment_id: str, key: str) -> None:
     """MLflow's delete-experiment-tag: the experiment must be active and have the tag."""
     experiment = tracking.get_experiment(scope, experiment_id)

@@ -525,8 +525,11 @@ async def log_batch(request: Request, who: Principal = WRITE) -> Response:
 
     def work() -> None:
         ref = _run(t, who, run_id, Access.WRITE)
-        t.log_batch(ref, metrics, params, tags)
-        if any(m.get("model_id") for m in metrics):  # MLflow 3: metrics of a logged model, too
+        for_model = any(isinstance(m, dict) and m.get("model_id") for m in metrics)
+        t.log_batch(
+            ref, run_tracking.without_relogged_points(t, ref, metrics) if for_model else metrics, params, tags
+        )
+        if for_model:  # MLflow 3: metrics of a logged model, too
             LoggedModels(t.store, t).link_metrics(ref, metrics)
 
     return await _answer(work)
