@@ -19,6 +19,7 @@ from runyard.core.resources import Attempt, Run
 from runyard.runtime.base import AttemptState, Handle, LaunchError, LaunchSpec, Observed, SupportsGPUs
 from runyard.services.auth import issue_token
 from runyard.store import EventSpec
+from runyard.store.tracking import run_hex
 
 
 def reconcile_run(ctx: Context, run: Run) -> float | None:
@@ -142,8 +143,8 @@ def _mlflow_env(ctx: Context, run: Run, token: str) -> dict[str, str]:
     if "MLFLOW_TRACKING_URI" in run.spec.env:
         return {}
     ref = ctx.store.tracked_run(run.uid)
-    hex_id = run.uid.replace("-", "")
-    env = {"MLFLOW_TRACKING_URI": ctx.api_url, "MLFLOW_TRACKING_TOKEN": token, "MLFLOW_RUN_ID": hex_id}
+    env = {"MLFLOW_TRACKING_URI": ctx.api_url, "MLFLOW_TRACKING_TOKEN": token}
+    env["MLFLOW_RUN_ID"] = run_hex(run.uid)
     return {**env, "MLFLOW_EXPERIMENT_ID": ref.experiment_id} if ref else env
 
 

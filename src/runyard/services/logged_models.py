@@ -12,7 +12,6 @@ import json
 import math
 import re
 import secrets
-import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -22,6 +21,7 @@ from runyard.services.tracking import RunRef, Tracking
 from runyard.store import Store
 from runyard.store.logged_models import LoggedModelStore
 from runyard.store.tables import LoggedModelMetricRow, LoggedModelRow
+from runyard.store.tracking import ms
 
 PENDING, READY, FAILED = "LOGGED_MODEL_PENDING", "LOGGED_MODEL_READY", "LOGGED_MODEL_UPLOAD_FAILED"
 STATUSES = {1: PENDING, 2: READY, 3: FAILED}
@@ -32,10 +32,6 @@ BAD_NAME_CHARS = ("/", ":", ".", "%", '"', "'")
 HISTORY_TAG = "mlflow.log-model.history"  # a run's list of the models logged in it (MLflow 2's record)
 ADJECTIVES = ("able", "bold", "brave", "calm", "clever", "eager", "gentle", "keen", "lucid", "merry")
 NOUNS = ("badger", "crane", "finch", "heron", "lynx", "otter", "panda", "raven", "seal", "wren")
-
-
-def _ms() -> int:
-    return int(time.time() * 1000)
 
 
 def _bad(field: str, reason: str) -> Invalid:
@@ -129,7 +125,7 @@ class LoggedModels:
                 raise _bad("source_run_id", f"run {source_run_id} is not in project {project!r}")
             run_id = run.run_id
         model_id = "m-" + secrets.token_hex(16)
-        now = _ms()
+        now = ms()
         row = LoggedModelRow(
             model_id=model_id,
             project=project,
@@ -160,7 +156,7 @@ class LoggedModels:
     def _change(self, model_id: str, edit) -> dict:
         def stamped(row: LoggedModelRow) -> None:
             edit(row)
-            row.last_updated_timestamp_ms = _ms()
+            row.last_updated_timestamp_ms = ms()
 
         self.row(model_id)
         row = self.rows.change(model_id, stamped)

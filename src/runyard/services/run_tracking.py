@@ -6,7 +6,6 @@ respect of a stop)."""
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from typing import Any
 
@@ -17,7 +16,7 @@ from runyard.core.phases import Phase
 from runyard.core.resources import Run, check_name
 from runyard.services.tracking import Tracking
 from runyard.store import RunRef, Store
-from runyard.store.tracking import ACTIVE, EXPERIMENT_TAGS, RESOURCES
+from runyard.store.tracking import ACTIVE, EXPERIMENT_TAGS, RESOURCES, ms, run_hex
 
 MAX_METRICS = 10_000  # per write: a tenth of a second of a fast loop's points, about 1 MB of JSON
 END_STATUSES = ("FINISHED", "FAILED", "KILLED")
@@ -27,10 +26,6 @@ NEXT_TOKEN = b',"next_page_token":'
 
 def _bad(field: str, reason: str) -> Invalid:
     return Invalid("invalid tracking data", [FieldError(field, reason)])
-
-
-def _ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def _pairs(body: dict, name: str) -> list[dict[str, str]]:
@@ -55,7 +50,7 @@ def log_data(tracking: Tracking, ref: RunRef, body: Any) -> None:
     metrics = body.get("metrics") or []
     if not isinstance(metrics, list):
         raise _bad("metrics", "must be a list")
-    stamp = _ms()
+    stamp = ms()
     for m in metrics:  # a timestamp may go unsaid here, unlike in MLflow's API; log_batch checks the rest
         if isinstance(m, dict) and m.get("timestamp") is None:
             m["timestamp"] = stamp
@@ -106,7 +101,7 @@ def end_run(tracking: Tracking, store: Store, ref: RunRef, body: Any) -> dict[st
     run = store.get(Run, ref.project, ref.name)
     if run.status.phase.is_terminal():  # stopped meanwhile (`runyard stop`): the stop stands
         return _document(run, ref)
-    tracking.update_run(ref, status=status, end_time=_ms())
+    tracking.update_run(ref, status=status, end_time=ms())
     return run_document(store, ref)
 
 
@@ -240,7 +235,7 @@ def _names_and_phases(store: Store, uids: list[str]) -> dict[str, tuple[str, str
     with store.connect() as conn:
         for i in range(0, len(uids), 500):
             rows = conn.execute(select(*columns).where(RESOURCES.c.uid.in_(uids[i : i + 500])))
-            out |= {uid.replace("-", ""): (name, phase) for uid, name, phase in rows}
+            out |= {run_hex(uid): (name, phase) for uid, name, phase in rows}
     return out
 
 

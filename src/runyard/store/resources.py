@@ -41,7 +41,7 @@ from runyard.store.documents import COLUMNS as DOCUMENT_COLUMNS
 from runyard.store.documents import Document, document
 from runyard.store.events import EVENTS, event_row, event_values
 from runyard.store.tables import EventRow, IdempotencyRow, ResourceRow, TokenRow, TrackingRunRow
-from runyard.store.tracking import RunInit, TrackingStore
+from runyard.store.tracking import RunInit, TrackingStore, run_hex
 
 TERMINAL_PHASES = [p.value for p in TERMINAL]
 RESOURCES = cast(Table, ResourceRow.__table__)
@@ -349,7 +349,7 @@ class ResourceStore(ChangeFeed, TrackingStore):
             s.execute(delete(IdempotencyRow).where(IdempotencyRow.uid == uid))
             if row.kind == "Run":
                 self._remove_tracking_run(s, uid)
-        self._run_refs.pop(uid.replace("-", ""), None)  # again: a reader may have cached it meanwhile
+        self._run_refs.pop(run_hex(uid), None)  # again: a reader may have cached it meanwhile
 
     def _locked(self, s: DBSession, uid: str | None, expect: int | None, kind: str, name: str) -> ResourceRow:
         # FOR UPDATE: on PostgreSQL two writers must not both pass the version check (SQLite's
