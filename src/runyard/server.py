@@ -24,7 +24,7 @@ from runyard.services.auth import ensure_admin_token
 from runyard.services.notify import Notifier
 from runyard.services.snapshots import BlobStore, snapshot_files
 from runyard.services.tracking import Tracking
-from runyard.settings import ControllerSettings, ServerSettings
+from runyard.settings import ControllerSettings, RuntimeSettings, ServerSettings
 from runyard.store import Store
 from runyard.store.engine import normalize_url
 from runyard.store.lease import ControllerLock
@@ -45,9 +45,15 @@ class Platform:
         self.state.store.close()
 
 
-def build(settings: ServerSettings, controller: ControllerSettings, api_url: str) -> Platform:
+def build(
+    settings: ServerSettings,
+    controller: ControllerSettings,
+    api_url: str,
+    runtime_settings: RuntimeSettings | None = None,
+) -> Platform:
     """Wire store, runtime and controller together; migrations run here, before anything is served."""
     home = settings.home
+    runtime_settings = runtime_settings or RuntimeSettings()
     try:
         home.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -64,7 +70,7 @@ def build(settings: ServerSettings, controller: ControllerSettings, api_url: str
     notifier = Notifier()
     runtime.on_output(notifier.output)
     artifacts = ArtifactStore(settings.resolved_artifact_root(), settings.max_artifact_bytes)
-    ctx = Context(store, runtime, notifier, controller, api_url, artifacts)
+    ctx = Context(store, runtime, notifier, controller, api_url, artifacts, runtime_settings)
     state = AppState(store, runtime, blobs, notifier, Tracking(store), artifacts)
     return Platform(state, Controller(ctx), lock)
 
@@ -109,11 +115,13 @@ def _write_server_file(home: Path, url: str) -> Path:
     return path
 
 
-def serve(settings: ServerSettings, controller: ControllerSettings) -> None:
+def serve(
+    settings: ServerSettings, controller: ControllerSettings, runtime_settings: RuntimeSettings | None = None
+) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     sock = _bind(settings.host, settings.port)
     url = _client_url(settings.host, sock.getsockname()[1])
-    platform = build(settings, controller, settings.public_url or url)
+    platform = build(settings, controller, settings.public_url or url, runtime_settings)
     server = uvicorn.Server(
         uvicorn.Config(
             create_app(platform.state),

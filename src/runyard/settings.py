@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -59,6 +60,34 @@ class ControllerSettings(BaseSettings):
     """Runs starting or running at once; the rest wait Queued (WaitingForCapacity) in order."""
     launch_timeout_seconds: float = Field(15.0, gt=0)
     """A launch that has not started a process after this long is tried again."""
+
+
+class RuntimeSettings(BaseSettings):
+    """What the local runtime offers runs and how it isolates them: the node's capacity, GPUs, sandbox,
+    default limits and the environments it builds."""
+
+    model_config = SettingsConfigDict(env_prefix="RUNYARD_RUNTIME_", use_attribute_docstrings=True)
+
+    sandbox: Literal["auto", "off", "required"] = "auto"
+    """auto: each run in a bubblewrap sandbox where the host allows, else unsandboxed with a warning;
+    required: refuse to start a run that cannot be sandboxed; off: never sandbox."""
+    node_cpu: float | None = Field(None, gt=0)
+    """Cores offered to runs, in all; default: every core of this host. Set lower on a shared box."""
+    node_memory: str | None = None
+    """Memory offered to runs, in all ('16Gi' or bytes); default: this host's total memory."""
+    node_gpus: int | None = Field(None, ge=0)
+    """How many of the GPUs found (first ones by index) are offered to runs; default: all of them."""
+    simulated_gpus: str | None = None
+    """A made-up GPU inventory, for tests only: a count ('2') or a JSON list of {"model", "memory"}; used
+    instead of NVML. Never assumed: without it, GPUs are what NVML finds."""
+    default_pids: int = Field(4096, ge=8)
+    """Most processes a run may hold at once when its spec names no resources.pids (a fork bomb stops
+    there)."""
+    pythons: str | None = None
+    """Extra Python interpreters environments may be built on, separated by ':'; those on PATH and
+    pyenv's are found without it."""
+    env_retention_seconds: float = Field(7 * 24 * 3600.0, ge=0)
+    """An environment no run has used for this long is removed from disk (its record and lock are kept)."""
 
 
 def env_name(cls: type[BaseSettings], field: str) -> str:

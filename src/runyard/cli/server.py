@@ -21,8 +21,9 @@ S = TypeVar("S", bound="BaseSettings")
 @click.command(
     epilog="By environment only: RUNYARD_SERVER_MAX_BLOB_BYTES, RUNYARD_SERVER_MAX_ARTIFACT_BYTES, "
     "RUNYARD_CONTROLLER_TICK_SECONDS, "
-    "RUNYARD_CONTROLLER_MAX_RUNNING_RUNS, RUNYARD_CONTROLLER_LAUNCH_TIMEOUT_SECONDS (see the README's "
-    "Configuration)."
+    "RUNYARD_CONTROLLER_MAX_RUNNING_RUNS, RUNYARD_CONTROLLER_LAUNCH_TIMEOUT_SECONDS, "
+    "and the RUNYARD_RUNTIME_* settings of the node, its sandbox and its environments "
+    "(see the README's Configuration)."
 )
 @click.option("--host", help="Address to listen on [env RUNYARD_SERVER_HOST, default 127.0.0.1].")
 @click.option(
@@ -51,7 +52,7 @@ def server(
     home: Path | None,
 ) -> None:
     """Run the API server and controller in the foreground. Flags win over the environment."""
-    from runyard.settings import ControllerSettings, ServerSettings
+    from runyard.settings import ControllerSettings, RuntimeSettings, ServerSettings
 
     flags: dict[str, Any] = {"host": host, "port": port, "store_url": store_url, "public_url": public_url}
     flags["artifact_root"] = artifact_root
@@ -60,11 +61,12 @@ def server(
     problems: list[FieldError] = []
     server_settings = _load(ServerSettings, given, problems)
     controller_settings = _load(ControllerSettings, {}, problems)
-    if server_settings is None or controller_settings is None:
+    runtime_settings = _load(RuntimeSettings, {}, problems)
+    if server_settings is None or controller_settings is None or runtime_settings is None:
         raise Invalid("invalid server settings", problems)
     from runyard.server import serve
 
-    serve(server_settings, controller_settings)
+    serve(server_settings, controller_settings, runtime_settings)
 
 
 def _load(cls: type[S], flags: dict[str, Any], problems: list[FieldError]) -> S | None:

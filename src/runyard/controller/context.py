@@ -8,7 +8,7 @@ from runyard.core.resources import Resource
 from runyard.runtime.base import Runtime
 from runyard.services.artifacts import ArtifactStore
 from runyard.services.notify import Notifier
-from runyard.settings import ControllerSettings
+from runyard.settings import ControllerSettings, RuntimeSettings
 from runyard.store import R, Store
 
 
@@ -20,6 +20,7 @@ class Context:
     settings: ControllerSettings
     api_url: str
     artifacts: ArtifactStore  # a deleted run's artifacts go with it
+    runtime_settings: RuntimeSettings = field(default_factory=RuntimeSettings)
     # Runs to wake, first come first served, when a slot frees (an ordered set: a dict's keys).
     waiting_for_capacity: dict[str, None] = field(default_factory=dict)
     # What save() wrote last, per uid: the loop mirrors a run into its owner without reading it again.

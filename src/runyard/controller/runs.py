@@ -11,6 +11,7 @@ import signal
 from datetime import timedelta
 
 from runyard.controller.context import Context
+from runyard.controller.environments import environment_directory, prepare_environment
 from runyard.controller.status import set_condition, transition
 from runyard.core.clock import now
 from runyard.core.errors import Conflict, NotFound
@@ -56,8 +57,28 @@ def _admit(ctx: Context, run: Run) -> float | None:
     if unschedulable:
         transition(run, Phase.FAILED, Reason.UNSCHEDULABLE, unschedulable)
         return _finish(ctx, run, (Reason.UNSCHEDULABLE, unschedulable, "Warning"))
+    env = prepare_environment(ctx, run)
+    if env.failure:
+        reason, msg = env.failure
+        transition(run, Phase.FAILED, reason, msg)
+        return _finish(ctx, run, (reason, msg, "Warning"))
+    if env.wait_seconds is not None:
+        if run.status.reason != Reason.ENVIRONMENT_BUILDING:
+            run.status.reason, run.status.message = Reason.ENVIRONMENT_BUILDING, env.message
+            set_condition(
+                run.status.conditions, "EnvironmentReady", "False", Reason.ENVIRONMENT_BUILDING, env.message
+            )
+            ctx.save(run, (Reason.ENVIRONMENT_BUILDING, env.message))
+        return env.wait_seconds
+    events: list[EventSpec] = []
+    if env.status is not None:
+        run.status.environment = env.status
+        set_condition(
+            run.status.conditions, "EnvironmentReady", "True", Reason.ENVIRONMENT_READY, env.message
+        )
+        events.append((Reason.ENVIRONMENT_READY, env.message))
     transition(run, Phase.QUEUED, Reason.ADMITTED, "admitted: no quota applies on this server")
-    return _start(ctx, run, [(Reason.ADMITTED, "admitted to the queue")])
+    return _start(ctx, run, [*events, (Reason.ADMITTED, "admitted to the queue")])
 
 
 def _unschedulable(ctx: Context, run: Run) -> str | None:
@@ -134,6 +155,8 @@ def _launch_spec(ctx: Context, run: Run, attempt: int) -> LaunchSpec:
         memory=spec.resources.memory_bytes,
         gpu=spec.resources.gpu,
         stop_grace=spec.stopGracePeriodSeconds,
+        pids=spec.resources.pids or ctx.runtime_settings.default_pids,
+        environment=environment_directory(ctx, run),
     )
 
 
@@ -213,6 +236,8 @@ def _watch(ctx: Context, run: Run) -> float | None:
         run.status.limits = obs.limits
         if obs.limits.get("enforced"):
             events.append((Reason.LIMITS_APPLIED, _describe_limits(obs.limits)))
+    if run.status.sandbox is None and obs.sandbox:
+        events.extend(_record_sandbox(run, obs.sandbox))
     stop = _stop_reason(run)
     if stop and run.status.reason not in (Reason.STOPPING, Reason.DEADLINE_EXCEEDED):
         reason, msg = stop
@@ -299,6 +324,10 @@ def _attempt_ended(
     st.exitCode = code
     if obs and obs.limits and st.limits is None:
         st.limits = obs.limits
+    if obs and obs.sandbox and st.sandbox is None:
+        _record_sandbox(run, obs.sandbox)  # it ended before a look saw it running: no event then
+    if obs and obs.peak_memory is not None:
+        st.peakMemoryBytes = max(obs.peak_memory, st.peakMemoryBytes or 0)
     if reason == Reason.COMPLETED:
         transition(run, Phase.SUCCEEDED, reason, msg, att.finishedAt)
         return _finish(ctx, run, (reason, msg))
@@ -361,6 +390,19 @@ def fail_unreconcilable(ctx: Context, run: Run, msg: str) -> None:
     if not run.status.phase.is_terminal():
         transition(run, Phase.FAILED, Reason.RECONCILE_ERROR, msg)
     _finish(ctx, run, (Reason.RECONCILE_ERROR, msg, "Warning"))
+
+
+def _record_sandbox(run: Run, sandbox: dict) -> list[EventSpec]:
+    """Keep how the run is isolated; an unsandboxed run says so, as a condition and a warning event."""
+    run.status.sandbox = sandbox
+    if sandbox.get("mechanism") not in (None, "none"):
+        set_condition(
+            run.status.conditions, "Sandboxed", "True", "Sandboxed", f"in a {sandbox['mechanism']} sandbox"
+        )
+        return []
+    msg = f"running unsandboxed: {sandbox.get('reason') or 'the host cannot sandbox runs'}"
+    set_condition(run.status.conditions, "Sandboxed", "False", Reason.UNSANDBOXED, msg)
+    return [(Reason.UNSANDBOXED, msg, "Warning")]
 
 
 def _describe_limits(limits: dict) -> str:

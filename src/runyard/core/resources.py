@@ -22,6 +22,8 @@ from runyard.core.quantities import parse_cpu, parse_memory
 
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SNAPSHOT_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+# An environment id (content hash), whole or a unique prefix of at least 12 hex digits.
+ENVIRONMENT_ID_RE = re.compile(r"^sha256:[0-9a-f]{12,64}$")
 HANDLER_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 
@@ -121,12 +123,30 @@ class ObjectMeta(Strict):
     _annotations = field_validator("annotations")(classmethod(lambda cls, v: check_annotations(v)))
 
 
+def check_environment(value: str) -> str:
+    """`default` (the project's own dependencies, if its files declare any), `system` (the host's Python,
+    no environment), the name of one built with `runyard env build --name`, or an id `sha256:…` that pins
+    one exactly."""
+    if isinstance(value, str) and value.startswith("sha256:"):
+        if not ENVIRONMENT_ID_RE.match(value):
+            raise ValueError("an environment id is 'sha256:' followed by 12 to 64 lowercase hex digits")
+        return value
+    return check_name(value)
+
+
 class ComputeResources(Strict):
-    """Requests for cpu (cores or '500m'), memory ('512Mi', '4Gi' or bytes) and whole GPUs."""
+    """Requests for cpu (cores or '500m'), memory ('512Mi', '4Gi' or bytes), whole GPUs and the most
+    processes (pids) the run may hold at once."""
 
     cpu: float | str | None = None
     memory: int | str | None = None
     gpu: int = Field(default=0, ge=0, le=64)
+    pids: int | None = Field(
+        default=None,
+        ge=8,
+        le=4_194_304,
+        description="most processes and threads at once; default: the node's",
+    )
 
     @field_validator("cpu")
     @classmethod
@@ -213,7 +233,7 @@ class RunTemplate(Strict):
     @field_validator("environment")
     @classmethod
     def _environment(cls, v: str) -> str:
-        return check_name(v)
+        return check_environment(v)
 
 
 class ExperimentSpec(RunTemplate):
@@ -227,7 +247,7 @@ class SessionSpec(Strict):
     snapshot: str | None = None
     idleTimeoutSeconds: int | None = Field(default=None, gt=0, le=int(MAX_SECONDS))
 
-    _env = field_validator("environment")(classmethod(lambda cls, v: check_name(v)))
+    _env = field_validator("environment")(classmethod(lambda cls, v: check_environment(v)))
     _snap = field_validator("snapshot")(RunTemplate._snapshot.__func__)  # type: ignore[attr-defined]
 
 
@@ -272,7 +292,7 @@ class ModelSpec(Strict):
     resources: ComputeResources = Field(default_factory=ComputeResources)
     snapshot: str | None = None
 
-    _env = field_validator("environment")(classmethod(lambda cls, v: check_name(v)))
+    _env = field_validator("environment")(classmethod(lambda cls, v: check_environment(v)))
     _snap = field_validator("snapshot")(RunTemplate._snapshot.__func__)  # type: ignore[attr-defined]
 
     @field_validator("handler")
@@ -339,7 +359,17 @@ class RunStatus(BaseModel):
     startedAt: datetime | None = None
     finishedAt: datetime | None = None
     nextAttemptAt: datetime | None = None
-    limits: dict[str, Any] | None = Field(default=None, description="how cpu/memory limits were applied")
+    limits: dict[str, Any] | None = Field(default=None, description="how cpu/memory/pids limits were applied")
+    environment: dict[str, Any] | None = Field(
+        default=None, description="the environment the run uses: id, name, python, platform, lock digest"
+    )
+    sandbox: dict[str, Any] | None = Field(
+        default=None, description="how the run is isolated: mechanism ('bubblewrap' or 'none') and why"
+    )
+    allocation: dict[str, Any] | None = Field(
+        default=None, description="what the node set aside for it while it runs: cpu, memory, GPU indices"
+    )
+    peakMemoryBytes: int | None = Field(default=None, description="the most memory its processes held")
 
 
 class WorkloadStatus(BaseModel):

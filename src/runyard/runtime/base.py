@@ -32,6 +32,9 @@ class LaunchSpec:
     memory: int | None = None
     gpu: int = 0
     stop_grace: float = 10.0
+    pids: int | None = None  # most processes at once (cgroup pids controller)
+    gpus: list[int] = field(default_factory=list)  # indices of the GPUs handed to this attempt, exclusively
+    environment: str | None = None  # directory of its built environment (a virtualenv); None: the host's
 
 
 class AttemptState(StrEnum):
@@ -51,6 +54,8 @@ class Observed:
     limits: dict[str, Any] | None = None  # e.g. {"mechanism": "cgroup-v1", "cpu": 2.0, "memory": 4294967296}
     oom_killed: bool = False  # EXITED: killed for going over its memory limit
     progress_at: datetime | None = None  # STARTING: when the launch last got on (e.g. copying files)
+    peak_memory: int | None = None  # EXITED: the most memory the attempt's processes held, where known
+    sandbox: dict[str, Any] | None = None  # {"mechanism": "bubblewrap"}, or "none" with a "reason"
 
 
 @dataclass
