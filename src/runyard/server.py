@@ -66,13 +66,30 @@ def build(
     store.ensure_project("default")
     ensure_admin_token(store, home)
     blobs = BlobStore(home / "blobs", settings.max_blob_bytes)
-    runtime = LocalRuntime(home, snapshot_files=lambda sid: snapshot_files(store, blobs, sid))
+    runtime = LocalRuntime(
+        home,
+        snapshot_files=lambda sid: snapshot_files(store, blobs, sid),
+        sandbox=runtime_settings.sandbox,
+        private_paths=_private_paths(settings, store),
+    )
     notifier = Notifier()
     runtime.on_output(notifier.output)
     artifacts = ArtifactStore(settings.resolved_artifact_root(), settings.max_artifact_bytes)
     ctx = Context(store, runtime, notifier, controller, api_url, artifacts, runtime_settings)
     state = AppState(store, runtime, blobs, notifier, Tracking(store), artifacts)
     return Platform(state, Controller(ctx), lock)
+
+
+def _private_paths(settings: ServerSettings, store: Store) -> list[str]:
+    """Server state that may be kept outside the data directory (a SQLite file, an artifact folder), which a
+    sandboxed run must not see either."""
+    paths = []
+    if store.is_sqlite and store.engine.url.database:
+        paths.append(str(Path(store.engine.url.database).absolute()))
+    root = settings.resolved_artifact_root()
+    if "://" not in root:
+        paths.append(str(Path(root).absolute()))
+    return paths
 
 
 def _open_store(url: str) -> Store:

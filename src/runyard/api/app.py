@@ -16,10 +16,12 @@ from runyard.api.errors import MLFLOW_ERROR_RESPONSES as MLFLOW_ERRORS
 from runyard.api.limits import BodyLimit, limits
 from runyard.api.routes import (
     artifacts,
+    environments,
     meta,
     mlflow,
     mlflow_artifacts,
     mlflow_models,
+    nodes,
     resources,
     runs,
     snapshots,
@@ -45,6 +47,8 @@ def create_app(app_state: AppState) -> FastAPI:
         snapshots.router,
         tracking.router,
         artifacts.router,
+        environments.router,
+        nodes.router,
         runs.router,
         resources.router,
     )

@@ -10,6 +10,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from runyard.runtime.base import Runtime
 from runyard.services.artifacts import ArtifactStore
 from runyard.services.auth import Access, Principal, authenticate
+from runyard.services.environments import Environments
+from runyard.services.node import Node
 from runyard.services.notify import Notifier
 from runyard.services.snapshots import BlobStore
 from runyard.services.tracking import Tracking
@@ -28,6 +30,8 @@ class AppState:
     notifier: Notifier
     tracking: Tracking
     artifacts: ArtifactStore
+    environments: Environments | None = None
+    node: Node | None = None
 
 
 def state(request: Request) -> AppState:

@@ -19,6 +19,8 @@ COMMANDS = {
     **{name: "runyard.cli.resources" for name in ("apply", "get", "describe", "delete")},
     **{name: "runyard.cli.tracking" for name in ("runs", "metrics")},
     "artifacts": "runyard.cli.artifacts",
+    "env": "runyard.cli.environments",
+    "nodes": "runyard.cli.nodes",
     **{name: "runyard.cli.admin" for name in ("projects", "tokens")},
     **{name: "runyard.cli.server" for name in ("server", "up", "down", "version")},
 }  # the command's function has the command's name

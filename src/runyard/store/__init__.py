@@ -4,7 +4,9 @@ The Store is one object made of one part per concern, each in its own module: re
 idempotency), the change feed, events, projects, tokens, snapshot manifests and experiment tracking.
 """
 
+from runyard.store.allocations import AllocationStore
 from runyard.store.base import EventSpec, R
+from runyard.store.environments import EnvironmentStore
 from runyard.store.events import EventStore
 from runyard.store.projects import ProjectStore
 from runyard.store.resources import ResourceStore
@@ -13,7 +15,16 @@ from runyard.store.tokens import TokenStore
 from runyard.store.tracking import RunInit, RunRef, TrackingStore
 
 
-class Store(ResourceStore, TrackingStore, EventStore, ProjectStore, TokenStore, SnapshotStore):
+class Store(
+    ResourceStore,
+    TrackingStore,
+    EventStore,
+    ProjectStore,
+    TokenStore,
+    SnapshotStore,
+    EnvironmentStore,
+    AllocationStore,
+):
     """SQLite or PostgreSQL, chosen by URL; migrated to the newest schema when opened."""
 
 

@@ -100,8 +100,17 @@ def run_base_env() -> dict[str, str]:
 class LocalRuntime(Runtime):
     kind = "local"
 
-    def __init__(self, home: Path, snapshot_files: SnapshotFiles | None = None, cgroups: bool = True) -> None:
-        """`cgroups=False`: enforce memory limits with the shim's watchdog even where cgroups work."""
+    def __init__(
+        self,
+        home: Path,
+        snapshot_files: SnapshotFiles | None = None,
+        cgroups: bool = True,
+        sandbox: str = "auto",
+        private_paths: list[str] | None = None,
+    ) -> None:
+        """`cgroups=False`: enforce memory limits with the shim's watchdog even where cgroups work.
+        `sandbox`: auto | off | required (see RuntimeSettings.sandbox). `private_paths`: what a sandboxed
+        run must not see besides `home` (e.g. a SQLite database or artifact folder kept elsewhere)."""
         self.home = Path(home).absolute()
         self.runs_dir = self.home / "runs"
         self.runtime_dir = self.home / "runtime"
@@ -111,6 +120,8 @@ class LocalRuntime(Runtime):
         self.sdk = sdk_dir(self.home)
         self._snapshot_files = snapshot_files
         self._cgroups = cgroups
+        self._sandbox = sandbox
+        self._private_paths = [str(Path(p).absolute()) for p in private_paths or []]
         self._lock = threading.Lock()
         self._launcher: subprocess.Popen[bytes] | None = None
         self._callbacks: list[Callable[[str], None]] = []
