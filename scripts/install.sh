@@ -19,6 +19,11 @@ fi
 
 ensure_venv_support "$PYTHON"
 
+# Runs are sandboxed with bubblewrap where it is installed; without it they run unsandboxed, and say so.
+if ! command -v bwrap >/dev/null; then
+  apt_install bubblewrap 2>/dev/null || echo "   note: install bubblewrap to sandbox runs (sudo apt-get install bubblewrap)"
+fi
+
 if ! "$VENV/bin/python" -c 'import sys' 2>/dev/null; then
   echo "== making a virtual environment in $VENV"
   rm -rf "$VENV"

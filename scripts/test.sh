@@ -9,6 +9,7 @@ missing=()
 command -v python3 >/dev/null || missing+=(python3)
 command -v git >/dev/null || missing+=(git)  # the install test clones this checkout
 ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing+=(postgresql)
+command -v bwrap >/dev/null || missing+=(bubblewrap)  # the runs' sandbox
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]} from Debian's packages"
   apt_install "${missing[@]}"

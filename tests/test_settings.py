@@ -20,7 +20,7 @@ import psycopg
 import pytest
 from tests.support import ServerProcess, experiment, fresh_postgres_database, read_logs, wait_phase
 
-from runyard.settings import ControllerSettings, ServerSettings, env_name
+from runyard.settings import ControllerSettings, RuntimeSettings, ServerSettings, env_name
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 SAMPLES = {  # field: (value as the environment gives it, value parsed)
@@ -35,8 +35,19 @@ SAMPLES = {  # field: (value as the environment gives it, value parsed)
     "tick_seconds": ("0.25", 0.25),
     "max_running_runs": ("7", 7),
     "launch_timeout_seconds": ("40", 40.0),
+    "sandbox": ("required", "required"),
+    "node_cpu": ("1.5", 1.5),
+    "node_memory": ("8Gi", "8Gi"),
+    "node_gpus": ("1", 1),
+    "simulated_gpus": ("2", "2"),
+    "default_pids": ("512", 512),
+    "pythons": ("/opt/py/bin/python3.12", "/opt/py/bin/python3.12"),
+    "env_retention_seconds": ("3600", 3600.0),
 }
-FIELDS = [(cls, name) for cls in (ServerSettings, ControllerSettings) for name in cls.model_fields]
+ENV_ONLY = (ControllerSettings, RuntimeSettings)
+FIELDS = [
+    (cls, name) for cls in (ServerSettings, ControllerSettings, RuntimeSettings) for name in cls.model_fields
+]
 
 
 @functools.cache
@@ -83,7 +94,7 @@ def test_every_flag_of_runyard_server_is_a_setting():
 def test_runyard_server_help_names_every_setting_it_has_no_flag_for():
     shown = " ".join(server_help().split())  # as wrapped for the terminal
     for cls, name in FIELDS:
-        if cls is ControllerSettings or flag(name) is None:
+        if cls in ENV_ONLY or flag(name) is None:
             assert env_name(cls, name) in shown
 
 
@@ -106,6 +117,16 @@ def test_defaults_without_environment(clean_env, tmp_path):
         "tick_seconds": 1.0,
         "max_running_runs": 256,
         "launch_timeout_seconds": 15.0,
+    }
+    assert RuntimeSettings().model_dump() == {
+        "sandbox": "auto",
+        "node_cpu": None,
+        "node_memory": None,
+        "node_gpus": None,
+        "simulated_gpus": None,
+        "default_pids": 4096,
+        "pythons": None,
+        "env_retention_seconds": 7 * 24 * 3600.0,
     }
 
 
