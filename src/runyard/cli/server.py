@@ -21,9 +21,10 @@ S = TypeVar("S", bound="BaseSettings")
 @click.command(
     epilog="By environment only: RUNYARD_SERVER_MAX_BLOB_BYTES, RUNYARD_SERVER_MAX_ARTIFACT_BYTES, "
     "RUNYARD_CONTROLLER_TICK_SECONDS, "
-    "RUNYARD_CONTROLLER_MAX_RUNNING_RUNS, RUNYARD_CONTROLLER_LAUNCH_TIMEOUT_SECONDS, "
-    "and the RUNYARD_RUNTIME_* settings of the node, its sandbox and its environments "
-    "(see the README's Configuration)."
+    "RUNYARD_CONTROLLER_MAX_RUNNING_RUNS, RUNYARD_CONTROLLER_LAUNCH_TIMEOUT_SECONDS; the node, its sandbox "
+    "and environments: RUNYARD_RUNTIME_SANDBOX, RUNYARD_RUNTIME_NODE_CPU, RUNYARD_RUNTIME_NODE_MEMORY, "
+    "RUNYARD_RUNTIME_NODE_GPUS, RUNYARD_RUNTIME_SIMULATED_GPUS, RUNYARD_RUNTIME_DEFAULT_PIDS, "
+    "RUNYARD_RUNTIME_PYTHONS, RUNYARD_RUNTIME_ENV_RETENTION_SECONDS (see the README's Configuration)."
 )
 @click.option("--host", help="Address to listen on [env RUNYARD_SERVER_HOST, default 127.0.0.1].")
 @click.option(
