@@ -271,6 +271,31 @@ class Client:
             written.append(target)
         return written
 
+    # -- environments ------------------------------------------------------------------------------------
+
+    def environments(self) -> builtins.list[dict]:
+        """The environments the project named or its runs used, newest first (records without the lock)."""
+        return self.rest.environments()
+
+    def environment(self, ref: str) -> dict:
+        """An environment's record, with its lock: `ref` is a name, an id or a unique id prefix."""
+        return self.rest.environment(ref)
+
+    def build_environment(
+        self, path: Path | str = ".", name: str | None = None, python: str | None = None, wait: bool = True
+    ) -> dict:
+        """Build the environment of the dependency files at the top of `path` (requirements.txt, or
+        pyproject.toml with uv.lock; .python-version), or reuse the one built already; with `wait`, return
+        once the build has ended (state Ready or Failed, `message` says why)."""
+        from runyard.rest import environment_files
+
+        record = self.rest.build_environment(environment_files(Path(path)), name, python)
+        return self.rest.follow_build(record["id"]) if wait and record["state"] == "Building" else record
+
+    def remove_environment(self, ref: str) -> None:
+        """A name: drop the name. An id: remove the environment's files (its record and lock are kept)."""
+        self.rest.remove_environment(ref)
+
     # -- identity ----------------------------------------------------------------------------------------
 
     def whoami(self) -> dict:
@@ -279,6 +304,13 @@ class Client:
     def health(self) -> dict:
         """GET /healthz without credentials."""
         return self.rest.health()
+
+    # -- nodes -------------------------------------------------------------------------------------------
+
+    def nodes(self) -> builtins.list[dict]:
+        """The nodes runs go to: capacity, allocatable, allocated (what runs hold), and each GPU with its
+        model, memory, utilization and the run that holds it."""
+        return self.rest.nodes()
 
 
 def _plural(kind: str | type[Resource]) -> str:

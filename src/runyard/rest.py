@@ -293,6 +293,51 @@ class Rest:
         url = f"{self._item('runs', run)}/artifacts/{urllib.parse.quote(path.strip('/'))}"
         return self.download(url, dest, progress)
 
+    # -- environments ------------------------------------------------------------------------------------
+
+    def environments(self) -> Documents:
+        """The environments the project named or its runs used, newest first (records without the lock)."""
+        return self.send("GET", self._environments()).json()["items"]
+
+    def environment(self, ref: str) -> Document:
+        """One environment's record, with its lock: `ref` is a name, an id or a unique id prefix."""
+        return self.send("GET", self._environments(ref)).json()
+
+    def build_environment(
+        self, files: dict[str, str], name: str | None = None, python: str | None = None
+    ) -> Document:
+        """Build the environment of these dependency files (or reuse it): its record at once, Building until
+        the build ends (see `follow_build`)."""
+        body = {"files": files, "name": name, "python": python}
+        return self.send("POST", self._environments(), body=body).json()
+
+    def environment_log(self, ref: str, offset: int = 0, follow: bool = False) -> Iterator[str]:
+        """The lines of the build log from byte `offset`; following, until the build ends."""
+        params = {"offset": str(offset), "follow": "true" if follow else "false"}
+        return self.stream_lines(f"{self._environments(ref)}/log", params, endless=follow)
+
+    def follow_build(self, ref: str, on_line: Callable[[str], None] | None = None) -> Document:
+        """Follow the build log (each line to `on_line`) until the build ends; its final record. A stream
+        closed early (a server restart) is followed again from where it stopped."""
+        offset = 0
+        while True:
+            for line in self.environment_log(ref, offset, follow=True):
+                offset += len(line.encode())
+                if on_line is not None:
+                    on_line(line.rstrip("\n"))
+            record = self.environment(ref)
+            if record["state"] != "Building":
+                return record
+            time.sleep(0.5)
+
+    def remove_environment(self, ref: str) -> None:
+        """A name: drop the name. An id: remove the environment's files (its record and lock are kept)."""
+        self.send("DELETE", self._environments(ref))
+
+    def pythons(self) -> Documents:
+        """The interpreters on the server's host that a build may use: [{version, implementation, path}]."""
+        return self.send("GET", f"{self.base}/environments/pythons").json()["items"]
+
     # -- projects and tokens -------------------------------------------------------------------------------
 
     def projects(self) -> Documents:
@@ -318,6 +363,12 @@ class Rest:
     def health(self) -> Document:
         """GET /healthz (no credentials needed)."""
         return self.send("GET", f"{self.url}/healthz").json()
+
+    # -- nodes -------------------------------------------------------------------------------------------
+
+    def nodes(self) -> Documents:
+        """The nodes runs go to: capacity, what runs hold (allocated), GPUs and who holds each."""
+        return self.send("GET", f"{self.base}/nodes").json()["items"]
 
     # -- plumbing ----------------------------------------------------------------------------------------
 
@@ -489,6 +540,10 @@ class Rest:
     def _item(self, kind: str, name: str) -> str:
         return f"{self._collection(kind)}/{urllib.parse.quote(name, safe='')}"
 
+    def _environments(self, ref: str | None = None) -> str:
+        url = f"{self._project_url()}/environments"
+        return f"{url}/{urllib.parse.quote(ref, safe=':')}" if ref else url
+
 
 def experiment(
     command: str | list[str],
@@ -509,6 +564,15 @@ def experiment(
         spec["timeoutSeconds"] = timeout_seconds
     metadata = {"name": name or new_run_name(), "labels": labels or {}}
     return {"apiVersion": API_VERSION, "kind": "Experiment", "metadata": metadata, "spec": spec}
+
+
+# The dependency files an environment is built from, as the server reads them at the top of a snapshot.
+ENVIRONMENT_FILES = ("requirements.txt", "pyproject.toml", "uv.lock", ".python-version")
+
+
+def environment_files(root: Path) -> dict[str, str]:
+    """The dependency files at the top of `root`, by name (empty when it has none)."""
+    return {name: (root / name).read_text() for name in ENVIRONMENT_FILES if (root / name).is_file()}
 
 
 def new_run_name() -> str:

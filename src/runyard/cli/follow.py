@@ -7,13 +7,17 @@ time of the last line printed, and skips the lines already printed.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 import sys
+import threading
 import time
 from typing import TYPE_CHECKING
 
-from runyard.cli.errors import INTERRUPTED_EXIT, note
+from runyard.cli.errors import INTERRUPTED_EXIT, note, report, warn
 from runyard.cli.output import Output, echo, paint, to_yaml
+from runyard.core.errors import NotFound, RunyardError
 from runyard.core.phases import TERMINAL
 from runyard.rest import LogEnd
 
@@ -149,3 +153,80 @@ class Follower:
         what = "is stopping" if self.stopping else "keeps running"
         note(f"detached: run {self.name} {what}; reattach with `runyard logs -f {self.name}`")
         return INTERRUPTED_EXIT
+
+
+_ENV_ID = re.compile(r"sha256:[0-9a-f]{12,64}")
+_ENV_FAILURES = ("EnvironmentBuildFailed", "EnvironmentNotFound")
+
+
+class Preparation(threading.Thread):
+    """Beside the log follower of `runyard run`, until the run has started: while it waits for its
+    environment to be built, says so and shows the build's progress; a failed or missing environment is
+    reported; a run that is not sandboxed is warned about, once. It only reads the run (a few GETs)."""
+
+    def __init__(self, rest: Rest, name: str):
+        super().__init__(daemon=True)
+        self.rest, self.name = rest, name
+        self.done = threading.Event()
+        self.sandbox_known = False
+        self.failure_reported = False
+        self.followed: set[str] = set()  # the builds shown already
+
+    def run(self) -> None:
+        delay = 0.05
+        while not self.done.is_set():
+            try:
+                status = self.rest.get("runs", self.name).get("status") or {}
+            except NotFound:  # its Experiment is there; the controller has not made the run yet
+                status = {}
+            except RunyardError:
+                return  # the follower reports what went wrong
+            phase = status.get("phase")
+            if phase == "Pending" and status.get("reason") == "EnvironmentBuilding":
+                self._show_build(status)
+                delay = 0.05
+                continue
+            self.look(status)
+            if phase in TERMINAL or (self.sandbox_known and phase not in (None, "Pending")):
+                return
+            self.done.wait(delay)
+            delay = min(delay * 2, 1.0)
+
+    def finish(self, detached: bool = False) -> None:
+        """The run has ended (or the user detached): let a build's progress say how it ended, then one last
+        look if the sandbox was not seen."""
+        self.done.set()
+        if detached:
+            return
+        self.join(timeout=2)
+        if not self.sandbox_known and not self.failure_reported:
+            with contextlib.suppress(RunyardError):
+                self.look(self.rest.get("runs", self.name).get("status") or {})
+
+    def look(self, status: dict) -> None:
+        """Warn about a missing sandbox, report an environment's failure: each once."""
+        sandbox = status.get("sandbox")
+        if sandbox and not self.sandbox_known:
+            self.sandbox_known = True
+            if sandbox.get("mechanism") == "none":
+                warn(f"this run is not sandboxed: {sandbox.get('reason') or 'the host cannot sandbox runs'}")
+        if status.get("reason") in _ENV_FAILURES and not self.failure_reported:
+            self.failure_reported = True
+            report(RunyardError(status.get("message") or status["reason"]))
+
+    def _show_build(self, status: dict) -> None:
+        from runyard.cli.environments import finished, follow_build
+
+        found = _ENV_ID.search(status.get("message") or "")
+        if found is None or found.group(0) in self.followed:
+            self.done.wait(0.1)  # the controller starts the run (or fails it) at its next look
+            return
+        env_id = found.group(0)
+        self.followed.add(env_id)
+        try:
+            record = follow_build(self.rest, env_id, f"building environment {env_id} for this run")
+        except RunyardError:
+            self.done.wait(0.2)
+            return
+        if finished(record):  # reported its message: the run fails with it
+            self.failure_reported = True

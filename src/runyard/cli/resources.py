@@ -201,10 +201,59 @@ def describe(ctx: click.Context, kind_word: str, name: str, output: Output) -> N
     if output is Output.TABLE:
         from runyard.cli.tracking import tracked_sections
 
-        show_description(resource, events, tracked_sections(tracked) if tracked else ())
+        sections = run_sections(resource) if kind.name == "Run" else []
+        show_description(resource, events, sections + (tracked_sections(tracked) if tracked else []))
         return
     doc = {"object": resource, **tracked, "events": events}
     sys.stdout.write(json.dumps(doc, indent=2) + "\n" if output is Output.JSON else to_yaml(doc))
+
+
+def run_sections(run: dict[str, Any]) -> list[tuple[str, str]]:
+    """The Runtime section of `describe run`: its environment, sandbox, limits, allocation and peak memory,
+    a line each, those the status holds."""
+    from runyard.cli.project_files import size_text
+
+    status = run.get("status") or {}
+    lines = []
+    env = status.get("environment")
+    if env:
+        detail = [f"python {env.get('python', '-')}", f"{env.get('packages', 0)} packages"]
+        if env.get("lockDigest"):
+            detail.append(f"lock {env['lockDigest'][:19]}")
+        lines.append(("Environment", f"{env.get('id')} ({env.get('name', 'default')}; {', '.join(detail)})"))
+    sandbox = status.get("sandbox")
+    if sandbox:
+        mechanism = sandbox.get("mechanism") or "none"
+        text = f"{mechanism} {sandbox.get('version') or ''}".strip()
+        lines.append(
+            ("Sandbox", f"none: {sandbox.get('reason') or 'not sandboxed'}" if mechanism == "none" else text)
+        )
+    limits = status.get("limits")
+    if limits:
+        lines.append(("Limits", _limits_text(limits, size_text)))
+    allocation = status.get("allocation")
+    if allocation:
+        parts = [f"cpu {allocation['cpu']}" if allocation.get("cpu") else ""]
+        parts.append(f"memory {size_text(allocation['memory'])}" if allocation.get("memory") else "")
+        gpus = allocation.get("gpus") or []
+        parts.append(f"GPU {','.join(str(g) for g in gpus)}" if gpus else "")
+        lines.append(("Allocation", ", ".join(p for p in parts if p) or "nothing reserved"))
+    if status.get("peakMemoryBytes") is not None:
+        lines.append(("Peak memory", size_text(status["peakMemoryBytes"])))
+    if not lines:
+        return []
+    width = max(len(label) for label, _ in lines) + 2
+    return [("Runtime", "\n".join(f"  {label + ':':<{width}}{value}" for label, value in lines))]
+
+
+def _limits_text(limits: dict[str, Any], size_text: Any) -> str:
+    parts = [f"cpu {limits['cpu']}" if limits.get("cpu") is not None else ""]
+    parts.append(f"memory {size_text(limits['memory'])}" if limits.get("memory") is not None else "")
+    parts.append(f"pids {limits['pids']}" if limits.get("pids") is not None else "")
+    how = limits.get("mechanism") or "none"
+    if limits.get("note"):
+        how += f"; {limits['note']}"
+    return f"{', '.join(p for p in parts if p) or 'none'} ({how})"
 
 
 @click.command(short_help="Delete resources by kind and name, or as a file names them.")

@@ -12,7 +12,7 @@ import click
 
 from runyard.cli.context import state
 from runyard.cli.errors import INTERRUPTED_EXIT, fail, note, parse_pairs, report
-from runyard.cli.follow import Follower, print_line
+from runyard.cli.follow import Follower, Preparation, print_line
 from runyard.cli.options import LABELS, SORT, output_option
 from runyard.cli.output import Output, order, render
 from runyard.cli.project_files import upload
@@ -88,7 +88,12 @@ def run(
     if detach:
         sys.stdout.write(run_name + "\n")
         return
-    raise click.exceptions.Exit(Follower(rest, run_name).follow())
+    preparation = Preparation(rest, run_name)
+    preparation.start()
+    follower = Follower(rest, run_name)
+    code = follower.follow()
+    preparation.finish(follower.detached)
+    raise click.exceptions.Exit(code)
 
 
 @click.command()
