@@ -21,6 +21,7 @@ from runyard.core.errors import Unavailable
 from runyard.runtime.local import LocalRuntime
 from runyard.services.artifacts import ArtifactStore
 from runyard.services.auth import ensure_admin_token
+from runyard.services.environments import Environments
 from runyard.services.notify import Notifier
 from runyard.services.snapshots import BlobStore, snapshot_files
 from runyard.services.tracking import Tracking
@@ -40,6 +41,8 @@ class Platform:
 
     def close(self) -> None:
         self.controller.stop()
+        if self.state.environments:
+            self.state.environments.close()
         self.state.runtime.close()
         self.lock.release()
         self.state.store.close()
@@ -75,8 +78,11 @@ def build(
     notifier = Notifier()
     runtime.on_output(notifier.output)
     artifacts = ArtifactStore(settings.resolved_artifact_root(), settings.max_artifact_bytes)
-    ctx = Context(store, runtime, notifier, controller, api_url, artifacts, runtime_settings)
-    state = AppState(store, runtime, blobs, notifier, Tracking(store), artifacts)
+    environments = Environments(store, home, blobs, notifier, runtime_settings)  # after the lock: see adopt
+    ctx = Context(
+        store, runtime, notifier, controller, api_url, artifacts, runtime_settings, environments=environments
+    )
+    state = AppState(store, runtime, blobs, notifier, Tracking(store), artifacts, environments=environments)
     return Platform(state, Controller(ctx), lock)
 
 
