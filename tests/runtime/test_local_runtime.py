@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -130,9 +131,9 @@ def test_a_snapshot_path_outside_the_work_dir_fails_the_launch(tmp_path: Path):
 
 
 def test_launch_is_idempotent(rt: LocalRuntime, tmp_path: Path):
-    marker = tmp_path / "ran.txt"
-    spec = make_spec(sh(f"echo once >> '{marker}'"))
+    spec = make_spec(sh("echo once >> ran.txt"))  # in its work directory, the one place it may write
     first = rt.launch(spec)
+    marker = Path(first["dir"]) / "work" / "ran.txt"
     second = rt.launch(spec)
     assert first == second
     wait_state(rt, first, AttemptState.EXITED)
@@ -251,7 +252,14 @@ def test_a_process_over_its_memory_limit_is_killed_with_the_reason(tmp_path: Pat
 def test_no_limits_requested(rt: LocalRuntime):
     handle = rt.launch(make_spec(["true"]))
     limits = wait_state(rt, handle, AttemptState.EXITED).limits
-    assert limits == {"mechanism": "none", "cpu": None, "memory": None, "enforced": [], "note": ""}
+    assert limits == {
+        "mechanism": "none",
+        "cpu": None,
+        "memory": None,
+        "pids": None,
+        "enforced": [],
+        "note": "",
+    }
 
 
 def test_on_change_is_called_when_a_run_exits(rt: LocalRuntime):
@@ -268,12 +276,22 @@ def test_on_change_is_called_when_a_run_exits(rt: LocalRuntime):
     assert seen == ["notified"]
 
 
+def _alive(argv: list[str]) -> list[psutil.Process]:
+    """Live processes running exactly `argv` (a pid printed inside a sandbox is its namespace's own)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        if proc.info["cmdline"] == argv and proc.info["status"] != psutil.STATUS_ZOMBIE:
+            found.append(proc)
+    return found
+
+
 def test_whole_process_group_is_killed_when_main_process_exits(rt: LocalRuntime):
-    handle = rt.launch(make_spec(sh("sleep 60 & echo $!")))
+    background = ["sleep", f"60.{os.getpid()}"]  # a command line no other test runs
+    handle = rt.launch(make_spec(sh(f"{' '.join(background)} & echo started")))
     wait_state(rt, handle, AttemptState.EXITED)
-    background = int(logs(rt, handle)[0][1])
+    assert logs(rt, handle) == [("stdout", "started")]
     deadline = time.monotonic() + 3
-    while psutil.pid_exists(background) and psutil.Process(background).status() != psutil.STATUS_ZOMBIE:
+    while _alive(background):
         assert time.monotonic() < deadline
         time.sleep(0.01)
 
@@ -314,7 +332,7 @@ import signal, sys, time
 
 def on_term(*_):
     time.sleep(2)  # cleaning up
-    open(sys.argv[1], "w").write("clean")
+    open("cleaned", "w").write("clean")
     sys.exit(0)
 
 signal.signal(signal.SIGTERM, on_term)
@@ -324,12 +342,13 @@ time.sleep(60)
 
 
 @pytest.mark.parametrize("form", ["shell line", "argv"])
-def test_the_grace_period_covers_the_whole_group(rt: LocalRuntime, tmp_path: Path, form: str):
-    """A shell line's /bin/sh dies of the SIGTERM at once; the command it runs still gets its grace."""
-    script, marker = tmp_path / "cleanup.py", tmp_path / "cleaned"
-    script.write_text(CLEANUP)
-    argv = [sys.executable, str(script), str(marker)]
-    handle = rt.launch(make_spec(sh(" ".join(argv)) if form == "shell line" else argv, stop_grace=10))
+def test_the_grace_period_covers_the_whole_group(rt: LocalRuntime, form: str):
+    """A shell line's /bin/sh dies of the SIGTERM at once; the command it runs still gets its grace (in
+    a sandbox too, whose bubblewrap process must not die of it first)."""
+    argv = [sys.executable, "-c", CLEANUP]
+    line = " ".join(shlex.quote(a) for a in argv)
+    handle = rt.launch(make_spec(sh(line) if form == "shell line" else argv, stop_grace=10))
+    marker = Path(handle["dir"]) / "work" / "cleaned"
     wait_log(rt, handle, "ready")
     rt.stop(handle, 10)
     observed = wait_state(rt, handle, AttemptState.EXITED, timeout=8)

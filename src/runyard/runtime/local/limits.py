@@ -1,12 +1,15 @@
-"""CPU and memory limits for one run, applied by the run's process itself between fork and exec.
+"""CPU, memory and pids limits for one run: its supervisor makes the cgroups, the run's process joins them
+between fork and exec.
 
 Standard library only: this module is imported by the launcher script, which runs with `python -I -S`.
 Order of preference: a cgroup v2 child of /sys/fs/cgroup/runyard, a cgroup v1 child of the current
 process's own cgroup in each needed hierarchy; where neither can be written (no root, no hierarchy), the
 memory limit is enforced by the run's supervisor (the shim), which samples the group's resident memory
-and SIGKILLs the group over the limit. No rlimit can do that: RLIMIT_AS makes allocations fail (a Python
-MemoryError, exit 1, no reason) and breaks programs that reserve address space; RLIMIT_RSS is ignored by
-Linux. Any cgroup failure falls back and is recorded in the note; nothing here ever makes a run fail.
+and SIGKILLs the group over the limit (cpu and pids are then not enforced, and the note says so). No
+rlimit can do that: RLIMIT_AS makes allocations fail (a Python MemoryError, exit 1, no reason) and breaks
+programs that reserve address space; RLIMIT_RSS is ignored by Linux. A memory cgroup is made for every
+limited run, with or without a memory limit: it measures the peak. Any cgroup failure falls back and is
+recorded in the note; nothing here ever makes a run fail.
 """
 
 from __future__ import annotations
@@ -46,13 +49,15 @@ def _v1_parent(controller: str) -> str:
     return os.path.join(own if os.path.isdir(own) else mount, "runyard")
 
 
-def _cgroup_v2(name: str, cpu: float | None, memory: int | None) -> list[str]:
+def _cgroup_v2(name: str, cpu: float | None, memory: int | None, pids: int | None) -> list[str]:
     with open(os.path.join(CGROUP_ROOT, "cgroup.controllers")) as f:
         available = f.read().split()
-    wanted = [c for c, v in (("cpu", cpu), ("memory", memory)) if v is not None]
+    wanted = [c for c, v in (("cpu", cpu), ("memory", memory), ("pids", pids)) if v is not None]
     missing = [c for c in wanted if c not in available]
     if missing:
         raise OSError(f"controllers not available: {', '.join(missing)}")
+    if memory is None and "memory" in available:  # for the peak, without a limit
+        wanted.append("memory")
     enable = " ".join("+" + c for c in wanted)
     parent = os.path.join(CGROUP_ROOT, "runyard")
     _write(os.path.join(CGROUP_ROOT, "cgroup.subtree_control"), enable)
@@ -64,30 +69,40 @@ def _cgroup_v2(name: str, cpu: float | None, memory: int | None) -> list[str]:
         if memory is not None:
             _write(os.path.join(path, "memory.max"), str(memory))
         if cpu is not None:
-            _write(os.path.join(path, "cpu.max"), f"{max(1000, int(cpu * CFS_PERIOD_US))} {CFS_PERIOD_US}")
-        _write(os.path.join(path, "cgroup.procs"), str(os.getpid()))
+            _write(os.path.join(path, "cpu.max"), f"{_quota(cpu)} {CFS_PERIOD_US}")
+        if pids is not None:
+            _write(os.path.join(path, "pids.max"), str(pids))
     except OSError:
         _rmdir([path])
         raise
     return [path]
 
 
-def _cgroup_v1(name: str, cpu: float | None, memory: int | None) -> list[str]:
+def _quota(cpu: float) -> int:
+    return max(1000, int(cpu * CFS_PERIOD_US))
+
+
+def _cgroup_v1(name: str, cpu: float | None, memory: int | None, pids: int | None) -> list[str]:
+    """One cgroup per hierarchy needed; a memory one always (it measures the peak), where there is one."""
     paths = []
     try:
-        if memory is not None:
+        if memory is not None or os.path.isdir(os.path.join(CGROUP_ROOT, "memory")):
             path = os.path.join(_v1_parent("memory"), name)
             os.makedirs(path, exist_ok=True)
             paths.append(path)
-            _write(os.path.join(path, "memory.limit_in_bytes"), str(memory))
+            if memory is not None:
+                _write(os.path.join(path, "memory.limit_in_bytes"), str(memory))
         if cpu is not None:
             path = os.path.join(_v1_parent("cpu"), name)
             os.makedirs(path, exist_ok=True)
             paths.append(path)
             _write(os.path.join(path, "cpu.cfs_period_us"), str(CFS_PERIOD_US))
-            _write(os.path.join(path, "cpu.cfs_quota_us"), str(max(1000, int(cpu * CFS_PERIOD_US))))
-        for path in paths:
-            _write(os.path.join(path, "cgroup.procs"), str(os.getpid()))
+            _write(os.path.join(path, "cpu.cfs_quota_us"), str(_quota(cpu)))
+        if pids is not None:
+            path = os.path.join(_v1_parent("pids"), name)
+            os.makedirs(path, exist_ok=True)
+            paths.append(path)
+            _write(os.path.join(path, "pids.max"), str(pids))
     except OSError:
         _rmdir(paths)
         raise
@@ -100,33 +115,42 @@ def _rmdir(paths: list[str]) -> None:
             os.rmdir(path)
 
 
-def apply(name: str, cpu: float | None, memory: int | None, cgroups: bool = True) -> tuple[dict, list[str]]:
-    """Limit the calling process (and what it will exec). Returns (limits record, cgroup dirs created).
-    `cgroups=False` goes straight to the supervisor's watchdog."""
+def create(
+    name: str,
+    cpu: float | None,
+    memory: int | None,
+    pids: int | None = None,
+    cgroups: bool = True,
+) -> tuple[dict, list[str]]:
+    """Make the run's cgroups, called by its supervisor before the fork; the child joins them (join()).
+    Returns (limits record, cgroup dirs created). `cgroups=False` goes straight to the watchdog."""
     limits: dict[str, object] = {
         "mechanism": "none",
         "cpu": cpu,
         "memory": memory,
+        "pids": pids,
         "enforced": [],
         "note": "",
     }
-    if cpu is None and memory is None:
+    if cpu is None and memory is None and pids is None:
         return limits, []
-    enforced = [k for k, v in (("cpu", cpu), ("memory", memory)) if v is not None]
+    enforced = [k for k, v in (("cpu", cpu), ("memory", memory), ("pids", pids)) if v is not None]
     notes = []
     if not cgroups:
         notes.append("cgroups not used")
     elif os.geteuid() == 0:
         if os.path.exists(os.path.join(CGROUP_ROOT, "cgroup.controllers")):
             attempts = [("cgroup-v2", _cgroup_v2)]
-        elif os.path.isdir(os.path.join(CGROUP_ROOT, "memory")):
+        elif os.path.isdir(os.path.join(CGROUP_ROOT, "memory")) or os.path.isdir(
+            os.path.join(CGROUP_ROOT, "pids")
+        ):
             attempts = [("cgroup-v1", _cgroup_v1)]
         else:
             attempts = []
             notes.append("no cgroup hierarchy found")
         for mechanism, setup in attempts:
             try:
-                paths = setup(name, cpu, memory)
+                paths = setup(name, cpu, memory, pids)
             except (OSError, ValueError) as e:
                 notes.append(f"{mechanism} unavailable ({e})")
                 continue
@@ -134,13 +158,51 @@ def apply(name: str, cpu: float | None, memory: int | None, cgroups: bool = True
             return limits, paths
     else:
         notes.append("cgroups need root")
+    limits["enforced"] = []
     if memory is not None:
         limits.update(mechanism=WATCHDOG, enforced=["memory"])
         notes.append(f"memory: the supervisor samples resident memory every {WATCHDOG_SECONDS:g} s")
-    if cpu is not None:
-        notes.append("cpu is not enforced without cgroups")
+    unenforced = [k for k in ("cpu", "pids") if limits[k] is not None]
+    if unenforced:
+        notes.append(f"{' and '.join(unenforced)} not enforced without cgroups")
     limits["note"] = "; ".join(notes)
     return limits, []
+
+
+def join(paths: list[str]) -> None:
+    """Move the calling process into the cgroups create() made (in the child, just before exec)."""
+    pid = str(os.getpid())
+    for path in paths:
+        _write(os.path.join(path, "cgroup.procs"), pid)
+
+
+def peak_memory(paths: list[str]) -> int | None:
+    """The most memory the cgroup's processes held at once (v1 memory.max_usage_in_bytes, v2 memory.peak
+    where the kernel has it); None where no memory cgroup says."""
+    for path in paths:
+        for fname in ("memory.peak", "memory.max_usage_in_bytes"):
+            try:
+                with open(os.path.join(path, fname)) as f:
+                    return int(f.read().split()[0])
+            except (OSError, ValueError, IndexError):
+                continue
+    return None
+
+
+def human_bytes(n: int | float) -> str:
+    """1024 -> '1.0 KiB' (binary units, as the memory quantities of a spec)."""
+    value, unit = float(n), "bytes"
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if abs(value) < 1024 or unit == "PiB":
+            break
+        value /= 1024
+    return f"{int(value)} bytes" if unit == "bytes" else f"{value:.1f} {unit}"
+
+
+def oom_message(limit: int | None, peak: int | None) -> str:
+    """How a run killed for its memory ends: 'killed: out of memory (limit 1.0 KiB, peak 1.0 KiB)'."""
+    parts = [f"{k} {human_bytes(v)}" for k, v in (("limit", limit), ("peak", peak)) if v is not None]
+    return "killed: out of memory" + (f" ({', '.join(parts)})" if parts else "")
 
 
 def oom_killed(paths: list[str]) -> bool:

@@ -36,6 +36,7 @@ from runyard.runtime.base import (
     Runtime,
 )
 from runyard.runtime.local import limits
+from runyard.runtime.local.sandbox import Sandbox, probe, wrap
 from runyard.runtime.local.sdk import python_path, sdk_dir
 from runyard.runtime.local.shim import write_json
 
@@ -107,10 +108,12 @@ class LocalRuntime(Runtime):
         cgroups: bool = True,
         sandbox: str = "auto",
         private_paths: list[str] | None = None,
+        bwrap: str = "bwrap",
     ) -> None:
         """`cgroups=False`: enforce memory limits with the shim's watchdog even where cgroups work.
         `sandbox`: auto | off | required (see RuntimeSettings.sandbox). `private_paths`: what a sandboxed
-        run must not see besides `home` (e.g. a SQLite database or artifact folder kept elsewhere)."""
+        run must not see besides `home` (e.g. a SQLite database or artifact folder kept elsewhere).
+        `bwrap`: the bubblewrap binary (a name looked up on PATH, or a path)."""
         self.home = Path(home).absolute()
         self.runs_dir = self.home / "runs"
         self.runtime_dir = self.home / "runtime"
@@ -120,7 +123,9 @@ class LocalRuntime(Runtime):
         self.sdk = sdk_dir(self.home)
         self._snapshot_files = snapshot_files
         self._cgroups = cgroups
-        self._sandbox = sandbox
+        self._sandbox_mode = sandbox
+        self._bwrap = bwrap
+        self._sandbox: Sandbox | None = None  # probed at the first launch
         self._private_paths = [str(Path(p).absolute()) for p in private_paths or []]
         self._lock = threading.Lock()
         self._launcher: subprocess.Popen[bytes] | None = None
@@ -137,12 +142,25 @@ class LocalRuntime(Runtime):
             raise LaunchError(f"invalid run uid {run_uid!r}")
         return self.runs_dir / run_uid / f"attempt-{int(attempt)}"
 
+    def sandbox(self) -> Sandbox:
+        """How runs are sandboxed on this host (probed once: a few milliseconds)."""
+        if self._sandbox is None:
+            self._sandbox = probe(self._sandbox_mode, self._bwrap)
+            if not self._sandbox.available:
+                log.warning("local runtime: runs are not sandboxed: %s", self._sandbox.record["reason"])
+        return self._sandbox
+
     def launch(self, spec: LaunchSpec) -> Handle:
         if not spec.argv:
             raise LaunchError("nothing to run: the command is empty")
         adir = self.attempt_dir(spec.run_uid, spec.attempt)
         if (adir / "state.json").exists():
             return self._adopt(adir)
+        box = self.sandbox()
+        if self._sandbox_mode == "required" and not box.available:
+            raise LaunchError(
+                f"cannot sandbox the run (RUNYARD_RUNTIME_SANDBOX=required): {box.record['reason']}"
+            )
         (adir / "work").mkdir(parents=True, exist_ok=True)
         files: list[tuple[str, str, int]] = []
         if spec.snapshot is not None:  # resolved here (one store read); the shim copies, off our thread
@@ -152,15 +170,31 @@ class LocalRuntime(Runtime):
                 files = self._snapshot_files(spec.snapshot)
             except Exception as e:
                 raise LaunchError(f"could not read snapshot {spec.snapshot}: {e}") from e
+        work = str(adir / "work")
+        wrapped = None
+        if box.available:
+            wrapped = wrap(
+                box,
+                list(spec.argv),
+                home=self.home,
+                work=work,
+                sdk=self.sdk,
+                private=self._private_paths,
+                environment=spec.environment,
+                gpus=spec.gpus,
+            )
         reply = self._request(
             {
                 "dir": str(adir),
                 "run_uid": spec.run_uid,
                 "attempt": spec.attempt,
                 "argv": list(spec.argv),
-                "env": {**spec.env, "PYTHONPATH": python_path(self.sdk, spec.env)},
+                "wrapped": wrapped,
+                "sandbox": box.record,
+                "env": self._env(spec),
                 "cpu": spec.cpu,
                 "memory": spec.memory,
+                "pids": spec.pids,
                 "stop_grace": spec.stop_grace,
                 "cgroups": self._cgroups,
                 "files": files,
@@ -177,6 +211,16 @@ class LocalRuntime(Runtime):
             proc = _process(pid, None)
             create_time = proc.create_time() if proc else None
         return self._handle(adir, spec.run_uid, spec.attempt, pid, create_time)
+
+    def _env(self, spec: LaunchSpec) -> dict[str, str]:
+        """The run's own variables: the SDK leads PYTHONPATH; an environment is activated as a virtualenv
+        is (its bin first on PATH, VIRTUAL_ENV), so `python` and its scripts are the environment's."""
+        env = {**spec.env, "PYTHONPATH": python_path(self.sdk, spec.env)}
+        if spec.environment:
+            path = spec.env["PATH"] if "PATH" in spec.env else os.environ.get("PATH", os.defpath)
+            env["PATH"] = os.pathsep.join([os.path.join(spec.environment, "bin"), *filter(None, [path])])
+            env["VIRTUAL_ENV"] = spec.environment
+        return env
 
     def find_launched(self, run_uid: str, attempt: int) -> Handle | None:
         adir = self.attempt_dir(run_uid, attempt)
@@ -262,6 +306,7 @@ class LocalRuntime(Runtime):
                     started_at=_parse_time(state.get("started_at")),
                     progress_at=_parse_time(state.get("progress_at")),
                     limits=state.get("limits"),
+                    sandbox=state.get("sandbox"),
                 )
             done = _read_json(adir / "exit.json")  # it may have finished between the two looks
         if done is None:
@@ -270,6 +315,7 @@ class LocalRuntime(Runtime):
                 started_at=_parse_time(state.get("started_at")),
                 message=LOST_MESSAGE,
                 limits=state.get("limits"),
+                sandbox=state.get("sandbox"),
             )
         return Observed(
             state=AttemptState.EXITED,
@@ -279,6 +325,8 @@ class LocalRuntime(Runtime):
             message=self._exit_message(done, state),
             limits=state.get("limits"),
             oom_killed=bool(done.get("oom_killed")),
+            peak_memory=done.get("peak_memory"),
+            sandbox=state.get("sandbox"),
         )
 
     @staticmethod
@@ -286,8 +334,7 @@ class LocalRuntime(Runtime):
         if done.get("error"):
             return f"failed to start: {done['error']}"
         if done.get("oom_killed"):
-            memory = (state.get("limits") or {}).get("memory")
-            return f"killed: out of memory (limit {memory} bytes)" if memory else "killed: out of memory"
+            return limits.oom_message((state.get("limits") or {}).get("memory"), done.get("peak_memory"))
         if done.get("stopped"):
             return "stopped"
         return ""

@@ -37,6 +37,7 @@ BEAT_SECONDS = 1.0  # while copying files, how often state.json says the launch 
 _boot_time: float | None = None
 # What the run's process gets back to default: Python ignores SIGPIPE and SIGXFSZ, the launcher SIGINT,
 # and an ignored signal stays ignored across exec.
+SIGNAL_MAX = 64  # the highest signal number (SIGRTMAX) on Linux
 RESET_SIGNALS = (signal.SIGTERM, signal.SIGCHLD, signal.SIGPIPE, signal.SIGINT, signal.SIGXFSZ)
 
 
@@ -83,8 +84,9 @@ class StoppedWhilePreparing(Exception):
     """Raised by the SIGTERM handler while the files are copied: a stop must not wait for the copy."""
 
 
-def _group(pgid: int) -> list[tuple[bytes, int]]:
-    """(state, resident pages) of each process in the process group, zombies included, from /proc."""
+def _group(pgid: int) -> list[tuple[int, bytes, int, int]]:
+    """(pid, state, parent pid, resident pages) of each process in the process group, zombies included,
+    from /proc."""
     try:
         pids = [p for p in os.listdir("/proc") if p.isdigit()]
     except OSError:
@@ -95,7 +97,7 @@ def _group(pgid: int) -> list[tuple[bytes, int]]:
             with open(f"/proc/{pid}/stat", "rb") as f:
                 fields = f.read().rsplit(b")", 1)[1].split()
             if int(fields[2]) == pgid:
-                members.append((fields[0], int(fields[21])))
+                members.append((int(pid), fields[0], int(fields[1]), int(fields[21])))
         except (OSError, IndexError, ValueError):
             continue
     return members
@@ -109,16 +111,50 @@ def _group_alive(pgid: int) -> bool:
         return False
     if not os.path.isdir("/proc"):  # cannot tell zombies apart: trust the signal
         return True
-    return any(state != b"Z" for state, _ in _group(pgid))
+    return any(member[1] != b"Z" for member in _group(pgid))
 
 
 def _group_resident_bytes(pgid: int) -> int:
-    return sum(pages for _, pages in _group(pgid)) * PAGE_SIZE
+    return sum(member[3] for member in _group(pgid)) * PAGE_SIZE
 
 
 def _kill_group(pgid: int, sig: int) -> None:
     with contextlib.suppress(OSError):  # gone already
         os.killpg(pgid, sig)
+
+
+def _signal_sandboxed(pgid: int, sig: int) -> bool:
+    """Send a catchable signal to the command and its processes in the sandbox, not to bubblewrap (the
+    group's leader, which would die of it and report that) nor to the sandbox's init (its child, which
+    would ignore it). False while the sandbox has no such process yet: the caller tries again."""
+    sent = False
+    for pid, state, ppid, _ in _group(pgid):
+        if pid != pgid and ppid != pgid and state != b"Z":
+            with contextlib.suppress(OSError):
+                os.kill(pid, sig)
+                sent = True
+    return sent
+
+
+def _resolve(argv0: str, env: dict) -> None:
+    """Fail as exec would (FileNotFoundError / PermissionError) when the command cannot be found: checked
+    before the sandbox starts, so a typo fails as today (exit 127, "failed to start: ...")."""
+    if "/" in argv0:
+        if not os.path.exists(argv0):
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), argv0)
+        if not os.access(argv0, os.X_OK) or os.path.isdir(argv0):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), argv0)
+    elif shutil.which(argv0, path=env.get("PATH", os.defpath)) is None:
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), argv0)
+
+
+def exit_code(status: int, sandboxed: bool) -> int:
+    """The run's exit code from its process's wait status; negative: killed by that signal. bubblewrap
+    exits 128+N when the command died of signal N: read back as -N (see sandbox.py)."""
+    code = os.waitstatus_to_exitcode(status)
+    if sandboxed and 128 < code <= 128 + SIGNAL_MAX:
+        return 128 - code
+    return code
 
 
 class Shim:
@@ -134,6 +170,9 @@ class Shim:
         self.kill_at: float | None = None
         self.memory_limit: int | None = None  # enforced here, by sampling, when cgroups could not
         self.memory_killed = False
+        self.peak_sample = 0  # the watchdog's largest sample
+        self.sandboxed = bool(req.get("wrapped"))
+        self.term_pending = False  # a stop's SIGTERM waits for the sandboxed command to exist
         self.next_sample = 0.0
         self.sel = selectors.DefaultSelector()
         self.buffers: dict[int, bytearray] = {}
@@ -251,7 +290,7 @@ class Shim:
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         started_at = now_iso()
-        if req.get("cpu") is None and req.get("memory") is None:
+        if req.get("cpu") is None and req.get("memory") is None and req.get("pids") is None:
             pid, report = self._posix_spawn(env, out_w, err_w)
         else:
             pid, report = self._fork_exec(env, out_w, err_w)
@@ -276,13 +315,20 @@ class Shim:
             self.streams[fd] = stream
             self.sel.register(fd, selectors.EVENT_READ)
 
+    def _argv(self, env: dict) -> list[str]:
+        """What to execute: the command, or the command wrapped in its sandbox (checked first)."""
+        if self.sandboxed:
+            _resolve(self.req["argv"][0], env)
+            return self.req["wrapped"]
+        return self.req["argv"]
+
     def _posix_spawn(self, env: dict, out_w: int, err_w: int) -> tuple[int, dict]:
         """Start the command without forking this Python process (no limits to apply in between): far
         cheaper than fork, whose copy-on-write faults cost milliseconds. Returns (pid or 0, report)."""
-        argv = self.req["argv"]
-        report: dict = {"limits": limits.apply("", None, None)[0]}
+        report: dict = {"limits": limits.create("", None, None)[0]}
         null = os.open(os.devnull, os.O_RDONLY)
         try:
+            argv = self._argv(env)
             path = argv[0] if "/" in argv[0] else shutil.which(argv[0], path=env.get("PATH", os.defpath))
             if path is None:
                 raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), argv[0])
@@ -298,34 +344,45 @@ class Shim:
             os.close(null)
 
     def _fork_exec(self, env: dict, out_w: int, err_w: int) -> tuple[int, dict]:
-        """Fork, apply the limits in the child, exec. Returns (pid, report)."""
+        """Make the cgroups here, fork, join them in the child, exec. Returns (pid, report).
+
+        The cgroups are made by this process, not the child: a child killed at once by its limit (e.g.
+        `memory: 1Ki`) must still leave the paths to read the OOM kill and the peak from."""
+        req = self.req
+        name = f"{req['run_uid']}-{req['attempt']}"
+        record, cgroups = limits.create(
+            name, req.get("cpu"), req.get("memory"), req.get("pids"), req.get("cgroups", True)
+        )
+        report: dict = {"limits": record, "cgroups": cgroups}
+        try:
+            argv = self._argv(env)
+        except OSError as e:
+            limits.remove(cgroups)
+            return 0, {**report, "cgroups": [], "error": f"{e}"}
         status_r, status_w = os.pipe()  # close-on-exec: EOF tells the shim the exec happened
         pid = os.fork()
         if pid == 0:
-            self._child(env, out_w, err_w, status_w)
+            self._child(argv, env, cgroups, out_w, err_w, status_w)
         os.close(status_w)
         with os.fdopen(status_r, "rb") as f:
             reports = [json.loads(line) for line in f.read().splitlines() if line.strip()]
-        return pid, {k: v for r in reports for k, v in r.items()}
+        return pid, {**report, **{k: v for r in reports for k, v in r.items()}}
 
-    def _child(self, env: dict, out_w: int, err_w: int, status_w: int) -> None:
-        """In the forked child: new process group, limits, cwd, stdio, exec. Never returns."""
+    def _child(
+        self, argv: list[str], env: dict, cgroups: list[str], out_w: int, err_w: int, status_w: int
+    ) -> None:
+        """In the forked child: new process group, cgroups, cwd, stdio, exec. Never returns."""
         try:
             signal.set_wakeup_fd(-1)
             for sig in RESET_SIGNALS:
                 signal.signal(sig, signal.SIG_DFL)
             os.setpgid(0, 0)
-            name = f"{self.req['run_uid']}-{self.req['attempt']}"
-            record, cgroups = limits.apply(
-                name, self.req.get("cpu"), self.req.get("memory"), self.req.get("cgroups", True)
-            )
-            os.write(status_w, json.dumps({"limits": record, "cgroups": cgroups}).encode() + b"\n")
             os.chdir(os.path.join(self.dir, "work"))
             null = os.open(os.devnull, os.O_RDONLY)
             os.dup2(null, 0)
             os.dup2(out_w, 1)
             os.dup2(err_w, 2)
-            argv = self.req["argv"]
+            limits.join(cgroups)  # last: from here on, what it allocates counts against its limits
             os.execvpe(argv[0], argv, env)
         except BaseException as e:
             try:
@@ -342,7 +399,10 @@ class Shim:
         except (OSError, ValueError, KeyError, TypeError):
             pass
         self.system(f"stop requested: sent SIGTERM, SIGKILL follows in {grace:g} s")
-        _kill_group(self.child, signal.SIGTERM)
+        if self.sandboxed:
+            self.term_pending = not _signal_sandboxed(self.child, signal.SIGTERM)
+        else:
+            _kill_group(self.child, signal.SIGTERM)
         self.kill_at = time.monotonic() + grace
 
     def _supervise(self) -> int:
@@ -355,8 +415,9 @@ class Shim:
         main_status: int | None = None
         while True:
             timeout = None if self.kill_at is None else max(0.0, self.kill_at - time.monotonic())
-            if main_status is not None and timeout is not None:
-                timeout = min(timeout, GROUP_POLL_SECONDS)  # nothing signals that the group emptied
+            if (main_status is not None or self.term_pending) and timeout is not None:
+                # nothing signals that the group emptied, nor that the sandboxed command now exists
+                timeout = min(timeout, GROUP_POLL_SECONDS)
             if self.memory_limit is not None:
                 timeout = (
                     limits.WATCHDOG_SECONDS if timeout is None else min(timeout, limits.WATCHDOG_SECONDS)
@@ -376,6 +437,8 @@ class Shim:
                 self._notify(b"o:")
             if self.term_requested and not self.stopped:
                 self._stop_requested()
+            elif self.term_pending and main_status is None:
+                self.term_pending = not _signal_sandboxed(self.child, signal.SIGTERM)
             if self.memory_limit is not None and main_status is None:
                 self._watch_memory(self.memory_limit)
             if self.kill_at is not None and time.monotonic() >= self.kill_at:
@@ -395,10 +458,12 @@ class Shim:
             return
         self.next_sample = time.monotonic() + limits.WATCHDOG_SECONDS
         resident = _group_resident_bytes(self.child)
+        self.peak_sample = max(self.peak_sample, resident)
         if resident > limit:
             _kill_group(self.child, signal.SIGKILL)
             self.memory_limit, self.memory_killed = None, True
-            self.system(f"resident memory {resident} bytes is over the limit of {limit} bytes: sent SIGKILL")
+            over = f"{limits.human_bytes(resident)} is over the limit of {limits.human_bytes(limit)}"
+            self.system(f"resident memory {over}: sent SIGKILL")
 
     def _drain(self) -> None:
         """After the child exited (and its group was killed): read what is left, at most DRAIN_SECONDS."""
@@ -441,6 +506,7 @@ class Shim:
             child_pid=None,
             started_at=None,
             limits=None,
+            sandbox=self.req.get("sandbox"),
         )
         os.write(
             ready_fd,
@@ -464,9 +530,10 @@ class Shim:
         self._drain()
         cgroups = self.state.get("cgroups") or []
         oom = self.memory_killed or limits.oom_killed(cgroups)
+        peak = limits.peak_memory(cgroups) or self.peak_sample or None
         if oom:
-            self.system("killed: out of memory")
-        self._record_exit(os.waitstatus_to_exitcode(status), oom_killed=oom)
+            self.system(limits.oom_message(self.req.get("memory"), peak))
+        self._record_exit(exit_code(status, self.sandboxed), oom_killed=oom, peak_memory=peak)
         limits.remove(cgroups)
 
     def _prepared(self) -> bool:
@@ -492,12 +559,15 @@ class Shim:
         self._record_exit(None)
         return False
 
-    def _record_exit(self, exit_code: int | None, oom_killed: bool = False) -> None:
+    def _record_exit(
+        self, code: int | None, oom_killed: bool = False, peak_memory: int | None = None
+    ) -> None:
         result = {
-            "exit_code": exit_code,
+            "exit_code": code,
             "finished_at": now_iso(),
             "stopped": self.stopped,
             "oom_killed": oom_killed,
+            "peak_memory": peak_memory,
         }
         if self.error:
             result["error"] = self.error

@@ -1,0 +1,121 @@
+"""The bubblewrap sandbox every local run starts in, where the host allows.
+
+Inside, a run sees the host's file system read-only, its own /dev, /proc (its own PID namespace: no host
+process is visible or reachable), IPC and host name, a private /tmp, /var/tmp and /dev/shm, and none of the
+server's state: the data directory (tokens, database, blobs, other runs), the private paths the server names
+(a database or an artifact folder kept elsewhere) and the user's ~/.runyard are hidden; then its own work
+directory (read-write), the SDK and its environment (read-only) are bound back at the same paths. The
+network is shared: runs reach the API and package indexes.
+
+The argv is built here, in the server; the shim only executes it. bubblewrap reports a command killed by
+signal N as exit status 128+N (its --json-status-fd says the same), so the shim reads a status above 128 as
+that signal (see shim.py): a command that exits 129..192 by itself is reported as killed by a signal.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BUBBLEWRAP = "bubblewrap"
+NOT_INSTALLED = "bubblewrap is not installed (apt-get install bubblewrap)"
+NO_USERNS = "user namespaces are not available to this user"
+OFF = "sandbox is off (RUNYARD_RUNTIME_SANDBOX=off)"
+# Not --die-with-parent: bubblewrap's own process exits as soon as the command does, and with that flag its
+# death kills the sandbox's init, hence every process left in it, before a stop's grace period is over (a
+# shell line's /bin/sh dies of the SIGTERM at once, the command it started still cleans up). The shim
+# SIGKILLs the whole process group when the run is over, which takes the sandbox down, as without one.
+NAMESPACES = ["--unshare-pid", "--unshare-ipc", "--unshare-uts"]
+# Devices a CUDA program needs besides its own /dev/nvidia<i>.
+NVIDIA_SHARED = ["/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools", "/dev/nvidia-modeset"]
+
+
+@dataclass
+class Sandbox:
+    """What the host allows: `record` goes into every run's status (mechanism, version or reason)."""
+
+    record: dict[str, str]
+    bwrap: str | None = None  # absolute path, when runs are sandboxed
+    prefix: list[str] = field(default_factory=list)  # the namespace flags the probe proved to work
+
+    @property
+    def available(self) -> bool:
+        return self.bwrap is not None
+
+
+def probe(mode: str, bwrap: str = "bwrap") -> Sandbox:
+    """Find out once whether runs can be sandboxed: run `true` in a sandbox made like a run's."""
+    if mode == "off":
+        return Sandbox({"mechanism": "none", "reason": OFF})
+    path = shutil.which(bwrap)
+    if path is None:
+        return Sandbox({"mechanism": "none", "reason": NOT_INSTALLED})
+    flags = list(NAMESPACES)
+    if os.geteuid() != 0 and not os.stat(path).st_mode & 0o4000:  # not setuid: a user namespace it needs
+        flags.insert(0, "--unshare-user")
+    argv = [path, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", *flags, "--", "true"]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+        version = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError) as e:
+        return Sandbox({"mechanism": "none", "reason": f"{NO_USERNS} ({e})"})
+    if done.returncode != 0:
+        detail = done.stderr.strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
+        return Sandbox({"mechanism": "none", "reason": f"{NO_USERNS} ({detail[0]})"})
+    record = {"mechanism": BUBBLEWRAP, "version": version.split()[-1] if version.split() else "unknown"}
+    return Sandbox(record, path, flags)
+
+
+def _hidden(path: str, hidden: list[str]) -> bool:
+    return any(path == h or path.startswith(h.rstrip("/") + "/") for h in hidden)
+
+
+def _hide(paths: list[str]) -> list[str]:
+    """Flags that hide each existing path: an empty tmpfs over a directory, /dev/null over a file (and a
+    SQLite file's -wal/-shm/-journal siblings). Paths inside one already hidden are skipped."""
+    args: list[str] = []
+    done: list[str] = []
+    for path in sorted(set(paths), key=len):
+        if _hidden(path, done):
+            continue
+        if os.path.isdir(path):
+            args += ["--tmpfs", path]
+            done.append(path)
+            continue
+        for name in (path, *(path + s for s in ("-wal", "-shm", "-journal"))):
+            if os.path.exists(name):
+                args += ["--ro-bind", "/dev/null", name]
+        done.append(path)
+    return args
+
+
+def wrap(
+    sandbox: Sandbox,
+    command: list[str],
+    *,
+    home: Path,
+    work: str,
+    sdk: Path,
+    private: list[str],
+    environment: str | None = None,
+    gpus: list[int] | None = None,
+) -> list[str]:
+    """The command wrapped in the sandbox (see the module docstring)."""
+    assert sandbox.bwrap is not None
+    secret = [str(home), *private, os.path.expanduser("~/.runyard")]
+    args = [sandbox.bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", *sandbox.prefix]
+    args += ["--tmpfs", "/tmp", "--tmpfs", "/var/tmp", "--tmpfs", "/dev/shm"]
+    args += _hide([p for p in secret if not _hidden(p, ["/tmp", "/var/tmp"])])
+    args += ["--bind", work, work, "--ro-bind", str(sdk), str(sdk)]
+    if environment:
+        args += ["--ro-bind", environment, environment]
+    for index in gpus or []:
+        args += ["--dev-bind-try", f"/dev/nvidia{int(index)}", f"/dev/nvidia{int(index)}"]
+    if gpus:
+        for dev in [*NVIDIA_SHARED, *sorted(glob.glob("/dev/nvidia-caps/*"))]:
+            args += ["--dev-bind-try", dev, dev]
+    return [*args, "--chdir", work, "--", *command]
