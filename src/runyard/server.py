@@ -22,6 +22,7 @@ from runyard.runtime.local import LocalRuntime
 from runyard.services.artifacts import ArtifactStore
 from runyard.services.auth import ensure_admin_token
 from runyard.services.environments import Environments
+from runyard.services.node import Node
 from runyard.services.notify import Notifier
 from runyard.services.snapshots import BlobStore, snapshot_files
 from runyard.services.tracking import Tracking
@@ -63,9 +64,12 @@ def build(
         raise Unavailable(
             f"cannot use {home} as the data directory: {exc.strerror}; choose another with --home"
         ) from None
+    node = Node(runtime_settings)  # before the store: a node setting beyond the host stops the server
     store = _open_store(settings.resolved_store_url())
     lock = ControllerLock(store)
     lock.acquire()
+    store.register_node(node.name, node.capacity)
+    store.release_stale_allocations()  # what runs that ended while no server ran still held
     store.ensure_project("default")
     ensure_admin_token(store, home)
     blobs = BlobStore(home / "blobs", settings.max_blob_bytes)
@@ -80,9 +84,19 @@ def build(
     artifacts = ArtifactStore(settings.resolved_artifact_root(), settings.max_artifact_bytes)
     environments = Environments(store, home, blobs, notifier, runtime_settings)  # after the lock: see adopt
     ctx = Context(
-        store, runtime, notifier, controller, api_url, artifacts, runtime_settings, environments=environments
+        store,
+        runtime,
+        notifier,
+        controller,
+        api_url,
+        artifacts,
+        runtime_settings,
+        environments=environments,
+        node=node,
     )
-    state = AppState(store, runtime, blobs, notifier, Tracking(store), artifacts, environments=environments)
+    state = AppState(
+        store, runtime, blobs, notifier, Tracking(store), artifacts, environments=environments, node=node
+    )
     return Platform(state, Controller(ctx), lock)
 
 

@@ -8,7 +8,7 @@ from runyard.core.resources import Resource
 from runyard.runtime.base import Runtime
 from runyard.services.artifacts import ArtifactStore
 from runyard.services.environments import Environments
-from runyard.services.node import Node
+from runyard.services.node import Demand, Node
 from runyard.services.notify import Notifier
 from runyard.settings import ControllerSettings, RuntimeSettings
 from runyard.store import R, Store
@@ -25,8 +25,9 @@ class Context:
     runtime_settings: RuntimeSettings = field(default_factory=RuntimeSettings)
     environments: Environments | None = None  # None: every run uses the host's Python
     node: Node | None = None  # None: no capacity is tracked beyond max_running_runs
-    # Runs to wake, first come first served, when a slot frees (an ordered set: a dict's keys).
-    waiting_for_capacity: dict[str, None] = field(default_factory=dict)
+    # Runs to wake, first come first served, when a slot or capacity frees: uid -> what it asks of the node
+    # (an ordered dict: the order they came in).
+    waiting_for_capacity: dict[str, Demand] = field(default_factory=dict)
     # What save() wrote last, per uid: the loop mirrors a run into its owner without reading it again.
     written: dict[str, Resource] = field(default_factory=dict)
 

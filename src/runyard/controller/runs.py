@@ -10,6 +10,7 @@ import contextlib
 import signal
 from datetime import timedelta
 
+from runyard.controller import capacity
 from runyard.controller.context import Context
 from runyard.controller.environments import environment_directory, prepare_environment
 from runyard.controller.status import set_condition, transition
@@ -17,8 +18,9 @@ from runyard.core.clock import now
 from runyard.core.errors import Conflict, NotFound
 from runyard.core.phases import Phase, Reason
 from runyard.core.resources import Attempt, Run
-from runyard.runtime.base import AttemptState, Handle, LaunchError, LaunchSpec, Observed, SupportsGPUs
+from runyard.runtime.base import AttemptState, Handle, LaunchError, LaunchSpec, Observed
 from runyard.services.auth import issue_token
+from runyard.services.node import demand_of
 from runyard.store import EventSpec
 from runyard.store.tracking import run_hex
 
@@ -82,12 +84,9 @@ def _admit(ctx: Context, run: Run) -> float | None:
 
 
 def _unschedulable(ctx: Context, run: Run) -> str | None:
-    """Why no node of this runtime could ever run it, if so: better a clear failure than a silent wait or
-    a run without the GPU it asked for."""
-    gpus = run.spec.resources.gpu
-    if gpus and not isinstance(ctx.runtime, SupportsGPUs):
-        return f"requests {gpus} GPU(s), but the {ctx.runtime.kind} runtime hands out none"
-    return None
+    """Why the node could never run it, even empty (cpu, memory or GPUs beyond what it offers), if so:
+    better a clear failure than a silent wait or a run without the GPU it asked for."""
+    return capacity.unschedulable(ctx, run)
 
 
 def _cancel_unstarted(ctx: Context, run: Run) -> float | None:
@@ -115,21 +114,44 @@ def _start(ctx: Context, run: Run, events: list | None = None) -> float | None:
         if st.reason != Reason.WAITING_FOR_CAPACITY:
             st.reason, st.message = Reason.WAITING_FOR_CAPACITY, msg
             events.append((Reason.WAITING_FOR_CAPACITY, msg))
-        if events:
-            ctx.save(run, *events)
-        ctx.waiting_for_capacity[run.uid] = None
-        return None
+        return _wait(ctx, run, events)
+    # Record first: the reservation is stored before the Starting phase that launches on it.
+    held = capacity.reserve(ctx, run)
+    if isinstance(held, str):
+        changed = (st.reason, st.message) != (Reason.WAITING_FOR_RESOURCES, held)  # e.g. another holder
+        if st.reason != Reason.WAITING_FOR_RESOURCES:
+            events.append((Reason.WAITING_FOR_RESOURCES, held))
+        if changed:
+            st.reason, st.message = Reason.WAITING_FOR_RESOURCES, held
+            set_condition(st.conditions, "ResourcesAvailable", "False", Reason.WAITING_FOR_RESOURCES, held)
+        return _wait(ctx, run, events, changed)
+    ctx.waiting_for_capacity.pop(run.uid, None)
+    held_text = capacity.describe(held) if held else ""
+    st.allocation = held.as_status() if held else None
+    if any(c.type == "ResourcesAvailable" for c in st.conditions):
+        set_condition(st.conditions, "ResourcesAvailable", "True", "ResourcesAllocated", f"holds {held_text}")
     n = len(st.attempts) + 1
     st.attempts.append(Attempt(attempt=n))
-    msg = f"launching attempt {n} on the {ctx.runtime.kind} runtime"
+    msg = f"launching attempt {n} on the {ctx.runtime.kind} runtime" + (
+        f" with {held_text}" if held_text else ""
+    )
     if any(c.type == "Stopping" for c in st.conditions):  # an earlier attempt's timeout
         set_condition(st.conditions, "Stopping", "False", Reason.LAUNCHING, msg)
     transition(run, Phase.STARTING, Reason.LAUNCHING, msg)
     return _launch(ctx, ctx.save(run, *events))
 
 
+def _wait(ctx: Context, run: Run, events: list[EventSpec], changed: bool = False) -> float | None:
+    """Stay Queued until a slot or capacity frees (wake_waiting queues it then; the resync looks too)."""
+    if events or changed:
+        ctx.save(run, *events)
+    ctx.waiting_for_capacity[run.uid] = demand_of(run.spec.resources)
+    return None
+
+
 def _launch_spec(ctx: Context, run: Run, attempt: int) -> LaunchSpec:
     spec, m = run.spec, run.metadata
+    gpus = list((run.status.allocation or {}).get("gpus", []))
     token = issue_token(ctx.store, f"run {m.name} attempt {attempt}", "run", m.project, run.uid)
     env = {
         **_mlflow_env(ctx, run, token),
@@ -141,6 +163,7 @@ def _launch_spec(ctx: Context, run: Run, attempt: int) -> LaunchSpec:
         "RUNYARD_ATTEMPT": str(attempt),
         "RUNYARD_API_URL": ctx.api_url,
         "RUNYARD_TOKEN": token,
+        **capacity.gpu_env(gpus),  # after the spec's: a run sees the GPUs it holds, and only those
     }
     argv = ["/bin/sh", "-c", spec.command] if isinstance(spec.command, str) else list(spec.command or [])
     return LaunchSpec(
@@ -154,6 +177,7 @@ def _launch_spec(ctx: Context, run: Run, attempt: int) -> LaunchSpec:
         cpu=spec.resources.cpu_cores,
         memory=spec.resources.memory_bytes,
         gpu=spec.resources.gpu,
+        gpus=gpus,
         stop_grace=spec.stopGracePeriodSeconds,
         pids=spec.resources.pids or ctx.runtime_settings.default_pids,
         environment=environment_directory(ctx, run),
@@ -341,7 +365,9 @@ def _attempt_ended(
         note = f"attempt {att.attempt} {msg}; retrying in {backoff:g}s ({next_try})"
         transition(run, Phase.QUEUED, Reason.RETRYING, note)
         st.nextAttemptAt = now() + timedelta(seconds=backoff)
+        capacity.release(ctx, run)  # free during the backoff; its next start reserves anew
         ctx.save(run, (Reason.RETRYING, note, "Warning"))
+        capacity.wake_waiting(ctx)
         return backoff
     if len(st.attempts) > 1:
         msg = f"{msg} (attempt {att.attempt} of {len(st.attempts)}, no retries left)"
@@ -350,12 +376,11 @@ def _attempt_ended(
 
 
 def _finish(ctx: Context, run: Run, *events: EventSpec) -> float | None:
-    """The run has ended: nothing more to look at, and a slot is free for a run that waits for one."""
+    """The run has ended: nothing more to look at, and its slot and allocation (freed with its final
+    status, in one transaction) go to the runs that wait for them."""
     ctx.save(run, *events, final=True)
-    if ctx.waiting_for_capacity:
-        first = next(iter(ctx.waiting_for_capacity))
-        del ctx.waiting_for_capacity[first]
-        ctx.notifier.touch(first)  # queues it for the controller
+    ctx.waiting_for_capacity.pop(run.uid, None)
+    capacity.wake_waiting(ctx)
     return None
 
 

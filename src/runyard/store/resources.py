@@ -35,6 +35,7 @@ from runyard.core.clock import aware, now
 from runyard.core.errors import Conflict, FieldError, Invalid, NotFound
 from runyard.core.phases import TERMINAL
 from runyard.core.resources import ALL_KINDS, Resource
+from runyard.store.allocations import release_in
 from runyard.store.base import EventSpec, R, dump
 from runyard.store.changes import ADDED, DELETED, MODIFIED, ChangeFeed
 from runyard.store.documents import COLUMNS as DOCUMENT_COLUMNS
@@ -306,6 +307,7 @@ class ResourceStore(ChangeFeed, TrackingStore):
                 conn.execute(insert(EVENTS), rows)
             if res.kind == "Run" and values.get("phase") in TERMINAL_PHASES:
                 self._end_tracking_run(conn, uid)
+                release_in(conn, uid)  # an ended run holds no capacity, not even for a moment
             if revoke_run_tokens:
                 conn.execute(update(TOKENS).where(TOKENS.c.run_uid == uid).values(revoked=True))
             self._record(conn, uid, res, MODIFIED)
@@ -349,6 +351,7 @@ class ResourceStore(ChangeFeed, TrackingStore):
             s.execute(delete(IdempotencyRow).where(IdempotencyRow.uid == uid))
             if row.kind == "Run":
                 self._remove_tracking_run(s, uid)
+                release_in(s, uid)
         self._run_refs.pop(run_hex(uid), None)  # again: a reader may have cached it meanwhile
 
     def _locked(self, s: DBSession, uid: str | None, expect: int | None, kind: str, name: str) -> ResourceRow:
