@@ -24,4 +24,4 @@ def snapshot(server: ServerProcess, files: dict[str, str], project: str = "defau
 
 def builds_of(server: ServerProcess, env_id: str) -> int:
     """How many times the server started building an environment (its log says so each time)."""
-    return (server.home / "server.log").read_text().count(f"building environment {env_id}")
+    return (server.home / "server.log").read_text().count(f"building environment {env_id}\n")

@@ -15,6 +15,7 @@ import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 OLDEST = (3, 8)  # what uv builds virtualenvs for
@@ -54,7 +55,7 @@ class Pythons:
         """Every usable interpreter, newest version first; the server's own first among equal versions."""
         with self._lock:
             if self._found is None:
-                self._found = _discover(self.extra)
+                self._found = _discover(tuple(self.extra))
             return list(self._found)
 
     def server_default(self) -> Interpreter | None:
@@ -152,7 +153,7 @@ def _available(found: list[Interpreter]) -> str:
     return "installed: " + ", ".join(versions)
 
 
-def _candidates(extra: list[str]) -> list[str]:
+def _candidates(extra: tuple[str, ...]) -> list[str]:
     own = getattr(sys, "_base_executable", None) or sys.executable
     paths = [own, *extra]
     root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
@@ -170,7 +171,8 @@ def _candidates(extra: list[str]) -> list[str]:
     return paths
 
 
-def _discover(extra: list[str]) -> list[Interpreter]:
+@cache  # what is installed does not change under a running server
+def _discover(extra: tuple[str, ...]) -> list[Interpreter]:
     unique: dict[str, str] = {}
     for path in _candidates(extra):
         real = os.path.realpath(path)

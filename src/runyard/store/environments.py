@@ -15,7 +15,7 @@ from sqlalchemy import JSON, BigInteger, DateTime, Float, String, Text, delete, 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
-from runyard.core.clock import now
+from runyard.core.clock import aware, now
 from runyard.store.base import StoreBase
 from runyard.store.tables import Base, ResourceRow
 
@@ -75,7 +75,8 @@ COLUMNS = [c.key for c in EnvironmentRow.__table__.columns]
 
 
 def _as_dict(row: EnvironmentRow) -> dict[str, Any]:
-    return {c: getattr(row, c) for c in COLUMNS}
+    values = {c: getattr(row, c) for c in COLUMNS}
+    return {c: aware(v) if isinstance(v, datetime) else v for c, v in values.items()}
 
 
 class EnvironmentStore(StoreBase):
@@ -135,8 +136,9 @@ class EnvironmentStore(StoreBase):
     def env_ready_unused_since(self, before: datetime) -> list[dict[str, Any]]:
         """Ready environments nobody has used (nor built) since `before`."""
         with self.read() as s:
-            rows = s.scalars(select(EnvironmentRow).where(EnvironmentRow.state == READY))
-            return [_as_dict(r) for r in rows if (r.last_used_at or r.built_at or r.created_at) < before]
+            ready = s.scalars(select(EnvironmentRow).where(EnvironmentRow.state == READY))
+            rows = [_as_dict(r) for r in ready]
+        return [r for r in rows if (r["last_used_at"] or r["built_at"] or r["created_at"]) < before]
 
     def env_add_project(self, project: str, env_id: str) -> None:
         try:
