@@ -1,11 +1,12 @@
 """The bubblewrap sandbox every local run starts in, where the host allows.
 
 Inside, a run sees the host's file system read-only, its own /dev, /proc (its own PID namespace: no host
-process is visible or reachable), IPC and host name, a private /tmp, /var/tmp and /dev/shm, and none of the
-server's state: the data directory (tokens, database, blobs, other runs), the private paths the server names
-(a database or an artifact folder kept elsewhere) and the user's ~/.runyard are hidden; then its own work
-directory (read-write), the SDK and its environment (read-only) are bound back at the same paths. The
-network is shared: runs reach the API and package indexes.
+process is visible or reachable; the kernel's settings read-only), IPC and host name, no capabilities, a
+private /tmp, /var/tmp and /dev/shm, and none of the server's state: the data directory (tokens, database,
+blobs, other runs), the private paths the server names (a database or an artifact folder kept elsewhere)
+and the user's ~/.runyard are hidden; then its own work directory (read-write), the SDK and its environment
+(read-only) are bound back at the same paths. The network is shared: runs reach the API and package
+indexes.
 
 The argv is built here, in the server; the shim only executes it. bubblewrap reports a command killed by
 signal N as exit status 128+N (its --json-status-fd says the same), so the shim reads a status above 128 as
@@ -30,6 +31,18 @@ OFF = "sandbox is off (RUNYARD_RUNTIME_SANDBOX=off)"
 # shell line's /bin/sh dies of the SIGTERM at once, the command it started still cleans up). The shim
 # SIGKILLs the whole process group when the run is over, which takes the sandbox down, as without one.
 NAMESPACES = ["--unshare-pid", "--unshare-ipc", "--unshare-uts"]
+# bubblewrap started by root keeps every capability for the command (which could then remount / read-write)
+# unless told; without them, uid 0 can still write what root owns that is writable: the kernel's settings
+# under /proc/sys (bubblewrap does not cover them here) and /proc/sysrq-trigger, hence read-only binds.
+ROOT_FLAGS = ["--cap-drop", "ALL"]
+PROC_COVERS = [
+    "--ro-bind",
+    "/proc/sys",
+    "/proc/sys",
+    "--ro-bind-try",
+    "/proc/sysrq-trigger",
+    "/proc/sysrq-trigger",
+]
 # Devices a CUDA program needs besides its own /dev/nvidia<i>.
 NVIDIA_SHARED = ["/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools", "/dev/nvidia-modeset"]
 
@@ -55,9 +68,11 @@ def probe(mode: str, bwrap: str = "bwrap") -> Sandbox:
     if path is None:
         return Sandbox({"mechanism": "none", "reason": NOT_INSTALLED})
     flags = list(NAMESPACES)
-    if os.geteuid() != 0 and not os.stat(path).st_mode & 0o4000:  # not setuid: a user namespace it needs
+    if os.geteuid() == 0:
+        flags += ROOT_FLAGS
+    elif not os.stat(path).st_mode & 0o4000:  # not setuid: it needs a user namespace
         flags.insert(0, "--unshare-user")
-    argv = [path, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", *flags, "--", "true"]
+    argv = [path, *_base(flags), "--", "true"]
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
         version = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10).stdout
@@ -68,6 +83,10 @@ def probe(mode: str, bwrap: str = "bwrap") -> Sandbox:
         return Sandbox({"mechanism": "none", "reason": f"{NO_USERNS} ({detail[0]})"})
     record = {"mechanism": BUBBLEWRAP, "version": version.split()[-1] if version.split() else "unknown"}
     return Sandbox(record, path, flags)
+
+
+def _base(flags: list[str]) -> list[str]:
+    return ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", *PROC_COVERS, *flags]
 
 
 def _hidden(path: str, hidden: list[str]) -> bool:
@@ -107,7 +126,7 @@ def wrap(
     """The command wrapped in the sandbox (see the module docstring)."""
     assert sandbox.bwrap is not None
     secret = [str(home), *private, os.path.expanduser("~/.runyard")]
-    args = [sandbox.bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", *sandbox.prefix]
+    args = [sandbox.bwrap, *_base(sandbox.prefix)]
     args += ["--tmpfs", "/tmp", "--tmpfs", "/var/tmp", "--tmpfs", "/dev/shm"]
     args += _hide([p for p in secret if not _hidden(p, ["/tmp", "/var/tmp"])])
     args += ["--bind", work, work, "--ro-bind", str(sdk), str(sdk)]
