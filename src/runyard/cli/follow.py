@@ -221,9 +221,9 @@ class Preparation(threading.Thread):
         if found is None or found.group(0) in self.followed:
             self.done.wait(0.1)  # the controller starts the run (or fails it) at its next look
             return
-        env_id = found.group(0)
-        self.followed.add(env_id)
+        self.followed.add(found.group(0))
         try:
+            env_id = self.rest.environment(found.group(0))["id"]
             record = follow_build(self.rest, env_id, f"building environment {env_id} for this run")
         except RunyardError:
             self.done.wait(0.2)

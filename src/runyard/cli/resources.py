@@ -217,7 +217,8 @@ def run_sections(run: dict[str, Any]) -> list[tuple[str, str]]:
     lines = []
     env = status.get("environment")
     if env:
-        detail = [f"python {env.get('python', '-')}", f"{env.get('packages', 0)} packages"]
+        n = env.get("packages") or 0
+        detail = [f"python {env.get('python', '-')}", f"{n} package{'s' if n != 1 else ''}"]
         if env.get("lockDigest"):
             detail.append(f"lock {env['lockDigest'][:19]}")
         lines.append(("Environment", f"{env.get('id')} ({env.get('name', 'default')}; {', '.join(detail)})"))
