@@ -108,4 +108,4 @@ def test_a_project_pinning_an_old_httpx_still_logs_with_runyard(srv):
     assert got["status"]["phase"] == "Succeeded", (got["status"], output(srv, "pinned"))
     assert "httpx 0.23.0" in output(srv, "pinned")
     tracked = srv.api().get("/runs/pinned/tracking").json()
-    assert tracked["metrics"] == {"pinned": 0.23}, tracked
+    assert tracked["metrics"]["pinned"]["value"] == 0.23, tracked
