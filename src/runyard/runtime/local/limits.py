@@ -189,6 +189,20 @@ def peak_memory(paths: list[str]) -> int | None:
     return None
 
 
+def peak(paths: list[str], limit: int | None, oom_killed: bool, sampled: int = 0) -> int | None:
+    """The peak to report: the cgroup's (else the watchdog's largest sample), at most the limit. A run
+    killed for its memory reached its limit by definition: the limit, then, whatever the counter says (the
+    kernel charges a dying process past the limit, and a limit below a page reads back as 0)."""
+    measured = peak_memory(paths)
+    if measured is None and sampled:
+        measured = sampled
+    if limit is None:
+        return measured
+    if oom_killed:
+        return limit
+    return None if measured is None else min(measured, limit)
+
+
 def human_bytes(n: int | float) -> str:
     """1024 -> '1.0 KiB' (binary units, as the memory quantities of a spec)."""
     value, unit = float(n), "bytes"

@@ -530,7 +530,7 @@ class Shim:
         self._drain()
         cgroups = self.state.get("cgroups") or []
         oom = self.memory_killed or limits.oom_killed(cgroups)
-        peak = limits.peak_memory(cgroups) or self.peak_sample or None
+        peak = limits.peak(cgroups, self.req.get("memory"), oom, self.peak_sample)
         if oom:
             self.system(limits.oom_message(self.req.get("memory"), peak))
         self._record_exit(exit_code(status, self.sandboxed), oom_killed=oom, peak_memory=peak)
