@@ -153,6 +153,8 @@ class UvBuild:
             start_new_session=True,
         )
         self.procs.add(proc)
+        if self.cancelled.is_set():  # close() may have killed the others just before this one was added
+            kill({proc})
         try:
             code = proc.wait()
         finally:

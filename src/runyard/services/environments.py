@@ -562,15 +562,22 @@ class Environments:
         remove_tree(self.directory(env_id))
         self.store.env_update(env_id, state=REMOVED)
 
+    def _adopt(self) -> None:
+        for row in self.store.env_building():
+            if row["owner"] != self.owner:
+                with self._lock:
+                    if self.store.env_take_over(row["id"], self.owner, row):
+                        log.info("environment %s: its build was cut short; building it again", row["id"])
+                        self._start(row["id"])
+
     def _background(self, adopt: bool) -> None:
         """Heartbeats of this server's builds, the builds a dead server left, and GC every 10 minutes."""
+        self.pythons_found.all()  # discovered now rather than on the first run that needs one
         if adopt:
-            for row in self.store.env_building():
-                if row["owner"] != self.owner:
-                    with self._lock:
-                        if self.store.env_take_over(row["id"], self.owner, row):
-                            log.info("building environment %s again: its build was cut short", row["id"])
-                            self._start(row["id"])
+            try:
+                self._adopt()
+            except Exception:  # noqa: BLE001 - a run that waits for one takes it over once it is stale
+                log.warning("could not restart the builds a previous server left", exc_info=True)
         last_gc = time.monotonic()
         while not self._closing.wait(HEARTBEAT_SECONDS):
             try:
