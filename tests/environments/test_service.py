@@ -3,6 +3,7 @@ time, removal while a run uses an environment, and one build when two servers as
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -15,7 +16,8 @@ from runyard.core.clock import now
 from runyard.core.errors import Conflict, Invalid, NotFound
 from runyard.core.phases import Phase
 from runyard.core.resources import ObjectMeta, Run, RunSpec
-from runyard.services.environments import Environments
+from runyard.services.env_build import uv_binary
+from runyard.services.environments import EnvironmentProblem, Environments
 from runyard.services.notify import Notifier
 from runyard.services.snapshots import BlobStore
 from runyard.settings import RuntimeSettings
@@ -130,3 +132,58 @@ def test_two_servers_asking_at_once_build_once(tmp_path):
             x.close()
         for s in stores:
             s.close()
+
+
+def test_a_failed_build_fails_the_runs_that_waited_and_is_built_again_for_a_new_one(envs):
+    rec = envs.request("default", {"requirements.txt": "numpy==99.0\n"}, name="broken")
+    failed = envs.wait(rec["id"], 60)
+    assert failed["state"] == "Failed" and "numpy==99.0" in failed["message"]
+    assert failed["message"].startswith(f"environment {rec['id']} failed to build: ")
+    with pytest.raises(EnvironmentProblem) as waited:
+        envs.for_run("default", "uid-waited", "broken", None, waited=True)
+    assert waited.value.reason == "EnvironmentBuildFailed" and "numpy==99.0" in str(waited.value)
+    before = envs.builds_started
+    again = envs.for_run("default", "uid-new", "broken", None, waited=False)
+    assert again is not None and again["state"] == "Building" and envs.builds_started == before + 1
+    assert envs.wait(rec["id"], 60)["state"] == "Failed"
+
+
+def test_a_build_whose_server_stopped_heartbeating_is_taken_over(envs):
+    plan = envs.plan({"requirements.txt": TINY + "# orphan\n"})
+    assert plan is not None
+    assert envs.store.env_claim(plan.fields(), "a-server-that-died")
+    envs.store.env_update(plan.id, heartbeat_at=now())
+    assert envs.request("default", {"requirements.txt": TINY + "# orphan\n"})["state"] == "Building"
+    assert envs.builds_started == 0  # its builder may still be alive: wait for it
+    envs.store.env_update(plan.id, heartbeat_at=now() - timedelta(seconds=31))
+    envs.request("default", {"requirements.txt": TINY + "# orphan\n"})
+    assert envs.builds_started == 1
+    assert envs.wait(plan.id, 60)["state"] == "Ready"
+
+
+def test_pyproject_alone_and_with_uv_lock_and_the_python_they_ask_for(envs, tmp_path):
+    pythons = {i["version"].rsplit(".", 1)[0] for i in envs.pythons()}
+    wanted = "3.12" if "3.12" in pythons else sorted(pythons)[-1]
+    project = (
+        f'[project]\nname = "p"\nversion = "0"\nrequires-python = ">={wanted}"\n'
+        'dependencies = ["six==1.16.0"]\n'
+    )
+    alone = envs.wait(envs.request("default", {"pyproject.toml": project})["id"], 120)
+    assert alone["state"] == "Ready" and alone["source"] == {"kind": "pyproject", "files": ["pyproject.toml"]}
+    assert alone["python"]["version"].startswith(wanted) or alone["python"]["version"] > wanted
+    (tmp_path / "pyproject.toml").write_text(project)
+    subprocess.run(
+        [uv_binary(), "lock", "--python", alone["python"]["path"]],
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+    )
+    files = {
+        "pyproject.toml": project,
+        "uv.lock": (tmp_path / "uv.lock").read_text(),
+        ".python-version": wanted,
+    }
+    locked = envs.wait(envs.request("default", files)["id"], 120)
+    assert locked["state"] == "Ready", locked["message"]
+    assert locked["source"]["kind"] == "uv.lock" and locked["python"]["version"].startswith(wanted)
+    assert [p["name"] for p in locked["packages"]] == ["six"]
