@@ -5,7 +5,8 @@
            fresh, empty cache directory, so that every build downloads and installs everything:
              runyard  POST /projects/default/environments to a real `runyard server` (SQLite; its uv gets
                       the fresh UV_CACHE_DIR), follow the build log to its end: time from the POST to the
-                      record saying Ready (the server is started before the clock starts)
+                      record saying Ready. The server is started, and has probed the host's interpreters
+                      (once per server, on first need; reported apart), before the clock starts
              uv       `uv venv D && uv pip install --python D/bin/python -r requirements.txt`
              pip      `python -m venv D && D/bin/pip install --no-cache-dir -r requirements.txt`
            with the interpreter runyard picked (the server's own). --rounds rounds, the order rotated each
@@ -92,6 +93,9 @@ class Runyard:
         self.srv = ServerProcess(work / "home", env=fresh_env(work / "cache")).start()
         self.rest = Rest(self.srv.url, self.srv.token, "default", timeout=600)
         self.record: dict = {}
+        t0 = time.perf_counter()
+        self.rest.pythons()  # the server probes the host's interpreters once, on first need: not a build
+        self.discovery = time.perf_counter() - t0
 
     def build(self, requirements: str) -> float:
         """Seconds from the POST to the record saying Ready (the build log followed meanwhile)."""
@@ -115,6 +119,7 @@ def cold(args: argparse.Namespace, base: Path) -> tuple[dict, Runyard]:
     text = "".join(f"{p}\n" for p in args.packages.split())
     times: dict[str, list[float]] = {"runyard": [], "uv": [], "pip": []}
     kept: Runyard | None = None
+    discovery: list[float] = []
     for round_ in range(args.rounds):
         order = list(times)[round_ % 3 :] + list(times)[: round_ % 3]
         for who in order:
@@ -124,6 +129,7 @@ def cold(args: argparse.Namespace, base: Path) -> tuple[dict, Runyard]:
             requirements.write_text(text)
             if who == "runyard":
                 ry = Runyard(work)
+                discovery.append(ry.discovery)
                 times[who].append(ry.build(text))
                 if kept is not None:
                     kept.stop()
@@ -143,6 +149,7 @@ def cold(args: argparse.Namespace, base: Path) -> tuple[dict, Runyard]:
         "seconds": {k: [round(x, 2) for x in v] for k, v in times.items()},
         "median_s": medians,
         "ratio_to_uv": {k: round(medians[k] / medians["uv"], 2) for k in ("runyard", "pip")},
+        "server_interpreter_discovery_s": round(statistics.median(discovery), 2),
     }
     return result, kept
 

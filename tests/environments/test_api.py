@@ -148,3 +148,8 @@ def test_another_projects_token_and_a_viewer_are_refused(srv, api):
     assert httpx.get(base, headers=viewer).status_code == 200
     assert httpx.post(base, json=files, headers=viewer).status_code == 403
     assert httpx.delete(base + "/anything", headers=viewer).status_code == 403
+
+    theirs = srv.url + API + "/projects/other/environments"
+    posted = httpx.post(theirs, json={"files": {"requirements.txt": TINY + "# other\n"}}, headers=other)
+    assert posted.status_code == 202, posted.text
+    assert api.get(f"/environments/{posted.json()['id']}").status_code == 404  # not one default used

@@ -19,7 +19,7 @@ from runyard.services.auth import Principal
 from runyard.services.environments import Environments
 
 router = APIRouter(tags=["environments"])
-POLL = 0.2  # seconds between looks at a build log being written
+POLL = 0.1  # seconds between looks at a build log being written
 
 Ref = Annotated[
     str,
