@@ -39,10 +39,10 @@ def prepare_environment(ctx: Context, run: Run) -> EnvDecision:
         return EnvDecision()
     env_id, py = row["id"], row["python"]["version"]
     if row["state"] == BUILDING:
-        msg = f"building environment {short(env_id)}… for this run (python {py})"
+        msg = f"building environment {env_id} for this run (python {py})"
         return EnvDecision(wait_seconds=WAIT_SECONDS, message=msg)
     if row["state"] == FAILED:  # failed before this run asked: for_run has started it again
-        return EnvDecision(wait_seconds=WAIT_SECONDS, message=f"building environment {short(env_id)}…")
+        return EnvDecision(wait_seconds=WAIT_SECONDS, message=f"building environment {env_id} for this run")
     n = len(row["packages"] or [])
     status = {
         "id": env_id,
