@@ -14,8 +14,9 @@
   warm     on the server of the last round, its environment built: --runs pairs of runs of
            `python -c "print('x')"`, interleaved, time from the POST of the Experiment to its first line of
            output, one in the environment (spec.environment `default`, the snapshot holds the
-           requirements.txt) and one as today (`system`: the host's Python, same snapshot); p50/p90 and
-           the p50 overhead (target <= 20 ms).
+           requirements.txt; `python` is the environment's) and one as today (`system`, same snapshot,
+           the same base interpreter the environment was made from, outside any virtualenv); p50/p90
+           and the p50 overhead (target <= 20 ms).
 Prints one JSON document (also to --out).
 
 Run:  python bench/environments.py [--rounds 3] [--runs 30] [--packages "numpy scikit-learn"] [--out FILE]
@@ -185,7 +186,7 @@ def warm(ry: Runyard, requirements: str, runs: int, base: Path) -> dict:
     (project / "requirements.txt").write_text(requirements)
     snapshot = upload_snapshot(ry.rest, project)
     in_env = {"command": ["python", *PRINT_X], "snapshot": snapshot, "environment": "default"}
-    bare = {"command": [sys.executable, *PRINT_X], "snapshot": snapshot, "environment": "system"}
+    bare = {"command": [PYTHON, *PRINT_X], "snapshot": snapshot, "environment": "system"}
     first_line(ry.rest, in_env, "w-first")  # the run that maps the snapshot to the (built) environment
     env_id = ry.rest.get("runs", "w-first")["status"]["environment"]["id"]
     for i in range(3):  # warm-up: launcher started, code paths hot
