@@ -297,7 +297,7 @@ class Environments:
                 )
             self._remove_files(env_id)
         self.store.env_drop_names(project, env_id=env_id)
-        for key in [k for k, v in self._names.items() if v == env_id]:
+        for key in [k for k, v in list(self._names.items()) if v == env_id]:
             del self._names[key]
 
     def pythons(self) -> builtins.list[dict[str, Any]]:
@@ -398,10 +398,18 @@ class Environments:
         return ids[0]
 
     def _run_ref(self, project: str, ref: str) -> str:
+        """A run's named or pinned environment. Names are cached: only this server (the one holding the
+        store's controller lock) changes them, through this service."""
+        known = self._names.get((project, ref))
+        if known is not None:
+            return known
         try:
-            return self.resolve(project, ref)
+            env_id = self.resolve(project, ref)
         except NotFound as exc:
             raise EnvironmentProblem(Reason.ENVIRONMENT_NOT_FOUND, exc.message) from None
+        if not ref.startswith("sha256:"):
+            self._names[(project, ref)] = env_id
+        return env_id
 
     def _snapshot_plan(self, snapshot: str | None) -> Plan | None:
         if snapshot is None:
