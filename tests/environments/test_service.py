@@ -91,10 +91,12 @@ def test_names_ids_and_what_another_project_may_see(envs):
     with pytest.raises(NotFound):
         envs.get("elsewhere", rec["id"])  # an id this project never asked for
     assert [r["id"] for r in envs.list("default")] == [rec["id"]]
+    assert envs.for_run("default", "uid", "mine", None, waited=False)["id"] == rec["id"]  # cached now
     envs.remove("default", "mine")
-    assert (
-        envs.get("default", rec["id"])["names"] == [] and envs.get("default", rec["id"])["state"] == "Ready"
-    )
+    after = envs.get("default", rec["id"])
+    assert after["names"] == [] and after["state"] == "Ready"
+    with pytest.raises(EnvironmentProblem, match="not found"):
+        envs.for_run("default", "uid", "mine", None, waited=False)
     with pytest.raises(Invalid) as bad:
         envs.request("default", {"setup.py": "x", "README": ""}, name="default")
     fields = {d.field for d in bad.value.details}
