@@ -198,10 +198,15 @@ class Client:
         labels: dict[str, str] | None = None,
         idempotency_key: str | None = None,
         progress: Progress | None = None,
+        environment: str | None = None,
     ) -> Experiment:
-        """Snapshot `path`, then create an Experiment running `command`; its Run has the same name."""
+        """Snapshot `path`, then create an Experiment running `command`; its Run has the same name.
+        `environment`: default (the dependency files of `path`, if any), system (the host's Python), a name
+        or an id (see `build_environment`)."""
         snapshot = self.upload_snapshot(Path(path), progress)
-        doc = experiment(command, name, snapshot, env, resources, timeout_seconds, retries, labels)
+        doc = experiment(
+            command, name, snapshot, env, resources, timeout_seconds, retries, labels, environment
+        )
         return self.create(doc, idempotency_key or str(uuid.uuid4()))  # type: ignore[return-value]
 
     def upload_snapshot(self, root: Path, progress: Progress | None = None) -> str:

@@ -554,10 +554,13 @@ def experiment(
     timeout_seconds: float | None = None,
     retries: int = 0,
     labels: dict[str, str] | None = None,
+    environment: str | None = None,
 ) -> dict[str, Any]:
     """The Experiment document `runyard run` submits."""
     spec: dict[str, Any] = {"command": command, "env": env or {}, "snapshot": snapshot}
     spec["retryPolicy"] = {"maxRetries": retries}
+    if environment:
+        spec["environment"] = environment
     if resources:
         spec["resources"] = {k: v for k, v in resources.items() if v is not None}
     if timeout_seconds is not None:

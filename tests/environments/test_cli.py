@@ -127,3 +127,14 @@ def test_an_unsandboxed_run_is_warned_about_once_and_described(srv, tmp_path):
     described = runyard_cli("describe", "run", "loose", env=srv.env())
     assert re.search(r"Sandbox:\s+none: sandbox is off", described.stdout), described.stdout
     assert re.search(r"Limits:\s+pids 4096", described.stdout), described.stdout
+
+
+def test_run_environment_option_names_one_and_an_unknown_one_fails_saying_how_to_make_it(srv, tmp_path):
+    root = project(tmp_path, TINY + "# never built\n")
+    missing = runyard_cli("run", "--environment", "nope", "-c", "true", env=srv.env(), cwd=root)
+    assert missing.returncode == 1, missing.stderr
+    assert "error: environment 'nope' not found" in missing.stderr, missing.stderr
+    assert "runyard env build" in missing.stderr and "Traceback" not in missing.stderr
+    system = runyard_cli("run", "--environment", "system", "-c", "echo host", env=srv.env(), cwd=root)
+    assert (system.returncode, system.stdout) == (0, "host\n"), system.stderr
+    assert "building environment" not in system.stderr

@@ -42,6 +42,12 @@ _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 @click.option(
     "--label", "-l", "labels", multiple=True, metavar="KEY=VALUE", help="A label of the run; repeatable."
 )
+@click.option(
+    "--environment",
+    metavar="ENV",
+    help="default (the directory's requirements.txt or pyproject.toml, if any), system (the host's "
+    "Python), a name from `runyard env build --name`, or an id sha256:…",
+)
 @click.option("--cpu", help="CPU cores to reserve, e.g. 2 or 500m.")
 @click.option("--memory", help="Memory to reserve, e.g. 512Mi or 4Gi.")
 @click.option("--gpu", type=int, help="Whole GPUs to reserve.")
@@ -61,6 +67,7 @@ def run(
     path: Path,
     env: tuple[str, ...],
     labels: tuple[str, ...],
+    environment: str | None,
     cpu: str | None,
     memory: str | None,
     gpu: int | None,
@@ -78,7 +85,7 @@ def run(
     rest = state(ctx).rest()
     snapshot = upload(rest, path)
     resources = {"cpu": cpu, "memory": memory, "gpu": gpu}
-    doc = experiment(cmd, name, snapshot, variables, resources, timeout, retries, label_map)
+    doc = experiment(cmd, name, snapshot, variables, resources, timeout, retries, label_map, environment)
     created = rest.create(doc, str(uuid.uuid4()))
     run_name = created["metadata"]["name"]
     note(f"run {click.style(run_name, bold=True)} submitted")
