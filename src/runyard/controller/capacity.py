@@ -36,10 +36,14 @@ def reserve(ctx: Context, run: Run) -> Holder | str | None:
     if node is None or not demand:
         return None
     m = run.metadata
-    got = ctx.store.reserve(node.name, node.capacity, run.uid, m.project, m.name, demand)
-    if isinstance(got, Holder):
-        return got
-    return waiting_message(demand, node.capacity, got, m.project)
+    # A read first: a waiting run is looked at every tick, and should not take the write lock each time.
+    seen = ctx.store.node_usage(node.name)
+    if seen.fits(demand, node.capacity) or any(h.uid == run.uid for h in seen.holders):
+        got = ctx.store.reserve(node.name, node.capacity, run.uid, m.project, m.name, demand)
+        if isinstance(got, Holder):
+            return got
+        seen = got
+    return waiting_message(demand, node.capacity, seen, m.project)
 
 
 def release(ctx: Context, run: Run) -> None:
