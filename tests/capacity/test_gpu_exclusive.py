@@ -43,7 +43,8 @@ def test_eight_runs_submitted_at_once_share_two_gpus_without_ever_overlapping(tm
 
 def test_gpus_go_back_to_the_pool_after_a_kill_9_while_their_runs_ended(tmp_path):
     """Runs holding both GPUs end while no server runs; the restarted server frees them (and the startup
-    sweep frees a reservation of a run that is gone), so the next run gets GPUs."""
+    sweep frees a reservation of a run that is gone), so the next run gets a GPU. It restarts offering one
+    GPU only: a queued run that asked for two fails then, rather than wait for ever."""
     home = tmp_path / "home"
     store_url = fresh_postgres_database()
     srv = capacity_server(home, store_url)
@@ -52,6 +53,8 @@ def test_gpus_go_back_to_the_pool_after_a_kill_9_while_their_runs_ended(tmp_path
         api.put(f"/experiments/{name}", json=timed(name, 1.0, resources={"gpu": 1}))
     for name in ("held-a", "held-b"):
         wait_phase(api, name, {"Running"})
+    api.put("/experiments/too-wide", json=timed("too-wide", 0.1, resources={"gpu": 2}))
+    assert wait_phase(api, "too-wide", {"Queued"})["status"]["reason"] == "WaitingForResources"
     srv.kill9()
     deadline = time.monotonic() + 30  # the runs outlive the server, and end meanwhile
     while len(list(home.glob("runs/*/attempt-1/exit.json"))) < 2:  # what each run's shim writes at its end
@@ -64,11 +67,16 @@ def test_gpus_go_back_to_the_pool_after_a_kill_9_while_their_runs_ended(tmp_path
     assert isinstance(gone, Holder)
     store.close()
 
-    srv = capacity_server(home, store_url)
+    srv = capacity_server(home, store_url, RUNYARD_RUNTIME_SIMULATED_GPUS="1")  # the node now offers less
     try:
         api = srv.api()
-        api.put("/experiments/after", json=timed("after", 0.1, resources={"gpu": 2}))
-        assert span(api, "after")[0] == "0,1"
+        api.put("/experiments/after", json=timed("after", 0.1, resources={"gpu": 1}))
+        assert span(api, "after")[0] == "0"
+        wide = wait_phase(api, "too-wide", {"Failed"})["status"]  # it waited for what is no longer there
+        assert (wide["reason"], wide["message"]) == (
+            "Unschedulable",
+            "requests 2 GPUs, but the node offers 1",
+        )
         for name in ("held-a", "held-b"):
             assert api.get(f"/runs/{name}").json()["status"]["phase"] == "Succeeded"
         assert nodes(srv)[0]["allocated"] == {"cpu": 0, "memory": 0, "gpu": 0}

@@ -108,6 +108,10 @@ def _start(ctx: Context, run: Run, events: list | None = None) -> float | None:
         if events:
             ctx.save(run, *events)
         return (st.nextAttemptAt - now()).total_seconds()
+    unschedulable = _unschedulable(ctx, run)  # the node offers less since it was admitted (a restart)
+    if unschedulable:
+        transition(run, Phase.FAILED, Reason.UNSCHEDULABLE, unschedulable)
+        return _finish(ctx, run, *events, (Reason.UNSCHEDULABLE, unschedulable, "Warning"))
     active = ctx.store.count(Run, phases=[Phase.STARTING, Phase.RUNNING], executed_only=True)
     if active >= ctx.settings.max_running_runs:
         msg = f"{active} runs are active, the limit is {ctx.settings.max_running_runs}"
