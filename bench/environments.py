@@ -12,7 +12,7 @@
            with the interpreter runyard picked (the server's own). --rounds rounds, the order rotated each
            round so that none always goes first; medians and the ratio to uv's (target <= 1.2x).
   warm     on the server of the last round, its environment built: --runs pairs of runs of
-           `python -c "print('x')"`, interleaved, time from the POST of the Experiment to its first line of
+           `python -S -c "print('x')"`, interleaved, time from the POST of the Experiment to its first line of
            output, one in the environment (spec.environment `default`, the snapshot holds the
            requirements.txt; `python` is the environment's) and one as today (`system`, same snapshot,
            the same base interpreter the environment was made from, outside any virtualenv); p50/p90
@@ -43,7 +43,8 @@ from runyard.rest import Rest  # noqa: E402
 from runyard.upload import upload_snapshot  # noqa: E402
 
 PYTHON = getattr(sys, "_base_executable", sys.executable)  # the interpreter the server builds with
-PRINT_X = ["-c", "print('x')"]
+# -S: no site-packages, so the host's (whose .pth files may cost 100s of ms a start) weigh on neither side
+PRINT_X = ["-S", "-c", "print('x')"]
 TARGETS = {"cold_vs_uv": 1.2, "warm_overhead_p50_ms": 20}
 
 
@@ -121,6 +122,7 @@ def cold(args: argparse.Namespace, base: Path) -> tuple[dict, Runyard]:
     times: dict[str, list[float]] = {"runyard": [], "uv": [], "pip": []}
     kept: Runyard | None = None
     discovery: list[float] = []
+    in_server: list[float] = []  # the build as the server timed it, from its claim to Ready
     for round_ in range(args.rounds):
         order = list(times)[round_ % 3 :] + list(times)[: round_ % 3]
         for who in order:
@@ -132,6 +134,7 @@ def cold(args: argparse.Namespace, base: Path) -> tuple[dict, Runyard]:
                 ry = Runyard(work)
                 discovery.append(ry.discovery)
                 times[who].append(ry.build(text))
+                in_server.append(ry.record["buildSeconds"])
                 if kept is not None:
                     kept.stop()
                 kept = ry
@@ -150,6 +153,7 @@ def cold(args: argparse.Namespace, base: Path) -> tuple[dict, Runyard]:
         "seconds": {k: [round(x, 2) for x in v] for k, v in times.items()},
         "median_s": medians,
         "ratio_to_uv": {k: round(medians[k] / medians["uv"], 2) for k in ("runyard", "pip")},
+        "runyard_build_seconds_in_server": in_server,
         "server_interpreter_discovery_s": round(statistics.median(discovery), 2),
     }
     return result, kept
