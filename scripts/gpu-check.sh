@@ -7,8 +7,8 @@
 # It starts a server on a temporary home with nothing simulated, prints `runyard nodes -o json` (what NVML
 # found), then runs a workload with `resources: {gpu: 1}` that prints torch.cuda.device_count(), the device's
 # name and CUDA_VISIBLE_DEVICES, and fails unless it sees exactly one GPU, the one NVML names at the index the
-# run was given. With two GPUs or more, two such runs hold a GPU each at the same time and must get different
-# ones; a run without a GPU request must see none. Without torch (GPU_CHECK_PYTHON names an interpreter that
+# run was given (named by its UUID in CUDA_VISIBLE_DEVICES). With two GPUs or more, two such runs hold a GPU
+# each at the same time and must get different ones; a run without a GPU request must see none. Without torch (GPU_CHECK_PYTHON names an interpreter that
 # has it) the workload asks the CUDA driver itself (libcuda) for the same figures, and says so.
 # Exit 0: every check passed; otherwise the failed check is printed last.
 #
@@ -171,9 +171,11 @@ for name in names:
         fail(f"run {name} did not see exactly 1 GPU (or failed): {status.get('message')}")
     index = status["allocation"]["gpus"][0]
     held[name] = index
-    if f"CUDA_VISIBLE_DEVICES='{index}'" not in text:
-        fail(f"run {name} holds GPU {index} but its CUDA_VISIBLE_DEVICES says otherwise")
-    model = next(g["model"] for g in gpus if g["index"] == index)
+    gpu = next(g for g in gpus if g["index"] == index)
+    expected = gpu.get("uuid") or str(index)  # real GPUs are named by UUID, simulated ones by index
+    if f"CUDA_VISIBLE_DEVICES='{expected}'" not in text:
+        fail(f"run {name} holds GPU {index} ({expected}) but its CUDA_VISIBLE_DEVICES says otherwise")
+    model = gpu["model"]
     if repr([model]) not in text:
         fail(f"run {name} holds GPU {index} ({model}) but CUDA shows it another device (device order?)")
 if two:

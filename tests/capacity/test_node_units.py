@@ -11,11 +11,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from runyard.controller.capacity import waiting_message
+from runyard.controller.capacity import gpu_env, waiting_message
 from runyard.core.errors import Invalid
 from runyard.core.phases import Phase
 from runyard.core.resources import ObjectMeta, Run, RunSpec, RunStatus
-from runyard.services.gpus import GpuInventory, parse_simulated
+from runyard.services.gpus import Gpu, GpuInventory, parse_simulated
 from runyard.services.node import Node, human_bytes
 from runyard.settings import RuntimeSettings
 from runyard.store import Store
@@ -163,3 +163,18 @@ def test_concurrent_reservations_never_hand_one_gpu_to_two_runs(store_url):
         assert sorted(store.node_usage("local").gpu_holders) == [0, 1]
     finally:
         store.close()
+
+
+def test_a_run_is_told_its_real_gpus_by_uuid_and_simulated_ones_by_index():
+    """An inventory with UUIDs stands in for what NVML reports (no NVIDIA GPU here). By index, a sandbox
+    that lets the run open only /dev/nvidia1 would leave CUDA one device, its device 0, and "1" none."""
+    real = [Gpu(0, "H200", 141 << 30, "GPU-aaaa"), Gpu(1, "H200", 141 << 30, "GPU-bbbb")]
+    node = Node(RuntimeSettings(), GpuInventory(real, "nvml"))
+    assert gpu_env(node, [1]) == {"CUDA_VISIBLE_DEVICES": "GPU-bbbb", "NVIDIA_VISIBLE_DEVICES": "1"}
+    assert gpu_env(node, [])["CUDA_VISIBLE_DEVICES"] == ""
+    simulated = Node(RuntimeSettings(simulated_gpus="2"))
+    assert gpu_env(simulated, [0, 1]) == {
+        "CUDA_VISIBLE_DEVICES": "0,1",
+        "NVIDIA_VISIBLE_DEVICES": "0,1",
+        "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
+    }

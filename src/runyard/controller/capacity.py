@@ -13,7 +13,7 @@ from runyard.controller.context import Context
 from runyard.core.phases import Phase
 from runyard.core.resources import Run
 from runyard.runtime.base import SupportsGPUs
-from runyard.services.node import Demand, cores, demand_of, gpus_text, human_bytes
+from runyard.services.node import Demand, Node, cores, demand_of, gpus_text, human_bytes
 from runyard.store.allocations import Capacity, Holder, NodeUsage
 
 NAMES_SHOWN = 5  # holders named in a waiting message, before "and N more"
@@ -123,10 +123,25 @@ def describe(holder: Holder) -> str:
     return ", ".join(parts)
 
 
-def gpu_env(gpus: list[int]) -> dict[str, str]:
+def gpu_env(node: Node | None, gpus: list[int]) -> dict[str, str]:
     """What tells CUDA (and NVIDIA's container tools) which GPUs are the run's: none when it holds none.
-    CUDA numbers devices fastest first unless told PCI_BUS_ID, the order NVML's indices follow."""
+
+    Real GPUs are named by UUID, as NVIDIA advises: an index means "the i-th device this process can
+    open", and in a sandbox that binds only the run's /dev/nvidia<i> the one device it can open is CUDA's
+    device 0, whatever its index on the host (so "1" would show it none). A UUID also ignores CUDA's
+    device order (fastest first by default, not NVML's PCI order). Simulated GPUs have no UUID: indices,
+    in NVML's order (PCI_BUS_ID)."""
     if not gpus:
         return {"CUDA_VISIBLE_DEVICES": "", "NVIDIA_VISIBLE_DEVICES": "void"}
-    shown = ",".join(map(str, gpus))
-    return {"CUDA_VISIBLE_DEVICES": shown, "NVIDIA_VISIBLE_DEVICES": shown, "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
+    indices = ",".join(map(str, gpus))
+    uuids = {g.index: g.uuid for g in node.gpus} if node else {}
+    if all(uuids.get(i) for i in gpus):
+        return {
+            "CUDA_VISIBLE_DEVICES": ",".join(str(uuids[i]) for i in gpus),
+            "NVIDIA_VISIBLE_DEVICES": indices,
+        }
+    return {
+        "CUDA_VISIBLE_DEVICES": indices,
+        "NVIDIA_VISIBLE_DEVICES": indices,
+        "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
+    }

@@ -167,7 +167,7 @@ def _launch_spec(ctx: Context, run: Run, attempt: int) -> LaunchSpec:
         "RUNYARD_ATTEMPT": str(attempt),
         "RUNYARD_API_URL": ctx.api_url,
         "RUNYARD_TOKEN": token,
-        **capacity.gpu_env(gpus),  # after the spec's: a run sees the GPUs it holds, and only those
+        **capacity.gpu_env(ctx.node, gpus),  # after the spec's: a run sees the GPUs it holds, and only those
     }
     argv = ["/bin/sh", "-c", spec.command] if isinstance(spec.command, str) else list(spec.command or [])
     return LaunchSpec(

@@ -1,7 +1,6 @@
 """The node's GPUs: found once through NVML (pynvml), or a simulated inventory configured explicitly.
 
-Indices are NVML's, which enumerates by PCI bus id; runs get CUDA_DEVICE_ORDER=PCI_BUS_ID so that CUDA
-numbers the devices the same way (its default, fastest first, may differ on a mixed machine).
+Indices are NVML's (PCI bus order); runs are told their GPUs by UUID (see controller/capacity.py gpu_env).
 """
 
 from __future__ import annotations

@@ -158,6 +158,7 @@ class Node:
                 "index": g.index,
                 "model": g.model,
                 "memoryBytes": g.memory_bytes,
+                "uuid": g.uuid,
                 "utilization": util.get(g.index),
                 "simulated": g.simulated,
                 "run": None,
