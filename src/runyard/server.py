@@ -45,6 +45,8 @@ class Platform:
         if self.state.environments:
             self.state.environments.close()
         self.state.runtime.close()
+        if self.state.node:
+            self.state.node.close()  # NVML's handle
         self.lock.release()
         self.state.store.close()
 
