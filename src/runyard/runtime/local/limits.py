@@ -169,11 +169,12 @@ def create(
     return limits, []
 
 
-def join(paths: list[str]) -> None:
-    """Move the calling process into the cgroups create() made (in the child, just before exec)."""
-    pid = str(os.getpid())
+def join(paths: list[str], pids: list[int] | None = None) -> None:
+    """Move processes (default: the calling one, a child just before its exec) into the cgroups create()
+    made."""
     for path in paths:
-        _write(os.path.join(path, "cgroup.procs"), pid)
+        for pid in pids or [os.getpid()]:
+            _write(os.path.join(path, "cgroup.procs"), str(pid))
 
 
 def peak_memory(paths: list[str]) -> int | None:

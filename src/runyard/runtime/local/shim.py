@@ -148,6 +148,18 @@ def _resolve(argv0: str, env: dict) -> None:
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), argv0)
 
 
+def _sandbox_child(info_r: int) -> int:
+    """The pid of bubblewrap's child (the sandbox's init-to-be), from what bubblewrap writes on its
+    --info-fd once it has made it (a JSON object)."""
+    data = b""
+    while not data.rstrip().endswith(b"}"):
+        chunk = os.read(info_r, 4096)
+        if not chunk:
+            break
+        data += chunk
+    return int(json.loads(data)["child-pid"])
+
+
 def exit_code(status: int, sandboxed: bool) -> int:
     """The run's exit code from its process's wait status; negative: killed by that signal. bubblewrap
     exits 128+N when the command died of signal N: read back as -N (see sandbox.py)."""
@@ -290,10 +302,17 @@ class Shim:
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         started_at = now_iso()
-        if req.get("cpu") is None and req.get("memory") is None and req.get("pids") is None:
-            pid, report = self._posix_spawn(env, out_w, err_w)
-        else:
-            pid, report = self._fork_exec(env, out_w, err_w)
+        # The cgroups are made here, before the run's process exists: a process killed at once by its
+        # limit (e.g. `memory: 1Ki`) must still leave the paths to read the OOM kill and the peak from.
+        name = f"{req['run_uid']}-{req['attempt']}"
+        record, cgroups = limits.create(
+            name, req.get("cpu"), req.get("memory"), req.get("pids"), req.get("cgroups", True)
+        )
+        report: dict = {"limits": record, "cgroups": cgroups}
+        if cgroups and not self.sandboxed:  # something must join them between fork and exec
+            pid, report = self._fork_exec(env, out_w, err_w, report)
+        else:  # bubblewrap waits while its processes are moved into them: no fork of this process
+            pid, report = self._posix_spawn(env, out_w, err_w, report)
         for fd in (out_w, err_w):
             os.close(fd)
         self.child = pid
@@ -322,38 +341,52 @@ class Shim:
             return self.req["wrapped"]
         return self.req["argv"]
 
-    def _posix_spawn(self, env: dict, out_w: int, err_w: int) -> tuple[int, dict]:
-        """Start the command without forking this Python process (no limits to apply in between): far
-        cheaper than fork, whose copy-on-write faults cost milliseconds. Returns (pid or 0, report)."""
-        report: dict = {"limits": limits.create("", None, None)[0]}
+    def _posix_spawn(self, env: dict, out_w: int, err_w: int, report: dict) -> tuple[int, dict]:
+        """Start the command without forking this Python process: far cheaper than fork, whose
+        copy-on-write faults cost milliseconds (over ten on some hosts). A sandboxed run with cgroups is
+        held by bubblewrap (--block-fd) until its two processes, the only ones then, are moved into them;
+        what they start inherits them. Returns (pid or 0, report)."""
+        cgroups = report.get("cgroups") or []
         null = os.open(os.devnull, os.O_RDONLY)
+        pipes: list[int] = []
         try:
             argv = self._argv(env)
             path = argv[0] if "/" in argv[0] else shutil.which(argv[0], path=env.get("PATH", os.defpath))
             if path is None:
                 raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), argv[0])
             os.chdir(os.path.join(self.dir, "work"))  # posix_spawn cannot chdir (before Python 3.13)
-            stdio = [(os.POSIX_SPAWN_DUP2, fd, n) for n, fd in enumerate((null, out_w, err_w))]
+            actions = [(os.POSIX_SPAWN_DUP2, fd, n) for n, fd in enumerate((null, out_w, err_w))]
+            if cgroups:
+                block_r, block_w = os.pipe()
+                info_r, info_w = os.pipe()
+                pipes += [block_r, block_w, info_r, info_w]
+                argv = [argv[0], "--block-fd", "3", "--info-fd", "4", *argv[1:]]
+                actions += [(os.POSIX_SPAWN_DUP2, block_r, 3), (os.POSIX_SPAWN_DUP2, info_w, 4)]
             pid = os.posix_spawn(
-                path, argv, env, file_actions=stdio, setpgroup=0, setsigmask=(), setsigdef=RESET_SIGNALS
+                path, argv, env, file_actions=actions, setpgroup=0, setsigmask=(), setsigdef=RESET_SIGNALS
             )
+            if cgroups:
+                for fd in (block_r, info_w):  # bubblewrap's ends
+                    os.close(fd)
+                    pipes.remove(fd)
+                try:
+                    limits.join(cgroups, [pid, _sandbox_child(info_r)])
+                except (OSError, ValueError) as e:
+                    _kill_group(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+                    raise OSError(f"could not move the run into its cgroups: {e}") from e
+                os.write(block_w, b"x")
             return pid, report
         except OSError as e:
-            return 0, {**report, "error": f"{e}"}
+            limits.remove(cgroups)
+            return 0, {**report, "cgroups": [], "error": f"{e}"}
         finally:
-            os.close(null)
+            for fd in [null, *pipes]:
+                os.close(fd)
 
-    def _fork_exec(self, env: dict, out_w: int, err_w: int) -> tuple[int, dict]:
-        """Make the cgroups here, fork, join them in the child, exec. Returns (pid, report).
-
-        The cgroups are made by this process, not the child: a child killed at once by its limit (e.g.
-        `memory: 1Ki`) must still leave the paths to read the OOM kill and the peak from."""
-        req = self.req
-        name = f"{req['run_uid']}-{req['attempt']}"
-        record, cgroups = limits.create(
-            name, req.get("cpu"), req.get("memory"), req.get("pids"), req.get("cgroups", True)
-        )
-        report: dict = {"limits": record, "cgroups": cgroups}
+    def _fork_exec(self, env: dict, out_w: int, err_w: int, report: dict) -> tuple[int, dict]:
+        """Fork, join the cgroups in the child, exec. Returns (pid, report)."""
+        cgroups = report["cgroups"]
         try:
             argv = self._argv(env)
         except OSError as e:
