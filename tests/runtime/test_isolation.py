@@ -3,15 +3,17 @@ real bubblewrap; the escape suite through a server is tests/sandbox)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import uv
-from tests.runtime.test_local_runtime import logs, make_spec, sh, wait_state
+from tests.runtime.test_local_runtime import cgroups_writable, logs, make_spec, sh, wait_state
 
 from runyard.runtime.base import AttemptState, LaunchError
 from runyard.runtime.local import LocalRuntime
@@ -104,3 +106,22 @@ def test_only_the_gpus_handed_to_the_run_are_bound_into_its_sandbox(tmp_path: Pa
     none = wrap(box, ["true"], home=tmp_path, work=work, sdk=tmp_path / "sdk", private=[])
     assert "--dev-bind-try" not in none
     assert none[-4:] == ["--chdir", work, "--", "true"]
+
+
+@pytest.mark.skipif(not cgroups_writable(), reason="cgroups are not writable here")
+@pytest.mark.parametrize("sandbox", ["auto", "off"])
+def test_a_runs_cgroups_are_removed_once_it_ends(tmp_path: Path, sandbox: str):
+    """Even with a process left behind (killed with the group): it leaves its cgroups only once reaped."""
+    rt = LocalRuntime(tmp_path / "home", sandbox=sandbox)
+    try:
+        handle = rt.launch(make_spec(sh("sleep 60 & echo started"), pids=64, cpu=1.0, memory=1 << 30))
+        observed = wait_state(rt, handle, AttemptState.EXITED)
+        assert observed.exit_code == 0 and not observed.oom_killed, logs(rt, handle)
+        cgroups = json.loads((Path(handle["dir"]) / "state.json").read_text())["cgroups"]
+        assert len(cgroups) == 3
+        deadline = time.monotonic() + 5
+        while any(Path(c).exists() for c in cgroups):
+            assert time.monotonic() < deadline, [c for c in cgroups if Path(c).exists()]
+            time.sleep(0.01)
+    finally:
+        rt.close()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 CFS_PERIOD_US = 100_000
@@ -236,6 +237,15 @@ def oom_killed(paths: list[str]) -> bool:
     return False
 
 
-def remove(paths: list[str]) -> None:
-    """Remove cgroup dirs (only succeeds once they are empty); ignores errors."""
-    _rmdir(paths)
+def remove(paths: list[str], wait: float = 0.0) -> None:
+    """Remove cgroup dirs, which succeeds only once they are empty: processes SIGKILLed a moment ago are
+    still in theirs until they have exited and been reaped, hence `wait` (seconds, polling); ignores
+    errors."""
+    deadline = time.monotonic() + wait
+    left = list(paths)
+    while True:
+        _rmdir(left)
+        left = [p for p in left if os.path.isdir(p)]
+        if not left or time.monotonic() >= deadline:
+            return
+        time.sleep(0.01)

@@ -32,11 +32,15 @@ MAX_LINE = 64 * 1024
 DRAIN_SECONDS = 2.0
 COPY_CHUNK = 1 << 20
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+CGROUP_REMOVE_SECONDS = 5.0  # after the run, how long its killed processes may take to leave its cgroups
 GROUP_POLL_SECONDS = 0.05  # after a stop, how often to look whether the group has emptied
 BEAT_SECONDS = 1.0  # while copying files, how often state.json says the launch is still getting on
 _boot_time: float | None = None
 # What the run's process gets back to default: Python ignores SIGPIPE and SIGXFSZ, the launcher SIGINT,
 # and an ignored signal stays ignored across exec.
+# Holds a run until the shim has moved it into its cgroups (a byte on fd 3), then execs the command in its
+# place: the same process, its argv and PATH lookup unchanged, fds 3 and 4 closed.
+HOLD = ["/bin/sh", "-c", 'read _ <&3; exec 3<&- 4>&- "$@"', "sh"]
 SIGNAL_MAX = 64  # the highest signal number (SIGRTMAX) on Linux
 RESET_SIGNALS = (signal.SIGTERM, signal.SIGCHLD, signal.SIGPIPE, signal.SIGINT, signal.SIGXFSZ)
 
@@ -304,15 +308,11 @@ class Shim:
         started_at = now_iso()
         # The cgroups are made here, before the run's process exists: a process killed at once by its
         # limit (e.g. `memory: 1Ki`) must still leave the paths to read the OOM kill and the peak from.
-        name = f"{req['run_uid']}-{req['attempt']}"
+        name = f"{req['run_uid']}-{req['attempt']}-{os.getpid()}"  # never one left by an earlier shim
         record, cgroups = limits.create(
             name, req.get("cpu"), req.get("memory"), req.get("pids"), req.get("cgroups", True)
         )
-        report: dict = {"limits": record, "cgroups": cgroups}
-        if cgroups and not self.sandboxed:  # something must join them between fork and exec
-            pid, report = self._fork_exec(env, out_w, err_w, report)
-        else:  # bubblewrap waits while its processes are moved into them: no fork of this process
-            pid, report = self._posix_spawn(env, out_w, err_w, report)
+        pid, report = self._posix_spawn(env, out_w, err_w, {"limits": record, "cgroups": cgroups})
         for fd in (out_w, err_w):
             os.close(fd)
         self.child = pid
@@ -343,9 +343,10 @@ class Shim:
 
     def _posix_spawn(self, env: dict, out_w: int, err_w: int, report: dict) -> tuple[int, dict]:
         """Start the command without forking this Python process: far cheaper than fork, whose
-        copy-on-write faults cost milliseconds (over ten on some hosts). A sandboxed run with cgroups is
-        held by bubblewrap (--block-fd) until its two processes, the only ones then, are moved into them;
-        what they start inherits them. Returns (pid or 0, report)."""
+        copy-on-write faults cost milliseconds (over ten on some hosts). A run with cgroups is held until
+        its processes, the only ones then, are moved into them (what they start inherits them): by
+        bubblewrap (--block-fd) in a sandbox, else by a shell that then execs the command in its place.
+        Returns (pid or 0, report)."""
         cgroups = report.get("cgroups") or []
         null = os.open(os.devnull, os.O_RDONLY)
         pipes: list[int] = []
@@ -360,8 +361,11 @@ class Shim:
                 block_r, block_w = os.pipe()
                 info_r, info_w = os.pipe()
                 pipes += [block_r, block_w, info_r, info_w]
-                argv = [argv[0], "--block-fd", "3", "--info-fd", "4", *argv[1:]]
                 actions += [(os.POSIX_SPAWN_DUP2, block_r, 3), (os.POSIX_SPAWN_DUP2, info_w, 4)]
+                if self.sandboxed:
+                    argv = [argv[0], "--block-fd", "3", "--info-fd", "4", *argv[1:]]
+                else:
+                    path, argv = HOLD[0], [*HOLD, *argv]
             pid = os.posix_spawn(
                 path, argv, env, file_actions=actions, setpgroup=0, setsigmask=(), setsigdef=RESET_SIGNALS
             )
@@ -370,7 +374,7 @@ class Shim:
                     os.close(fd)
                     pipes.remove(fd)
                 try:
-                    limits.join(cgroups, [pid, _sandbox_child(info_r)])
+                    limits.join(cgroups, [pid, _sandbox_child(info_r)] if self.sandboxed else [pid])
                 except (OSError, ValueError) as e:
                     _kill_group(pid, signal.SIGKILL)
                     os.waitpid(pid, 0)
@@ -383,45 +387,6 @@ class Shim:
         finally:
             for fd in [null, *pipes]:
                 os.close(fd)
-
-    def _fork_exec(self, env: dict, out_w: int, err_w: int, report: dict) -> tuple[int, dict]:
-        """Fork, join the cgroups in the child, exec. Returns (pid, report)."""
-        cgroups = report["cgroups"]
-        try:
-            argv = self._argv(env)
-        except OSError as e:
-            limits.remove(cgroups)
-            return 0, {**report, "cgroups": [], "error": f"{e}"}
-        status_r, status_w = os.pipe()  # close-on-exec: EOF tells the shim the exec happened
-        pid = os.fork()
-        if pid == 0:
-            self._child(argv, env, cgroups, out_w, err_w, status_w)
-        os.close(status_w)
-        with os.fdopen(status_r, "rb") as f:
-            reports = [json.loads(line) for line in f.read().splitlines() if line.strip()]
-        return pid, {**report, **{k: v for r in reports for k, v in r.items()}}
-
-    def _child(
-        self, argv: list[str], env: dict, cgroups: list[str], out_w: int, err_w: int, status_w: int
-    ) -> None:
-        """In the forked child: new process group, cgroups, cwd, stdio, exec. Never returns."""
-        try:
-            signal.set_wakeup_fd(-1)
-            for sig in RESET_SIGNALS:
-                signal.signal(sig, signal.SIG_DFL)
-            os.setpgid(0, 0)
-            os.chdir(os.path.join(self.dir, "work"))
-            null = os.open(os.devnull, os.O_RDONLY)
-            os.dup2(null, 0)
-            os.dup2(out_w, 1)
-            os.dup2(err_w, 2)
-            limits.join(cgroups)  # last: from here on, what it allocates counts against its limits
-            os.execvpe(argv[0], argv, env)
-        except BaseException as e:
-            try:
-                os.write(status_w, json.dumps({"error": f"{e}"}).encode() + b"\n")
-            finally:
-                os._exit(127)
 
     def _stop_requested(self) -> None:
         self.stopped = True
@@ -567,7 +532,7 @@ class Shim:
         if oom:
             self.system(limits.oom_message(self.req.get("memory"), peak))
         self._record_exit(exit_code(status, self.sandboxed), oom_killed=oom, peak_memory=peak)
-        limits.remove(cgroups)
+        limits.remove(cgroups, wait=CGROUP_REMOVE_SECONDS)
 
     def _prepared(self) -> bool:
         """Copy the files the run needs; False (the attempt recorded as ended) if stopped or failed."""
