@@ -138,3 +138,12 @@ def test_run_environment_option_names_one_and_an_unknown_one_fails_saying_how_to
     system = runyard_cli("run", "--environment", "system", "-c", "echo host", env=srv.env(), cwd=root)
     assert (system.returncode, system.stdout) == (0, "host\n"), system.stderr
     assert "building environment" not in system.stderr
+
+
+def test_a_run_whose_environment_fails_to_build_exits_1_saying_why_once(srv, tmp_path):
+    root = project(tmp_path, "six==99.0\n# a run's failed build\n")
+    done = runyard_cli("run", "-c", "python train.py", env=srv.env(), cwd=root)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.count("failed to build") == 1, done.stderr  # shown with the build, or at the end
+    assert "six==99" in done.stderr.split("failed to build", 1)[1]
+    assert "Traceback" not in done.stderr and done.stdout == ""
