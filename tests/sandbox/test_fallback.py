@@ -36,8 +36,8 @@ def test_without_bubblewrap_a_run_works_unsandboxed_and_says_why(tmp_path):
         # Seen running, it gets a warning event as well.
         assert api.put("/experiments/long", json=experiment("long", ["/bin/sleep", "60"])).is_success
         deadline = time.monotonic() + 20
-        while not (api.get("/runs/long").json()["status"].get("sandbox")):
-            assert time.monotonic() < deadline
+        while not ((r := api.get("/runs/long")).status_code == 200 and r.json()["status"].get("sandbox")):
+            assert time.monotonic() < deadline, r.text  # the experiment makes its run a moment later
             time.sleep(0.05)
         api.post("/runs/long/stop")
         events = api.get("/runs/long/events").json()["items"]
