@@ -15,7 +15,7 @@ def test_a_run_over_its_memory_limit_fails_killed_for_out_of_memory(platform_fac
     assert run.status.reason == "OOMKilled"
     assert run.status.exitCode == -signal.SIGKILL
     assert "out of memory" in run.status.message
-    assert run.status.limits and run.status.limits["enforced"] == ["memory"]
+    assert run.status.limits and "memory" in run.status.limits["enforced"]  # pids too: always limited
 
 
 def test_each_attempt_that_times_out_is_retried_and_the_last_timeout_fails_the_run(platform_factory):

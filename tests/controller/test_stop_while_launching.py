@@ -30,6 +30,7 @@ def run_processes(home: Path) -> list[psutil.Process]:
             and cwd.startswith(str(home) + "/")
             and proc.info["status"] != psutil.STATUS_ZOMBIE
             and not any(arg.endswith("launcher.py") for arg in cmdline)
+            and proc.name() != "bwrap"  # the sandbox's two processes around each run's own
         ):
             found.append(proc)
     return found
