@@ -27,7 +27,7 @@ MLFLOW_READS.add("/api/2.0/mlflow/logged-models/search")
 def run_token(server: ServerProcess) -> Iterator[str]:
     """The token of a run of project default, taken while the run still runs (it is revoked at the end)."""
     api = server.api()
-    api.put("/experiments/holder", json=experiment("holder", 'echo "$RUNYARD_TOKEN"; exec sleep 60'))
+    api.put("/experiments/holder", json=experiment("holder", 'echo "$RUNYARD_TOKEN"; exec sleep 600'))
     with api.stream("GET", "/runs/holder/logs", params={"follow": "true"}, timeout=30) as resp:
         first = json.loads(next(resp.iter_lines()))
     assert first.get("stream") == "stdout", first
