@@ -65,6 +65,8 @@ def processes():
 
 attempt("admin_token", lambda: read(t["admin_token"]))
 attempt("user_admin_token", lambda: read(t["user_admin_token"]))
+attempt("ssh_key", lambda: read(t["ssh_key"]))
+attempt("write_cache", lambda: write(os.path.join(t["cache"], "pip-cache-entry")))
 stolen = (out["admin_token"].get("value") or out["user_admin_token"].get("value") or "").strip()
 attempt("other_project_with_stolen_token", lambda: api("/projects/other/runs", stolen))
 attempt("other_project_with_own_token", lambda: api("/projects/other/runs", os.environ["RUNYARD_TOKEN"]))
@@ -111,6 +113,9 @@ def escape(places: Path) -> dict:
     user = places / "user"
     (user / ".runyard").mkdir(parents=True)
     (user / ".runyard" / "admin-token").write_text("a-user-secret\n")
+    (user / ".ssh").mkdir()
+    (user / ".ssh" / "id_ed25519").write_text("an ssh key\n")
+    (user / ".cache").mkdir()
     (places / "db").mkdir()
     artifacts = places / "artifacts"
     (artifacts / "other").mkdir(parents=True)
@@ -140,6 +145,8 @@ def escape(places: Path) -> dict:
             "home": str(places / "home"),
             "admin_token": str(places / "home" / "admin-token"),
             "user_admin_token": str(user / ".runyard" / "admin-token"),
+            "ssh_key": str(user / ".ssh" / "id_ed25519"),
+            "cache": str(user / ".cache"),
             "db": str(places / "db" / "runyard.db"),
             "runs": str(places / "home" / "runs"),
             "other_run_file": str(other_work / "secret.py"),
@@ -161,6 +168,7 @@ def escape(places: Path) -> dict:
         out = json.loads(next(line["text"] for line in lines if line["stream"] == "stdout"))
         work = places / "home" / "runs" / run["metadata"]["uid"] / "attempt-1" / "work"
         return {
+            "user": user,
             "out": out,
             "run": run,
             "server_token": srv.token,
@@ -193,6 +201,12 @@ def test_the_admin_tokens_cannot_be_read(escape):
         assert not got["ok"] or got["value"].strip() in ("",), (name, got)
     assert escape["server_token"] not in json.dumps(escape["out"])
     assert "a-user-secret" not in json.dumps(escape["out"])
+
+
+def test_the_server_users_credentials_are_hidden_and_its_cache_is_private(escape):
+    assert "FileNotFoundError" in failed(escape, "ssh_key")
+    assert escape["out"]["write_cache"]["ok"]  # tools that cache (pip, matplotlib) still work...
+    assert not (escape["user"] / ".cache" / "pip-cache-entry").exists()  # ...in a cache of its own
 
 
 def test_another_project_cannot_be_listed(escape):

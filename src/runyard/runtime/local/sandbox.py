@@ -4,7 +4,8 @@ Inside, a run sees the host's file system read-only, its own /dev, /proc (its ow
 process is visible or reachable; the kernel's settings read-only), IPC and host name, no capabilities, a
 private /tmp, /var/tmp and /dev/shm, and none of the server's state: the data directory (tokens, database,
 blobs, other runs), the private paths the server names (a database or an artifact folder kept elsewhere)
-and the user's ~/.runyard are hidden; then its own work directory (read-write), the SDK and its environment
+and the user's ~/.runyard and credentials (~/.ssh, cloud logins: CREDENTIALS) are hidden, and ~/.cache
+is a private tmpfs; then its own work directory (read-write), the SDK and its environment
 (read-only) are bound back at the same paths. The network is shared: runs reach the API and package
 indexes.
 
@@ -43,6 +44,24 @@ PROC_COVERS = [
     "/proc/sysrq-trigger",
     "/proc/sysrq-trigger",
 ]
+# The server user's credentials, hidden like the server's state: a run must not borrow its keys or logins.
+CREDENTIALS = [
+    "~/.runyard",
+    "~/.ssh",
+    "~/.gnupg",
+    "~/.aws",
+    "~/.azure",
+    "~/.config/gcloud",
+    "~/.kube",
+    "~/.docker",
+    "~/.netrc",
+    "~/.pgpass",
+    "~/.git-credentials",
+    "~/.pypirc",
+]
+# Caches tools write without asking (pip, matplotlib, huggingface): a private, writable tmpfs over the
+# server user's, where it exists (a mount point cannot be made in the read-only view).
+CACHES = ["~/.cache"]
 # Devices a CUDA program needs besides its own /dev/nvidia<i>.
 NVIDIA_SHARED = ["/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools", "/dev/nvidia-modeset"]
 
@@ -125,10 +144,11 @@ def wrap(
 ) -> list[str]:
     """The command wrapped in the sandbox (see the module docstring)."""
     assert sandbox.bwrap is not None
-    secret = [str(home), *private, os.path.expanduser("~/.runyard")]
+    secret = [str(home), *private, *(os.path.expanduser(p) for p in CREDENTIALS)]
     args = [sandbox.bwrap, *_base(sandbox.prefix)]
     args += ["--tmpfs", "/tmp", "--tmpfs", "/var/tmp", "--tmpfs", "/dev/shm"]
     args += _hide([p for p in secret if not _hidden(p, ["/tmp", "/var/tmp"])])
+    args += [a for p in map(os.path.expanduser, CACHES) if os.path.isdir(p) for a in ("--tmpfs", p)]
     args += ["--bind", work, work, "--ro-bind", str(sdk), str(sdk)]
     if environment:
         args += ["--ro-bind", environment, environment]
