@@ -580,7 +580,6 @@ class Environments:
 
     def _background(self, adopt: bool) -> None:
         """Heartbeats of this server's builds, the builds a dead server left, and GC every 10 minutes."""
-        self.pythons_found.all()  # discovered now rather than on the first run that needs one
         if adopt:
             try:
                 self._adopt()

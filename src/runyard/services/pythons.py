@@ -49,6 +49,7 @@ class Pythons:
     def __init__(self, extra: str | None = None):
         self.extra = [p for p in (extra or "").split(":") if p]
         self._found: list[Interpreter] | None = None
+        self._own: list[Interpreter | None] = []  # the server's own, probed alone: [] until then
         self._lock = threading.Lock()
 
     def all(self) -> list[Interpreter]:
@@ -59,13 +60,22 @@ class Pythons:
             return list(self._found)
 
     def server_default(self) -> Interpreter | None:
-        """The interpreter the server runs on (its base, not a virtualenv's)."""
-        base = os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable)
-        return next((i for i in self.all() if os.path.realpath(i.path) == base), None)
+        """The interpreter the server runs on (its base, not a virtualenv's). Probed alone: a project that
+        names no Python never waits for (nor a server start pays) probing every interpreter of the host,
+        up to a few seconds under load."""
+        with self._lock:
+            if not self._own:
+                base = os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable)
+                found = self._found or []
+                known = next((i for i in found if os.path.realpath(i.path) == base), None)
+                self._own.append(known or _probe(base))
+            return self._own[0]
 
     def choose(self, wanted: str | None, requires: str | None = None) -> Interpreter:
         """`wanted` ("3.12" or "3.12.1", from .python-version or the request), else the newest that satisfies
         `requires` (pyproject's requires-python), else the server's own."""
+        if not wanted and not requires and (own := self.server_default()) is not None:
+            return own
         found = self.all()
         if wanted:
             got = _matching(found, wanted)
@@ -80,8 +90,6 @@ class Pythons:
                     f"no installed Python satisfies requires-python {requires!r} ({_available(found)})"
                 )
             return own if own in fits and own.version == fits[0].version else fits[0]
-        if own is not None:
-            return own
         if not found:
             raise NoInterpreter("no Python interpreter was found on this server")
         return found[0]
