@@ -125,3 +125,22 @@ def test_a_runs_cgroups_are_removed_once_it_ends(tmp_path: Path, sandbox: str):
             time.sleep(0.01)
     finally:
         rt.close()
+
+
+@needs_bwrap
+def test_a_server_installed_under_tmp_still_runs_its_python_in_the_sandbox(tmp_path: Path, monkeypatch):
+    """A checkout or virtualenv under /tmp (as CI clones are) vanished under the run's private /tmp: the
+    server's interpreter and the SDK's package could not be started or imported. Where the server's
+    Python lives is bound back read-only."""
+    prefix = tmp_path / "venv"
+    (prefix / "bin").mkdir(parents=True)
+    (prefix / "bin" / "tool").write_text("#!/bin/sh\necho from the server prefix\n")
+    (prefix / "bin" / "tool").chmod(0o755)
+    monkeypatch.setattr(sys, "prefix", str(prefix))
+    rt, handle = launch_once(tmp_path, [str(prefix / "bin" / "tool")])
+    try:
+        observed = wait_state(rt, handle, AttemptState.EXITED)
+        assert observed.sandbox and observed.sandbox["mechanism"] == "bubblewrap"
+        assert logs(rt, handle) == [("stdout", "from the server prefix")], logs(rt, handle)
+    finally:
+        rt.close()

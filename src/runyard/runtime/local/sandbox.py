@@ -20,8 +20,11 @@ import glob
 import os
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from runyard.runtime.local.sdk import PACKAGE
 
 BUBBLEWRAP = "bubblewrap"
 NOT_INSTALLED = "bubblewrap is not installed (apt-get install bubblewrap)"
@@ -131,6 +134,23 @@ def _hide(paths: list[str]) -> list[str]:
     return args
 
 
+def _installs(environment: str | None) -> list[str]:
+    """Where the server's Python and runyard are installed, and the interpreter an environment was made
+    from: a run imports the SDK from the package and may start these interpreters. A checkout or a
+    virtualenv under /tmp would vanish under the run's private /tmp; these are bound back read-only."""
+    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, str(PACKAGE)}
+    try:
+        with open(os.path.join(environment or "", "pyvenv.cfg")) as f:
+            for line in f:
+                key, _, value = line.partition("=")
+                if key.strip() == "home" and value.strip():
+                    paths.add(os.path.dirname(value.strip()))  # home is the interpreter's bin directory
+    except OSError:
+        pass
+    private = ["/tmp", "/var/tmp"]
+    return sorted(os.path.realpath(p) for p in paths if _hidden(os.path.realpath(p), private))
+
+
 def wrap(
     sandbox: Sandbox,
     command: list[str],
@@ -149,6 +169,8 @@ def wrap(
     args += ["--tmpfs", "/tmp", "--tmpfs", "/var/tmp", "--tmpfs", "/dev/shm"]
     args += _hide([p for p in secret if not _hidden(p, ["/tmp", "/var/tmp"])])
     args += [a for p in map(os.path.expanduser, CACHES) if os.path.isdir(p) for a in ("--tmpfs", p)]
+    for path in _installs(environment):
+        args += ["--ro-bind", path, path]
     args += ["--bind", work, work, "--ro-bind", str(sdk), str(sdk)]
     if environment:
         args += ["--ro-bind", environment, environment]
