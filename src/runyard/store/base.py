@@ -8,6 +8,7 @@ from contextlib import contextmanager, nullcontext
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DBSession
 from sqlalchemy.orm import sessionmaker
 
@@ -62,3 +63,12 @@ class StoreBase:
             s.connection(execution_options=opts)
             yield s
             s.commit()
+
+    def insert_once(self, row_class: type, key: tuple, **values: Any) -> None:
+        """Add the row with primary key `key` unless it exists; another writer adding it first is fine."""
+        try:
+            with self.write() as s:
+                if s.get(row_class, key) is None:
+                    s.add(row_class(**values))
+        except IntegrityError:  # recorded concurrently
+            pass

@@ -141,12 +141,9 @@ class EnvironmentStore(StoreBase):
         return [r for r in rows if (r["last_used_at"] or r["built_at"] or r["created_at"]) < before]
 
     def env_add_project(self, project: str, env_id: str) -> None:
-        try:
-            with self.write() as s:
-                if s.get(EnvironmentProjectRow, (project, env_id)) is None:
-                    s.add(EnvironmentProjectRow(project=project, env_id=env_id, created_at=now()))
-        except IntegrityError:  # recorded concurrently
-            pass
+        self.insert_once(
+            EnvironmentProjectRow, (project, env_id), project=project, env_id=env_id, created_at=now()
+        )
 
     def env_set_name(self, project: str, name: str, env_id: str) -> None:
         """Point the project's `name` at `env_id` (the project may then pin that id too)."""

@@ -43,12 +43,7 @@ class SnapshotStore(StoreBase):
             return s.scalars(query).first() is not None
 
     def add_blob_owner(self, digest: str, project: str) -> None:
-        try:
-            with self.write() as s:
-                if s.get(BlobProjectRow, (digest, project)) is None:
-                    s.add(BlobProjectRow(digest=digest, project=project, created_at=now()))
-        except IntegrityError:  # recorded concurrently
-            pass
+        self.insert_once(BlobProjectRow, (digest, project), digest=digest, project=project, created_at=now())
 
     def owned_blobs(self, project: str, digests: set[str]) -> set[str]:
         """Which of `digests` this project uploaded."""
