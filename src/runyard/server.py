@@ -16,17 +16,19 @@ from sqlalchemy.exc import SQLAlchemyError
 from runyard.api.app import create_app
 from runyard.api.deps import AppState
 from runyard.controller.context import Context
+from runyard.controller.jobs.scheduler import Scheduler
 from runyard.controller.loop import Controller
 from runyard.core.errors import Unavailable
 from runyard.runtime.local import LocalRuntime
 from runyard.services.artifacts import ArtifactStore
 from runyard.services.auth import ensure_admin_token
 from runyard.services.environments import Environments
+from runyard.services.job_notifications import NotificationSender
 from runyard.services.node import Node
 from runyard.services.notify import Notifier
 from runyard.services.snapshots import BlobStore, snapshot_files
 from runyard.services.tracking import Tracking
-from runyard.settings import ControllerSettings, RuntimeSettings, ServerSettings
+from runyard.settings import ControllerSettings, NotifySettings, RuntimeSettings, ServerSettings
 from runyard.store import Store
 from runyard.store.engine import normalize_url
 from runyard.store.lease import ControllerLock
@@ -56,6 +58,7 @@ def build(
     controller: ControllerSettings,
     api_url: str,
     runtime_settings: RuntimeSettings | None = None,
+    notify_settings: NotifySettings | None = None,
 ) -> Platform:
     """Wire store, runtime and controller together; migrations run here, before anything is served."""
     home = settings.home
@@ -95,9 +98,19 @@ def build(
         runtime_settings,
         environments=environments,
         node=node,
+        workers=[NotificationSender(store, notify_settings or NotifySettings())],
     )
+    ctx.scheduler = Scheduler(ctx)
     state = AppState(
-        store, runtime, blobs, notifier, Tracking(store), artifacts, environments=environments, node=node
+        store,
+        runtime,
+        blobs,
+        notifier,
+        Tracking(store),
+        artifacts,
+        environments=environments,
+        node=node,
+        scheduler=ctx.scheduler,
     )
     return Platform(state, Controller(ctx), lock)
 

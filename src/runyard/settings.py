@@ -62,6 +62,31 @@ class ControllerSettings(BaseSettings):
     """A launch that has not started a process after this long is tried again."""
 
 
+class NotifySettings(BaseSettings):
+    """How job notifications are sent: the SMTP server for e-mail, and webhook delivery."""
+
+    model_config = SettingsConfigDict(env_prefix="RUNYARD_NOTIFY_", use_attribute_docstrings=True)
+
+    smtp_host: str | None = None
+    """SMTP server for job e-mail; unset: e-mail notifications fail with a warning event on the job."""
+    smtp_port: int = Field(25, ge=1, le=65535)
+    """Its port (587 with starttls, 465 with ssl, as usual)."""
+    smtp_security: Literal["none", "starttls", "ssl"] = "none"
+    """How the connection is encrypted."""
+    smtp_username: str | None = None
+    """Login, if the server wants one."""
+    smtp_password: str | None = None
+    """Password for smtp_username."""
+    smtp_from: str = "runyard@localhost"
+    """The sender address of job e-mail."""
+    timeout_seconds: float = Field(10.0, gt=0)
+    """How long one delivery attempt (a webhook POST, an SMTP exchange) may take."""
+    max_attempts: int = Field(8, ge=1, le=100)
+    """Attempts per notification before it is given up (with a warning event on the job)."""
+    backoff_seconds: float = Field(2.0, ge=0)
+    """Wait before the second attempt; doubled after each failure (2, 4, 8… seconds)."""
+
+
 class RuntimeSettings(BaseSettings):
     """What the local runtime offers runs and how it isolates them: the node's capacity, GPUs, sandbox,
     default limits and the environments it builds."""

@@ -17,6 +17,7 @@ from runyard.api.limits import BodyLimit, limits
 from runyard.api.routes import (
     artifacts,
     environments,
+    jobs,
     meta,
     mlflow,
     mlflow_artifacts,
@@ -48,6 +49,7 @@ def create_app(app_state: AppState) -> FastAPI:
         tracking.router,
         artifacts.router,
         environments.router,
+        jobs.router,
         nodes.router,
         runs.router,
         resources.router,

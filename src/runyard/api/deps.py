@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -16,6 +17,13 @@ from runyard.services.notify import Notifier
 from runyard.services.snapshots import BlobStore
 from runyard.services.tracking import Tracking
 from runyard.store import Store
+
+
+class Figures(Protocol):
+    """What the API may show of a controller-side worker (the job scheduler): its figures."""
+
+    def stats(self) -> dict: ...
+
 
 bearer = HTTPBearer(
     auto_error=False, description="a runyard token (the embedded server writes one to HOME/admin-token)"
@@ -32,6 +40,7 @@ class AppState:
     artifacts: ArtifactStore
     environments: Environments | None = None
     node: Node | None = None
+    scheduler: Figures | None = None  # the job scheduler, for its figures (GET /scheduler)
 
 
 def state(request: Request) -> AppState:

@@ -20,6 +20,7 @@ COMMANDS = {
     **{name: "runyard.cli.tracking" for name in ("runs", "metrics")},
     "artifacts": "runyard.cli.artifacts",
     "env": "runyard.cli.environments",
+    "jobs": "runyard.cli.jobs",
     "nodes": "runyard.cli.nodes",
     **{name: "runyard.cli.admin" for name in ("projects", "tokens")},
     **{name: "runyard.cli.server" for name in ("server", "up", "down", "version")},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
 
 from runyard.core.resources import Resource
 from runyard.runtime.base import Runtime
@@ -12,6 +13,16 @@ from runyard.services.node import Demand, Node
 from runyard.services.notify import Notifier
 from runyard.settings import ControllerSettings, RuntimeSettings
 from runyard.store import R, Store
+
+if TYPE_CHECKING:
+    from runyard.controller.jobs.scheduler import Scheduler
+
+
+class Worker(Protocol):
+    """A background worker started and stopped with the controller (it holds the controller lock too)."""
+
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
 
 
 @dataclass
@@ -25,6 +36,8 @@ class Context:
     runtime_settings: RuntimeSettings = field(default_factory=RuntimeSettings)
     environments: Environments | None = None  # None: every run uses the host's Python
     node: Node | None = None  # None: no capacity is tracked beyond max_running_runs
+    scheduler: Scheduler | None = None  # fires jobs; None: no job fires (tests of other kinds)
+    workers: list[Worker] = field(default_factory=list)  # e.g. the notification sender
     # Runs to wake, first come first served, when a slot or capacity frees: uid -> what it asks of the node
     # (an ordered dict: the order they came in).
     waiting_for_capacity: dict[str, Demand] = field(default_factory=dict)

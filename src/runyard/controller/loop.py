@@ -9,6 +9,7 @@ import time
 
 from runyard.controller.context import Context
 from runyard.controller.experiments import mirror_run, reconcile_experiment, reconcile_stored_only
+from runyard.controller.jobs.reconcile import job_run_changed, reconcile_job
 from runyard.controller.retry import CAP_SECONDS, Backoff, is_temporary
 from runyard.controller.runs import fail_unreconcilable, reconcile_run
 from runyard.core.errors import Conflict, NotFound
@@ -18,7 +19,7 @@ from runyard.runtime.base import AttemptState
 from runyard.services.watch import KEEP_CHANGES
 
 log = logging.getLogger("runyard.controller")
-STORED_ONLY: tuple[type[Resource], ...] = (Session, Job, Model)
+STORED_ONLY: tuple[type[Resource], ...] = (Session, Model)
 BATCH = 8  # uids reconciled between two looks at the queues
 RESYNC_AT_LEAST = 5  # ticks: how long a busy queue may postpone the full resync
 PRUNE_EVERY = 60.0  # seconds between prunes of the change feed
@@ -50,12 +51,19 @@ class Controller:
         self._report_adoptions()
         self._thread = threading.Thread(target=self._run, name="runyard-controller", daemon=True)
         self._thread.start()
+        for worker in self._workers():
+            worker.start()
 
     def stop(self) -> None:
+        for worker in self._workers():
+            worker.stop()
         self._stopping.set()
         self._wake.set()
         if self._thread:
             self._thread.join(timeout=10)
+
+    def _workers(self) -> list:
+        return [*([self.ctx.scheduler] if self.ctx.scheduler else []), *self.ctx.workers]
 
     def enqueue(self, uid: str, urgent: bool = False) -> None:
         """Thread-safe and cheap: called by the API and the runtime when something changed."""
@@ -118,11 +126,12 @@ class Controller:
             self._dirty.clear()
         store = self.ctx.store
         now = time.monotonic()
-        kinds: tuple[type[Resource], ...] = (*STORED_ONLY, Experiment, Run)
+        kinds: tuple[type[Resource], ...] = (*STORED_ONLY, Job, Experiment, Run)
         for kind in kinds:
-            # A stored-only kind has nothing left to do once its status says so: only new or deleted ones
-            # need a look, so thousands of Jobs cost nothing per tick.
-            settled = kind in STORED_ONLY
+            # A stored-only kind has nothing left to do once its status says so, and a Job is acted on by
+            # notices (its changes, its runs') and by the scheduler: only new or deleted ones need a look,
+            # so thousands of Jobs cost nothing per tick.
+            settled = kind in (*STORED_ONLY, Job)
             for res in store.list(kind, unfinished=not settled, new_or_deleting=settled):
                 if self._due.get(res.uid, 0.0) > now and self._backoff.failures(res.uid):
                     continue  # backing off: it is looked at when due
@@ -141,6 +150,9 @@ class Controller:
             for run in self._guard(reconcile_experiment, res) or []:
                 self._reconcile(run, created_by=res)  # start it in the same pass, then mirror it
             return
+        if isinstance(res, Job):
+            self._guard(reconcile_job, res)
+            return
         if isinstance(res, STORED_ONLY):
             self._guard(reconcile_stored_only, res)
             return
@@ -155,6 +167,10 @@ class Controller:
             return  # nothing was written: the owner has nothing new to mirror
         for owner in res.metadata.ownerReferences:
             parent = created_by or self.ctx.store.get_uid(owner.uid)
+            if isinstance(parent, Job):  # its status follows its runs; a run's end may fire its dependents
+                self._guard(lambda ctx, job: job_run_changed(ctx, job, run if isinstance(run, Run) else res),
+                            parent)  # fmt: skip
+                continue
             if not isinstance(parent, Experiment):
                 continue
             if isinstance(run, Run) and not deleting:

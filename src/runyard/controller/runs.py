@@ -364,7 +364,7 @@ def _attempt_ended(
         return _finish(ctx, run, (reason, msg))
     retries = run.spec.retryPolicy
     if len(st.attempts) <= retries.maxRetries:  # timeouts too: timeoutSeconds is per attempt
-        backoff = retries.backoffSeconds
+        backoff = retries.delay(len(st.attempts))  # exponential: 1, 2, 4… seconds by default
         next_try = f"{len(st.attempts) + 1}/{retries.maxRetries + 1}"
         note = f"attempt {att.attempt} {msg}; retrying in {backoff:g}s ({next_try})"
         transition(run, Phase.QUEUED, Reason.RETRYING, note)

@@ -6,14 +6,13 @@ camelCase because they *are* the wire format; `status` is written only by the co
 
 from __future__ import annotations
 
-import functools
 import re
 from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal
 
-from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from runyard.core.cron import schedule_error, zone
 from runyard.core.errors import FieldError, Invalid, invalid_from_pydantic
 from runyard.core.kinds import API_VERSION, name_problem, resolve_kind
 from runyard.core.kinds import NAME_RE as NAME_RE  # re-exported: the API validates names by it
@@ -172,8 +171,18 @@ class ComputeResources(Strict):
 
 
 class RetryPolicy(Strict):
+    """Retries wait backoffSeconds, then that times backoffMultiplier after each further failure (1, 2, 4…
+    seconds by default), never more than maxBackoffSeconds."""
+
     maxRetries: int = Field(default=0, ge=0, le=100, description="attempts after the first that may fail")
-    backoffSeconds: float = Field(default=1.0, ge=0, le=3600, description="wait before each retry")
+    backoffSeconds: float = Field(default=1.0, ge=0, le=3600, description="wait before the first retry")
+    backoffMultiplier: float = Field(default=2.0, ge=1, le=10, description="growth of the wait per retry")
+    maxBackoffSeconds: float = Field(default=600.0, ge=0, le=86400, description="the longest wait")
+
+    def delay(self, failures: int) -> float:
+        """The wait before the retry that follows the `failures`-th failed attempt (1 for the first)."""
+        exponent = min(failures - 1, 64)  # beyond that the cap applies anyway; no float overflow
+        return min(self.backoffSeconds * self.backoffMultiplier**exponent, self.maxBackoffSeconds)
 
 
 class RunTemplate(Strict):
@@ -251,35 +260,87 @@ class SessionSpec(Strict):
     _snap = field_validator("snapshot")(RunTemplate._snapshot.__func__)  # type: ignore[attr-defined]
 
 
-# Every read of a Job from the store validates it again: parsing its schedule each time was the largest cost
-# of listing thousands of them. A schedule's validity never changes, so it is remembered.
-_valid_cron = functools.lru_cache(maxsize=4096)(croniter.is_valid)
+EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}$")
+
+
+class JobNotifications(Strict):
+    """Where to say that a job's run ended: a webhook (a signed JSON POST) and/or e-mail."""
+
+    onFailure: bool = Field(default=True, description="when a run fails (after its retries)")
+    onSuccess: bool = Field(default=False, description="when a run succeeds")
+    webhook: str | None = Field(default=None, max_length=2048, description="http(s) URL to POST to")
+    email: list[str] = Field(default_factory=list, max_length=32, description="addresses to mail")
+
+    @field_validator("webhook")
+    @classmethod
+    def _webhook(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^https?://[^\s/]+", v):
+            raise ValueError(f"{v[:80]!r} must be an http:// or https:// URL")
+        return v
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, v: list[str]) -> list[str]:
+        for address in v:
+            if not EMAIL_RE.match(address):
+                raise ValueError(f"{address[:80]!r} is not an e-mail address")
+        return v
 
 
 class JobSpec(Strict):
+    """A run template and what triggers it: a cron schedule, other jobs succeeding, or a user."""
+
     schedule: str | None = Field(
-        default=None, max_length=256, description="cron expression, e.g. '0 3 * * *'"
+        default=None,
+        max_length=256,
+        description="cron expression ('0 3 * * *') or macro (@hourly, @daily, @weekly, @monthly, @yearly)",
+    )
+    timeZone: str = Field(default="UTC", max_length=64, description="IANA zone the schedule is read in")
+    startingDeadlineSeconds: int | None = Field(
+        default=None,
+        ge=1,
+        le=int(MAX_SECONDS),
+        description="a fire missed (the controller was down) is still made this late, else skipped; "
+        "default: always made, once for the missed window",
     )
     dependsOn: list[str] = Field(
-        default_factory=list, max_length=64, description="jobs that must succeed first"
+        default_factory=list,
+        max_length=64,
+        description="jobs of the project that must all succeed (again since this job last ran after them)",
     )
-    concurrencyPolicy: Literal["Allow", "Forbid", "Replace"] = "Forbid"
-    suspend: bool = False
+    concurrencyPolicy: Literal["Allow", "Forbid", "Replace"] = Field(
+        default="Forbid",
+        description="when a fire finds a run of the job still active: run both, skip the fire, or stop the "
+        "active run and start the new one",
+    )
+    suspend: bool = Field(default=False, description="no fire while set; manual triggers still run")
+    successfulRunsHistoryLimit: int = Field(default=10, ge=0, le=1000, description="succeeded runs kept")
+    failedRunsHistoryLimit: int = Field(
+        default=10, ge=0, le=1000, description="failed or cancelled runs kept"
+    )
+    notifications: JobNotifications | None = None
     template: RunTemplate
 
     @field_validator("schedule")
     @classmethod
     def _schedule(cls, v: str | None) -> str | None:
-        if v is not None and not _valid_cron(v):
-            raise ValueError(
-                f"{v!r} is not a valid cron expression (five fields: minute hour day month weekday)"
-            )
+        if v is not None and (error := schedule_error(v)):
+            raise ValueError(error)
+        return v
+
+    @field_validator("timeZone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        zone(v)  # raises ValueError naming it
         return v
 
     @field_validator("dependsOn")
     @classmethod
     def _depends(cls, v: list[str]) -> list[str]:
-        return [check_name(n) for n in v]
+        names = [check_name(n) for n in v]
+        if len(set(names)) != len(names):
+            raise ValueError("names a job more than once")
+        return names
 
 
 class ModelSpec(Strict):
@@ -381,6 +442,27 @@ class WorkloadStatus(BaseModel):
     runs: list[str] = Field(default_factory=list)
 
 
+class JobStatus(WorkloadStatus):
+    """Written by the job controller. `runs`: the runs kept (history), oldest first; `active`: those not
+    finished. Phase: Scheduled (waiting for its next trigger), Active (a run is unfinished), Suspended."""
+
+    active: list[str] = Field(default_factory=list)
+    lastScheduleTime: datetime | None = Field(default=None, description="the last scheduled instant fired")
+    nextScheduleTime: datetime | None = Field(default=None, description="the next instant it fires at")
+    lastRun: dict[str, Any] | None = Field(
+        default=None, description="the last run that finished: name, phase, finishedAt, trigger"
+    )
+    lastSuccessfulTime: datetime | None = None
+    scheduleFrom: datetime | None = Field(
+        default=None,
+        description="fires are counted from here: when the job was made, its schedule changed or it was "
+        "resumed (a resumed job does not catch up on what it skipped while suspended)",
+    )
+    observedSchedule: str | None = Field(
+        default=None, description="schedule, time zone and suspend as last seen, to notice a change"
+    )
+
+
 class Resource(Strict):
     apiVersion: Literal["runyard.dev/v1"] = "runyard.dev/v1"
     kind: str
@@ -416,7 +498,7 @@ class Experiment(Resource):
 class Job(Resource):
     kind: Literal["Job"] = "Job"
     spec: JobSpec
-    status: WorkloadStatus = Field(default_factory=WorkloadStatus)
+    status: JobStatus = Field(default_factory=JobStatus)
     plural: ClassVar[str] = "jobs"
 
 

@@ -8,6 +8,7 @@ from runyard.store.allocations import AllocationStore
 from runyard.store.base import EventSpec, R
 from runyard.store.environments import EnvironmentStore
 from runyard.store.events import EventStore
+from runyard.store.jobs import JobStore
 from runyard.store.projects import ProjectStore
 from runyard.store.resources import ResourceStore
 from runyard.store.snapshots import SnapshotStore
@@ -16,6 +17,7 @@ from runyard.store.tracking import RunInit, RunRef, TrackingStore
 
 
 class Store(
+    JobStore,
     ResourceStore,
     TrackingStore,
     EventStore,

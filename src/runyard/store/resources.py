@@ -41,6 +41,7 @@ from runyard.store.changes import ADDED, DELETED, MODIFIED, ChangeFeed
 from runyard.store.documents import COLUMNS as DOCUMENT_COLUMNS
 from runyard.store.documents import Document, document
 from runyard.store.events import EVENTS, event_row, event_values
+from runyard.store.job_notifications import JobNotificationStore
 from runyard.store.tables import EventRow, IdempotencyRow, ResourceRow, TokenRow, TrackingRunRow
 from runyard.store.tracking import RunInit, TrackingStore, run_hex
 
@@ -80,7 +81,7 @@ def to_resource(row: ResourceRow | Row[Any]) -> Resource:
     )
 
 
-class ResourceStore(ChangeFeed, TrackingStore):
+class ResourceStore(ChangeFeed, TrackingStore, JobNotificationStore):
     def create(
         self,
         res: R,
@@ -97,6 +98,31 @@ class ResourceStore(ChangeFeed, TrackingStore):
         fingerprint = request_fingerprint(res) if key else None
         if key and (first := self._created_for(key, meta.project, fingerprint)) is not None:
             return cast(R, first)
+        try:
+            with self.connect(write=True) as conn:
+                created = self._insert_resource(conn, res, events, tracking)
+                if key:
+                    seen = {
+                        "key": key,
+                        "project": meta.project,
+                        "uid": created.uid,
+                        "fingerprint": fingerprint,
+                    }
+                    conn.execute(
+                        insert(IDEMPOTENCY), {**seen, "created_at": created.metadata.creationTimestamp}
+                    )
+        except IntegrityError:
+            # the same request raced itself: answer with what the winner created
+            if key and (first := self._created_for(key, meta.project, fingerprint)) is not None:
+                return cast(R, first)
+            raise Conflict(f"{res.kind} {meta.name!r} already exists in project {meta.project!r}") from None
+        return created
+
+    def _insert_resource(
+        self, conn: Connection, res: R, events: Iterable[EventSpec] = (), tracking: RunInit | None = None
+    ) -> R:
+        """Insert within the caller's transaction (a job's fire creates its run with its claim)."""
+        meta = res.metadata
         owner = meta.ownerReferences[0] if meta.ownerReferences else None
         uid, ts = str(uuid.uuid4()), now()
         values = {
@@ -117,23 +143,13 @@ class ResourceStore(ChangeFeed, TrackingStore):
             "created_at": ts,
             "updated_at": ts,
         }
-        try:
-            with self.connect(write=True) as conn:
-                conn.execute(insert(RESOURCES), values)
-                if res.kind == "Run":
-                    self._add_tracking_run(conn, uid, res, tracking)
-                if key:
-                    seen = {"key": key, "project": meta.project, "uid": uid, "created_at": ts}
-                    conn.execute(insert(IDEMPOTENCY), {**seen, "fingerprint": fingerprint})
-                rows = [event_values(uid, res, ev) for ev in events]
-                if rows:
-                    conn.execute(insert(EVENTS), rows)
-                self._record(conn, uid, res, ADDED)
-        except IntegrityError:
-            # the same request raced itself: answer with what the winner created
-            if key and (first := self._created_for(key, meta.project, fingerprint)) is not None:
-                return cast(R, first)
-            raise Conflict(f"{res.kind} {meta.name!r} already exists in project {meta.project!r}") from None
+        conn.execute(insert(RESOURCES), values)
+        if res.kind == "Run":
+            self._add_tracking_run(conn, uid, res, tracking)
+        rows = [event_values(uid, res, ev) for ev in events]
+        if rows:
+            conn.execute(insert(EVENTS), rows)
+        self._record(conn, uid, res, ADDED)
         stored = {"uid": uid, "resourceVersion": 1, "generation": 1, "creationTimestamp": ts}
         return res.model_copy(update={"metadata": meta.model_copy(update=stored)})
 
@@ -308,6 +324,10 @@ class ResourceStore(ChangeFeed, TrackingStore):
             if res.kind == "Run" and values.get("phase") in TERMINAL_PHASES:
                 self._end_tracking_run(conn, uid)
                 release_in(conn, uid)  # an ended run holds no capacity, not even for a moment
+                if any(o.kind == "Job" for o in res.metadata.ownerReferences):
+                    self._job_run_ended(
+                        conn, res
+                    )  # the notifications its job asks for: see job_notifications
             if revoke_run_tokens:
                 conn.execute(update(TOKENS).where(TOKENS.c.run_uid == uid).values(revoked=True))
             self._record(conn, uid, res, MODIFIED)

@@ -317,3 +317,69 @@ class LoggedModelMetricRow(Base):
     step: Mapped[int] = mapped_column(BigInteger)
     timestamp: Mapped[int] = mapped_column(BigInteger)
     run_id: Mapped[str] = mapped_column(String(32))
+
+
+class JobStateRow(Base):
+    """One per Job: the row a fire locks, so a job's fires are claimed one at a time (the claim, its
+    concurrency check and its run are one transaction), and what the next fire must not repeat."""
+
+    __tablename__ = "job_states"
+
+    job_uid: Mapped[str] = mapped_column(String(36), primary_key=True)
+    project: Mapped[str] = mapped_column(String(63))
+    job_name: Mapped[str] = mapped_column(String(63))
+    next_seq: Mapped[int] = mapped_column(Integer, default=1)  # the number in the next run's name
+    # The latest scheduled instant claimed: a fire at or before it is a duplicate (a second controller,
+    # a restart), even after older fire records are pruned.
+    last_schedule_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_dependency_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    dependency_key: Mapped[str | None] = mapped_column(Text, nullable=True)  # the upstream runs it ran after
+    webhook_secret: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class JobFireRow(Base):
+    """Each trigger of a job and what came of it: a run, or why none (skipped, missed)."""
+
+    __tablename__ = "job_fires"
+    __table_args__ = (
+        UniqueConstraint("job_uid", "fire_key", name="uq_job_fires_job_key"),
+        Index("ix_job_fires_fired_at", "fired_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_uid: Mapped[str] = mapped_column(String(36))
+    fire_key: Mapped[str] = mapped_column(String(255))
+    trigger: Mapped[str] = mapped_column(String(16))  # schedule | manual | dependency
+    scheduled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    fired_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    outcome: Mapped[str] = mapped_column(String(16))  # Created | Skipped | Missed
+    run_uid: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    run_name: Mapped[str | None] = mapped_column(String(63), nullable=True)
+    message: Mapped[str] = mapped_column(Text, default="")
+
+
+class JobNotificationRow(Base):
+    """The outbox of job notifications: written in the transaction that ends the run, so a crash never
+    loses one; delivered (and retried) by services/job_notifications.py."""
+
+    __tablename__ = "job_notifications"
+    __table_args__ = (
+        UniqueConstraint("run_uid", "channel", name="uq_job_notifications_run_channel"),
+        Index("ix_job_notifications_due", "state", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_uid: Mapped[str] = mapped_column(String(36))
+    project: Mapped[str] = mapped_column(String(63))
+    job_name: Mapped[str] = mapped_column(String(63))
+    run_uid: Mapped[str] = mapped_column(String(36))
+    channel: Mapped[str] = mapped_column(String(16))  # webhook | email
+    event: Mapped[str] = mapped_column(String(32))  # run.succeeded | run.failed
+    payload: Mapped[dict] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16), default="pending")  # pending | sent | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
