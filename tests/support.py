@@ -42,10 +42,17 @@ class ServerProcess:
     """`runyard server` as users run it: a separate process on a free loopback port."""
 
     def __init__(
-        self, home: Path, store_url: str | None = None, args: list[str] | None = None, env: dict | None = None
+        self,
+        home: Path,
+        store_url: str | None = None,
+        args: list[str] | None = None,
+        env: dict | None = None,
+        module: str = "runyard",
     ):
-        """`args` replace `--home HOME --port 0` (the server must still keep its data in `home`)."""
+        """`args` replace `--home HOME --port 0` (the server must still keep its data in `home`); `module`
+        is what `python -m` runs (tests.jobs.warp: the same server, its job scheduler on a warped clock)."""
         self.home, self.store_url, self.args, self.environ = home, store_url, args, env
+        self.module = module
         self.proc: subprocess.Popen | None = None
         self.url = ""
         self.token = ""
@@ -54,7 +61,7 @@ class ServerProcess:
         self.home.mkdir(parents=True, exist_ok=True)
         (self.home / "server.json").unlink(missing_ok=True)
         args = ["server", "--home", str(self.home), "--port", "0"] if self.args is None else self.args
-        cmd = [sys.executable, "-m", "runyard", *args]
+        cmd = [sys.executable, "-m", self.module, *args]
         if self.store_url:
             cmd += ["--store-url", self.store_url]
         log = open(self.home / "server.log", "ab")  # noqa: SIM115 - the process owns it

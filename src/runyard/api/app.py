@@ -17,6 +17,7 @@ from runyard.api.limits import BodyLimit, limits
 from runyard.api.routes import (
     artifacts,
     environments,
+    job_notifications,
     jobs,
     meta,
     mlflow,
@@ -50,6 +51,7 @@ def create_app(app_state: AppState) -> FastAPI:
         artifacts.router,
         environments.router,
         jobs.router,
+        job_notifications.router,
         nodes.router,
         runs.router,
         resources.router,

@@ -10,11 +10,15 @@ from runyard.controller.context import Context
 from runyard.core.clock import now
 from runyard.core.resources import Job
 
+# The clock a scheduler reads when given none. Tests of a real server process replace it (tests/jobs/warp.py)
+# to make minutes pass in seconds; everything else reads core.clock.
+CLOCK: Callable[[], datetime] = now
+
 
 class Scheduler:
-    def __init__(self, ctx: Context, clock: Callable[[], datetime] = now):
+    def __init__(self, ctx: Context, clock: Callable[[], datetime] | None = None):
         self.ctx = ctx
-        self.clock = clock
+        self.clock = clock or CLOCK
 
     def start(self) -> None:
         return None
