@@ -74,48 +74,63 @@ def run_name(job_name: str, seq: int) -> str:
 
 class JobStore(ResourceStore):
     def fire_job(self, fire: Fire) -> FireResult:
-        try:
-            return self._fire(fire)
-        except IntegrityError:  # two first fires of one job made its state row at once: the winner's is there
-            return self._fire(fire)
+        return self.fire_jobs([fire])[0]
 
-    def _fire(self, fire: Fire) -> FireResult:
+    def fire_jobs(self, fires: list[Fire]) -> list[FireResult]:
+        """Several fires in one transaction (a burst due at one instant pays for one commit and one turn
+        of the writer, not hundreds). When one of them hits a constraint (two first fires of a job made its
+        state row at once; a run name taken), each is tried again in a transaction of its own."""
+        try:
+            with self.connect(write=True) as conn:
+                return [self._fire(conn, fire) for fire in fires]
+        except IntegrityError:
+            results = []
+            for fire in fires:
+                try:
+                    with self.connect(write=True) as conn:
+                        results.append(self._fire(conn, fire, careful=True))
+                except IntegrityError:  # the state row a concurrent first fire made is there now
+                    with self.connect(write=True) as conn:
+                        results.append(self._fire(conn, fire, careful=True))
+            return results
+
+    def _fire(self, conn: Connection, fire: Fire, careful: bool = False) -> FireResult:
+        """`careful`: look for a clash before inserting, instead of letting the constraint find it."""
         job = fire.job
-        with self.connect(write=True) as conn:
-            state = self._locked_state(conn, job)
-            alive = conn.execute(
-                select(RESOURCES.c.uid).where(
-                    RESOURCES.c.uid == job.uid, RESOURCES.c.deletion_timestamp.is_(None)
-                )
-            ).first()
-            if state is None or alive is None:
-                return FireResult("Skipped", f"job {job.metadata.name!r} is gone or being deleted")
-            dup = self._duplicate(conn, fire, state)
-            if dup is not None:
-                return dup
-            marks = self._marks(fire)
-            if fire.missed is not None:
-                self._record_fire(conn, fire, "Missed", fire.missed, marks, [(Reason.MISSED_SCHEDULE,
-                                  fire.missed, "Warning")])  # fmt: skip
-                return FireResult("Missed", fire.missed)
-            active = self._active_runs(conn, job.uid)
-            policy = job.spec.concurrencyPolicy
-            if active and policy == "Forbid":
-                names = ", ".join(name for _, name in active)
-                msg = f"skipped: run {names} is still active (concurrencyPolicy Forbid)"
-                self._record_fire(conn, fire, "Skipped", msg, marks, [(Reason.FIRE_SKIPPED, msg)])
-                return FireResult("Skipped", msg)
-            replaced = [uid for uid, _ in active] if policy == "Replace" else []
-            for uid in replaced:
-                self._request_stop(conn, uid, f"replaced by a new run of job {job.metadata.name}")
-            run = self._new_run(conn, fire, state.next_seq)
-            created = self._insert_resource(conn, run, [(Reason.CREATED, self._created_text(fire))])
-            note = f"created run {created.metadata.name} ({self._trigger_text(fire)})"
-            if replaced:
-                note += f"; stopping {', '.join(name for _, name in active)} (concurrencyPolicy Replace)"
-            marks["next_seq"] = state.next_seq + 1
-            self._record_fire(conn, fire, "Created", note, marks, [(Reason.FIRED, note)], created)
-            return FireResult("Created", note, created, replaced)
+        state = self._locked_state(conn, job)
+        alive = conn.execute(
+            select(RESOURCES.c.uid).where(
+                RESOURCES.c.uid == job.uid, RESOURCES.c.deletion_timestamp.is_(None)
+            )
+        ).first()
+        if alive is None:
+            return FireResult("Skipped", f"job {job.metadata.name!r} is gone or being deleted")
+        dup = self._duplicate(conn, fire, state, careful)
+        if dup is not None:
+            return dup
+        marks = self._marks(fire)
+        if fire.missed is not None:
+            warning = (Reason.MISSED_SCHEDULE, fire.missed, "Warning")
+            self._record_fire(conn, fire, "Missed", fire.missed, marks, [warning])
+            return FireResult("Missed", fire.missed)
+        active = self._active_runs(conn, job.uid)
+        policy = job.spec.concurrencyPolicy
+        if active and policy == "Forbid":
+            names = ", ".join(name for _, name in active)
+            msg = f"skipped: run {names} is still active (concurrencyPolicy Forbid)"
+            self._record_fire(conn, fire, "Skipped", msg, marks, [(Reason.FIRE_SKIPPED, msg)])
+            return FireResult("Skipped", msg)
+        replaced = [uid for uid, _ in active] if policy == "Replace" else []
+        for uid in replaced:
+            self._request_stop(conn, uid, f"replaced by a new run of job {job.metadata.name}")
+        run = self._new_run(conn, fire, state.next_seq, careful)
+        created = self._insert_resource(conn, run, [(Reason.CREATED, self._created_text(fire))])
+        note = f"created run {created.metadata.name} ({self._trigger_text(fire)})"
+        if replaced:
+            note += f"; stopping {', '.join(name for _, name in active)} (concurrencyPolicy Replace)"
+        marks["next_seq"] = state.next_seq + 1
+        self._record_fire(conn, fire, "Created", note, marks, [(Reason.FIRED, note)], created)
+        return FireResult("Created", note, created, replaced)
 
     @staticmethod
     def _locked_state(conn: Connection, job: Job) -> Any:
@@ -137,14 +152,18 @@ class JobStore(ResourceStore):
             state = conn.execute(q.with_for_update()).first()
         return state
 
-    def _duplicate(self, conn: Connection, fire: Fire, state: Any) -> FireResult | None:
-        """The fire was claimed before (by this or another controller): say what came of it."""
+    def _duplicate(self, conn: Connection, fire: Fire, state: Any, careful: bool) -> FireResult | None:
+        """The fire was claimed before (by this or another controller): say what came of it. A scheduled
+        or dependency fire is known by the state row; a manual one by its key (and the unique constraint
+        on keys catches any other, unless `careful` looks first)."""
         last = aware(state.last_schedule_at)
         at = fire.scheduled_at
         if fire.trigger == "schedule" and last is not None and at is not None and at <= last:
             return self._earlier(conn, fire, f"the fire at {at.isoformat()} was claimed")
         if fire.trigger == "dependency" and state.dependency_key == fire.key:
             return self._earlier(conn, fire, "already ran after these runs")
+        if fire.trigger != "manual" and not careful:
+            return None
         row = conn.execute(
             select(FIRES).where(FIRES.c.job_uid == fire.job.uid, FIRES.c.fire_key == fire.key)
         ).first()
@@ -196,13 +215,13 @@ class JobStore(ResourceStore):
         conn.execute(insert(EVENTS), [event_values(uid, run, (Reason.STOP_REQUESTED, why))])
         self._record(conn, uid, run, MODIFIED)
 
-    def _new_run(self, conn: Connection, fire: Fire, seq: int) -> Run:
+    def _new_run(self, conn: Connection, fire: Fire, seq: int, careful: bool) -> Run:
         job, m = fire.job, fire.job.metadata
         name = run_name(m.name, seq)
         taken = select(RESOURCES.c.uid).where(
             RESOURCES.c.kind == "Run", RESOURCES.c.project == m.project, RESOURCES.c.name == name
         )
-        if conn.execute(taken).first() is not None:  # e.g. an Experiment named like it
+        if careful and conn.execute(taken).first() is not None:  # e.g. an Experiment named like it
             name = run_name(m.name, seq)[: 63 - 5] + "-" + secrets.token_hex(2)
         annotations: dict[str, str] = {TRIGGER_ANNOTATION: fire.trigger}
         if fire.scheduled_at is not None:
@@ -246,8 +265,9 @@ class JobStore(ResourceStore):
         )
         if marks:
             conn.execute(update(STATES).where(STATES.c.job_uid == fire.job.uid).values(**marks))
-        rows = [event_values(fire.job.uid, fire.job, ev) for ev in [*fire.events, *events]]
-        conn.execute(insert(EVENTS), rows)
+        conn.execute(
+            insert(EVENTS), [event_values(fire.job.uid, fire.job, ev) for ev in [*fire.events, *events]]
+        )
 
     @staticmethod
     def _trigger_text(fire: Fire) -> str:
