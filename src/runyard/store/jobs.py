@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, cast
 
-from sqlalchemy import Connection, Table, delete, func, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from runyard.core.clock import aware, now
@@ -32,6 +32,23 @@ TERMINAL_PHASES = [p.value for p in (Phase.SUCCEEDED, Phase.FAILED, Phase.CANCEL
 JOB_LABEL = "runyard.dev/job"  # on every run a job creates: `runyard ps -l runyard.dev/job=NAME`
 TRIGGER_ANNOTATION = "runyard.dev/trigger"
 SCHEDULED_ANNOTATION = "runyard.dev/scheduled-at"
+
+# A fire's statements, built once: building them per fire (SQLAlchemy's coercions) cost more than the SQL.
+_STATE = select(STATES).where(STATES.c.job_uid == bindparam("job_uid")).with_for_update()
+_ALIVE = select(RESOURCES.c.uid).where(
+    RESOURCES.c.uid == bindparam("job_uid"), RESOURCES.c.deletion_timestamp.is_(None)
+)
+_ACTIVE = (
+    select(RESOURCES.c.uid, RESOURCES.c.name)
+    .where(
+        RESOURCES.c.owner_uid == bindparam("job_uid"),
+        RESOURCES.c.kind == "Run",
+        RESOURCES.c.deletion_timestamp.is_(None),
+        (RESOURCES.c.phase.is_(None)) | (RESOURCES.c.phase.not_in(TERMINAL_PHASES)),
+    )
+    .order_by(RESOURCES.c.created_at)
+)
+_MARK = update(STATES).where(STATES.c.job_uid == bindparam("state_job_uid"))
 
 
 @dataclass
@@ -135,8 +152,7 @@ class JobStore(ResourceStore):
     @staticmethod
     def _locked_state(conn: Connection, job: Job) -> Any:
         """The job's state row, locked until the transaction ends (made on its first fire)."""
-        q = select(STATES).where(STATES.c.job_uid == job.uid)
-        state = conn.execute(q.with_for_update()).first()
+        state = conn.execute(_STATE, {"job_uid": job.uid}).first()
         if state is None:
             conn.execute(
                 insert(STATES),
@@ -149,7 +165,7 @@ class JobStore(ResourceStore):
                     "created_at": now(),
                 },
             )
-            state = conn.execute(q.with_for_update()).first()
+            state = conn.execute(_STATE, {"job_uid": job.uid}).first()
         return state
 
     def _duplicate(self, conn: Connection, fire: Fire, state: Any, careful: bool) -> FireResult | None:
@@ -192,13 +208,7 @@ class JobStore(ResourceStore):
 
     @staticmethod
     def _active_runs(conn: Connection, job_uid: str) -> list[tuple[str, str]]:
-        q = select(RESOURCES.c.uid, RESOURCES.c.name).where(
-            RESOURCES.c.owner_uid == job_uid,
-            RESOURCES.c.kind == "Run",
-            RESOURCES.c.deletion_timestamp.is_(None),
-            (RESOURCES.c.phase.is_(None)) | (RESOURCES.c.phase.not_in(TERMINAL_PHASES)),
-        )
-        return [(r.uid, r.name) for r in conn.execute(q.order_by(RESOURCES.c.created_at)).all()]
+        return [(r.uid, r.name) for r in conn.execute(_ACTIVE, {"job_uid": job_uid}).all()]
 
     def _request_stop(self, conn: Connection, uid: str, why: str) -> None:
         """As `runyard stop` does: the run controller stops it (spec.stopRequested), in this transaction."""
@@ -264,7 +274,7 @@ class JobStore(ResourceStore):
             },
         )
         if marks:
-            conn.execute(update(STATES).where(STATES.c.job_uid == fire.job.uid).values(**marks))
+            conn.execute(_MARK, {"state_job_uid": fire.job.uid, **marks})
         conn.execute(
             insert(EVENTS), [event_values(fire.job.uid, fire.job, ev) for ev in [*fire.events, *events]]
         )
