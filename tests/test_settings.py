@@ -20,7 +20,7 @@ import psycopg
 import pytest
 from tests.support import ServerProcess, experiment, fresh_postgres_database, read_logs, wait_phase
 
-from runyard.settings import ControllerSettings, RuntimeSettings, ServerSettings, env_name
+from runyard.settings import ControllerSettings, NotifySettings, RuntimeSettings, ServerSettings, env_name
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 SAMPLES = {  # field: (value as the environment gives it, value parsed)
@@ -43,11 +43,18 @@ SAMPLES = {  # field: (value as the environment gives it, value parsed)
     "default_pids": ("512", 512),
     "pythons": ("/opt/py/bin/python3.12", "/opt/py/bin/python3.12"),
     "env_retention_seconds": ("3600", 3600.0),
+    "smtp_host": ("mail.example.org", "mail.example.org"),
+    "smtp_port": ("587", 587),
+    "smtp_security": ("starttls", "starttls"),
+    "smtp_username": ("runyard", "runyard"),
+    "smtp_password": ("s3cret", "s3cret"),
+    "smtp_from": ("jobs@example.org", "jobs@example.org"),
+    "timeout_seconds": ("2.5", 2.5),
+    "max_attempts": ("3", 3),
+    "backoff_seconds": ("0.5", 0.5),
 }
-ENV_ONLY = (ControllerSettings, RuntimeSettings)
-FIELDS = [
-    (cls, name) for cls in (ServerSettings, ControllerSettings, RuntimeSettings) for name in cls.model_fields
-]
+ENV_ONLY = (ControllerSettings, RuntimeSettings, NotifySettings)
+FIELDS = [(cls, name) for cls in (ServerSettings, *ENV_ONLY) for name in cls.model_fields]
 
 
 @functools.cache
@@ -127,6 +134,17 @@ def test_defaults_without_environment(clean_env, tmp_path):
         "default_pids": 4096,
         "pythons": None,
         "env_retention_seconds": 7 * 24 * 3600.0,
+    }
+    assert NotifySettings().model_dump() == {
+        "smtp_host": None,
+        "smtp_port": 25,
+        "smtp_security": "none",
+        "smtp_username": None,
+        "smtp_password": None,
+        "smtp_from": "runyard@localhost",
+        "timeout_seconds": 10.0,
+        "max_attempts": 8,
+        "backoff_seconds": 2.0,
     }
 
 
@@ -216,6 +234,8 @@ def test_a_store_url_from_the_environment_is_really_used(clean_env, tmp_path):
         ("RUNYARD_CONTROLLER_TICK_SECONDS", "0"),
         ("RUNYARD_CONTROLLER_MAX_RUNNING_RUNS", "0"),
         ("RUNYARD_CONTROLLER_LAUNCH_TIMEOUT_SECONDS", "-1"),
+        ("RUNYARD_NOTIFY_MAX_ATTEMPTS", "0"),
+        ("RUNYARD_NOTIFY_SMTP_SECURITY", "tls"),
         ("--port", "70000"),
     ],
 )

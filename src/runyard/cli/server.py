@@ -24,7 +24,11 @@ S = TypeVar("S", bound="BaseSettings")
     "RUNYARD_CONTROLLER_MAX_RUNNING_RUNS, RUNYARD_CONTROLLER_LAUNCH_TIMEOUT_SECONDS; the node, its sandbox "
     "and environments: RUNYARD_RUNTIME_SANDBOX, RUNYARD_RUNTIME_NODE_CPU, RUNYARD_RUNTIME_NODE_MEMORY, "
     "RUNYARD_RUNTIME_NODE_GPUS, RUNYARD_RUNTIME_SIMULATED_GPUS, RUNYARD_RUNTIME_DEFAULT_PIDS, "
-    "RUNYARD_RUNTIME_PYTHONS, RUNYARD_RUNTIME_ENV_RETENTION_SECONDS (see the README's Configuration)."
+    "RUNYARD_RUNTIME_PYTHONS, RUNYARD_RUNTIME_ENV_RETENTION_SECONDS; job notifications: "
+    "RUNYARD_NOTIFY_SMTP_HOST, RUNYARD_NOTIFY_SMTP_PORT, RUNYARD_NOTIFY_SMTP_SECURITY, "
+    "RUNYARD_NOTIFY_SMTP_USERNAME, RUNYARD_NOTIFY_SMTP_PASSWORD, RUNYARD_NOTIFY_SMTP_FROM, "
+    "RUNYARD_NOTIFY_TIMEOUT_SECONDS, RUNYARD_NOTIFY_MAX_ATTEMPTS, RUNYARD_NOTIFY_BACKOFF_SECONDS "
+    "(see the README's Configuration)."
 )
 @click.option("--host", help="Address to listen on [env RUNYARD_SERVER_HOST, default 127.0.0.1].")
 @click.option(
@@ -53,7 +57,7 @@ def server(
     home: Path | None,
 ) -> None:
     """Run the API server and controller in the foreground. Flags win over the environment."""
-    from runyard.settings import ControllerSettings, RuntimeSettings, ServerSettings
+    from runyard.settings import ControllerSettings, NotifySettings, RuntimeSettings, ServerSettings
 
     flags: dict[str, Any] = {"host": host, "port": port, "store_url": store_url, "public_url": public_url}
     flags["artifact_root"] = artifact_root
@@ -63,7 +67,8 @@ def server(
     server_settings = _load(ServerSettings, given, problems)
     controller_settings = _load(ControllerSettings, {}, problems)
     runtime_settings = _load(RuntimeSettings, {}, problems)
-    if server_settings is None or controller_settings is None or runtime_settings is None:
+    notify_ok = _load(NotifySettings, {}, problems) is not None  # checked here; the server reads it again
+    if server_settings is None or controller_settings is None or runtime_settings is None or not notify_ok:
         raise Invalid("invalid server settings", problems)
     from runyard.server import serve
 
