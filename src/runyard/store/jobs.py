@@ -355,8 +355,10 @@ class JobStore(ResourceStore):
             conn.execute(delete(STATES).where(STATES.c.job_uid == job_uid))
 
     def prune_job_fires(self, before: datetime) -> int:
-        """Fire records older than `before` (the state row keeps what dedupes later fires)."""
+        """Fire records older than `before` (the state row keeps what dedupes later fires), and jobs' events
+        as old: a job lives for years, and each fire says something."""
         with self.connect(write=True) as conn:
+            conn.execute(delete(EVENTS).where(EVENTS.c.kind == "Job", EVENTS.c.time < before))
             return conn.execute(delete(FIRES).where(FIRES.c.fired_at < before)).rowcount or 0
 
     def latest_successes(self, job_uids: list[str]) -> dict[str, tuple[str, datetime]]:
