@@ -9,6 +9,7 @@ import builtins
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
@@ -212,6 +213,28 @@ class Client:
     def upload_snapshot(self, root: Path, progress: Progress | None = None) -> str:
         """Upload the files of `root` the server does not have yet; returns the snapshot id ("sha256:…")."""
         return upload_snapshot(self.rest, Path(root), progress=progress)
+
+    # -- jobs --------------------------------------------------------------------------------------------
+
+    def trigger(
+        self, job: str, params: dict[str, str] | None = None, idempotency_key: str | None = None
+    ) -> Run:
+        """Run the job now (also when suspended), `params` as environment variables of its run; returns the
+        run. A repeated `idempotency_key` returns the run its first call made; Conflict when the job's
+        concurrencyPolicy Forbid finds a run still active."""
+        key = idempotency_key or str(uuid.uuid4())  # a retried request cannot fire twice
+        return cast("Run", _parse(self.rest.trigger_job(job, params, key)))
+
+    def job_history(self, job: str, limit: int | None = None) -> builtins.list[dict]:
+        """The job's fires, newest first: trigger, scheduledAt, firedAt, outcome, run, phase (None: the run
+        was removed since), message."""
+        return self.rest.job_history(job, limit)
+
+    def job_schedule(self, job: str, count: int = 5) -> builtins.list[datetime]:
+        """The next `count` instants (aware, UTC) the job's schedule fires at; empty when it is suspended
+        or has no schedule."""
+        fires = self.rest.job_schedule(job, count)["fires"]
+        return [datetime.fromisoformat(f["utc"]) for f in fires]
 
     # -- tracking ----------------------------------------------------------------------------------------
 

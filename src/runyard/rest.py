@@ -193,6 +193,36 @@ class Rest:
         for line in self.stream_lines(f"{self._item('runs', run)}/logs", params, endless=follow):
             yield _log_item(line)
 
+    # -- jobs --------------------------------------------------------------------------------------------
+
+    def trigger_job(
+        self, name: str, params: dict[str, str] | None = None, key: str | None = None
+    ) -> Document:
+        """Run the job now (also when suspended), `params` as environment variables: the run. A repeated
+        `key` gives the run its first request made; Conflict when concurrencyPolicy Forbid finds one
+        active."""
+        body = {"params": params or {}}
+        url = f"{self._item('jobs', name)}/trigger"
+        return self.send("POST", url, body=body, headers=_idempotency(key), retry=bool(key)).json()
+
+    def job_history(self, name: str, limit: int | None = None) -> Documents:
+        """The job's fires, newest first: {trigger, scheduledAt, firedAt, outcome, run, phase, message}."""
+        params = {"limit": str(limit)} if limit is not None else None
+        return self.send("GET", f"{self._item('jobs', name)}/history", params=params).json()["items"]
+
+    def job_schedule(self, name: str, count: int = 5) -> Document:
+        """The job's next fire times: {fires: [{utc, local}], timeZone, schedule, suspended, reason}."""
+        url = f"{self._item('jobs', name)}/schedule"
+        return self.send("GET", url, params={"count": str(count)}).json()
+
+    def job_webhook_secret(self, name: str) -> Document:
+        """The secret that signs the job's webhook notifications."""
+        return self.send("GET", f"{self._item('jobs', name)}/webhook-secret").json()
+
+    def scheduler_stats(self) -> Document:
+        """The job scheduler's figures (an admin token): jobs, ticks, tick cost, fires, fire delays."""
+        return self.send("GET", f"{self.base}/scheduler").json()
+
     # -- tracking ----------------------------------------------------------------------------------------
 
     def metrics(self, run: str) -> Documents:

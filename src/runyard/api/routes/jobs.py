@@ -1,8 +1,91 @@
-"""Job actions beyond the resource API: trigger by hand, history of fires, next fire times, the webhook
-secret, the scheduler's figures."""
+"""Job actions beyond the resource API: trigger by hand, history of fires, next fire times, the scheduler's
+figures. (The webhook secret is in job_notifications.py.)"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Header, Query, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from runyard.api.deps import ADMIN, READ, STATE, WRITE, AppState
+from runyard.api.params import Name, Project
+from runyard.services import jobs as svc
+from runyard.services.auth import Principal
 
 router = APIRouter(tags=["jobs"])
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=128,
+        pattern=r"^[!-~]+$",
+        description="a client's request id (visible ASCII, at most 128): a repeat returns the run the first "
+        "request made (200) instead of making another",
+    ),
+]
+
+
+class TriggerIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="environment variables of the run, over the template's env: NAME: string value",
+    )
+
+
+@router.post(
+    "/projects/{project}/jobs/{name}/trigger",
+    status_code=201,
+    responses={200: {"description": "the run a request with the same Idempotency-Key made"}},
+)
+def trigger(
+    project: Project,
+    name: Name,
+    response: Response,
+    body: TriggerIn | None = Body(None),
+    idempotency_key: IdempotencyKey = None,
+    s: AppState = STATE,
+    who: Principal = WRITE,
+) -> dict:
+    """Run the job now (also when suspended), with `params` as environment variables: 201 and the run; 409
+    when its concurrencyPolicy Forbid finds a run still active."""
+    params = body.params if body is not None else {}
+    done = svc.trigger(s.store, s.notifier, who, project, name, params, idempotency_key)
+    if not done.created:
+        response.status_code = 200
+    return done.run.model_dump(mode="json", exclude_none=True)
+
+
+@router.get("/projects/{project}/jobs/{name}/history")
+def history(
+    project: Project,
+    name: Name,
+    limit: int = Query(50, ge=1, le=1000, description="the newest this many fires"),
+    s: AppState = STATE,
+    who: Principal = READ,
+) -> dict:
+    """The job's fires, newest first: trigger (schedule, dependency, manual), scheduledAt, firedAt, outcome
+    (Created, Skipped, Missed), run, phase (null: the run was removed since), message."""
+    return {"items": svc.history(s.store, project, name, limit)}
+
+
+@router.get("/projects/{project}/jobs/{name}/schedule")
+def schedule(
+    project: Project,
+    name: Name,
+    count: int = Query(5, ge=1, le=100, description="how many fire times"),
+    s: AppState = STATE,
+    who: Principal = READ,
+) -> dict:
+    """The next fire times: {fires: [{utc, local}], timeZone, ...}; none, and `reason`, when the job is
+    suspended or has no schedule."""
+    return svc.schedule(s.store, project, name, count)
+
+
+@router.get("/scheduler")
+def scheduler(s: AppState = STATE, who: Principal = ADMIN) -> dict[str, Any]:
+    """The job scheduler's figures: jobs scheduled, ticks and their cost, fires by outcome, delays from the
+    scheduled instant to the run ({} on a server without a scheduler)."""
+    return s.scheduler.stats() if s.scheduler is not None else {}
