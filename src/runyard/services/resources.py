@@ -16,6 +16,7 @@ from runyard.core.resources import (
     BY_PLURAL,
     MAX_OBJECT_BYTES,
     Experiment,
+    Job,
     JobSpec,
     Resource,
     Run,
@@ -25,6 +26,7 @@ from runyard.core.resources import (
 from runyard.runtime.base import Runtime
 from runyard.services import watch
 from runyard.services.auth import Principal
+from runyard.services.job_graph import check_no_cycle
 from runyard.services.notify import Notifier
 from runyard.services.snapshots import check_snapshot_owner
 from runyard.store import Store
@@ -86,6 +88,8 @@ def _check_snapshot(store: Store, res: Resource) -> None:
 
 def create_resource(store: Store, who: Principal, res: Resource, key: str | None = None) -> Resource:
     _check_snapshot(store, res)
+    if isinstance(res, Job):
+        check_no_cycle(store, res)
     store.ensure_project(res.metadata.project)
     return store.create(
         res, idempotency_key=key, events=[(Reason.CREATED, f"{res.kind} created by {who.name}")]
@@ -125,6 +129,8 @@ def apply_resource(
         return current, ApplyOutcome.UNCHANGED
     if not same_spec:
         _check_snapshot(store, res)
+        if isinstance(res, Job):
+            check_no_cycle(store, res)
     merged = current.model_copy(update={"spec": res.spec})
     merged.metadata = current.metadata.model_copy(update={"labels": m.labels, "annotations": m.annotations})
     event = (Reason.UPDATED, f"{res.kind} updated by {who.name}")
