@@ -16,6 +16,7 @@ ADMIN_ONLY = {
     ("GET", "/tokens"),
     ("POST", "/tokens"),
     ("DELETE", "/tokens/{token_id}"),
+    ("GET", "/scheduler"),
 }
 FILL = {"plural": "experiments", "name": "walk", "digest": "0" * 64, "token_id": "nope", "path": "default/x"}
 MLFLOW = ("/api/2.0/mlflow", "/api/3.0/mlflow")  # MLflow's paths answer errors in MLflow's format
