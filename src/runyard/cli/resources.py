@@ -188,7 +188,7 @@ def _watch(rest: Rest, kind: Kind, name: str | None, labels: dict[str, str], out
 @click.pass_context
 def describe(ctx: click.Context, kind_word: str, name: str, output: Output) -> None:
     """Show one resource in detail (KIND NAME), with its events; a run with its params, latest metrics and
-    artifacts."""
+    artifacts; a job with its next five fire times."""
     kind = kind_of(kind_word)
     rest = state(ctx).rest()
     resource = rest.get(kind.plural, name)
@@ -198,13 +198,18 @@ def describe(ctx: click.Context, kind_word: str, name: str, output: Output) -> N
         from runyard.cli.tracking import tracked_data
 
         tracked = tracked_data(rest, name)
+    schedule = rest.job_schedule(name, 5) if kind.name == "Job" else None
     if output is Output.TABLE:
         from runyard.cli.tracking import tracked_sections
 
         sections = run_sections(resource) if kind.name == "Run" else []
+        if schedule is not None:
+            from runyard.cli.jobs import next_fires_text
+
+            sections.append(("Next fires", next_fires_text(schedule)))
         show_description(resource, events, sections + (tracked_sections(tracked) if tracked else []))
         return
-    doc = {"object": resource, **tracked, "events": events}
+    doc = {"object": resource, **tracked, **({"schedule": schedule} if schedule else {}), "events": events}
     sys.stdout.write(json.dumps(doc, indent=2) + "\n" if output is Output.JSON else to_yaml(doc))
 
 
