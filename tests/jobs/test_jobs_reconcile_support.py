@@ -63,3 +63,15 @@ def events(api: httpx.Client, plural: str, name: str) -> list[dict]:
 def run_phase(api: httpx.Client, name: str) -> str | None:
     r = api.get(f"/runs/{name}")
     return r.json()["status"].get("phase") if r.status_code == 200 else None
+
+
+def trigger(api: httpx.Client, name: str, **params: str) -> httpx.Response:
+    """`runyard jobs trigger NAME --param k=v` through the API."""
+    return api.post(f"/jobs/{name}/trigger", json={"params": params})
+
+
+def triggered(api: httpx.Client, name: str, **params: str) -> str:
+    """Trigger the job; the name of the run it made."""
+    r = trigger(api, name, **params)
+    assert r.status_code == 201, r.text
+    return r.json()["metadata"]["name"]
