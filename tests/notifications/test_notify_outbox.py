@@ -124,3 +124,16 @@ def test_failed_attempts_back_off_doubling_then_give_up_with_a_warning(store):
         assert sender.deliver_due() == 0 and all(d.signed for d in rec.deliveries)
     (event,) = [e for e in store.events(job.uid) if e.reason == Reason.NOTIFICATION_FAILED]
     assert event.type == "Warning" and "after 4 attempts: HTTP 500" in event.message
+
+
+def test_a_deleted_jobs_notifications_are_dropped_not_sent(store):
+    sender = NotificationSender(store, NotifySettings(backoff_seconds=0))
+    with receiver() as rec:
+        job = make_job(store, "gone", webhook=rec.url, email=["ops@example.org"])
+        end(store, run_of(store, job), Phase.FAILED, 1)
+        store.mark_deleted(job)
+        assert sender.deliver_due() == 2
+        assert rec.deliveries == []
+    rows = store.job_notifications(job.uid)
+    assert [(r.state, r.attempts) for r in rows] == [("failed", 1), ("failed", 1)]
+    assert all("was deleted" in (r.last_error or "") for r in rows)

@@ -114,8 +114,9 @@ class NotificationSender:
         attempts = row.attempts + 1
         final = False
         try:
+            job = self._job(row)  # a deleted job's notifications are dropped, not sent
             if row.channel == "webhook":
-                self._post(row)
+                self._post(row, self.store.webhook_secret(job))
             elif row.channel == "email":
                 self._mail(row)
             else:
@@ -148,11 +149,10 @@ class NotificationSender:
     def _job(self, row: Notification) -> Job:
         job = self.store.get_uid(row.job_uid)
         if not isinstance(job, Job) or job.metadata.deletionTimestamp is not None:
-            raise GiveUp(f"job {row.job_name!r} was deleted before the notification was sent")
+            raise GiveUp(f"job {row.job_name!r} was deleted before its notification was sent")
         return job
 
-    def _post(self, row: Notification) -> None:
-        secret = self.store.webhook_secret(self._job(row))
+    def _post(self, row: Notification, secret: str) -> None:
         body = json.dumps(row.payload, separators=(",", ":")).encode()
         headers = {
             "Content-Type": "application/json",
