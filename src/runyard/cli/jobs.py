@@ -378,11 +378,14 @@ def secret(ctx: click.Context, name: str) -> None:
 
 
 def _missing_job(rest: Rest, name: str, call: Callable[[], Any]) -> Any:
-    """`call()`, a NotFound reported with a hint that fits jobs."""
+    """`call()`, about job `name`: a NotFound is said the same way whichever route answered it."""
     try:
         return call()
-    except NotFound as err:
-        report(err, hint=f"looked in project {rest.project}; `-p PROJECT` picks another")
+    except NotFound:
+        report(
+            NotFound(f"job {name!r} not found in project {rest.project!r}"),
+            hint="`runyard jobs list` lists the project's jobs; `-p PROJECT` picks another project",
+        )
         raise click.exceptions.Exit(1) from None
 
 
