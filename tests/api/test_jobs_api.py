@@ -4,12 +4,15 @@ daylight-saving zone, and who may call what."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
+from tests.jobs.warp import warp_env
 from tests.support import API, ServerProcess, fresh_postgres_database, read_logs, resource, wait_phase
 
 
@@ -210,6 +213,29 @@ def test_the_schedule_gives_the_next_five_fires_across_daylight_saving_changes(s
     assert api.get("/jobs/spring/schedule", params={"count": 101}).status_code == 422
 
 
+def test_the_schedule_counts_from_the_scheduler_clock_across_the_spring_gap(tmp_path):
+    """On a server whose scheduler lives on 27 March 2027 (tests.jobs.warp), the next fires of a 02:30
+    Berlin job are exact: 02:30 CET, then 03:00 CEST on the 28th (02:30 does not exist), then 02:30 CEST."""
+    root = str(Path(__file__).resolve().parents[2])
+    start = datetime(2027, 3, 27, 0, 0, tzinfo=UTC)
+    env = {**os.environ, **warp_env(start, 1.0), "PYTHONPATH": root}
+    warped = ServerProcess(tmp_path / "home", module="tests.jobs.warp", env=env).start()
+    try:
+        api = warped.api()
+        put(api, job("nightly", "true", schedule="30 2 * * *", timeZone="Europe/Berlin"))
+        got = api.get("/jobs/nightly/schedule").json()
+        assert [(f["utc"], f["local"]) for f in got["fires"]] == [
+            ("2027-03-27T01:30:00Z", "2027-03-27T02:30:00+01:00"),
+            ("2027-03-28T01:00:00Z", "2027-03-28T03:00:00+02:00"),
+            ("2027-03-29T00:30:00Z", "2027-03-29T02:30:00+02:00"),
+            ("2027-03-30T00:30:00Z", "2027-03-30T02:30:00+02:00"),
+            ("2027-03-31T00:30:00Z", "2027-03-31T02:30:00+02:00"),
+        ]
+        assert datetime.fromisoformat(got["from"]) < datetime(2027, 3, 27, 1, tzinfo=UTC)
+    finally:
+        warped.stop()
+
+
 def test_an_unknown_job_is_404_naming_it_and_how_to_list_jobs(srv):
     api = srv.api()
     for method, path in [("POST", "trigger"), ("GET", "history"), ("GET", "schedule")]:
@@ -240,5 +266,16 @@ def test_callers_need_a_token_for_the_project_and_admin_for_the_scheduler(srv):
     scheduler = srv.url + API + "/scheduler"
     assert httpx.get(scheduler).status_code == 401
     assert httpx.get(scheduler, headers=editor).status_code == 403
-    stats = httpx.get(scheduler, headers={"Authorization": f"Bearer {srv.token}"})
-    assert stats.status_code == 200 and isinstance(stats.json(), dict)
+    admin = {"Authorization": f"Bearer {srv.token}"}
+
+    def scheduled() -> dict:
+        stats = httpx.get(scheduler, headers=admin)
+        assert stats.status_code == 200, stats.text
+        return stats.json()
+
+    deadline = time.monotonic() + 20
+    while scheduled()["jobs"] < 1:  # 'guarded' is scheduled once the controller has reconciled it
+        assert time.monotonic() < deadline, scheduled()
+        time.sleep(0.05)
+    stats = scheduled()
+    assert set(stats) >= {"jobs", "ticks", "tickSeconds", "fires", "fireDelaySeconds"}
