@@ -65,6 +65,12 @@ def test_params_reach_the_command_as_environment_variables(srv):
     assert run["metadata"]["labels"]["runyard.dev/job"] == "greet"
     assert run["metadata"]["annotations"]["runyard.dev/trigger"] == "manual"
     assert run["metadata"]["ownerReferences"][0]["name"] == "greet"
+    events = api.get("/jobs/greet/events").json()["items"]
+    said = [(e["reason"], e["message"]) for e in events if e["reason"] in ("Triggered", "Fired")]
+    assert said[:2] == [
+        ("Triggered", "triggered by admin (created at first start) with GREETING, WHO"),
+        ("Fired", f"created run {name} (triggered by hand with GREETING=hello, WHO=world)"),
+    ]
     lines, end = read_logs(api, name)
     assert [line["text"] for line in lines] == ["hello, world from the template"]
     assert (end["phase"], end["exitCode"]) == ("Succeeded", 0)

@@ -77,3 +77,4 @@ class Reason(StrEnum):
     SUSPENDED = "Suspended"
     DEPENDENCIES_NOT_READY = "DependenciesNotReady"
     NOTIFICATION_FAILED = "NotificationFailed"
+    TRIGGERED = "Triggered"  # a person triggered a job by hand (who, and with what)

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from runyard.core.clock import now
 from runyard.core.cron import next_fires, zone
 from runyard.core.errors import Conflict, FieldError, Invalid, NotFound, field_errors
+from runyard.core.phases import Reason
 from runyard.core.resources import ENV_NAME_RE, MAX_ARG_BYTES, Job, Run, RunTemplate
 from runyard.services.auth import Principal
 from runyard.services.notify import Notifier
@@ -95,7 +96,11 @@ def trigger(
     if job.metadata.deletionTimestamp is not None:
         raise Conflict(f"job {name!r} is being deleted; it fires no more")
     checked = check_params(job, params)
-    result = store.fire_job(Fire(job, "manual", f"manual:{key or uuid.uuid4()}", params=checked))
+    said = f"triggered by {who.name}" + (f" with {', '.join(sorted(checked))}" if checked else "")
+    fire = Fire(
+        job, "manual", f"manual:{key or uuid.uuid4()}", params=checked, events=[(Reason.TRIGGERED, said)]
+    )
+    result = store.fire_job(fire)
     notifier.touch(job.uid)
     if result.outcome == "Created" and result.run is not None:
         notifier.touch(result.run.uid)
