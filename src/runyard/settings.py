@@ -84,7 +84,7 @@ class NotifySettings(BaseSettings):
     max_attempts: int = Field(8, ge=1, le=100)
     """Attempts per notification before it is given up (with a warning event on the job)."""
     backoff_seconds: float = Field(2.0, ge=0)
-    """Wait before the second attempt; doubled after each failure (2, 4, 8… seconds)."""
+    """Wait before the second attempt; doubled after each failure (2, 4, 8… seconds, at most a day)."""
 
 
 class RuntimeSettings(BaseSettings):

@@ -39,10 +39,11 @@ log = logging.getLogger("runyard.notifications")
 POLL_SECONDS = 0.5  # how often the outbox is looked at: a run's notification leaves within this
 PRUNE_EVERY = 3600.0  # seconds between removals of notifications sent or failed over RETENTION ago
 PARALLEL = 4  # deliveries at once, so that one slow receiver does not hold up the others
+MAX_BACKOFF_SECONDS = 24 * 3600.0  # the doubling stops here (max_attempts may be up to 100)
 
 
 class GiveUp(Exception):
-    """An attempt that no retry can fix (no SMTP server configured, the job is gone)."""
+    """An attempt that no retry can fix (no SMTP server is configured)."""
 
 
 def signature(secret: str, body: bytes, at: int) -> str:
@@ -111,46 +112,46 @@ class NotificationSender:
             self.store.prune_notifications(self.clock() - RETENTION)
 
     def _attempt(self, row: Notification) -> None:
+        """One attempt. What the store says (the job, its secret) is read first: a store outage is no
+        failed attempt, it ends the pass and the row stays due."""
         attempts = row.attempts + 1
-        final = False
+        job = self.store.get_uid(row.job_uid)
+        if not isinstance(job, Job) or job.metadata.deletionTimestamp is not None:
+            self._give_up(row, attempts, f"job {row.job_name!r} was deleted before its notification was sent")
+            return
+        secret = self.store.webhook_secret(job) if row.channel == "webhook" else ""
         try:
-            job = self._job(row)  # a deleted job's notifications are dropped, not sent
             if row.channel == "webhook":
-                self._post(row, self.store.webhook_secret(job))
+                self._post(row, secret)
             elif row.channel == "email":
                 self._mail(row)
             else:
                 raise GiveUp(f"unknown channel {row.channel!r}")
         except GiveUp as err:
-            error, final = str(err), True
+            self._give_up(row, attempts, str(err), job)
+            return
         except Exception as err:
             error = _describe(err)
         else:
             self.store.notification_sent(row.id, attempts, self.clock())
             return
-        if final or attempts >= self.settings.max_attempts:
-            self._give_up(row, attempts, error)
+        if attempts >= self.settings.max_attempts:
+            self._give_up(row, attempts, error, job)
             return
-        wait = self.settings.backoff_seconds * 2 ** (attempts - 1)
+        wait = min(self.settings.backoff_seconds * 2 ** (attempts - 1), MAX_BACKOFF_SECONDS)
         log.info("job notification %d (%s) attempt %d failed: %s", row.id, row.channel, attempts, error)
         self.store.notification_retry(row.id, attempts, self.clock() + timedelta(seconds=wait), error)
 
-    def _give_up(self, row: Notification, attempts: int, error: str) -> None:
-        self.store.notification_failed(row.id, attempts, error)
+    def _give_up(self, row: Notification, attempts: int, error: str, job: Job | None = None) -> None:
+        """Never tried again; the job (if it is still there) gets a warning saying which and why, written
+        with the row."""
         run = row.payload.get("run", {}).get("name", row.run_uid)
         tries = f"after {attempts} attempt{'s' if attempts != 1 else ''}"
         what = "webhook" if row.channel == "webhook" else "e-mail"
         message = f"{what} notification of run {run} ({row.event}) failed {tries}: {error}"
         log.warning("job %s/%s: %s", row.project, row.job_name, message)
-        job = self.store.get_uid(row.job_uid)
-        if job is not None:
-            self.store.add_event(job, Reason.NOTIFICATION_FAILED, message, "Warning")
-
-    def _job(self, row: Notification) -> Job:
-        job = self.store.get_uid(row.job_uid)
-        if not isinstance(job, Job) or job.metadata.deletionTimestamp is not None:
-            raise GiveUp(f"job {row.job_name!r} was deleted before its notification was sent")
-        return job
+        warning = (job, (Reason.NOTIFICATION_FAILED, message, "Warning")) if job is not None else None
+        self.store.notification_failed(row.id, attempts, error, warning)
 
     def _post(self, row: Notification, secret: str) -> None:
         body = json.dumps(row.payload, separators=(",", ":")).encode()

@@ -15,7 +15,8 @@ from sqlalchemy import Connection, Table, delete, insert, select, update
 from runyard.core.clock import aware, now
 from runyard.core.phases import Phase
 from runyard.core.resources import JobNotifications, Resource
-from runyard.store.base import StoreBase
+from runyard.store.base import EventSpec, StoreBase
+from runyard.store.events import EVENTS, event_values
 from runyard.store.tables import JobNotificationRow, ResourceRow
 
 NOTIFICATIONS = cast(Table, JobNotificationRow.__table__)
@@ -150,17 +151,28 @@ class JobNotificationStore(StoreBase):
         """The attempt failed with `error`: try again at `at`."""
         self._mark(id, attempts=attempts, next_attempt_at=at, last_error=error[:4000])
 
-    def notification_failed(self, id: int, attempts: int, error: str) -> None:
-        """Given up: it is never tried again."""
-        self._mark(id, state="failed", attempts=attempts, last_error=error[:4000])
+    def notification_failed(
+        self, id: int, attempts: int, error: str, warning: tuple[Resource, EventSpec] | None = None
+    ) -> None:
+        """Given up: it is never tried again. `warning`: the event saying so on the job, in the same
+        transaction (a crash cannot keep one without the other)."""
+        with self.connect(write=True) as conn:
+            if (
+                self._mark_in(conn, id, state="failed", attempts=attempts, last_error=error[:4000])
+                and warning
+            ):
+                res, event = warning
+                conn.execute(insert(EVENTS), [event_values(res.uid, res, event)])
 
     def _mark(self, id: int, **values: Any) -> None:
         with self.connect(write=True) as conn:
-            conn.execute(
-                update(NOTIFICATIONS)
-                .where(NOTIFICATIONS.c.id == id, NOTIFICATIONS.c.state == "pending")
-                .values(**values)
-            )
+            self._mark_in(conn, id, **values)
+
+    @staticmethod
+    def _mark_in(conn: Connection, id: int, **values: Any) -> bool:
+        """Update a pending row (sent and failed ones are final); whether it was pending."""
+        q = update(NOTIFICATIONS).where(NOTIFICATIONS.c.id == id, NOTIFICATIONS.c.state == "pending")
+        return bool(conn.execute(q.values(**values)).rowcount)
 
     def prune_notifications(self, before: datetime) -> int:
         """Sent and failed notifications that ended before `before` (by when they were queued)."""
