@@ -36,6 +36,7 @@ TICK_WINDOW = 1000
 DELAY_WINDOW = 10000
 PRUNE_EVERY = 600.0  # seconds between prunes of fire records
 KEEP_FIRES = timedelta(days=30)
+RETRY_FIRST, RETRY_CAP = 0.5, 60.0  # seconds (of the scheduler's clock) before a failed fire is tried again
 Key = tuple[str, str]  # (project, job name)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -71,6 +72,7 @@ class Scheduler:
         self._base: dict[str, datetime] = {}  # a scheduled job fires strictly after this
         self._next: dict[str, datetime] = {}  # a scheduled job's next instant: the heap's live entries
         self._heap: list[tuple[datetime, str]] = []
+        self._failures: dict[str, int] = {}  # uid -> fires failed in a row
         self._stats_lock = threading.Lock()
         self._ticks: deque[float] = deque(maxlen=TICK_WINDOW)
         self._tick_count = 0
@@ -166,7 +168,16 @@ class Scheduler:
             if fired >= FIRE_BATCH:
                 more = True
                 break
-            self._fire_scheduled(uid, current)
+            try:
+                self._fire_scheduled(uid, current)
+                self._failures.pop(uid, None)
+            except Exception as exc:  # this job only (the store is down, its template breaks a rule…)
+                failures = self._failures[uid] = self._failures.get(uid, 0) + 1
+                delay = min(RETRY_CAP, RETRY_FIRST * 2 ** (failures - 1))
+                why = f"{type(exc).__name__}: {exc}"
+                name = self._jobs[uid].metadata.name
+                log.warning("firing job %s failed (%s); trying again in %gs", name, why, delay)
+                self._set_next(uid, current + timedelta(seconds=delay))  # its window is worked out then
             fired += 1
         if commands or fired:
             with self._stats_lock:
@@ -224,6 +235,7 @@ class Scheduler:
     def _drain(self) -> int:
         n = 0
         succeeded: list[Job] = []
+        dependents: set[str] = set()
         while self._inbox:
             what, arg = self._inbox.popleft()
             n += 1
@@ -235,13 +247,18 @@ class Scheduler:
                 self._drop(arg)
             elif what == "succeeded":
                 succeeded.append(arg)
-        if succeeded:
-            dependents: set[str] = set()
-            for job in succeeded:
-                if self._newer(job):
-                    self._index(job)
-                dependents |= self._dependents.get((job.metadata.project, job.metadata.name), set())
-            self._evaluate(sorted(dependents))
+            elif what == "evaluate":
+                dependents |= arg
+        for job in succeeded:
+            if self._newer(job):
+                self._index(job)
+            dependents |= self._dependents.get((job.metadata.project, job.metadata.name), set())
+        if dependents:
+            try:
+                self._evaluate(sorted(dependents))
+            except Exception:
+                self._inbox.appendleft(("evaluate", dependents))  # after the back-off, not lost
+                raise
         return n
 
     def _newer(self, job: Job) -> bool:
@@ -268,6 +285,7 @@ class Scheduler:
                 del self._uids[key]
             for name in job.spec.dependsOn:
                 self._dependents[(job.metadata.project, name)].discard(uid)
+        self._failures.pop(uid, None)
         for table in (self._last, self._dep_since, self._base, self._next):
             table.pop(uid, None)
 
