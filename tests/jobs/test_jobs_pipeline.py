@@ -55,7 +55,7 @@ def test_a_dependency_on_a_missing_job_shows_in_the_condition_until_it_exists(se
     cond = _condition(st)
     assert cond["status"] == "False" and cond["reason"] == "DependenciesNotReady"
     assert "'ingest' not found in project 'default'" in cond["message"]
-    assert st["message"] == "fires after ingest succeed"
+    assert st["message"] == "fires when its dependencies succeed: ingest"
     api.put("/jobs/ingest", json=job("ingest"))
     st = status_when(api, "report", lambda s: _condition(s)["status"] == "True", "it never saw ingest made")
-    assert "ingest exist" in _condition(st)["message"]
+    assert "its dependencies exist: ingest" in _condition(st)["message"]

@@ -193,7 +193,7 @@ def _dependencies(ctx: Context, job: Job, st: JobStatus) -> list[EventSpec]:
         set_condition(st.conditions, CONDITION, "False", Reason.DEPENDENCIES_NOT_READY, msg)
         changed = before is None or before.message != msg
         return [(Reason.DEPENDENCIES_NOT_READY, msg, "Warning")] if changed else []
-    msg = f"{', '.join(deps)} exist; it fires when each has succeeded since it last ran after them"
+    msg = f"its dependencies exist: {', '.join(deps)}; it fires once each has succeeded since it last did"
     set_condition(st.conditions, CONDITION, "True", DEPENDENCIES_FOUND, msg)
     return []
 
@@ -211,7 +211,7 @@ def _waiting_text(job: Job, st: JobStatus) -> str:
     if st.nextScheduleTime is not None:
         parts.append(f"next fire at {st.nextScheduleTime.isoformat()}")
     if spec.dependsOn:
-        parts.append(f"fires after {', '.join(spec.dependsOn)} succeed")
+        parts.append(f"fires when its dependencies succeed: {', '.join(spec.dependsOn)}")
     return "; ".join(parts) if parts else "fires when triggered (it has no schedule nor dependencies)"
 
 
