@@ -9,11 +9,16 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 from tests.jobs.warp import warp_env
 from tests.support import API, ServerProcess, fresh_postgres_database, read_logs, resource, wait_phase
+
+from runyard.client import Client
+from runyard.core.errors import Conflict, NotFound
+from runyard.core.resources import Run
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
@@ -285,3 +290,25 @@ def test_callers_need_a_token_for_the_project_and_admin_for_the_scheduler(srv):
         time.sleep(0.05)
     stats = scheduled()
     assert set(stats) >= {"jobs", "ticks", "tickSeconds", "fires", "fireDelaySeconds"}
+
+
+def test_the_client_triggers_reads_history_and_schedule_and_the_rest_layer_the_scheduler(srv):
+    client = Client(srv.url, srv.token)
+    put(srv.api(), job("sdk", 'echo "$STEP"', schedule="0 6 * * *", timeZone="America/New_York"))
+    run = client.trigger("sdk", {"STEP": "one"}, idempotency_key="sdk-1")
+    assert isinstance(run, Run) and run.spec.env["STEP"] == "one"
+    assert client.trigger("sdk", {"STEP": "one"}, idempotency_key="sdk-1").metadata.uid == run.metadata.uid
+    client.wait(run.metadata.name, timeout=30)
+    assert [line.text for line in client.logs(run.metadata.name) if hasattr(line, "text")] == ["one"]
+    assert [(f["run"], f["phase"]) for f in client.job_history("sdk")] == [(run.metadata.name, "Succeeded")]
+    fires = client.job_schedule("sdk", count=3)
+    assert len(fires) == 3 and all(f.tzinfo is not None and f.minute == 0 for f in fires)
+    assert all(f.astimezone(ZoneInfo("America/New_York")).hour == 6 for f in fires)
+    with pytest.raises(NotFound, match="runyard jobs list"):
+        client.trigger("nope")
+    put(srv.api(), job("sdk-solo", "exec sleep 600"))
+    active = client.trigger("sdk-solo")
+    with pytest.raises(Conflict, match=active.metadata.name):
+        client.trigger("sdk-solo")
+    client.stop(active.metadata.name)
+    assert {"jobs", "ticks", "fires"} <= set(client.rest.scheduler_stats())
