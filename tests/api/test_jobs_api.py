@@ -117,7 +117,7 @@ def test_forbid_refuses_a_trigger_while_a_run_is_active_and_says_what_to_do(srv)
     error = refused.json()["error"]
     assert error["code"] == "Conflict"
     assert active in error["message"] and "concurrencyPolicy" in error["message"]
-    assert "runyard stop" in error["message"] and "Allow" in error["message"]
+    assert f"`runyard stop {active}`" in error["message"] and "Allow" in error["message"]
     assert "Replace" in error["message"]
     fires = api.get("/jobs/solo/history").json()["items"]
     assert [(f["outcome"], f["run"]) for f in fires] == [("Skipped", None), ("Created", active)]

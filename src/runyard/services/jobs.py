@@ -109,18 +109,22 @@ def trigger(
         return Triggered(result.run, created=False)
     if result.outcome == "Duplicate":  # refused the first time (so now), or its run was removed since
         raise Conflict(f"job {name!r}: this request key was used before: {result.message}")
-    raise Conflict(_refusal(job, result.message))
+    raise Conflict(_refusal(store, job, result.message))
 
 
-def _refusal(job: Job, message: str) -> str:
-    if job.spec.concurrencyPolicy == "Forbid" and "still active" in message:
-        active = message.removeprefix("skipped: ")
-        return (
-            f"job {job.metadata.name!r} not triggered: {active}. Wait for it to finish, stop it "
-            "(`runyard stop RUN`), or set spec.concurrencyPolicy to Allow (run both) or Replace (stop it "
-            "and start the new one)"
-        )
-    return f"job {job.metadata.name!r} not triggered: {message}"
+def _refusal(store: Store, job: Job, message: str) -> str:
+    """Why the fire made no run, and for a Forbid refusal what the user can do about it."""
+    if job.spec.concurrencyPolicy != "Forbid" or "still active" not in message:
+        return f"job {job.metadata.name!r} not triggered: {message}"
+    m = job.metadata
+    runs = store.list(Run, m.project, owner_uid=job.uid, unfinished=True, deleting=False)
+    active = [r.metadata.name for r in runs]
+    stop = f"`runyard stop {active[0]}`" if len(active) == 1 else "`runyard stop RUN`"
+    return (
+        f"job {job.metadata.name!r} not triggered: {message.removeprefix('skipped: ')}. Wait for it to "
+        f"finish, stop it ({stop}), or set spec.concurrencyPolicy to Allow (run both) or Replace (stop it "
+        "and start the new one)"
+    )
 
 
 def history(store: Store, project: str, name: str, limit: int = 50) -> list[dict[str, Any]]:
