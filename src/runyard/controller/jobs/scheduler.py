@@ -15,7 +15,7 @@ import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from runyard.controller.context import Context
 from runyard.controller.jobs.decide import dependency_fire, due, on_cycle, schedule_fire
@@ -31,13 +31,14 @@ log = logging.getLogger("runyard.scheduler")
 CLOCK: Callable[[], datetime] = now
 
 MAX_WAIT = 1.0  # real seconds between two looks at the clock (a warped clock runs faster than its waits)
-FIRE_BATCH = 16  # fires per tick; the next tick follows at once, after a look at update()s and stop()
+FIRE_BATCH = 50  # fires per tick, claimed in one transaction; the next tick follows at once
 TICK_WINDOW = 1000
 DELAY_WINDOW = 10000
 PRUNE_EVERY = 600.0  # seconds between prunes of fire records
 KEEP_FIRES = timedelta(days=30)
 RETRY_FIRST, RETRY_CAP = 0.5, 60.0  # seconds (of the scheduler's clock) before a failed fire is tried again
 Key = tuple[str, str]  # (project, job name)
+T = TypeVar("T")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -73,6 +74,7 @@ class Scheduler:
         self._next: dict[str, datetime] = {}  # a scheduled job's next instant: the heap's live entries
         self._heap: list[tuple[datetime, str]] = []
         self._failures: dict[str, int] = {}  # uid -> fires failed in a row
+        self._store_seconds = 0.0  # of the current tick: time spent in the store
         self._stats_lock = threading.Lock()
         self._ticks: deque[float] = deque(maxlen=TICK_WINDOW)
         self._tick_count = 0
@@ -112,7 +114,9 @@ class Scheduler:
 
     def stats(self) -> dict:
         """Figures for GET /scheduler and the benchmark. A tick is a pass that had work (commands from the
-        reconciler, or due fires: at most FIRE_BATCH of them, store transactions included)."""
+        reconciler, or due fires); tickSeconds is the scheduler's own cost of it (due entries off the heap,
+        cron steps, decisions), without the store's transactions: what those cost the fires shows in
+        fireDelaySeconds (the scheduler's clock when fire_job returned Created, less the instant)."""
         with self._stats_lock:
             ticks, delays = list(self._ticks), list(self._delays)
             return {
@@ -151,39 +155,29 @@ class Scheduler:
         log.info("job scheduler loaded %d jobs, %d scheduled", len(jobs), len(self._next))
 
     def tick(self) -> bool:
-        """One pass: the reconciler's commands, then what is due (at most FIRE_BATCH fires). True when more
-        is due at once."""
+        """One pass: the reconciler's commands, then what is due (at most FIRE_BATCH fires, claimed in one
+        store transaction). True when more is due at once."""
         started = time.perf_counter()
+        self._store_seconds = 0.0
         commands = self._drain()
         current = self.clock()
-        fired = 0
-        more = False
-        while self._heap:
+        taken: dict[str, datetime] = {}
+        while self._heap and len(taken) < FIRE_BATCH:
             at, uid = self._heap[0]
-            if self._next.get(uid) != at:
+            if self._next.get(uid) != at or uid in taken:
                 heapq.heappop(self._heap)  # superseded by a later update()
                 continue
             if at > current:
                 break
-            if fired >= FIRE_BATCH:
-                more = True
-                break
-            try:
-                self._fire_scheduled(uid, current)
-                self._failures.pop(uid, None)
-            except Exception as exc:  # this job only (the store is down, its template breaks a rule…)
-                failures = self._failures[uid] = self._failures.get(uid, 0) + 1
-                delay = min(RETRY_CAP, RETRY_FIRST * 2 ** (failures - 1))
-                why = f"{type(exc).__name__}: {exc}"
-                name = self._jobs[uid].metadata.name
-                log.warning("firing job %s failed (%s); trying again in %gs", name, why, delay)
-                self._set_next(uid, current + timedelta(seconds=delay))  # its window is worked out then
-            fired += 1
-        if commands or fired:
+            heapq.heappop(self._heap)
+            taken[uid] = at
+        if taken:
+            self._fire_due(taken, current)
+        if commands or taken:
             with self._stats_lock:
                 self._tick_count += 1
-                self._ticks.append(time.perf_counter() - started)
-        return more
+                self._ticks.append(max(0.0, time.perf_counter() - started - self._store_seconds))
+        return len(taken) >= FIRE_BATCH
 
     def _run(self) -> None:
         backoff = 0.5
@@ -315,32 +309,89 @@ class Scheduler:
             self._next[uid] = at
             heapq.heappush(self._heap, (at, uid))
 
-    def _fire_scheduled(self, uid: str, current: datetime) -> None:
-        """Fire the due window of one job (once, for its latest instant) and schedule its next instant."""
-        job = self._jobs[uid]
-        schedule, tz = job.spec.schedule, job.spec.timeZone
-        assert schedule is not None
-        window = due(schedule, tz, self._base[uid], current, self._next_fire)
-        fire = schedule_fire(job, window, current)
-        base, following = self._base[uid], window.following
-        if fire is not None and window.latest is not None:
-            result = self._fire(fire)
-            base = window.latest
-            if result.outcome == "Duplicate":  # another scheduler went further: start from its last claim
-                state = self.ctx.store.job_state(uid)
+    def _fire_due(self, taken: dict[str, datetime], current: datetime) -> None:
+        """Fire the due window of each job taken off the heap (once, for its latest instant), then put its
+        next instant back; a job whose fire failed is tried again after a backoff."""
+        plans = []
+        for uid in taken:
+            job = self._jobs[uid]
+            assert job.spec.schedule is not None
+            window = due(job.spec.schedule, job.spec.timeZone, self._base[uid], current, self._next_fire)
+            plans.append((uid, window, schedule_fire(job, window, current)))
+        done: set[str] = set()
+        try:
+            fires = [fire for _, _, fire in plans if fire is not None]
+            outcomes = dict(zip([f.job.uid for f in fires], self._fire_all(fires), strict=True))
+            ahead = [
+                uid for uid, r in outcomes.items() if isinstance(r, FireResult) and r.outcome == "Duplicate"
+            ]
+            states = self._timed(self.ctx.store.job_states, ahead) if ahead else {}
+            for uid, window, _ in plans:
+                result = outcomes.get(uid)
+                if isinstance(result, Exception):
+                    self._retry_later(uid, current, result)
+                    done.add(uid)
+                    continue
+                self._failures.pop(uid, None)
+                base = window.latest or self._base[uid]
+                following = window.following
+                state = states.get(uid)  # another scheduler went further: go on from its last claim
                 if state is not None and state.last_schedule_at is not None and state.last_schedule_at > base:
                     base = state.last_schedule_at
                     if following <= base:
-                        following = self._next_fire(schedule, tz, base)
-        if uid not in self._jobs:  # forgotten meanwhile (cannot happen on this thread, but be safe)
-            return
-        self._last[uid] = base
-        self._base[uid] = base
-        self._set_next(uid, following)
+                        job = self._jobs[uid]
+                        assert job.spec.schedule is not None
+                        following = self._next_fire(job.spec.schedule, job.spec.timeZone, base)
+                self._last[uid] = self._base[uid] = base
+                self._set_next(uid, following)
+                done.add(uid)
+        finally:
+            for uid, at in taken.items():
+                if uid not in done and self._next.get(uid) == at:
+                    heapq.heappush(self._heap, (at, uid))  # not handled: it is still due
 
-    def _fire(self, fire: Fire) -> FireResult:
-        result = self.ctx.store.fire_job(fire)
-        self.work["fire_job"] += 1
+    def _retry_later(self, uid: str, current: datetime, exc: Exception) -> None:
+        failures = self._failures[uid] = self._failures.get(uid, 0) + 1
+        delay = min(RETRY_CAP, RETRY_FIRST * 2 ** (failures - 1))
+        why = f"{type(exc).__name__}: {exc}"
+        log.warning(
+            "firing job %s failed (%s); trying again in %gs", self._jobs[uid].metadata.name, why, delay
+        )
+        self._set_next(uid, current + timedelta(seconds=delay))  # its window is worked out again then
+
+    def _timed(self, fn: Callable[..., T], *args: Any) -> T:
+        """A store call: its time is the store's, not the tick's own."""
+        t = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            self._store_seconds += time.perf_counter() - t
+
+    def _fire_all(self, fires: list[Fire]) -> list[FireResult | Exception]:
+        """Claim the fires in one transaction; if that fails, each on its own, so that one job's failure
+        is only its own. Then count them and touch the jobs (and the runs made)."""
+        if not fires:
+            return []
+        results: list[FireResult | Exception]
+        try:
+            results = list(self._timed(self.ctx.store.fire_jobs, fires))
+        except Exception as exc:
+            if len(fires) == 1:
+                results = [exc]
+            else:
+                results = []
+                for fire in fires:
+                    try:
+                        results.append(self._timed(self.ctx.store.fire_job, fire))
+                    except Exception as one:
+                        results.append(one)
+        self.work["fire_job"] += len(fires)
+        for fire, result in zip(fires, results, strict=True):
+            if isinstance(result, FireResult):
+                self._fired(fire, result)
+        return results
+
+    def _fired(self, fire: Fire, result: FireResult) -> None:
         with self._stats_lock:
             self._fires[result.outcome] += 1
             if result.outcome == "Created" and fire.scheduled_at is not None:
@@ -352,7 +403,6 @@ class Scheduler:
         level = logging.DEBUG if result.outcome in ("Created", "Duplicate") else logging.INFO
         log.log(level, "job %s/%s %s: %s", job.metadata.project, job.metadata.name, result.outcome,
                 result.message)  # fmt: skip
-        return result
 
     def _evaluate(self, uids: list[str]) -> None:
         """Fire the dependency jobs among `uids` whose dependencies all succeeded since they last ran
@@ -374,17 +424,22 @@ class Scheduler:
         if not candidates:
             return
         wanted = sorted({u for _, ups in candidates for u in ups.values()})
-        successes = self.ctx.store.latest_successes(wanted)
+        successes = self._timed(self.ctx.store.latest_successes, wanted)
+        fires: list[Fire] = []
         for job, ups in candidates:
             marks = [t for t in (job.metadata.creationTimestamp, self._dep_since.get(job.uid)) if t]
             since = max(marks) if marks else EPOCH
             fire = dependency_fire(job, {n: successes.get(u) for n, u in ups.items()}, since)
-            if fire is None:
-                continue
-            self._fire(fire)
-            state = self.ctx.store.job_state(job.uid)
+            if fire is not None:
+                fires.append(fire)
+        results = self._fire_all(fires)
+        states = self._timed(self.ctx.store.job_states, [f.job.uid for f in fires]) if fires else {}
+        for fire, result in zip(fires, results, strict=True):
+            state = states.get(fire.job.uid)
             if state is not None and state.last_dependency_at is not None:
-                self._dep_since[job.uid] = state.last_dependency_at
+                self._dep_since[fire.job.uid] = state.last_dependency_at
+            if isinstance(result, Exception):
+                raise result  # the whole evaluation is tried again (an existing claim comes back Duplicate)
 
     def _depends_on(self, project: str, name: str) -> list[str]:
         uid = self._uids.get((project, name))
