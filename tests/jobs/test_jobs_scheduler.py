@@ -298,7 +298,7 @@ def test_tick_work_follows_what_is_due_not_how_many_jobs(store):
             store.forget_job(job.uid)
         for run in runs_of(store, "due"):
             store.delete(run.uid)
-    assert work[0] == work[1] == {"next_fire": 2, "fire_job": 1}
+    assert work[0] == work[1] == {"next_fire": 1, "fire_job": 1}  # the next instant; the fire
 
 
 # The pure decisions, with no store at all.

@@ -33,11 +33,18 @@ class Window:
 
 
 def due(
-    schedule: str, tz: str, baseline: datetime, now: datetime, next_fire: NextFire = cron.next_fire
+    schedule: str,
+    tz: str,
+    baseline: datetime,
+    now: datetime,
+    next_fire: NextFire = cron.next_fire,
+    first: datetime | None = None,
 ) -> Window:
-    """The due window of a schedule fired up to `baseline` (exclusive). Costs two cron steps when one
-    instant is due, a few more after an outage of any length."""
-    first = next_fire(schedule, tz, baseline)
+    """The due window of a schedule fired up to `baseline` (exclusive); `first`: its first instant after
+    the baseline, when known. Costs one cron step when one instant is due (two without `first`), a few
+    more after an outage of any length."""
+    if first is None:
+        first = next_fire(schedule, tz, baseline)
     if first > now:
         return Window(None, 0, True, first)
     latest, earlier = first, 0

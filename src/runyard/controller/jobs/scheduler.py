@@ -316,7 +316,11 @@ class Scheduler:
         for uid in taken:
             job = self._jobs[uid]
             assert job.spec.schedule is not None
-            window = due(job.spec.schedule, job.spec.timeZone, self._base[uid], current, self._next_fire)
+            # The heap holds next_fire(base) itself, unless it holds the time to try a failed fire again.
+            first = None if uid in self._failures else taken[uid]
+            window = due(
+                job.spec.schedule, job.spec.timeZone, self._base[uid], current, self._next_fire, first
+            )
             plans.append((uid, window, schedule_fire(job, window, current)))
         done: set[str] = set()
         try:
