@@ -5,6 +5,7 @@ tick's work follows what is due, not how many jobs exist."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -357,3 +358,26 @@ def test_dependency_decisions():
     graph = {"a": ["b"], "b": ["c"], "c": ["a"], "d": ["a"]}
     assert on_cycle("a", lambda n: graph.get(n, []))
     assert not on_cycle("d", lambda n: graph.get(n, []))
+
+
+def test_the_thread_wakes_for_due_instants_on_a_fast_clock(store):
+    """Its own thread, on a clock 60 times faster than real time (a minute a second): each minute fires
+    soon after its instant, though the thread never sleeps a whole (warped) minute; stop() ends it."""
+    origin = time.monotonic()
+    start = T0 + timedelta(seconds=30)
+    sched = scheduler(store, Clock(start))
+    sched.clock = lambda: start + timedelta(seconds=(time.monotonic() - origin) * 60)
+    make_job(store, "fast", schedule="* * * * *")
+    sched.start()
+    reconcile(store, sched, "fast", start)
+    deadline = time.monotonic() + 30
+    while len(runs_of(store, "fast")) < 3:
+        assert time.monotonic() < deadline, sched.stats()
+        time.sleep(0.05)
+    sched.stop()
+    assert sched._thread is not None and not sched._thread.is_alive()
+    fired = scheduled_at(store, "fast")
+    assert fired[:3] == [iso(T0 + timedelta(minutes=m)) for m in (1, 2, 3)]
+    stats = sched.stats()
+    assert stats["jobs"] == 1 and stats["fires"]["Created"] >= 3
+    assert stats["fireDelaySeconds"]["max"] < 30  # warped seconds: under half a real second late
