@@ -86,7 +86,8 @@ class Scheduler:
     # The interface the controller and the reconciler use (any thread).
 
     def start(self) -> None:
-        if self._thread is None:
+        if self._thread is None or not self._thread.is_alive():
+            self._stopping.clear()
             self._thread = threading.Thread(target=self._run, name="runyard-scheduler", daemon=True)
             self._thread.start()
 
