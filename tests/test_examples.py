@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -41,3 +42,20 @@ def test_the_example_experiment_trains_from_its_uploaded_folder(srv):
     assert logs[-1] == "run train-example done; model saved"
     assert run["spec"]["snapshot"].startswith("sha256:")
     assert not (EXAMPLES / "model.json").exists()  # the run wrote into its own copy, not the user's folder
+
+
+def test_the_example_pipeline_runs_its_second_job_after_the_first_succeeds(srv):
+    assert cli(srv, "apply", "-f", str(EXAMPLES / "job.yaml")).returncode == 0
+    trigger = cli(srv, "jobs", "trigger", "nightly-train", "--param", "EPOCHS=2", "--follow")
+    assert trigger.returncode == 0, trigger.stderr
+    assert "epoch 2/2 loss=0.500" in trigger.stdout
+    api = srv.api()
+    deadline = time.monotonic() + 60
+    while not (
+        runs := api.get("/runs", params={"labelSelector": "runyard.dev/job=evaluate"}).json()["items"]
+    ):
+        assert time.monotonic() < deadline, "evaluate never ran after nightly-train succeeded"
+        time.sleep(0.1)
+    run = wait_phase(api, runs[0]["metadata"]["name"], {"Succeeded", "Failed"}, timeout=60)
+    assert run["status"]["phase"] == "Succeeded", run["status"]
+    assert run["metadata"]["annotations"]["runyard.dev/trigger"] == "dependency"
