@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from datetime import datetime, timedelta
 
-from tests.jobs.test_jobs_reconcile_support import events, job, status_when, triggered
+from tests.jobs.server_support import events, job, status_when, triggered
 
 POLICY = {"maxRetries": 3, "backoffSeconds": 0.5, "backoffMultiplier": 2, "maxBackoffSeconds": 1.5}
 DELAYS = [0.5, 1.0, 1.5]  # 0.5 * 2^(n-1), the third capped from 2

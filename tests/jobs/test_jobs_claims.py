@@ -9,7 +9,7 @@ import threading
 from collections import Counter
 from datetime import timedelta
 
-from tests.jobs.test_jobs_scheduler_support import (
+from tests.jobs.scheduler_support import (
     T0,
     Clock,
     make_job,

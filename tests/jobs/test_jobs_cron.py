@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from tests.jobs.test_jobs_scheduler_support import (
+from tests.jobs.scheduler_support import (
     Clock,
     make_job,
     open_store,

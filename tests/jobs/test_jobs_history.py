@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 
-from tests.jobs.test_jobs_reconcile_support import (
+from tests.jobs.server_support import (
     events,
     job,
     run_phase,

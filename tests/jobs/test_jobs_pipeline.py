@@ -3,7 +3,7 @@ refused when applied, naming it; a dependency on a job that does not exist is sh
 
 from __future__ import annotations
 
-from tests.jobs.test_jobs_reconcile_support import job, run_phase, status_when, triggered, until
+from tests.jobs.server_support import job, run_phase, status_when, triggered, until
 
 
 def _condition(st: dict) -> dict | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from tests.jobs.test_jobs_reconcile_support import (
+from tests.jobs.server_support import (
     events,
     job,
     run_phase,

@@ -9,7 +9,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from tests.jobs.test_jobs_reconcile_support import (
+from tests.jobs.server_support import (
     events,
     fire,
     job,

@@ -9,7 +9,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from tests.jobs.test_jobs_scheduler_support import (
+from tests.jobs.scheduler_support import (
     T0,
     Clock,
     change_spec,
