@@ -3,6 +3,7 @@ the per-run timeout, through a real server on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 
 from tests.jobs.server_support import (
@@ -15,6 +16,7 @@ from tests.jobs.server_support import (
     triggered,
     until,
 )
+from tests.support import ServerProcess
 
 from runyard.core.resources import Job
 
@@ -88,3 +90,20 @@ def test_a_run_over_its_timeout_fails_with_deadline_exceeded(server):
     st = status_when(api, "bounded", lambda s: s.get("lastRun"), "the job never showed the run's end")
     assert st["lastRun"]["name"] == name and st["lastRun"]["phase"] == "Failed"
     assert st["phase"] == "Scheduled" and st["active"] == [] and st.get("lastSuccessfulTime") is None
+
+
+def test_a_replaced_run_is_stopped_at_once_not_at_the_next_resync(tmp_path):
+    """The resync (every tick_seconds) would stop it too, eventually: with a minute between resyncs, only
+    the trigger's own notice of the replaced run stops it within seconds."""
+    srv = ServerProcess(
+        tmp_path / "home", env={**os.environ, "RUNYARD_CONTROLLER_TICK_SECONDS": "60"}
+    ).start()
+    try:
+        api = srv.api()
+        api.put("/jobs/replace", json=job("replace", SLOW, concurrencyPolicy="Replace"))
+        first = triggered(api, "replace")
+        _running(api, first)
+        triggered(api, "replace")
+        until(lambda: run_phase(api, first) == "Cancelled", "the replaced run waited for a resync", 15)
+    finally:
+        srv.stop()

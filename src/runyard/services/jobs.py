@@ -102,6 +102,8 @@ def trigger(
     )
     result = store.fire_job(fire)
     notifier.touch(job.uid)
+    for uid in result.replaced:  # concurrencyPolicy Replace asked them to stop: the controller does it now
+        notifier.touch(uid)
     if result.outcome == "Created" and result.run is not None:
         notifier.touch(result.run.uid)
         return Triggered(result.run, created=True)

@@ -405,6 +405,10 @@ class Scheduler:
         self.ctx.notifier.touch(job.uid)
         if result.outcome == "Created" and result.run is not None:
             self.ctx.notifier.touch(result.run.uid)
+        for (
+            uid
+        ) in result.replaced:  # concurrencyPolicy Replace asked them to stop: the controller does it now
+            self.ctx.notifier.touch(uid)
         level = logging.DEBUG if result.outcome in ("Created", "Duplicate") else logging.INFO
         log.log(level, "job %s/%s %s: %s", job.metadata.project, job.metadata.name, result.outcome,
                 result.message)  # fmt: skip
