@@ -9,7 +9,9 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -110,6 +112,18 @@ def resource(kind: str, name: str, **spec) -> dict:
 
 def experiment(name: str, command: str | list[str] = "echo hello", **spec) -> dict:
     return resource("Experiment", name, command=command, **spec)
+
+
+def until(check: Callable[[], Any], what: str, timeout: float = 30) -> Any:
+    """Poll `check` until it returns something true, and return that; fail saying `what` did not happen."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        last = check()
+        if last:
+            return last
+        assert time.monotonic() < deadline, f"{what} (last: {last!r})"
+        time.sleep(0.05)
 
 
 def wait_phase(api: httpx.Client, run: str, phases: set[str], timeout: float = 20) -> dict:

@@ -3,10 +3,8 @@ through a real server. The controller's resync only looks at the new and the del
 
 from __future__ import annotations
 
-import time
-
 import pytest
-from tests.support import ServerProcess, resource
+from tests.support import ServerProcess, resource, until
 
 
 @pytest.fixture
@@ -16,21 +14,11 @@ def server(tmp_path):
     srv.stop()
 
 
-def _until(check, what: str, timeout: float = 20):
-    deadline = time.monotonic() + timeout
-    while True:
-        got = check()
-        if got:
-            return got
-        assert time.monotonic() < deadline, what
-        time.sleep(0.05)
-
-
 def test_a_model_gets_a_status_that_says_nothing_runs_and_a_delete_removes_it(server):
     api = server.api()
     doc = resource("Model", "scorer", handler="predict:predict")
     assert api.put("/models/scorer", json=doc).status_code == 201
-    status = _until(
+    status = until(
         lambda: (
             api.get("/models/scorer").json()["status"].get("reason") == "ControllerNotAvailable"
             and api.get("/models/scorer").json()["status"]
@@ -39,4 +27,4 @@ def test_a_model_gets_a_status_that_says_nothing_runs_and_a_delete_removes_it(se
     )
     assert status["phase"] == "Pending" and "no Model controller yet" in status["message"]
     assert api.delete("/models/scorer").status_code == 200
-    _until(lambda: api.get("/models/scorer").status_code == 404, "the deleted model is still there")
+    until(lambda: api.get("/models/scorer").status_code == 404, "the deleted model is still there")

@@ -4,13 +4,12 @@ database: the server's controller finds the run at its next resync) and waiting 
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 import httpx
-from tests.support import ServerProcess, resource
+from tests.support import ServerProcess, resource, until
 
 from runyard.core.resources import Job
 from runyard.store import Store
@@ -30,18 +29,6 @@ def fire(store: Store, name: str, key: str | None = None, **kw: Any) -> FireResu
     """A manual fire, claimed as the scheduler and the trigger route claim theirs."""
     current = store.get(Job, "default", name)
     return store.fire_job(Fire(current, "manual", f"manual:{key or uuid.uuid4().hex}", **kw))
-
-
-def until(check: Callable[[], Any], what: str, timeout: float = 30) -> Any:
-    """Poll `check` until it returns something true; fail saying `what` did not happen."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while True:
-        last = check()
-        if last:
-            return last
-        assert time.monotonic() < deadline, f"{what} (last: {last!r})"
-        time.sleep(0.05)
 
 
 def status(api: httpx.Client, name: str) -> dict:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
+
+from tests.support import until as poll  # noqa: F401 - the name these tests import
 
 
 def job_yaml(name: str, command: str = "echo ran", **spec: object) -> str:
@@ -12,14 +12,3 @@ def job_yaml(name: str, command: str = "echo ran", **spec: object) -> str:
     body = {**spec, "template": {"command": command, "stopGracePeriodSeconds": 1}}
     doc = {"apiVersion": "runyard.dev/v1", "kind": "Job", "metadata": {"name": name}, "spec": body}
     return json.dumps(doc) + "\n"
-
-
-def poll(what: Callable[[], object], why: str, timeout: float = 20) -> object:
-    """`what()` once it is truthy; fails after `timeout` seconds saying `why`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = what()
-        if got:
-            return got
-        assert time.monotonic() < deadline, why
-        time.sleep(0.05)

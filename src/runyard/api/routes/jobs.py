@@ -3,27 +3,17 @@ figures. (The webhook secret is in job_notifications.py.)"""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Body, Header, Query, Response
+from fastapi import APIRouter, Body, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from runyard.api.deps import ADMIN, READ, STATE, WRITE, AppState
-from runyard.api.params import Name, Project
+from runyard.api.params import IdempotencyKey, Name, Project
 from runyard.services import jobs as svc
 from runyard.services.auth import Principal
 
 router = APIRouter(tags=["jobs"])
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        max_length=128,
-        pattern=r"^[!-~]+$",
-        description="a client's request id (visible ASCII, at most 128): a repeat returns the run the first "
-        "request made (200) instead of making another",
-    ),
-]
 
 
 class TriggerIn(BaseModel):

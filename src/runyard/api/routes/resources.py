@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from runyard.api.deps import READ, STATE, WRITE, AppState
-from runyard.api.params import DocName, Name, Project
+from runyard.api.params import DocName, IdempotencyKey, Name, Project
 from runyard.api.schemas import list_model
 from runyard.core.errors import FieldError, Invalid
 from runyard.core.resources import ALL_KINDS, Resource, Run
@@ -21,16 +21,6 @@ from runyard.services.auth import Principal
 
 router = APIRouter()
 Doc = Body(..., description="a resource document: apiVersion runyard.dev/v1, kind, metadata, spec")
-# Bounded and checked here: the store keeps at most 128 characters, and an unchecked one failed there as 503.
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        max_length=128,
-        pattern=r"^[!-~]+$",
-        description="a client's request id (visible ASCII, at most 128): a retry returns the first result",
-    ),
-]
 
 
 def _route_plural(request: Request) -> str:
