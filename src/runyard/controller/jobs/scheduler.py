@@ -74,6 +74,7 @@ class Scheduler:
         self._next: dict[str, datetime] = {}  # a scheduled job's next instant: the heap's live entries
         self._heap: list[tuple[datetime, str]] = []
         self._failures: dict[str, int] = {}  # uid -> fires failed in a row
+        self._to_touch: dict[str, None] = {}  # jobs fired and runs made, for the controller: see flush()
         self._store_seconds = 0.0  # of the current tick: time spent in the store
         self._stats_lock = threading.Lock()
         self._ticks: deque[float] = deque(maxlen=TICK_WINDOW)
@@ -108,6 +109,14 @@ class Scheduler:
     def job_succeeded(self, job: Job) -> None:
         """A run of `job` succeeded: its dependents may fire."""
         self._post("succeeded", job)
+
+    def flush(self) -> None:
+        """Tell the controller of the jobs fired and the runs made since the last flush. The thread flushes
+        once what is due has all been fired: a burst's runs and job statuses would otherwise compete with
+        its remaining fires for the store's writer, and delay them."""
+        touched, self._to_touch = self._to_touch, {}
+        for uid in touched:
+            self.ctx.notifier.touch(uid)
 
     def wake(self) -> None:
         """Look at the clock now (a test moved it)."""
@@ -192,11 +201,13 @@ class Scheduler:
             except Exception as exc:  # e.g. the database is down: keep the thread, try again
                 log.warning("job scheduler pass failed (%s: %s); retrying in %gs", type(exc).__name__, exc,
                             backoff)  # fmt: skip
+                self.flush()
                 self._wake.wait(backoff)
                 self._wake.clear()
                 backoff = min(backoff * 2, 30.0)
                 continue
             if not more:
+                self.flush()
                 self._wake.wait(self._wait_seconds())
                 self._wake.clear()
 
@@ -402,13 +413,11 @@ class Scheduler:
             if result.outcome == "Created" and fire.scheduled_at is not None:
                 self._delays.append((self.clock() - fire.scheduled_at).total_seconds())
         job = fire.job
-        self.ctx.notifier.touch(job.uid)
+        self._to_touch[job.uid] = None
         if result.outcome == "Created" and result.run is not None:
-            self.ctx.notifier.touch(result.run.uid)
-        for (
-            uid
-        ) in result.replaced:  # concurrencyPolicy Replace asked them to stop: the controller does it now
-            self.ctx.notifier.touch(uid)
+            self._to_touch[result.run.uid] = None
+        for uid in result.replaced:  # concurrencyPolicy Replace asked them to stop
+            self._to_touch[uid] = None
         level = logging.DEBUG if result.outcome in ("Created", "Duplicate") else logging.INFO
         log.log(level, "job %s/%s %s: %s", job.metadata.project, job.metadata.name, result.outcome,
                 result.message)  # fmt: skip
