@@ -23,6 +23,7 @@ STORED_ONLY: tuple[type[Resource], ...] = (Session, Model)
 BATCH = 8  # uids reconciled between two looks at the queues
 RESYNC_AT_LEAST = 5  # ticks: how long a busy queue may postpone the full resync
 PRUNE_EVERY = 60.0  # seconds between prunes of the change feed
+BURST_LOOK = 0.05  # seconds between looks at a job scheduler's burst that holds off the resync
 LOOP = "*"  # the backoff key of the loop's own passes
 
 
@@ -89,14 +90,20 @@ class Controller:
         work = self._take_work(now)
         if work:
             self._process(work)
-        # The resync waits while notices keep the loop busy, but never for long.
+        # The resync waits while notices keep the loop busy, or while the job scheduler claims a burst of
+        # fires (launching the runs made so far would slow the rest: they share the store's writer and the
+        # interpreter), but never for long.
         tick = self.ctx.settings.tick_seconds
-        if (not work and now - last_resync >= tick) or now - last_resync >= RESYNC_AT_LEAST * tick:
+        bursting = self.ctx.scheduler is not None and self.ctx.scheduler.bursting
+        idle = not work and not bursting
+        if (idle and now - last_resync >= tick) or now - last_resync >= RESYNC_AT_LEAST * tick:
             self.resync()
             last_resync = now
         if self._urgent or self._dirty:
             return last_resync
         wake_at = min([last_resync + tick, *self._due.values()])
+        if bursting:  # the resync is due but held off: look again soon, not in a busy loop
+            wake_at = max(wake_at, time.monotonic() + BURST_LOOK)
         self._wake.wait(timeout=max(0.0, wake_at - time.monotonic()))
         self._wake.clear()
         return last_resync

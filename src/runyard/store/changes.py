@@ -16,6 +16,7 @@ from runyard.store.base import StoreBase
 from runyard.store.tables import ChangeRow
 
 CHANGES = cast(Table, ChangeRow.__table__)
+_INSERT = insert(CHANGES)  # built once: every write appends a change
 ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
 # PostgreSQL advisory locks in the two-int key space (apart from the controller's bigint lock): this class,
 # and a hash of the (kind, project) a change belongs to. See _record and revision.
@@ -41,7 +42,7 @@ class ChangeFeed(StoreBase):
             key = {"cls": CHANGE_ORDER_CLASS, "key": stream_key(res.kind, m.project)}
             db.execute(text("SELECT pg_advisory_xact_lock(:cls, :key)"), key)
         values = {"uid": uid, "project": m.project, "kind": res.kind, "name": m.name, "type": type_}
-        db.execute(insert(CHANGES).values(**values, time=now(), object=obj))
+        db.execute(_INSERT, {**values, "time": now(), "object": obj})
 
     def revision(self, cls: type[Resource], project: str) -> int:
         """A point to watch (kind, project) from: every change of it numbered up to here has committed,

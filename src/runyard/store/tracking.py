@@ -24,6 +24,7 @@ from sqlalchemy import (
     Select,
     Table,
     and_,
+    bindparam,
     case,
     delete,
     func,
@@ -125,11 +126,17 @@ def experiment_location(project: str, experiment_id: int) -> str:
     return f"mlflow-artifacts:/{project}/{experiment_id}"
 
 
+# Built once: a run's creation runs them for every run, and building them cost more than the SQL.
+_LOCATION = select(EXPERIMENTS.c.artifact_location).where(EXPERIMENTS.c.id == bindparam("id"))
+_INSERT_RUN = insert(RUNS).returning(RUNS.c.id)
+
+
 class TrackingStore(MetricPoints):
     def __init__(self, url: str, migrate: bool = True):
         super().__init__(url, migrate)
         self._run_refs: dict[str, RunRef] = {}  # by run hex id
         self._default_experiments: dict[str, int] = {}  # by project
+        self._locations: dict[int, str] = {}  # experiment id -> artifact location
         self._runs_added = 0  # PostgreSQL: see _keep_statistics
 
     # ---- the Run's tracking row: written and removed with the Run (see store/resources.py)
@@ -142,9 +149,12 @@ class TrackingStore(MetricPoints):
             exp_id = self._ensure_default(conn, m.project)
         else:
             exp_id = self._experiment_for_run(conn, m.project, wanted)
-        location = conn.execute(
-            select(EXPERIMENTS.c.artifact_location).where(EXPERIMENTS.c.id == exp_id)
-        ).scalar() or experiment_location(m.project, exp_id)
+        location = self._locations.get(exp_id)
+        if location is None:  # an experiment's artifact location never changes
+            location = conn.execute(_LOCATION, {"id": exp_id}).scalar() or experiment_location(
+                m.project, exp_id
+            )
+            self._locations[exp_id] = location
         run_name = init.run_name or m.name
         values = {
             "uid": uid,
@@ -158,7 +168,7 @@ class TrackingStore(MetricPoints):
             "lifecycle_stage": ACTIVE,
             "artifact_uri": f"{location.rstrip('/')}/{run_hex(uid)}/artifacts",
         }
-        pk = conn.execute(insert(RUNS).values(values).returning(RUNS.c.id)).scalar_one()
+        pk = conn.execute(_INSERT_RUN, values).scalar_one()
         tags = dict(init.tags)
         tags[RUN_NAME_TAG] = run_name
         conn.execute(insert(TAGS), [{"run_id": pk, "key": k, "value": v} for k, v in tags.items()])

@@ -65,6 +65,9 @@ class Scheduler:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self.loaded = False
+        # Set while fires due at once are still being claimed: the controller holds off its resync (which
+        # launches the runs already made) until they are, or for a few ticks at most (see loop.py).
+        self.bursting = False
         self._jobs: dict[str, Job] = {}  # every job known, scheduled or not
         self._uids: dict[Key, str] = {}
         self._dependents: defaultdict[Key, set[str]] = defaultdict(set)  # upstream -> uids depending on it
@@ -196,12 +199,14 @@ class Scheduler:
                 if not self.loaded:
                     self.load()
                 more = self.tick()
+                self.bursting = more
                 self._housekeeping()
                 backoff = 0.5
             except Exception as exc:  # e.g. the database is down: keep the thread, try again
                 log.warning("job scheduler pass failed (%s: %s); retrying in %gs", type(exc).__name__, exc,
                             backoff)  # fmt: skip
                 self.flush()
+                self.bursting = False
                 self._wake.wait(backoff)
                 self._wake.clear()
                 backoff = min(backoff * 2, 30.0)
