@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from tests.support import ServerProcess, fresh_postgres_database
+
+
+def pytest_configure(config) -> None:
+    """A shell without job control starts background commands with Ctrl-C ignored, and every process under
+    them inherits that: the CLI these tests start would then never see the Ctrl-C they send it. Take it
+    back, here and so in each process a test starts (in each xdist worker too)."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
