@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, cast
 
-from sqlalchemy import Connection, Table, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from runyard.core.clock import aware, now
@@ -380,7 +380,3 @@ class JobStore(ResourceStore):
                 if r.owner_uid not in best or at > best[r.owner_uid][1]:
                     best[r.owner_uid] = (r.uid, at)
         return best
-
-    def count_job_fires(self, job_uid: str) -> int:
-        with self.connect() as conn:
-            return conn.execute(select(func.count()).where(FIRES.c.job_uid == job_uid)).scalar() or 0
