@@ -29,7 +29,9 @@ def test_a_stop_is_acted_on_while_another_runs_snapshot_is_being_copied(platform
     platform.submit("x", "sleep 120")
     platform.wait_phase("x", "Running")
     platform.stop("x")
-    assert platform.wait_phase("x", "Cancelled", timeout=10).status.reason == "Stopped"
+    x = platform.wait_phase("x", "Cancelled", timeout=20)
+    log = (platform.home / "runs" / x.uid / "attempt-1" / "output.log").read_text()
+    assert x.status.reason == "Stopped" and "grace period over" not in log, log  # SIGTERM was enough
     assert platform.run("big").status.phase == "Running"  # still copying
 
     platform.stop("big")  # a stop reaches a run whose files are still being copied, at once

@@ -77,7 +77,6 @@ class Controller:
         while not self._stopping.is_set():
             try:
                 last_resync = self._step(last_resync)
-                self._backoff.succeeded(LOOP)
             except Exception as exc:  # e.g. the database is down: keep the loop alive, back off
                 delay = self._backoff.failed(LOOP, exc) or CAP_SECONDS  # the loop itself never gives up
                 log.warning("controller pass failed (%s); retrying in %gs", _describe(exc), delay)
@@ -88,8 +87,11 @@ class Controller:
         """Reconcile a batch of queued uids (or resync everything), then sleep until there is work."""
         now = time.monotonic()
         work = self._take_work(now)
+        # Only a pass that read the store says it is back: one that found nothing to do (woken early, no
+        # resync due) must not start the delays over during an outage.
         if work:
             self._process(work)
+            self._backoff.succeeded(LOOP)
         # The resync waits while notices keep the loop busy, or while the job scheduler claims a burst of
         # fires (launching the runs made so far would slow the rest: they share the store's writer and the
         # interpreter), but never for long.
@@ -98,6 +100,7 @@ class Controller:
         idle = not work and not bursting
         if (idle and now - last_resync >= tick) or now - last_resync >= RESYNC_AT_LEAST * tick:
             self.resync()
+            self._backoff.succeeded(LOOP)
             last_resync = now
         if self._urgent or self._dirty:
             return last_resync
