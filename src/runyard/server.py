@@ -20,6 +20,7 @@ from runyard.controller.jobs.scheduler import Scheduler
 from runyard.controller.loop import Controller
 from runyard.core.errors import Unavailable
 from runyard.runtime.local import LocalRuntime
+from runyard.serving.state import Serving
 from runyard.services.artifacts import ArtifactStore
 from runyard.services.auth import ensure_admin_token
 from runyard.services.environments import Environments
@@ -28,7 +29,13 @@ from runyard.services.node import Node
 from runyard.services.notify import Notifier
 from runyard.services.snapshots import BlobStore, snapshot_files
 from runyard.services.tracking import Tracking
-from runyard.settings import ControllerSettings, NotifySettings, RuntimeSettings, ServerSettings
+from runyard.settings import (
+    ControllerSettings,
+    NotifySettings,
+    RuntimeSettings,
+    ServerSettings,
+    ServingSettings,
+)
 from runyard.store import Store
 from runyard.store.engine import normalize_url
 from runyard.store.lease import ControllerLock
@@ -59,6 +66,7 @@ def build(
     api_url: str,
     runtime_settings: RuntimeSettings | None = None,
     notify_settings: NotifySettings | None = None,
+    serving_settings: ServingSettings | None = None,
 ) -> Platform:
     """Wire store, runtime and controller together; migrations run here, before anything is served."""
     home = settings.home
@@ -101,6 +109,7 @@ def build(
         workers=[NotificationSender(store, notify_settings or NotifySettings())],
     )
     ctx.scheduler = Scheduler(ctx)
+    ctx.serving = Serving(serving_settings or ServingSettings())
     state = AppState(
         store,
         runtime,
@@ -111,6 +120,7 @@ def build(
         environments=environments,
         node=node,
         scheduler=ctx.scheduler,
+        serving=ctx.serving,
     )
     return Platform(state, Controller(ctx), lock)
 

@@ -87,6 +87,25 @@ class NotifySettings(BaseSettings):
     """Wait before the second attempt; doubled after each failure (2, 4, 8… seconds, at most a day)."""
 
 
+class ServingSettings(BaseSettings):
+    """How models are served: where their URLs listen, how replicas are watched and scaled."""
+
+    model_config = SettingsConfigDict(env_prefix="RUNYARD_SERVING_", use_attribute_docstrings=True)
+
+    host: str = "127.0.0.1"
+    """Address each model's URL listens on (one port per model); loopback by default."""
+    public_host: str | None = None
+    """Host name put in each model's URL; default: the address it listens on."""
+    probe_seconds: float = Field(1.0, gt=0)
+    """How often each replica's readiness and metrics are read (the autoscaler's period)."""
+    auth_cache_seconds: float = Field(5.0, ge=0)
+    """How long a replica trusts a credential the server accepted; a revoked key stops working after it."""
+    ready_timeout_seconds: float = Field(120.0, gt=0)
+    """A replica not ready after this long is replaced (with backoff)."""
+    drain_seconds: float = Field(30.0, ge=0)
+    """How long a replica being retired may finish the requests it holds."""
+
+
 class RuntimeSettings(BaseSettings):
     """What the local runtime offers runs and how it isolates them: the node's capacity, GPUs, sandbox,
     default limits and the environments it builds."""

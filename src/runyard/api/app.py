@@ -23,7 +23,9 @@ from runyard.api.routes import (
     mlflow,
     mlflow_artifacts,
     mlflow_models,
+    models,
     nodes,
+    registry,
     resources,
     runs,
     snapshots,
@@ -52,6 +54,7 @@ def create_app(app_state: AppState) -> FastAPI:
         environments.router,
         jobs.router,
         job_notifications.router,
+        models.router,
         nodes.router,
         runs.router,
         resources.router,
@@ -62,6 +65,7 @@ def create_app(app_state: AppState) -> FastAPI:
     app.include_router(
         mlflow_models.router, prefix="/api/2.0/mlflow", tags=["mlflow"], responses=MLFLOW_ERRORS
     )
+    app.include_router(registry.router, prefix="/api/2.0/mlflow", tags=["mlflow"], responses=MLFLOW_ERRORS)
     app.include_router(mlflow.router, prefix="/api/2.0/mlflow", tags=["mlflow"], responses=MLFLOW_ERRORS)
     mlflow.add_shortcut(app, "/api/2.0/mlflow")  # the tracking routes found first, by one lookup
     app.include_router(

@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from runyard.runtime.base import Runtime
+from runyard.serving.state import Serving
 from runyard.services.artifacts import ArtifactStore
 from runyard.services.auth import Access, Principal, authenticate
 from runyard.services.environments import Environments
@@ -41,6 +42,7 @@ class AppState:
     environments: Environments | None = None
     node: Node | None = None
     scheduler: Figures | None = None  # the job scheduler, for its figures (GET /scheduler)
+    serving: Serving | None = None  # models' replica figures (GET .../models/{name}/metrics, /metrics)
 
 
 def state(request: Request) -> AppState:

@@ -21,6 +21,7 @@ COMMANDS = {
     "artifacts": "runyard.cli.artifacts",
     "env": "runyard.cli.environments",
     "jobs": "runyard.cli.jobs",
+    "models": "runyard.cli.models",
     "nodes": "runyard.cli.nodes",
     **{name: "runyard.cli.admin" for name in ("projects", "tokens")},
     **{name: "runyard.cli.server" for name in ("server", "up", "down", "version")},

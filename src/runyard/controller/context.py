@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from runyard.core.resources import Resource
 from runyard.runtime.base import Runtime
+from runyard.serving.state import Serving
 from runyard.services.artifacts import ArtifactStore
 from runyard.services.environments import Environments
 from runyard.services.node import Demand, Node
@@ -38,6 +39,7 @@ class Context:
     node: Node | None = None  # None: no capacity is tracked beyond max_running_runs
     scheduler: Scheduler | None = None  # fires jobs; None: no job fires (tests of other kinds)
     workers: list[Worker] = field(default_factory=list)  # e.g. the notification sender
+    serving: Serving | None = None  # models' listeners and replica figures; None: no Model is served
     # Runs to wake, first come first served, when a slot or capacity frees: uid -> what it asks of the node
     # (an ordered dict: the order they came in).
     waiting_for_capacity: dict[str, Demand] = field(default_factory=dict)

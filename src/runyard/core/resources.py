@@ -343,15 +343,47 @@ class JobSpec(Strict):
         return names
 
 
+class Autoscaling(Strict):
+    """Replicas follow the requests in flight: ceil(in flight / targetInFlight), between min and max. With
+    minReplicas 0 the model scales to zero after scaleToZeroAfterSeconds without a request; the next
+    request waits for a replica instead of failing."""
+
+    minReplicas: int = Field(default=1, ge=0, le=100)
+    maxReplicas: int = Field(default=1, ge=1, le=100)
+    targetInFlight: float = Field(default=8.0, gt=0, le=10_000, description="requests in flight per replica")
+    scaleDownDelaySeconds: float = Field(default=30.0, ge=0, le=86_400)
+    scaleToZeroAfterSeconds: float = Field(default=300.0, gt=0, le=30 * 86_400)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Autoscaling:
+        if self.minReplicas > self.maxReplicas:
+            raise ValueError(f"minReplicas {self.minReplicas} is over maxReplicas {self.maxReplicas}")
+        return self
+
+
+class RequestLogging(Strict):
+    sampleRate: float = Field(default=0.0, ge=0, le=1, description="share of requests kept with the version")
+
+
 class ModelSpec(Strict):
     handler: str | None = Field(
         default=None, max_length=256, description="'module:function' in the snapshot that serves requests"
     )
-    modelUri: str | None = Field(default=None, max_length=2048)
-    replicas: int = Field(default=1, ge=0, le=100)
+    modelUri: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="an MLflow model: runs:/RUN/path, models:/NAME/VERSION, models:/NAME@alias, or a path in "
+        "the snapshot",
+    )
+    replicas: int = Field(default=1, ge=0, le=100, description="how many, when there is no autoscaling")
+    autoscaling: Autoscaling | None = None
     environment: str = "default"
+    env: dict[str, str] = Field(default_factory=dict)
     resources: ComputeResources = Field(default_factory=ComputeResources)
     snapshot: str | None = None
+    requestLogging: RequestLogging = Field(default_factory=RequestLogging)
+
+    _env_vars = field_validator("env")(RunTemplate._env.__func__)  # type: ignore[attr-defined]
 
     _env = field_validator("environment")(classmethod(lambda cls, v: check_environment(v)))
     _snap = field_validator("snapshot")(RunTemplate._snapshot.__func__)  # type: ignore[attr-defined]
@@ -502,10 +534,36 @@ class Job(Resource):
     plural: ClassVar[str] = "jobs"
 
 
+class ModelVersion(BaseModel):
+    """One immutable version of a Model: what its replicas run. Made by the model controller for each
+    applied spec it has not seen (the same spec again, e.g. a rollback, reuses its version)."""
+
+    version: int
+    specHash: str
+    spec: dict[str, Any] = Field(description="the ModelSpec it was made from")
+    snapshot: str | None = None
+    source: str | None = Field(default=None, description="the MLflow model it serves, resolved (no alias)")
+    createdAt: datetime
+
+
+class ModelStatus(WorkloadStatus):
+    """Written by the model controller. Phase: Pending (no version ready yet), Ready, Updating (a new
+    version is starting; traffic stays on the current one), ScaledToZero, Failed."""
+
+    url: str | None = Field(default=None, description="the model's one stable URL")
+    port: int | None = None
+    versions: list[ModelVersion] = Field(default_factory=list)
+    currentVersion: int | None = Field(default=None, description="the version traffic goes to")
+    targetVersion: int | None = Field(default=None, description="the version being rolled out")
+    replicas: int = 0
+    readyReplicas: int = 0
+    desiredReplicas: int = 0
+
+
 class Model(Resource):
     kind: Literal["Model"] = "Model"
     spec: ModelSpec
-    status: WorkloadStatus = Field(default_factory=WorkloadStatus)
+    status: ModelStatus = Field(default_factory=ModelStatus)
     plural: ClassVar[str] = "models"
 
 

@@ -35,6 +35,7 @@ class LaunchSpec:
     pids: int | None = None  # most processes at once (cgroup pids controller)
     gpus: list[int] = field(default_factory=list)  # indices of the GPUs handed to this attempt, exclusively
     environment: str | None = None  # directory of its built environment (a virtualenv); None: the host's
+    listen_fd: int | None = None  # a listening socket handed to the process as fd 5 (a model's replica)
 
 
 class AttemptState(StrEnum):

@@ -9,7 +9,9 @@ from runyard.store.base import EventSpec, R
 from runyard.store.environments import EnvironmentStore
 from runyard.store.events import EventStore
 from runyard.store.jobs import JobStore
+from runyard.store.model_keys import ModelKeyStore
 from runyard.store.projects import ProjectStore
+from runyard.store.registry import RegistryStore
 from runyard.store.resources import ResourceStore
 from runyard.store.snapshots import SnapshotStore
 from runyard.store.tokens import TokenStore
@@ -26,6 +28,8 @@ class Store(
     SnapshotStore,
     EnvironmentStore,
     AllocationStore,
+    RegistryStore,
+    ModelKeyStore,
 ):
     """SQLite or PostgreSQL, chosen by URL; migrated to the newest schema when opened."""
 
