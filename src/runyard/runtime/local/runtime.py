@@ -39,6 +39,7 @@ from runyard.runtime.local import limits
 from runyard.runtime.local.sandbox import Sandbox, probe, wrap
 from runyard.runtime.local.sdk import python_path, sdk_dir
 from runyard.runtime.local.shim import write_json
+from runyard.serving.protocol import LISTEN_FD
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +130,7 @@ class LocalRuntime(Runtime):
         self._private_paths = [str(Path(p).absolute()) for p in private_paths or []]
         self._lock = threading.Lock()
         self._launcher: subprocess.Popen[bytes] | None = None
+        self._fds: socket.socket | None = None  # the launcher's fd channel (see launcher.py)
         self._callbacks: list[Callable[[str], None]] = []
         self._output_callbacks: list[Callable[[str], None]] = []
         self._sock: socket.socket | None = None
@@ -199,7 +201,9 @@ class LocalRuntime(Runtime):
                 "cgroups": self._cgroups,
                 "files": files,
                 "notify": str(self.notify_path),
-            }
+                "listen_fd": LISTEN_FD if spec.listen_fd is not None else None,
+            },
+            spec.listen_fd,
         )
         if "error" in reply:
             raise LaunchError(f"could not start the run: {reply['error']}")
@@ -243,14 +247,16 @@ class LocalRuntime(Runtime):
         run_uid, attempt = adir.parent.name, int(adir.name.removeprefix("attempt-"))
         return self._handle(adir, run_uid, attempt, state.get("shim_pid"), state.get("shim_create_time"))
 
-    def _request(self, req: dict[str, Any]) -> dict[str, Any]:
-        """Send one request to the launcher, (re)starting it as needed."""
+    def _request(self, req: dict[str, Any], fd: int | None = None) -> dict[str, Any]:
+        """Send one request to the launcher, (re)starting it as needed; `fd` goes with it (SCM_RIGHTS)."""
         data = json.dumps(req).encode() + b"\n"
         with self._lock:
             for _ in range(2):
                 proc = self._ensure_launcher()
-                assert proc.stdin is not None and proc.stdout is not None
+                assert proc.stdin is not None and proc.stdout is not None and self._fds is not None
                 try:
+                    if fd is not None:
+                        socket.send_fds(self._fds, [b"f"], [fd])
                     proc.stdin.write(data)
                     proc.stdin.flush()
                     line = proc.stdout.readline()
@@ -266,16 +272,23 @@ class LocalRuntime(Runtime):
     def _ensure_launcher(self) -> subprocess.Popen[bytes]:
         if self._launcher is None or self._launcher.poll() is not None:
             self._stop_launcher()
-            self._launcher = subprocess.Popen(
-                [sys.executable, "-I", "-S", str(LAUNCHER)],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                env=run_base_env(),
-            )
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            with theirs:
+                self._launcher = subprocess.Popen(
+                    [sys.executable, "-I", "-S", str(LAUNCHER), str(theirs.fileno())],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    env=run_base_env(),
+                    pass_fds=[theirs.fileno()],
+                )
+            self._fds = ours
         return self._launcher
 
     def _stop_launcher(self, kill: bool = False) -> None:
         proc, self._launcher = self._launcher, None
+        fds, self._fds = self._fds, None
+        if fds is not None:
+            fds.close()
         if proc is None:
             return
         streams: list[IO[bytes] | None] = [proc.stdin, proc.stdout]

@@ -174,8 +174,9 @@ def exit_code(status: int, sandboxed: bool) -> int:
 
 
 class Shim:
-    def __init__(self, req: dict) -> None:
+    def __init__(self, req: dict, listen: int | None = None) -> None:
         self.req = req
+        self.listen = listen  # a listening socket handed to the run's process as fd req["listen_fd"]
         self.dir = req["dir"]
         self.state: dict = {}
         self.log_fd = -1
@@ -315,6 +316,9 @@ class Shim:
         pid, report = self._posix_spawn(env, out_w, err_w, {"limits": record, "cgroups": cgroups})
         for fd in (out_w, err_w):
             os.close(fd)
+        if self.listen is not None:  # the run's process holds it now; the shim must not keep it open
+            os.close(self.listen)
+            self.listen = None
         self.child = pid
         self._save_state(
             child_pid=pid or None,
@@ -366,6 +370,8 @@ class Shim:
                     argv = [argv[0], "--block-fd", "3", "--info-fd", "4", *argv[1:]]
                 else:
                     path, argv = HOLD[0], [*HOLD, *argv]
+            if self.listen is not None:  # bubblewrap and the holding shell pass it on as it is
+                actions.append((os.POSIX_SPAWN_DUP2, self.listen, int(self.req["listen_fd"])))
             pid = os.posix_spawn(
                 path, argv, env, file_actions=actions, setpgroup=0, setsigmask=(), setsigdef=RESET_SIGNALS
             )
@@ -573,10 +579,10 @@ class Shim:
         self._notify()
 
 
-def main(req: dict, ready_fd: int) -> None:
+def main(req: dict, ready_fd: int, listen: int | None = None) -> None:
     """Entry point in the process the launcher forked. Never returns."""
     code = 1
-    shim = Shim(req)
+    shim = Shim(req, listen)
     try:
         shim.run(ready_fd)
         code = 0
