@@ -20,7 +20,6 @@ from runyard.controller.jobs.scheduler import Scheduler
 from runyard.controller.loop import Controller
 from runyard.core.errors import Unavailable
 from runyard.runtime.local import LocalRuntime
-from runyard.serving.state import Serving
 from runyard.services.artifacts import ArtifactStore
 from runyard.services.auth import ensure_admin_token
 from runyard.services.environments import Environments
@@ -29,6 +28,8 @@ from runyard.services.node import Node
 from runyard.services.notify import Notifier
 from runyard.services.snapshots import BlobStore, snapshot_files
 from runyard.services.tracking import Tracking
+from runyard.serving.probe import Prober
+from runyard.serving.state import Serving
 from runyard.settings import (
     ControllerSettings,
     NotifySettings,
@@ -110,6 +111,7 @@ def build(
     )
     ctx.scheduler = Scheduler(ctx)
     ctx.serving = Serving(serving_settings or ServingSettings())
+    ctx.workers.append(Prober(ctx.serving, notifier.touch))
     state = AppState(
         store,
         runtime,

@@ -1,5 +1,5 @@
-"""Kinds whose controllers come later (Session, Model): their status says so, and a delete removes them,
-through a real server. The controller's resync only looks at the new and the deleted ones."""
+"""Kinds whose controllers come later (Session): their status says so, and a delete removes them, through a
+real server. The controller's resync only looks at the new and the deleted ones."""
 
 from __future__ import annotations
 
@@ -14,17 +14,16 @@ def server(tmp_path):
     srv.stop()
 
 
-def test_a_model_gets_a_status_that_says_nothing_runs_and_a_delete_removes_it(server):
+def test_a_session_gets_a_status_that_says_nothing_runs_and_a_delete_removes_it(server):
     api = server.api()
-    doc = resource("Model", "scorer", handler="predict:predict")
-    assert api.put("/models/scorer", json=doc).status_code == 201
+    assert api.put("/sessions/notebook", json=resource("Session", "notebook")).status_code == 201
     status = until(
         lambda: (
-            api.get("/models/scorer").json()["status"].get("reason") == "ControllerNotAvailable"
-            and api.get("/models/scorer").json()["status"]
+            api.get("/sessions/notebook").json()["status"].get("reason") == "ControllerNotAvailable"
+            and api.get("/sessions/notebook").json()["status"]
         ),
-        "the model never got its status",
+        "the session never got its status",
     )
-    assert status["phase"] == "Pending" and "no Model controller yet" in status["message"]
-    assert api.delete("/models/scorer").status_code == 200
-    until(lambda: api.get("/models/scorer").status_code == 404, "the deleted model is still there")
+    assert status["phase"] == "Pending" and "no Session controller yet" in status["message"]
+    assert api.delete("/sessions/notebook").status_code == 200
+    until(lambda: api.get("/sessions/notebook").status_code == 404, "the deleted session is still there")

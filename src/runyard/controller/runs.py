@@ -13,6 +13,7 @@ from datetime import timedelta
 from runyard.controller import capacity
 from runyard.controller.context import Context
 from runyard.controller.environments import environment_directory, prepare_environment
+from runyard.controller.models.replicas import listen_fd
 from runyard.controller.status import set_condition, transition
 from runyard.core.clock import now
 from runyard.core.errors import Conflict, NotFound
@@ -185,6 +186,7 @@ def _launch_spec(ctx: Context, run: Run, attempt: int) -> LaunchSpec:
         stop_grace=spec.stopGracePeriodSeconds,
         pids=spec.resources.pids or ctx.runtime_settings.default_pids,
         environment=environment_directory(ctx, run),
+        listen_fd=listen_fd(ctx, run),  # a model's replica accepts on the model's listener
     )
 
 
