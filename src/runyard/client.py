@@ -13,11 +13,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
-from runyard.rest import LogEnd, LogLine, Progress, Rest, experiment, new_run_name
+from runyard.rest import LogEnd, LogLine, Progress, Rest, experiment, model, new_run_name
 from runyard.upload import upload_snapshot
 
 if TYPE_CHECKING:  # the models (pydantic) load on the first typed answer, not at import
-    from runyard.core.resources import Event, Experiment, Resource, Run
+    from runyard.core.resources import Event, Experiment, Model, Resource, Run
 
 __all__ = [
     "ApplyResult",
@@ -339,6 +339,48 @@ class Client:
         """The nodes runs go to: capacity, allocatable, allocated (what runs hold), and each GPU with its
         model, memory, utilization and the run that holds it."""
         return self.rest.nodes()
+
+    # -- models ------------------------------------------------------------------------------------------
+
+    def deploy(
+        self,
+        name: str,
+        handler: str | None = None,
+        model_uri: str | None = None,
+        path: Path | str = ".",
+        replicas: int | None = None,
+        autoscaling: dict[str, Any] | None = None,
+        env: dict[str, str] | None = None,
+        environment: str | None = None,
+    ) -> Model:
+        """Snapshot `path` and apply a Model serving `handler` ('module:function' there) or `model_uri` (an
+        MLflow model); an existing model rolls out the change. Returns at once: its status.url answers once
+        the model is Ready."""
+        snapshot = self.upload_snapshot(Path(path))
+        doc = model(name, handler, model_uri, snapshot, replicas, autoscaling, env, None, environment)
+        return cast("Model", self.apply(doc))
+
+    def predict(self, model_name: str, body: Any, key: str | None = None) -> Any:
+        """POST `body` (JSON) to the model's URL, with this client's token or a model `key`."""
+        return self.rest.predict(model_name, body, key)
+
+    def model_metrics(self, model_name: str) -> dict:
+        """Per version: requests, errors, errorRate, p50Ms/p95Ms/p99Ms, replicas, readyReplicas, inFlight."""
+        return self.rest.model_metrics(model_name)
+
+    def rollback(self, model_name: str, version: int) -> Model:
+        """Serve `version` again (its spec becomes the model's); Conflict for a version it never had."""
+        return cast("Model", _parse(self.rest.rollback_model(model_name, version)))
+
+    def create_model_key(self, model_name: str, description: str = "") -> dict:
+        """A key for this model only: `key` in the answer is shown this once."""
+        return self.rest.create_model_key(model_name, description)
+
+    def model_keys(self, model_name: str) -> builtins.list[dict]:
+        return self.rest.model_keys(model_name)
+
+    def revoke_model_key(self, model_name: str, key_id: str) -> None:
+        self.rest.revoke_model_key(model_name, key_id)
 
 
 def _plural(kind: str | type[Resource]) -> str:

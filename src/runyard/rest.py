@@ -400,6 +400,40 @@ class Rest:
         """The nodes runs go to: capacity, what runs hold (allocated), GPUs and who holds each."""
         return self.send("GET", f"{self.base}/nodes").json()["items"]
 
+    # -- models ------------------------------------------------------------------------------------------
+
+    def predict(self, name: str, body: Any, key: str | None = None) -> Any:
+        """POST `body` to the model's URL (/invocations) with this connection's token, or a model `key`;
+        the model's JSON answer."""
+        status = self.get("models", name).get("status") or {}
+        if not status.get("url"):
+            raise Unavailable(f"model {name} has no URL yet (phase {status.get('phase') or 'Pending'})")
+        model = Rest(status["url"], key or self.token, self.project, self.timeout)
+        try:
+            return model.send("POST", f"{model.url}/invocations", body=body).json()
+        finally:
+            model.close()
+
+    def model_metrics(self, name: str) -> Document:
+        """Per version: requests, errors, errorRate, p50Ms/p95Ms/p99Ms, replicas, readyReplicas, inFlight."""
+        return self.send("GET", f"{self._item('models', name)}/metrics").json()
+
+    def rollback_model(self, name: str, version: int) -> Document:
+        """Set the model's spec to the one `version` was made from: the model as stored."""
+        url = f"{self._item('models', name)}/rollback"
+        return self.send("POST", url, body={"version": version}).json()
+
+    def create_model_key(self, name: str, description: str = "") -> Document:
+        """A new access key of the model; the answer's `key` is shown this once."""
+        url = f"{self._item('models', name)}/keys"
+        return self.send("POST", url, body={"description": description}).json()
+
+    def model_keys(self, name: str) -> Documents:
+        return self.send("GET", f"{self._item('models', name)}/keys").json()["items"]
+
+    def revoke_model_key(self, name: str, key_id: str) -> None:
+        self.send("DELETE", f"{self._item('models', name)}/keys/{urllib.parse.quote(key_id, safe='')}")
+
     # -- plumbing ----------------------------------------------------------------------------------------
 
     def send(
@@ -597,6 +631,34 @@ def experiment(
         spec["timeoutSeconds"] = timeout_seconds
     metadata = {"name": name or new_run_name(), "labels": labels or {}}
     return {"apiVersion": API_VERSION, "kind": "Experiment", "metadata": metadata, "spec": spec}
+
+
+def model(
+    name: str,
+    handler: str | None,
+    model_uri: str | None,
+    snapshot: str | None,
+    replicas: int | None = None,
+    autoscaling: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
+    resources: dict[str, Any] | None = None,
+    environment: str | None = None,
+    log_sample: float | None = None,
+) -> dict[str, Any]:
+    """The Model document `runyard models deploy` applies (unset fields keep the server's defaults)."""
+    spec: dict[str, Any] = {"handler": handler, "modelUri": model_uri, "snapshot": snapshot, "env": env or {}}
+    spec = {k: v for k, v in spec.items() if v is not None}
+    if replicas is not None:
+        spec["replicas"] = replicas
+    if autoscaling:
+        spec["autoscaling"] = autoscaling
+    if resources and any(v is not None for v in resources.values()):
+        spec["resources"] = {k: v for k, v in resources.items() if v is not None}
+    if environment:
+        spec["environment"] = environment
+    if log_sample is not None:
+        spec["requestLogging"] = {"sampleRate": log_sample}
+    return {"apiVersion": API_VERSION, "kind": "Model", "metadata": {"name": name}, "spec": spec}
 
 
 # The dependency files an environment is built from, as the server reads them at the top of a snapshot.
