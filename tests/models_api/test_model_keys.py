@@ -12,7 +12,9 @@ from tests.models_api.models_api_support import apply_model, auth, token
 from tests.support import API, ServerProcess
 
 
-def access(srv: ServerProcess, name: str, headers: dict[str, str], project: str = "default") -> httpx.Response:
+def access(
+    srv: ServerProcess, name: str, headers: dict[str, str], project: str = "default"
+) -> httpx.Response:
     return httpx.get(f"{srv.url}{API}/projects/{project}/models/{name}/access", headers=headers, timeout=30)
 
 

@@ -8,9 +8,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.models_api.models_api_support import apply_model, auth, token
 from tests.support import ServerProcess
 
+from runyard.services.model_metrics import histogram_buckets, version_doc
 from runyard.serving.protocol import BUCKETS
 from runyard.serving.state import VersionFigures
-from runyard.services.model_metrics import histogram_buckets, version_doc
 
 FIELDS = {"version", "requests", "errors", "errorRate", "p50Ms", "p95Ms", "p99Ms", "replicas"}
 FIELDS |= {"readyReplicas", "inFlight"}
