@@ -1,5 +1,5 @@
-"""A real runyard server per module (tests name what they create uniquely, so they share it) and the
-real mlflow client pointed at it as users do, through its environment."""
+"""A real runyard server per module, on SQLite and on PostgreSQL (tests name what they create uniquely, so
+they share it), the real mlflow client pointed at it as users do, and the store itself."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from collections.abc import Callable, Iterator
 import httpx
 import mlflow.tracking.fluent as fluent
 import pytest
-from tests.support import API, ServerProcess
+from tests.support import API, ServerProcess, fresh_postgres_database
 
 import mlflow
+from runyard.store import Store
 
 MLFLOW_API = "/api/2.0/mlflow"
 
@@ -21,6 +22,27 @@ def registry_server(tmp_path_factory) -> Iterator[ServerProcess]:
     srv = ServerProcess(tmp_path_factory.mktemp("registry") / "home").start()
     yield srv
     srv.stop()
+
+
+@pytest.fixture(scope="module")
+def pg_registry_server(tmp_path_factory) -> Iterator[ServerProcess]:
+    srv = ServerProcess(tmp_path_factory.mktemp("registry-pg") / "home", fresh_postgres_database()).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(params=["registry_server", "pg_registry_server"])
+def both_servers(request) -> ServerProcess:
+    """The test runs once against each of the two servers."""
+    return request.getfixturevalue(request.param)
+
+
+@pytest.fixture
+def store(store_url) -> Iterator[Store]:
+    """The store itself, on SQLite and on PostgreSQL (store_url is parametrized)."""
+    s = Store(store_url)
+    yield s
+    s.close()
 
 
 @pytest.fixture

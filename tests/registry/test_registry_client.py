@@ -66,8 +66,8 @@ def test_registered_versions_load_by_alias_and_by_number(registry_server, use_se
     assert _error(lambda: client.set_registered_model_alias(name, "best", "9")) == "RESOURCE_DOES_NOT_EXIST"
 
 
-def test_tags_descriptions_stages_search_rename_and_delete(registry_server, use_server, unique):
-    use_server(registry_server)
+def test_tags_descriptions_stages_search_rename_and_delete(both_servers, use_server, unique):
+    use_server(both_servers)
     client = MlflowClient()
     name = unique("meta")
     client.create_registered_model(name, tags={"team": "cv"}, description="first")
