@@ -18,7 +18,11 @@ ADMIN_ONLY = {
     ("DELETE", "/tokens/{token_id}"),
     ("GET", "/scheduler"),
 }
-SECRET_READS = {("GET", "/projects/{project}/jobs/{name}/webhook-secret")}  # GETs only writers may make
+# GETs only writers may make
+SECRET_READS = {
+    ("GET", "/projects/{project}/jobs/{name}/webhook-secret"),
+    ("GET", "/projects/{project}/models/{name}/keys"),
+}
 FILL = {"plural": "experiments", "name": "walk", "digest": "0" * 64, "token_id": "nope", "path": "default/x"}
 MLFLOW = ("/api/2.0/mlflow", "/api/3.0/mlflow")  # MLflow's paths answer errors in MLflow's format
 MLFLOW_READS = {"/api/2.0/mlflow/experiments/search", "/api/2.0/mlflow/runs/search"}  # POSTs that only read

@@ -44,7 +44,7 @@ def create_app(app_state: AppState) -> FastAPI:
     errors.install(app)
     app.add_middleware(BodyLimit, limit_for=limits(app_state.blobs.max_bytes, app_state.artifacts.max_bytes))
     app.include_router(meta.health)
-    app.include_router(models.prometheus)  # GET /metrics, where Prometheus looks
+    app.include_router(models.prometheus, responses=ERRORS)  # GET /metrics, where Prometheus looks
     # Order matters: the run verbs before the catch-all that names an unknown plural.
     routers = (
         meta.router,

@@ -59,9 +59,9 @@ class ModelKeyStore(StoreBase):
 
     def delete_model_key(self, model_uid: str, key_id: str) -> bool:
         """Revoke (delete) one of the model's keys; False when it has none with this id."""
-        with self.write() as s:
-            done = s.execute(delete(KEYS).where(KEYS.c.model_uid == model_uid, KEYS.c.id == key_id))
-        return bool(done.rowcount)
+        query = delete(KEYS).where(KEYS.c.model_uid == model_uid, KEYS.c.id == key_id)
+        with self.connect(write=True) as conn:
+            return bool(conn.execute(query).rowcount)
 
     def key_owner(self, key_hash: str) -> KeyOwner | None:
         """The model the key opens, when the key is known and its model (that very one) still exists:
@@ -81,5 +81,5 @@ class ModelKeyStore(StoreBase):
 
     def delete_model_keys(self, model_uid: str) -> None:
         """Every key of a model that is gone."""
-        with self.write() as s:
-            s.execute(delete(KEYS).where(KEYS.c.model_uid == model_uid))
+        with self.connect(write=True) as conn:
+            conn.execute(delete(KEYS).where(KEYS.c.model_uid == model_uid))

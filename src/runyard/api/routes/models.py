@@ -118,5 +118,5 @@ def prometheus_metrics(s: AppState = STATE, who: Principal = READ) -> Response:
     _request_duration_seconds (histogram), _replicas, _ready_replicas, _in_flight, labelled project,
     model and version. Any valid token may scrape: an admin token (or one without a project) sees every
     project's models, a project's token that project's only."""
-    body = generate_latest(ModelCollector(s.store, s.serving, who.sees))  # type: ignore[arg-type]
+    body = generate_latest(ModelCollector(s.store, s.serving, who.sees))
     return Response(body, media_type=CONTENT_TYPE_LATEST)
