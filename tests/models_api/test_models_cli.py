@@ -13,6 +13,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from tests.cli.helpers import runyard_cli
+from tests.models_api.models_api_support import token
 from tests.support import ServerProcess, until
 
 SERVE = """
@@ -54,8 +55,8 @@ def predicted(srv: ServerProcess) -> dict:
     return json.loads(ok(srv, "models", "predict", "adder", '{"x": [1, 2, 3]}'))
 
 
-def served_requests(srv: ServerProcess, version: int) -> float:
-    text = httpx.get(f"{srv.url}/metrics", headers={"Authorization": f"Bearer {srv.token}"}).text
+def served_requests(srv: ServerProcess, version: int, token: str | None = None) -> float:
+    text = httpx.get(f"{srv.url}/metrics", headers={"Authorization": f"Bearer {token or srv.token}"}).text
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             wanted = {"project": "default", "model": "adder", "version": str(version)}
@@ -87,6 +88,8 @@ def test_deploy_predict_keys_status_redeploy_and_roll_back(srv: ServerProcess, t
     assert json.loads(ok(srv, "models", "predict", "adder", '{"x": [5]}', "--key", key["key"]))["sum"] == 5
 
     until(lambda: served_requests(srv, 1) >= 3, "Prometheus counts version 1's requests")
+    assert served_requests(srv, 1, token(srv, "viewer", "elsewhere")) == 0  # another project's models
+    assert served_requests(srv, 1, token(srv, "viewer", "default")) >= 3
     status = json.loads(ok(srv, "models", "status", "adder", "-o", "json"))
     v1 = next(v for v in status["metrics"]["versions"] if v["version"] == 1)
     assert v1["requests"] >= 3 and v1["readyReplicas"] == 1 and v1["p50Ms"] is not None
