@@ -51,20 +51,21 @@ def model_doc(name: str, snap: str, **spec) -> dict:
 
 
 def wait_status(api: httpx.Client, name: str, check, what: str, timeout: float = 60) -> dict:
-    def look():
-        st = api.get(f"/models/{name}").json().get("status") or {}
-        return st if check(st) else None
+    last: list[dict] = []
 
-    return until(look, what, timeout)
+    def look():
+        last[:] = [api.get(f"/models/{name}").json().get("status") or {}]
+        return last[0] if check(last[0]) else None
+
+    try:
+        return until(look, what, timeout)
+    except AssertionError as exc:
+        shown = {k: v for k, v in last[0].items() if k not in ("versions", "conditions")}
+        raise AssertionError(f"{exc}; status: {shown}") from None
 
 
 def ready(st: dict) -> bool:
     return st.get("phase") == "Ready" and st.get("readyReplicas", 0) >= st.get("desiredReplicas", 1)
-
-
-def replicas(api: httpx.Client, name: str, version: int) -> list[dict]:
-    selector = f"runyard.dev/model={name},runyard.dev/model-version={version}"
-    return api.get("/runs", params={"labelSelector": selector}).json()["items"]
 
 
 def replicas(api: httpx.Client, name: str, version: int) -> list[dict]:
@@ -104,9 +105,11 @@ class Hammer:
         return sum(self.versions.values()) + len(self.failures)
 
     def _run(self) -> None:
+        headers = {"Authorization": f"Bearer {self.token}", "Connection": "close"}
+        client = httpx.Client(headers=headers, timeout=30)
         while not self._stop.is_set():
             try:
-                resp = predict(self.url, self.token, self.body)
+                resp = client.post(self.url + "/invocations", json=self.body)
                 outcome = resp.json()["version"] if resp.status_code == 200 else None
                 failure = None if outcome else f"{resp.status_code} {resp.text[:200]}"
             except (httpx.HTTPError, ValueError, KeyError) as exc:

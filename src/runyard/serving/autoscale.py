@@ -16,7 +16,7 @@ class ScaleMemory:
 
 
 def desired_replicas(
-    spec: ModelSpec, current: int, in_flight: int, idle_seconds: float, mono: float, memory: ScaleMemory
+    spec: ModelSpec, current: int, in_flight: float, idle_seconds: float, mono: float, memory: ScaleMemory
 ) -> int:
     """`current`: the replicas desired so far; `idle_seconds`: since the last request (or activation)."""
     auto = spec.autoscaling

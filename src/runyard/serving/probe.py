@@ -98,6 +98,7 @@ class Prober:
                 status, _ = ask(rep.run_uid, rep.attempt, "/ready")
                 metrics = ask(rep.run_uid, rep.attempt, "/metrics")[1] if status else None
                 changed |= self.serving.observe(model_uid, rep, status == 200, metrics)
+            self.serving.probed(model_uid)
             if changed:
                 self.wake(model_uid)
 

@@ -8,6 +8,7 @@ import secrets
 import socket
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 from runyard.serving.listeners import bind_listener
@@ -15,6 +16,7 @@ from runyard.serving.protocol import BUCKETS
 from runyard.settings import ServingSettings
 
 LIVENESS_FAILURES = 3  # /ready failing this many probes in a row on a replica that was ready: replace it
+LOAD_WINDOW_PROBES = 10  # the autoscaler reads the requests in flight averaged over this many probe rounds
 
 
 @dataclass
@@ -82,6 +84,7 @@ class _Model:
     last_activity: float = field(default_factory=time.time)  # epoch of the last request seen (or start)
     idle: bool = False  # no replica: the prober watches the listener for a connection that waits
     replicas: dict[Replica, ReplicaHealth] = field(default_factory=dict)
+    load: deque[int] = field(default_factory=lambda: deque(maxlen=LOAD_WINDOW_PROBES))  # in flight per round
     gone: dict[int, VersionFigures] = field(default_factory=dict)  # counts of replicas no longer watched
 
 
@@ -162,9 +165,33 @@ class Serving:
                 return health
         return None
 
+    def in_flight(self, model_uid: str) -> float:
+        """Requests in flight over all the model's replicas, averaged over the last LOAD_WINDOW_PROBES
+        probe rounds: one round's count is noisy."""
+        with self._lock:
+            held = self._models.get(model_uid)
+            if held is None or not held.load:
+                return 0.0
+            return sum(held.load) / len(held.load)
+
+    def probed(self, model_uid: str) -> None:
+        """A probe round of the model's replicas is over: sample the requests in flight."""
+        with self._lock:
+            held = self._models.get(model_uid)
+            if held is None:
+                return
+            total = sum(int((h.metrics or {}).get("in_flight") or 0) for h in held.replicas.values())
+            held.load.append(total)
+
     def last_activity(self, model_uid: str) -> float:
         held = self._models.get(model_uid)
         return held.last_activity if held else time.time()
+
+    def mark_active(self, model_uid: str) -> None:
+        """Idle time starts over: a model is idle only while it serves, not while its replicas start."""
+        held = self._models.get(model_uid)
+        if held is not None:
+            held.last_activity = time.time()
 
     def set_idle(self, model_uid: str, idle: bool) -> None:
         held = self._models.get(model_uid)

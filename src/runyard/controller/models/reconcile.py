@@ -112,6 +112,8 @@ def reconcile_model(ctx: Context, model: Model) -> float | None:
     ]  # fmt: skip
     others = [r for r in active if r not in mine]
     ready = [r for r in mine if _ready(serving, model, r)]
+    if st.desiredReplicas and not ready:  # idle time counts while it serves, not while it starts
+        serving.mark_active(model.uid)
     desired = _desired(serving, model, st, mono, mem)
     if desired != st.desiredReplicas and st.observedGeneration is not None:
         events.append(("Scaled", f"desired replicas {st.desiredReplicas} -> {desired}"))
@@ -195,8 +197,7 @@ def _unhealthy(ctx: Context, serving: Serving, model: Model, run: Run) -> str | 
 
 
 def _desired(serving: Serving, model: Model, st: ModelStatus, mono: float, mem: _Memory) -> int:
-    figures = serving.figures(model.uid)
-    in_flight = sum(f.in_flight for f in figures.values())
+    in_flight = serving.in_flight(model.uid)
     idle = time.time() - serving.last_activity(model.uid)
     return desired_replicas(model.spec, st.desiredReplicas, in_flight, idle, mono, mem.scale)
 
