@@ -335,7 +335,7 @@ def rollback(ctx: click.Context, name: str, version: int, no_wait: bool, timeout
 # -- keys ------------------------------------------------------------------------------------------------
 
 
-@models.group(cls=RunyardGroup)
+@models.group(cls=RunyardGroup, short_help="Create, list and revoke a model's access keys.")
 def keys() -> None:
     """Access keys: each lets its holder call one model (send it as 'Authorization: Bearer KEY')."""
 
