@@ -48,6 +48,20 @@ def test_uris_resolve_to_the_versions_files(store, touched):
     assert resolve_model_uri(store, P, "models:/iris@champion") == "file:///models/iris/3"
 
 
+def test_a_version_registered_from_another_keeps_its_files(store, touched):
+    registry, _ = touched
+    _registered(registry, "iris", 2)
+    registry.set_alias(P, "iris", "champion", "1")
+    registry.create_model(P, "iris-prod")
+    copied = registry.create_version(P, "iris-prod", "models:/iris@champion")
+    assert copied["source"] == "models:/iris@champion"
+    assert registry.download_uri(P, "iris-prod", copied["version"]) == "file:///models/iris/1"
+    with pytest.raises(Invalid, match="source"):
+        registry.create_version(P, "iris-prod", "models:/iris/1/MLmodel")
+    with pytest.raises(NotFound, match="logged model"):
+        registry.create_version(P, "iris-prod", "models:/m-00000000000000000000000000000000")
+
+
 @pytest.mark.parametrize(
     ("uri", "error", "named"),
     [

@@ -141,9 +141,9 @@ def render_model(model: RegisteredModelRow, versions: Iterable[ModelVersionRow])
     return out | ({"description": model.description} if model.description else {})
 
 
-def parse_models_uri(uri: str) -> tuple[str, str] | None:
+def parse_models_uri(uri: str, field: str = "modelUri") -> tuple[str, str] | None:
     """(name, reference) of models:/NAME/VERSION|STAGE|latest or models:/NAME@alias (reference "@alias");
-    None for any other URI, a logged model's models:/<model_id> included."""
+    None for any other URI, a logged model's models:/<model_id> included. Invalid naming `field`."""
     if not uri.startswith("models:/"):
         return None
     path = uri[len("models:/") :].strip("/")
@@ -155,9 +155,7 @@ def parse_models_uri(uri: str) -> tuple[str, str] | None:
     else:
         return None
     if not name or ref in ("", "@") or "/" in ref:
-        raise _bad(
-            "modelUri", f"{uri!r}: use models:/NAME/VERSION, models:/NAME/latest or models:/NAME@alias"
-        )
+        raise _bad(field, f"{uri!r}: use models:/NAME/VERSION, models:/NAME/latest or models:/NAME@alias")
     return name, ref
 
 
@@ -263,7 +261,6 @@ class Registry:
         )
         if self.store.add_registered_model(row) is None:
             raise Conflict(f"Registered Model (name={name}) already exists.")
-        self._changed(project, name)  # a Model may have been waiting for it
         return render_model(row, [])
 
     def get_model(self, project: str, name: str) -> dict:
@@ -410,12 +407,12 @@ class Registry:
             raise Invalid(
                 "Missing value for required parameter 'source'", [FieldError("source", "is required")]
             )
-        location = source
-        logged_id = source[len("models:/") :].strip("/") if source.startswith("models:/") else None
-        if logged_id is not None and parse_models_uri(source) is None:
-            model_id = model_id or logged_id
-        elif logged_id is not None:
+        location, logged_id = source, None
+        if parse_models_uri(source, "source") is not None:  # another registered version
             location = resolve_model_uri(self.store, project, source)
+        elif source.startswith("models:/"):  # a logged model: models:/<model_id>
+            logged_id = source[len("models:/") :].strip("/")
+            model_id = model_id or logged_id
         elif source.startswith("runs:/"):
             run, _, path = source[len("runs:/") :].partition("/")
             ref = self.tracking.run(run)

@@ -163,7 +163,7 @@ class RegistryStore(StoreBase):
         return True
 
 
-def _named(project: str, name: str) -> Select[tuple[RegisteredModelRow]]:
+def _named(project: str, name: str) -> Select[RegisteredModelRow]:
     return select(RegisteredModelRow).where(
         RegisteredModelRow.project == project, RegisteredModelRow.name == name
     )

@@ -85,7 +85,11 @@ async def rename_registered_model(request: Request, who: Principal = WRITE, s: A
 
 @router.delete("/registered-models/delete")
 async def delete_registered_model(request: Request, who: Principal = WRITE, s: AppState = STATE) -> dict:
-    return await _answer(request, who, s, lambda f, r, p: r.delete_model(p, _name(f)) or {})
+    def call(f: Fields, r: Registry, p: str) -> dict:
+        r.delete_model(p, _name(f))
+        return {}
+
+    return await _answer(request, who, s, call)
 
 
 @router.get("/registered-models/search")
@@ -189,7 +193,11 @@ async def update_model_version(request: Request, who: Principal = WRITE, s: AppS
 
 @router.delete("/model-versions/delete")
 async def delete_model_version(request: Request, who: Principal = WRITE, s: AppState = STATE) -> dict:
-    return await _answer(request, who, s, lambda f, r, p: r.delete_version(p, _name(f), _version(f)) or {})
+    def call(f: Fields, r: Registry, p: str) -> dict:
+        r.delete_version(p, _name(f), _version(f))
+        return {}
+
+    return await _answer(request, who, s, call)
 
 
 @router.get("/model-versions/search")
