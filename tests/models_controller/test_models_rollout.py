@@ -17,6 +17,8 @@ from tests.models_controller.serving_support import (
 )
 from tests.support import until
 
+from runyard.client import Client
+
 
 @pytest.fixture
 def server(tmp_path):
@@ -65,3 +67,25 @@ def test_a_rolling_update_under_load_fails_no_request_and_a_rollback_reuses_the_
     until(lambda: api.get("/models/scorer").status_code == 404, "the deleted model is still there")
     with pytest.raises(httpx.ConnectError):
         predict(st["url"], server.token, {"x": 3}, timeout=5)
+
+
+def test_a_version_that_never_gets_ready_leaves_traffic_on_the_current_one_and_says_why(server, tmp_path):
+    api = server.api()
+    one = snapshot(server, tmp_path / "v1", "one")
+    assert api.put("/models/steady", json=model_doc("steady", one)).status_code == 201
+    st = wait_status(api, "steady", ready, "the model never got ready")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "predict.py").write_text("raise RuntimeError('this version cannot load')\n")
+    snap = Client(server.url, server.token).upload_snapshot(broken)
+    assert api.put("/models/steady", json=model_doc("steady", snap)).status_code == 200
+    stalled = wait_status(api, "steady", lambda s: s.get("reason") == "RolloutStalled", "no stall reported")
+    assert stalled["phase"] == "Updating" and stalled["currentVersion"] == 1 and stalled["targetVersion"] == 2
+    assert "version 1 keeps serving" in stalled["message"]
+    warning = next(
+        e for e in api.get("/models/steady/events").json()["items"] if e["reason"] == "RolloutStalled"
+    )
+    assert warning["type"] == "Warning"
+    for i in range(10):
+        assert predict(st["url"], server.token, {"x": i}).json() == {"version": "one", "echo": i}
+    assert {r["status"]["phase"] for r in replicas(api, "steady", 1)} == {"Running"}
