@@ -149,3 +149,47 @@ def test_sampled_requests_are_logged_as_json_lines(
         assert records[1]["request"] == "oops" and records[1]["status"] == 400
     finally:
         r.stop()
+
+
+def read_response(sock: socket.socket, buf: bytearray) -> tuple[bytes, dict[str, str], bytes]:
+    """One response from `sock` (what follows it stays in `buf`): status line, headers, body."""
+    while b"\r\n\r\n" not in buf:
+        chunk = sock.recv(65536)
+        assert chunk, bytes(buf)
+        buf += chunk
+    head, _, rest = bytes(buf).partition(b"\r\n\r\n")
+    status, *lines = head.decode().split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+    length = int(headers.get("content-length", 0))
+    while len(rest) < length:
+        chunk = sock.recv(65536)
+        assert chunk
+        rest += chunk
+    buf[:] = rest[length:]
+    return status.encode(), headers, rest[:length]
+
+
+def test_pipelining_expect_continue_and_http_1_0(replica: Replica, listener: socket.socket):
+    def post(body: bytes, version: str = "1.1", extra: str = "") -> bytes:
+        return (
+            f"POST /predict HTTP/{version}\r\nHost: m\r\nAuthorization: Bearer {GOOD}\r\n"
+            f"Content-Length: {len(body)}\r\n{extra}\r\n"
+        ).encode() + body
+
+    with socket.create_connection(listener.getsockname(), timeout=10) as s:
+        buf = bytearray()
+        s.sendall(post(b'{"x": 1}') + post(b'{"x": 2}') + post(b"nope"))  # three at once, answered in order
+        answers = [read_response(s, buf) for _ in range(3)]
+        assert [a[0][9:12] for a in answers] == [b"200", b"200", b"400"]
+        assert [json.loads(a[2]).get("y") for a in answers[:2]] == [2, 4]
+        s.sendall(post(b'{"x": 3}', extra="Expect: 100-continue\r\n")[: -len(b'{"x": 3}')])
+        status, _, _ = read_response(s, buf)
+        assert status == b"HTTP/1.1 100 Continue"
+        s.sendall(b'{"x": 3}')
+        status, headers, body = read_response(s, buf)
+        assert status == b"HTTP/1.1 200 OK" and json.loads(body)["y"] == 6 and "connection" not in headers
+    with socket.create_connection(listener.getsockname(), timeout=10) as s:
+        s.sendall(post(b'{"x": 4}', version="1.0"))
+        status, headers, body = read_response(s, bytearray())
+        assert json.loads(body)["y"] == 8 and headers["connection"] == "close"
+        assert s.recv(10) == b""  # closed after the answer

@@ -151,6 +151,8 @@ class HttpConnection(asyncio.Protocol):
                 self._fail(413, "too_large", f"the body is over the limit of {self.server.max_body} bytes")
                 return None
             self.head = (end + 4, parts[0], parts[1], parts[2].encode(), headers, length)
+            if headers.get("expect", "").lower() == "100-continue" and len(buf) < end + 4 + length:
+                self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # type: ignore[union-attr]
         start, method, target, version, headers, length = self.head
         if len(buf) < start + length:
             return None

@@ -219,7 +219,7 @@ def main() -> None:
     metrics = Metrics()
     admin = AdminServer(config.admin, metrics)
     admin.start()
-    # a stop while loading: exit at once (the default action of SIGTERM), nothing to drain yet
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))  # stopped while loading: nothing to drain yet
     model = load(config.handler, config.source)
     access = AccessCheck(config.api_url, config.project, config.model, config.auth_ttl)
     loop = _event_loop()

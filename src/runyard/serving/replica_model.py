@@ -54,7 +54,8 @@ class MlflowModel:
         self.native = None
         if "sklearn" in self.pyfunc.metadata.flavors:
             self.native = self.pyfunc.get_raw_model()
-            self.features = list(getattr(self.native, "feature_names_in_", []) or [])
+            names = getattr(self.native, "feature_names_in_", None)  # fitted on a DataFrame
+            self.features = [] if names is None else [str(n) for n in names]
             # predicting on a numpy array what was fitted on a DataFrame warns, once per call site
             warnings.filterwarnings("ignore", message="X does not have valid feature names")
         import numpy
@@ -107,7 +108,7 @@ class MlflowModel:
         s = self._scoring
         from mlflow.exceptions import MlflowException
 
-        data = {k: v for k, v in payload.items() if k in s.SUPPORTED_FORMATS}
+        data = {k: v for k, v in payload.items() if k != "params"}
         params = payload.get("params")
         try:
             parsed = s.infer_and_parse_data(data, self.schema)
