@@ -31,7 +31,6 @@ SETTINGS = {
     "RUNYARD_SERVING_PROBE_SECONDS": "0.2",
     "RUNYARD_SERVING_DRAIN_SECONDS": "5",
     "RUNYARD_SERVING_AUTH_CACHE_SECONDS": "60",  # a killed server's replicas keep trusting what it said
-    "RUNYARD_RUNTIME_SANDBOX": "off",
 }
 
 
