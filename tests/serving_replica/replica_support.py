@@ -89,7 +89,15 @@ class Replica:
 
     count = 0
 
-    def __init__(self, listener: socket.socket, workdir: Path, api_url: str, **env: str) -> None:
+    def __init__(
+        self,
+        listener: socket.socket,
+        workdir: Path,
+        api_url: str,
+        python: list[str] | None = None,
+        **env: str,
+    ) -> None:
+        """`python`: the interpreter's command line (default: this one's)."""
         Replica.count += 1
         self.uid = f"t{os.getpid()}x{Replica.count}"
         self.admin = protocol.admin_socket(self.uid, 1)
@@ -108,7 +116,7 @@ class Replica:
         fd = listener.fileno()
         with open(self.out, "wb") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "runyard.serving.replica"],
+                [*(python or [sys.executable]), "-m", "runyard.serving.replica"],
                 cwd=workdir,
                 env=full,
                 stdout=out,

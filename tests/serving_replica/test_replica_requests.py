@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import pytest
 from tests.serving_replica.replica_support import GOOD, OTHER, AccessServer, Replica, client
 from tests.support import until
 
+import runyard
 from runyard.serving.protocol import BUCKETS
 
 
@@ -193,3 +196,25 @@ def test_pipelining_expect_continue_and_http_1_0(replica: Replica, listener: soc
         status, headers, body = read_response(s, bytearray())
         assert json.loads(body)["y"] == 8 and headers["connection"] == "close"
         assert s.recv(10) == b""  # closed after the answer
+
+
+def test_runs_on_a_bare_python_without_runyards_dependencies(
+    listener: socket.socket, project: Path, access: AccessServer
+):
+    """A project's environment may hold none of runyard's dependencies (nor uvloop): the replica needs
+    only the standard library."""
+    bare = Path(sys.base_prefix) / "bin" / "python3"
+    src = Path(runyard.__file__).resolve().parents[1]
+    probe = subprocess.run([str(bare), "-S", "-c", "import pydantic"], capture_output=True)
+    assert probe.returncode != 0  # -S: no site-packages at all
+    r = Replica(
+        listener, project, access.url, python=[str(bare), "-S"], PYTHONPATH=str(src),
+        RUNYARD_MODEL_HANDLER="handlers:slow",
+    ).wait_ready()  # fmt: skip
+    try:
+        with client(url(listener)) as c:
+            assert c.post("/predict", json={"x": 7}).json() == {"y": 14, "pid": r.proc.pid}
+            assert c.post("/predict", content=b"{").status_code == 400
+        assert r.metrics()["requests"] == 2
+    finally:
+        r.stop()
