@@ -11,7 +11,7 @@ import sys
 
 import pytest
 from tests.models_controller.serving_support import predict, ready, start_server, wait_status
-from tests.support import resource
+from tests.support import resource, until
 
 pytestmark = pytest.mark.timeout(600)  # logging models with MLflow takes a while on a busy box
 
@@ -65,5 +65,21 @@ def test_a_model_follows_its_alias_and_rolls_when_the_alias_moves(tmp_path):
         assert st["versions"][1]["source"] != first and _slope(st["url"], server.token) == 3.0
         events = json.dumps(api.get("/models/line/events").json()["items"])
         assert events.count("VersionCreated") == 2
+    finally:
+        server.stop()
+
+
+def test_a_model_naming_no_registered_model_fails_saying_which(tmp_path):
+    server = start_server(tmp_path / "home")
+    try:
+        api = server.api()
+        doc = resource("Model", "ghost", modelUri="models:/nothing@champion", environment="system")
+        assert api.put("/models/ghost", json=doc).status_code == 201
+        st = wait_status(api, "ghost", lambda s: s.get("phase") == "Failed", "the model did not fail")
+        assert st["reason"] == "ModelNotFound" and "'nothing'" in st["message"] and not st.get("versions")
+        events = api.get("/models/ghost/events").json()["items"]
+        assert [e["type"] for e in events if e["reason"] == "ModelNotFound"] == ["Warning"]
+        assert api.delete("/models/ghost").status_code == 200
+        until(lambda: api.get("/models/ghost").status_code == 404, "the failed model was not deleted")
     finally:
         server.stop()

@@ -70,14 +70,20 @@ def reconcile_model(ctx: Context, model: Model) -> float | None:
     if m.deletionTimestamp is not None:
         return _delete(ctx, model, runs)
     st = model.status.model_copy(deep=True)
+    events: list[EventSpec] = []
+    unresolved, new = None, False
     try:
         source = resolve_source(ctx.store, m.project, model.spec.modelUri)
-    except (Invalid, NotFound) as exc:
-        return _unresolvable(ctx, model, st, str(exc))
-    events: list[EventSpec] = []
+    except (Invalid, NotFound) as exc:  # the version serving (if any) goes on serving
+        unresolved = str(exc)
+        serving_now = next((v for v in st.versions if v.version == st.currentVersion), None)
+        if serving_now is None:
+            return _unresolvable(ctx, model, st, unresolved)
+        version = serving_now
     st.port = serving.listener(model.uid, st.port).getsockname()[1]
     st.url = serving.url(st.port)
-    version, new = version_for(st, model.spec, source)
+    if unresolved is None:
+        version, new = version_for(st, model.spec, source)
     if new:
         via = f" ({source})" if source and source != model.spec.modelUri else ""
         events.append(("VersionCreated", f"version {version.version} created from the spec{via}"))
@@ -153,6 +159,10 @@ def reconcile_model(ctx: Context, model: Model) -> float | None:
     st.runs = [r.metadata.name for r in mine + others]
     timeout = serving.settings.ready_timeout_seconds
     events += _phase(st, model, mem, target, desired, len(ready), mono, timeout)
+    if unresolved is not None:
+        st.reason, st.message = "ModelNotFound", f"{unresolved}; version {version.version} keeps serving"
+        if model.status.reason != "ModelNotFound":
+            events.append(("ModelNotFound", st.message, "Warning"))
     if events or st.model_dump(mode="json") != model.status.model_dump(mode="json"):
         model.status = st
         ctx.save(model, *events)
@@ -245,7 +255,7 @@ def _phase(
 
 
 def _unresolvable(ctx: Context, model: Model, st: ModelStatus, why: str) -> float:
-    """The spec names a model that cannot be found: say so; the replicas serving go on serving."""
+    """The spec names a model that cannot be found, and no version was ever made: nothing to serve."""
     if (st.phase, st.message) != ("Failed", why):
         st.phase, st.reason, st.message = "Failed", "ModelNotFound", why
         model.status = st
