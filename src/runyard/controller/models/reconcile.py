@@ -23,7 +23,7 @@ from runyard.core.errors import Invalid, NotFound
 from runyard.core.phases import Phase
 from runyard.core.resources import Model, ModelStatus, Run
 from runyard.serving.autoscale import ScaleMemory, desired_replicas
-from runyard.serving.state import LIVENESS_FAILURES, Replica, Serving
+from runyard.serving.state import LIVENESS_FAILURES, Replica, ReplicaHealth, Serving
 from runyard.store import EventSpec
 
 BACKOFF_FIRST, BACKOFF_CAP, HEALTHY_RESET = 0.5, 60.0, 60.0  # seconds
@@ -100,16 +100,16 @@ def reconcile_model(ctx: Context, model: Model) -> float | None:
     _watch(serving, model, live)
     active = [r for r in live if not r.spec.stopRequested]
     for run in list(active):
-        why = _unhealthy(ctx, serving, model, run)
-        if why:
+        unhealthy = _unhealthy(serving, model, run)
+        if unhealthy:
             active.remove(run)
-            delay = mem.failed(version_of(run), f"replica {run.metadata.name} {why}", mono)
-            stop_replica(ctx, run, f"{why}; replaced")
+            text = f"replica {run.metadata.name} {unhealthy}"
+            delay = mem.failed(version_of(run), text, mono)
+            stop_replica(ctx, run, f"{unhealthy}; replaced")
             att = run.status.attempts[-1]
             if att.handle:
                 ctx.runtime.stop(att.handle, 0)  # it may hold connections it never answers
-            events.append(("ReplicaRestarted", f"replica {run.metadata.name} {why}; replaced in {delay:g}s",
-                           "Warning"))  # fmt: skip
+            events.append(("ReplicaRestarted", f"{text}; replaced in {delay:g}s", "Warning"))
 
     token = serving.listener_token(model.uid)
     mine = [
@@ -128,8 +128,8 @@ def reconcile_model(ctx: Context, model: Model) -> float | None:
     if len(mine) < desired and mono >= mem.next_start:
         for _ in range(desired - len(mine)):
             mine.append(create_replica(ctx, model, version))
-    elif len(mine) > desired:  # the not ready first, then the newest
-        extra = sorted(mine, key=lambda r: (r in ready, r.metadata.creationTimestamp), reverse=False)
+    elif len(mine) > desired:  # the not ready first, then the oldest
+        extra = sorted(mine, key=lambda r: (r in ready, r.metadata.creationTimestamp))
         for run in extra[: len(mine) - desired]:
             stop_replica(ctx, run, "scaled down")
             mine.remove(run)
@@ -181,7 +181,7 @@ def _watch(serving: Serving, model: Model, live: list[Run]) -> None:
     )
 
 
-def _health(serving: Serving, model: Model, run: Run):
+def _health(serving: Serving, model: Model, run: Run) -> ReplicaHealth | None:
     if run.status.phase != Phase.RUNNING or not run.status.attempts:
         return None
     return serving.health(model.uid, run.uid, run.status.attempts[-1].attempt)
@@ -192,7 +192,7 @@ def _ready(serving: Serving, model: Model, run: Run) -> bool:
     return bool(health and health.ready)
 
 
-def _unhealthy(ctx: Context, serving: Serving, model: Model, run: Run) -> str | None:
+def _unhealthy(serving: Serving, model: Model, run: Run) -> str | None:
     """Why a running replica must be replaced: it stopped answering /ready, or never got ready in time."""
     health = _health(serving, model, run)
     if health is None:

@@ -36,7 +36,9 @@ def listen_fd(ctx: Context, run: Run) -> int | None:
 
 
 def create_replica(ctx: Context, model: Model, version: ModelVersion) -> Run:
-    m, settings = model.metadata, ctx.serving.settings  # type: ignore[union-attr]
+    serving = ctx.serving
+    assert serving is not None
+    m, settings = model.metadata, serving.settings
     spec = ModelSpec(**version.spec)
     env = {
         **spec.env,
@@ -56,7 +58,7 @@ def create_replica(ctx: Context, model: Model, version: ModelVersion) -> Run:
             name=name,
             project=m.project,
             labels={protocol.MODEL_LABEL: m.name, protocol.VERSION_LABEL: str(version.version)},
-            annotations={LISTENER_ANNOTATION: ctx.serving.listener_token(m.uid) or ""},  # type: ignore[union-attr]
+            annotations={LISTENER_ANNOTATION: serving.listener_token(model.uid) or ""},
             ownerReferences=[OwnerReference(kind="Model", name=m.name, uid=m.uid)],
         ),
         spec=RunSpec(
