@@ -17,6 +17,7 @@ import json
 import socket
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
+from itertools import islice
 
 MAX_HEAD = 64 * 1024
 DRAIN_QUIET = 0.2  # seconds a keep-alive connection must be idle before a drain closes it
@@ -53,7 +54,7 @@ class HttpConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.buf = bytearray()
         self.busy = False  # a request is being answered (asynchronously)
-        self.head: tuple[int, str, str, bytes, dict[str, str], int] | None = None  # parsed, awaiting body
+        self.head: tuple | None = None  # a parsed request head, awaiting its body
         self.last_active = 0.0
 
     # -- asyncio callbacks -------------------------------------------------------------------------------
@@ -118,50 +119,60 @@ class HttpConnection(asyncio.Protocol):
     def _parse(self) -> Request | None:
         """The next complete request in the buffer, or None (more to come, or the connection failed)."""
         buf = self.buf
-        if self.head is None:
+        head = self.head
+        if head is None:
             end = buf.find(b"\r\n\r\n")
             if end < 0:
                 if len(buf) > MAX_HEAD:
                     self._fail(431, "headers_too_large", f"the request head is over {MAX_HEAD} bytes")
                 return None
-            lines = bytes(buf[:end]).decode("latin-1").split("\r\n")
-            parts = lines[0].split(" ")
-            if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-                self._fail(400, "bad_request", "not an HTTP/1.x request line")
+            head = self._parse_head(buf, end)
+            if head is None:
                 return None
-            headers = {}
-            for line in lines[1:]:
-                name, sep, value = line.partition(":")
-                if not sep:
-                    self._fail(400, "bad_request", f"malformed header line {line[:80]!r}")
-                    return None
-                headers[name.strip().lower()] = value.strip()
-            if "transfer-encoding" in headers:
-                message = "chunked request bodies are not supported: send Content-Length"
-                self._fail(501, "not_implemented", message)
+        start, method, target, keep_alive, headers, length = head
+        stop = start + length
+        if len(buf) < stop:
+            self.head = head
+            return None
+        self.head = None
+        body = bytes(buf[start:stop])
+        del buf[:stop]
+        return Request(method, target, headers, body, keep_alive)
+
+    def _parse_head(self, buf: bytearray, end: int) -> tuple | None:
+        lines = buf[:end].decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ")
+        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+            self._fail(400, "bad_request", "not an HTTP/1.x request line")
+            return None
+        headers = {}
+        for line in islice(lines, 1, None):
+            name, sep, value = line.partition(":")
+            if not sep:
+                self._fail(400, "bad_request", f"malformed header line {line[:80]!r}")
                 return None
-            try:
-                length = int(headers.get("content-length", 0))
-                if length < 0:
-                    raise ValueError
-            except ValueError:
-                self._fail(400, "bad_request", "Content-Length is not a non-negative integer")
-                return None
+            headers[name.lower()] = value.strip()
+        if "transfer-encoding" in headers:
+            self._fail(
+                501, "not_implemented", "chunked request bodies are not supported: send Content-Length"
+            )
+            return None
+        length = headers.get("content-length")
+        if length is None:
+            length = 0
+        elif not length.isdigit():
+            self._fail(400, "bad_request", "Content-Length is not a non-negative integer")
+            return None
+        else:
+            length = int(length)
             if length > self.server.max_body:
                 self._fail(413, "too_large", f"the body is over the limit of {self.server.max_body} bytes")
                 return None
-            self.head = (end + 4, parts[0], parts[1], parts[2].encode(), headers, length)
-            if headers.get("expect", "").lower() == "100-continue" and len(buf) < end + 4 + length:
-                self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # type: ignore[union-attr]
-        start, method, target, version, headers, length = self.head
-        if len(buf) < start + length:
-            return None
-        self.head = None
-        body = bytes(buf[start : start + length])
-        del buf[: start + length]
+        if headers.get("expect", "").lower() == "100-continue" and len(buf) < end + 4 + length:
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # type: ignore[union-attr]
         connection = headers.get("connection", "").lower()
-        keep_alive = connection != "close" if version == b"HTTP/1.1" else connection == "keep-alive"
-        return Request(method, target, headers, body, keep_alive)
+        keep_alive = connection != "close" if parts[2] == "HTTP/1.1" else connection == "keep-alive"
+        return end + 4, parts[0], parts[1], keep_alive, headers, length
 
     def _fail(self, status: int, code: str, message: str) -> None:
         """Answer an unreadable request and close: what follows it on the connection cannot be framed."""

@@ -37,7 +37,7 @@ PREDICT_PATHS = frozenset(("/invocations", "/predict"))
 HEALTH_PATHS = frozenset(("/health", "/ping"))
 HEALTHY = (200, b'{"status":"ok"}')
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-_loads = json.loads
+_decode = json.JSONDecoder().decode
 _clock = time.perf_counter
 
 
@@ -127,7 +127,7 @@ class Replica:
 
     def _predict(self, body: bytes) -> Response:
         try:
-            payload = _loads(body)
+            payload = _decode(body.decode())
         except ValueError as e:  # UnicodeDecodeError is one too
             return 400, error_body("invalid_json", f"the body is not valid JSON: {e}")
         try:
@@ -137,7 +137,7 @@ class Replica:
 
     async def _predict_async(self, request: Request, start: float) -> Response:
         try:
-            payload = _loads(request.body)
+            payload = _decode(request.body.decode())
         except ValueError as e:
             response = 400, error_body("invalid_json", f"the body is not valid JSON: {e}")
         else:
