@@ -12,6 +12,8 @@ from pathlib import Path
 from tests.serving_replica.replica_support import AccessServer, Replica, client
 from tests.support import until
 
+from runyard.serving import replica_admin
+
 
 def test_drain_under_load_fails_no_request(listener: socket.socket, project: Path, access: AccessServer):
     env = {"RUNYARD_MODEL_HANDLER": "handlers:slow"}  # async: many requests in flight at once
@@ -90,3 +92,29 @@ def test_drain_answers_a_slow_request(listener: socket.socket, project: Path, ac
             assert c.post("/predict", json={"x": 1}).json()["pid"] == other.proc.pid
     finally:
         other.stop()
+
+
+def test_a_loading_replica_takes_no_connection_and_a_stop_ends_it(
+    listener: socket.socket, project: Path, access: AccessServer
+):
+    (project / "slowload.py").write_text("import time\ntime.sleep(120)\nfrom handlers import predict\n")
+    serving = Replica(listener, project, access.url, RUNYARD_MODEL_HANDLER="handlers:predict").wait_ready()
+    loading = Replica(listener, project, access.url, RUNYARD_MODEL_HANDLER="slowload:predict")
+    try:
+        until(lambda: _admin_status(loading) == 503, "the loading replica answers /ready with 503")
+        with client(f"http://127.0.0.1:{listener.getsockname()[1]}") as c:
+            for _ in range(30):  # a new connection each time: any replica accepting would get some
+                r = c.post("/predict", json={"x": 1}, headers={"Connection": "close"})
+                assert r.json()["pid"] == serving.proc.pid
+        loading.proc.send_signal(signal.SIGTERM)
+        assert loading.proc.wait(timeout=10) == 0
+    finally:
+        loading.stop()
+        serving.stop()
+
+
+def _admin_status(replica: Replica) -> int | None:
+    try:
+        return replica_admin.get(replica.admin, "/ready")[0]
+    except OSError:
+        return None
