@@ -23,6 +23,8 @@ VERSION = {version!r}
 async def predict(body):
     if body.get("crash"):
         os._exit(3)
+    if body.get("pid"):
+        return {{"version": VERSION, "pid": os.getpid()}}
     await asyncio.sleep(body.get("sleep", 0))
     return {{"version": VERSION, "echo": body.get("x")}}
 """
@@ -34,8 +36,8 @@ SETTINGS = {
 }
 
 
-def start_server(home: Path) -> ServerProcess:
-    return ServerProcess(home, env={**os.environ, **SETTINGS}).start()
+def start_server(home: Path, **settings: str) -> ServerProcess:
+    return ServerProcess(home, env={**os.environ, **SETTINGS, **settings}).start()
 
 
 def snapshot(server: ServerProcess, root: Path, version: str) -> str:

@@ -4,6 +4,9 @@ the first request, which waits and succeeds."""
 
 from __future__ import annotations
 
+import os
+import signal
+
 import httpx
 import pytest
 from tests.models_controller.serving_support import (
@@ -49,6 +52,35 @@ def test_a_crashed_replica_is_replaced_and_the_other_keeps_answering(server, tmp
     assert phases == ["Failed", "Running", "Running"]
     warning = next(e for e in _events(api, "crashy") if e["reason"] == "ReplicaRestarted")
     assert warning["type"] == "Warning" and "exited with code 3" in warning["message"]
+
+
+def test_a_replica_that_stops_answering_its_probes_is_replaced(tmp_path):
+    server = start_server(tmp_path / "home", RUNYARD_RUNTIME_SANDBOX="off")  # its pid, as this host sees it
+    try:
+        api = server.api()
+        snap = snapshot(server, tmp_path / "p", "one")
+        assert api.put("/models/frozen", json=model_doc("frozen", snap)).status_code == 201
+        st = wait_status(api, "frozen", ready, "the model never got ready")
+        pid = predict(st["url"], server.token, {"pid": True}).json()["pid"]
+        os.kill(pid, signal.SIGSTOP)  # alive, but answers nothing: only its probes tell
+        until(
+            lambda: any("readiness probes in a row" in e["message"] for e in _events(api, "frozen")),
+            "the frozen replica was not found out",
+        )
+        wait_status(api, "frozen", lambda s: ready(s) and s["replicas"] == 1, "no new replica got ready")
+        assert predict(st["url"], server.token, {"pid": True}).json()["pid"] != pid
+        until(lambda: _gone(pid), "the frozen replica was not killed")
+    finally:
+        server.stop()
+
+
+def _gone(pid: int) -> bool:
+    """Exited (a zombie not reaped yet counts): SIGKILL ends even a stopped process."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
 
 
 def test_autoscaling_follows_the_requests_in_flight_up_and_down(server, tmp_path):
