@@ -99,7 +99,10 @@ class Runyard:
     """A real `runyard server`, one Model serving the iris handler, and a key to call it with."""
 
     def __init__(self, work: Path):
-        self.server = ServerProcess(work / "home").start()
+        # The model's environment is the host's Python (its folder declares no dependencies): the one this
+        # bench runs on, which has scikit-learn, as the peers' environments do.
+        path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+        self.server = ServerProcess(work / "home", env={**os.environ, "PATH": path}).start()
         self.client = Client(self.server.url, self.server.token, "default")
         self.api = httpx.Client(
             base_url=f"{self.server.url}{API}/projects/default",
