@@ -3,6 +3,7 @@ example training script from the snapshot `apply` uploads, and finishes."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -59,3 +60,17 @@ def test_the_example_pipeline_runs_its_second_job_after_the_first_succeeds(srv):
     run = wait_phase(api, runs[0]["metadata"]["name"], {"Succeeded", "Failed"}, timeout=60)
     assert run["status"]["phase"] == "Succeeded", run["status"]
     assert run["metadata"]["annotations"]["runyard.dev/trigger"] == "dependency"
+
+
+def test_the_example_model_serves_its_handler_from_its_uploaded_folder(srv):
+    assert cli(srv, "apply", "-f", str(EXAMPLES / "model.yaml")).returncode == 0
+    api = srv.api()
+    deadline = time.monotonic() + 90
+    while (status := api.get("/models/doubler").json()["status"]).get("readyReplicas", 0) < 2:
+        assert time.monotonic() < deadline, f"the example model never got its two replicas ready: {status}"
+        time.sleep(0.1)
+    answer = cli(srv, "models", "predict", "doubler", '{"values": [1, 2, 3]}')
+    assert answer.returncode == 0, answer.stderr
+    assert json.loads(answer.stdout) == {"doubled": [2, 4, 6]}
+    refused = cli(srv, "models", "predict", "doubler", '{"values": 3}')
+    assert refused.returncode != 0 and "'values' must be a list of numbers" in refused.stderr, refused.stderr

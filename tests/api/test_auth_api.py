@@ -27,6 +27,7 @@ FILL = {"plural": "experiments", "name": "walk", "digest": "0" * 64, "token_id":
 MLFLOW = ("/api/2.0/mlflow", "/api/3.0/mlflow")  # MLflow's paths answer errors in MLflow's format
 MLFLOW_READS = {"/api/2.0/mlflow/experiments/search", "/api/2.0/mlflow/runs/search"}  # POSTs that only read
 MLFLOW_READS.add("/api/2.0/mlflow/logged-models/search")
+MLFLOW_READS.add("/api/2.0/mlflow/registered-models/get-latest-versions")  # MLflow's client POSTs it
 
 
 @pytest.fixture

@@ -283,6 +283,7 @@ def _delete(ctx: Context, model: Model, runs: list[Run]) -> float | None:
         return 0.5
     serving.close(model.uid)
     _memory.pop(model.uid, None)
+    ctx.store.delete_model_keys(model.uid)  # first: a kill -9 between the two deletes them again
     ctx.store.delete(model.uid)
     ctx.notifier.touch(model.uid)
     return None
