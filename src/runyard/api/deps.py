@@ -9,7 +9,6 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from runyard.runtime.base import Runtime
-from runyard.serving.state import Serving
 from runyard.services.artifacts import ArtifactStore
 from runyard.services.auth import Access, Principal, authenticate
 from runyard.services.environments import Environments
@@ -17,6 +16,7 @@ from runyard.services.node import Node
 from runyard.services.notify import Notifier
 from runyard.services.snapshots import BlobStore
 from runyard.services.tracking import Tracking
+from runyard.serving.state import Serving
 from runyard.store import Store
 
 

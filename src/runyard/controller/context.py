@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING, Protocol
 
 from runyard.core.resources import Resource
 from runyard.runtime.base import Runtime
-from runyard.serving.state import Serving
 from runyard.services.artifacts import ArtifactStore
 from runyard.services.environments import Environments
 from runyard.services.node import Demand, Node
 from runyard.services.notify import Notifier
+from runyard.serving.state import Serving
 from runyard.settings import ControllerSettings, RuntimeSettings
 from runyard.store import R, Store
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import socket
 from collections.abc import Awaitable, Callable
@@ -100,8 +101,8 @@ class HttpConnection(asyncio.Protocol):
                 self._write(result, request.keep_alive)
             else:
                 self.busy = True
-                task = self.server.loop.create_task(result)  # type: ignore[arg-type]
-                task.add_done_callback(lambda t, ka=request.keep_alive: self._done(t, ka))
+                task: asyncio.Task = self.server.loop.create_task(result)  # type: ignore[arg-type]
+                task.add_done_callback(functools.partial(self._done, keep_alive=request.keep_alive))
                 return
 
     def _done(self, task: asyncio.Task, keep_alive: bool) -> None:
@@ -157,17 +158,14 @@ class HttpConnection(asyncio.Protocol):
                 501, "not_implemented", "chunked request bodies are not supported: send Content-Length"
             )
             return None
-        length = headers.get("content-length")
-        if length is None:
-            length = 0
-        elif not length.isdigit():
+        declared = headers.get("content-length")
+        if declared is not None and not declared.isdigit():
             self._fail(400, "bad_request", "Content-Length is not a non-negative integer")
             return None
-        else:
-            length = int(length)
-            if length > self.server.max_body:
-                self._fail(413, "too_large", f"the body is over the limit of {self.server.max_body} bytes")
-                return None
+        length = int(declared) if declared else 0
+        if length > self.server.max_body:
+            self._fail(413, "too_large", f"the body is over the limit of {self.server.max_body} bytes")
+            return None
         if headers.get("expect", "").lower() == "100-continue" and len(buf) < end + 4 + length:
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # type: ignore[union-attr]
         connection = headers.get("connection", "").lower()

@@ -60,6 +60,7 @@ class AdminServer:
             protocol_version = "HTTP/1.1"
 
             def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
+                body: dict[str, object]
                 if self.path == "/ready":
                     status, body = (200, {"ready": True}) if admin.ready else (503, {"ready": False})
                 elif self.path == "/metrics":
