@@ -165,8 +165,10 @@ class Controller:
             self._guard(reconcile_job, res)
             return
         if isinstance(res, Model):  # its replicas are probed: it asks to be looked at again
-            delay = self._guard(reconcile_model, res) if self.ctx.serving else self._guard(
-                reconcile_stored_only, res
+            delay = (
+                self._guard(reconcile_model, res)
+                if self.ctx.serving
+                else self._guard(reconcile_stored_only, res)
             )
             if delay is not None:
                 self._due[res.uid] = time.monotonic() + delay
