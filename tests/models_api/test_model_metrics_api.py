@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from tests.models_api.models_api_support import apply_model, auth, token
-from tests.support import ServerProcess
+from tests.support import ServerProcess, until
 
 from runyard.services.model_metrics import histogram_buckets, version_doc
 from runyard.serving.protocol import BUCKETS
@@ -71,3 +71,16 @@ def test_figures_become_cumulative_buckets_and_quantiles_in_milliseconds():
     assert doc["errorRate"] == 0.25 and doc["readyReplicas"] == 1 and doc["inFlight"] == 1
     assert 0.5 <= doc["p50Ms"] <= 1.0 and 75 <= doc["p99Ms"] <= 100
     assert version_doc(VersionFigures(version=1))["p50Ms"] is None
+
+
+def test_a_rollback_changes_what_runs_and_keeps_how_many(srv: ServerProcess):
+    """A version records what its replicas run, not their number: rolling back keeps the replicas (and the
+    autoscaling) the model has now."""
+    api = srv.api()
+    apply_model(srv, "kept", replicas=0, env={"V": "1"})
+    until(lambda: api.get("/models/kept").json()["status"].get("versions"), "no version 1")
+    apply_model(srv, "kept", replicas=0, env={"V": "2"})
+    until(lambda: len(api.get("/models/kept").json()["status"]["versions"]) == 2, "no version 2")
+    answer = api.post("/models/kept/rollback", json={"version": 1})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["spec"]["env"] == {"V": "1"} and answer.json()["spec"]["replicas"] == 0

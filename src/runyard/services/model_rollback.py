@@ -23,7 +23,8 @@ def rollback(
         if version not in known:
             listed = ", ".join(str(n) for n in sorted(known)) or "none yet"
             raise Conflict(f"model {name!r} has no version {version}; its versions: {listed}")
-        spec = ModelSpec.model_validate(known[version].spec)
+        # A version records what its replicas run, not how many there are: the scaling stays as it is now.
+        spec = ModelSpec.model_validate({**model.spec.model_dump(mode="json"), **known[version].spec})
         if model.spec == spec:
             return model
         event = (Reason.UPDATED, f"rolled back to version {version} by {who.name}")

@@ -8,6 +8,7 @@ import json
 
 from runyard.core.clock import now
 from runyard.core.resources import ModelSpec, ModelStatus, ModelVersion
+from runyard.services.registry import resolve_model_uri
 from runyard.store import Store
 
 KEEP_VERSIONS = 20
@@ -18,10 +19,6 @@ def resolve_source(store: Store, project: str, uri: str | None) -> str | None:
     """The MLflow model the spec names, resolved: an alias (models:/NAME@alias) names one version. Raises
     Invalid or NotFound naming the problem."""
     if uri is None or not uri.startswith("models:/"):
-        return uri
-    try:
-        from runyard.services.registry import resolve_model_uri
-    except ImportError:  # no registry in this build: the URI is taken as already resolved
         return uri
     return resolve_model_uri(store, project, uri)
 
