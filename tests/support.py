@@ -90,12 +90,15 @@ class ServerProcess:
         self.proc.wait()
 
     def stop(self) -> None:
+        """Stop the server and the model replicas it started: runs outlive their server by design (a
+        restart adopts them), and a replica never ends by itself, so a test would leave it serving."""
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             try:
                 self.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 self.kill9()
+        kill_replicas(self.home)
 
     def api(self, token: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token or self.token}"}
@@ -103,6 +106,20 @@ class ServerProcess:
 
     def env(self) -> dict[str, str]:
         return {**os.environ, "RUNYARD_API_URL": self.url, "RUNYARD_TOKEN": self.token}
+
+
+def kill_replicas(home: Path) -> None:
+    """SIGKILL the process group (sandbox included) of every model replica working under `home`."""
+    root = str(home.resolve())
+    for pid in os.listdir("/proc"):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if b"runyard.serving.replica" not in cmdline or b"bwrap" in cmdline.split(b"\0", 1)[0]:
+                continue
+            if os.readlink(f"/proc/{pid}/cwd").startswith(root):
+                os.killpg(os.getpgid(int(pid)), signal.SIGKILL)
+        except (OSError, ValueError):
+            continue
 
 
 def resource(kind: str, name: str, **spec) -> dict:
