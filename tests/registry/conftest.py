@@ -3,18 +3,16 @@ they share it), the real mlflow client pointed at it as users do, and the store 
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
 
 import httpx
-import mlflow.tracking.fluent as fluent
 import pytest
-from tests.support import API, ServerProcess, fresh_postgres_database
+from tests.mlflow_fixtures import mlflow_http, project_token, unique, use_server
+from tests.support import ServerProcess, fresh_postgres_database
 
-import mlflow
 from runyard.store import Store
 
-MLFLOW_API = "/api/2.0/mlflow"
+__all__ = ["mlflow_http", "project_token", "unique", "use_server"]  # the shared fixtures, used here
 
 
 @pytest.fixture(scope="module")
@@ -46,54 +44,6 @@ def store(store_url) -> Iterator[Store]:
 
 
 @pytest.fixture
-def use_server(monkeypatch) -> Iterator[Callable[..., None]]:
-    """use_server(srv, token=None): the mlflow client talks to srv with that token (the admin's by default);
-    its global state (active runs, experiment) is reset after the test."""
-
-    def point(srv: ServerProcess, token: str | None = None) -> None:
-        monkeypatch.setenv("MLFLOW_TRACKING_URI", srv.url)
-        monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", token or srv.token)
-
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # an error is raised at once, not retried
-    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
-    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
-    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
-    monkeypatch.setattr(fluent, "_active_experiment_id", None)
-    yield point
-    while mlflow.active_run():
-        mlflow.end_run()
-
-
-@pytest.fixture
-def unique() -> Callable[[str], str]:
-    return lambda prefix: f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture
-def project_token() -> Callable[..., str]:
-    """project_token(srv, project, role="editor"): a new token bound to `project` (made if missing)."""
-
-    def make(srv: ServerProcess, project: str, role: str = "editor") -> str:
-        headers = {"Authorization": f"Bearer {srv.token}"}
-        httpx.post(srv.url + API + "/projects", json={"name": project}, headers=headers)  # 409: it exists
-        doc = {"name": f"{project}-{role}-{uuid.uuid4().hex[:6]}", "role": role, "project": project}
-        r = httpx.post(srv.url + API + "/tokens", json=doc, headers=headers)
-        assert r.status_code == 201, r.text
-        return r.json()["token"]
-
-    return make
-
-
-@pytest.fixture
-def registry_http() -> Iterator[Callable[..., httpx.Client]]:
+def registry_http(mlflow_http) -> Callable[..., httpx.Client]:
     """registry_http(srv, token=None): raw HTTP to the MLflow paths, as any REST client calls them."""
-    opened: list[httpx.Client] = []
-
-    def connect(srv: ServerProcess, token: str | None = None) -> httpx.Client:
-        headers = {"Authorization": f"Bearer {token or srv.token}"}
-        opened.append(httpx.Client(base_url=srv.url + MLFLOW_API, headers=headers, timeout=30))
-        return opened[-1]
-
-    yield connect
-    for client in opened:
-        client.close()
+    return mlflow_http
