@@ -12,19 +12,11 @@ from tests.models_controller.serving_support import (
     ready,
     replicas,
     snapshot,
-    start_server,
     wait_status,
 )
 from tests.support import until
 
 from runyard.client import Client
-
-
-@pytest.fixture
-def server(tmp_path):
-    srv = start_server(tmp_path / "home")
-    yield srv
-    srv.stop()
 
 
 def test_a_rolling_update_under_load_fails_no_request_and_a_rollback_reuses_the_version(server, tmp_path):

@@ -22,13 +22,6 @@ from tests.models_controller.serving_support import (
 from tests.support import until
 
 
-@pytest.fixture
-def server(tmp_path):
-    srv = start_server(tmp_path / "home")
-    yield srv
-    srv.stop()
-
-
 def _events(api: httpx.Client, name: str) -> list[dict]:
     return api.get(f"/models/{name}/events").json()["items"]
 
