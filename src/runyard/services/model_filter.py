@@ -12,7 +12,7 @@ import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from runyard.core.errors import FieldError, Invalid
 
@@ -41,6 +41,7 @@ CLAUSE = re.compile(
     re.VERBOSE,
 )
 AND = re.compile(r"(?i)and\s+")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -57,13 +58,19 @@ def _bad(field: str, reason: str) -> Invalid:
 
 def parse_filter(text: str | None) -> list[Clause]:
     """Clauses joined by AND; Invalid naming what could not be read."""
-    clauses: list[Clause] = []
+    return scan_clauses(text, CLAUSE, _clause)
+
+
+def scan_clauses(text: str | None, clause: re.Pattern[str], read: Callable[[re.Match], T]) -> list[T]:
+    """The clauses of `text` joined by AND, each matched by `clause` and made by `read`; Invalid naming
+    what could not be read. The registry's searches read their filters with it too."""
+    clauses: list[T] = []
     pos, text = 0, (text or "").strip()
     while pos < len(text):
-        m = CLAUSE.match(text, pos)
+        m = clause.match(text, pos)
         if m is None:
             raise _bad("filter", f"cannot read a comparison at {text[pos : pos + 40]!r} (character {pos})")
-        clauses.append(_clause(m))
+        clauses.append(read(m))
         pos = m.end()
         if pos < len(text):
             joined = AND.match(text, pos)

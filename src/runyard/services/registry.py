@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from runyard.core.errors import Conflict, FieldError, Invalid, NotFound
 from runyard.core.resources import Model
 from runyard.services.logged_models import MAX_TAG_VALUE, LoggedModels, _pairs
-from runyard.services.registry_search import Fields, matches, ordered, page, parse_filter
+from runyard.services.registry_search import Fields, search
 from runyard.services.tracking import Tracking
 from runyard.store import Store
 from runyard.store.registry import ModelVersionRow, RegisteredModelRow
@@ -315,7 +315,6 @@ class Registry:
         order_by: list[str],
         token: str | None,
     ) -> tuple[list[dict], str | None]:
-        clauses = parse_filter(filter, MODEL_FIELDS)
         models = self.store.registered_models(project)
         entities = [
             {
@@ -327,13 +326,7 @@ class Registry:
             }
             for m in models
         ]
-        found, next_token = page(
-            ordered([e for e in entities if matches(e, clauses)], order_by, MODEL_FIELDS),
-            max_results,
-            token,
-            100,
-            1000,
-        )
+        found, next_token = search(entities, filter, MODEL_FIELDS, order_by, max_results, token, 100, 1000)
         rows = [e["row"] for e in found]
         by_model: dict[int, list[ModelVersionRow]] = {r.id: [] for r in rows}
         for v in self.store.model_versions(list(by_model)):
@@ -537,7 +530,6 @@ class Registry:
         order_by: list[str],
         token: str | None,
     ) -> tuple[list[dict], str | None]:
-        clauses = parse_filter(filter, VERSION_FIELDS)
         models = {m.id: m for m in self.store.registered_models(project)}
         entities = [
             {
@@ -552,6 +544,7 @@ class Registry:
             }
             for v in self.store.model_versions(list(models))
         ]
-        matched = ordered([e for e in entities if matches(e, clauses)], order_by, VERSION_FIELDS)
-        found, next_token = page(matched, max_results, token, 10_000, 200_000)
+        found, next_token = search(
+            entities, filter, VERSION_FIELDS, order_by, max_results, token, 10_000, 200_000
+        )
         return [render_version(models[e["row"].registered_model_id], e["row"]) for e in found], next_token

@@ -17,9 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from runyard.core.errors import FieldError, Invalid
 from runyard.services.logged_models import _offset, _token
-from runyard.services.model_filter import _glob, _unquote
+from runyard.services.model_filter import _bad as bad
+from runyard.services.model_filter import _glob, _unquote, scan_clauses
 
 QUOTED = r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\""
 CLAUSE = re.compile(
@@ -29,7 +29,6 @@ CLAUSE = re.compile(
     re.VERBOSE | re.IGNORECASE,
 )
 LIST_ITEM = re.compile(QUOTED)
-AND = re.compile(r"(?i)and\s+")
 COMPARE: dict[str, Callable[[Any, Any], bool]] = {
     "=": operator.eq,
     "!=": operator.ne,
@@ -61,26 +60,8 @@ class Fields:
     default_order: tuple[tuple[str, bool], ...]  # (attribute, ascending), appended unless given
 
 
-def bad(field: str, reason: str) -> Invalid:
-    return Invalid(f"invalid {field}", [FieldError(field, reason)])
-
-
 def parse_filter(text: str | None, fields: Fields) -> list[Clause]:
-    clauses: list[Clause] = []
-    pos, text = 0, (text or "").strip()
-    while pos < len(text):
-        m = CLAUSE.match(text, pos)
-        if m is None:
-            raise bad("filter", f"cannot read a comparison at {text[pos : pos + 40]!r} (character {pos})")
-        clauses.append(_clause(m, fields))
-        pos = m.end()
-        if pos < len(text):
-            joined = AND.match(text, pos)
-            if joined is None:
-                hint = " (OR is not supported)" if text[pos:].upper().startswith("OR") else ""
-                raise bad("filter", f"expected AND at {text[pos : pos + 40]!r}{hint}")
-            pos = joined.end()
-    return clauses
+    return scan_clauses(text, CLAUSE, lambda m: _clause(m, fields))
 
 
 def _clause(m: re.Match, fields: Fields) -> Clause:
@@ -159,3 +140,20 @@ def page(
     start = _offset(token)
     end = start + size
     return entities[start:end], _token(end) if end < len(entities) else None
+
+
+def search(
+    entities: list[dict],
+    filter: str | None,
+    fields: Fields,
+    order_by: list[str],
+    max_results: int | None,
+    token: str | None,
+    default: int,
+    most: int,
+) -> tuple[list[dict], str | None]:
+    """The page of `entities` a registry search asks for: those matching `filter`, ordered by `order_by`
+    (then the fields' default order), and the token of the next page, if there is one."""
+    clauses = parse_filter(filter, fields)
+    matched = ordered([e for e in entities if matches(e, clauses)], order_by, fields)
+    return page(matched, max_results, token, default, most)
