@@ -11,12 +11,12 @@ search with tags.`mlflow.prompt.is_prompt` != 'true', which must keep the models
 
 from __future__ import annotations
 
-import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from runyard.services import model_filter
 from runyard.services.logged_models import _offset, _token
 from runyard.services.model_filter import _bad as bad
 from runyard.services.model_filter import _glob, _unquote, scan_clauses
@@ -30,12 +30,7 @@ CLAUSE = re.compile(
 )
 LIST_ITEM = re.compile(QUOTED)
 COMPARE: dict[str, Callable[[Any, Any], bool]] = {
-    "=": operator.eq,
-    "!=": operator.ne,
-    "<": operator.lt,
-    "<=": operator.le,
-    ">": operator.gt,
-    ">=": operator.ge,
+    **model_filter.COMPARE,
     "IN": lambda lhs, rhs: lhs in rhs,
     "NOT IN": lambda lhs, rhs: lhs not in rhs,
 }
