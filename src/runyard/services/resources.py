@@ -96,10 +96,27 @@ def create_resource(store: Store, who: Principal, res: Resource, key: str | None
     )
 
 
+APPLY_TRIES = 5  # a controller's status write between our read and our write is retried, not refused
+
+
 def apply_resource(
     store: Store, who: Principal, res: Resource, key: str | None = None
 ) -> tuple[Resource, ApplyOutcome]:
-    """Create the resource, or bring an existing one to the document (declarative, like kubectl apply)."""
+    """Create the resource, or bring an existing one to the document (declarative, like kubectl apply).
+    A document without a resourceVersion wins over what changed meanwhile (the controller writes status
+    all the time): the write is tried again on a fresh read; one with a resourceVersion must match it."""
+    for attempt in range(APPLY_TRIES):
+        try:
+            return _apply_once(store, who, res, key)
+        except Conflict:
+            if res.metadata.resourceVersion is not None or attempt == APPLY_TRIES - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _apply_once(
+    store: Store, who: Principal, res: Resource, key: str | None
+) -> tuple[Resource, ApplyOutcome]:
     m = res.metadata
     try:
         current = store.get(type(res), m.project, m.name)
