@@ -103,7 +103,7 @@ class Replica:
         self.admin = protocol.admin_socket(self.uid, 1)
         self.out = workdir / f"replica-{self.uid}.out"
         full = {
-            **os.environ,
+            **clean_environ(),
             protocol.ENV_LISTEN_FD: str(protocol.LISTEN_FD),
             protocol.ENV_MODEL: "m1",
             protocol.ENV_VERSION: "3",
@@ -153,3 +153,9 @@ class Replica:
 def client(url: str, cred: str | None = GOOD) -> httpx.Client:
     headers = {"Authorization": f"Bearer {cred}"} if cred else {}
     return httpx.Client(base_url=url, headers=headers, timeout=30)
+
+
+def clean_environ() -> dict[str, str]:
+    """This process's environment without MLFLOW_* variables, which other tests in the same worker may
+    have set (an MLFLOW_EXPERIMENT_ID of another server made a child's log_model fail)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.serving_replica.replica_support import AccessServer, Replica, client
+from tests.serving_replica.replica_support import AccessServer, Replica, clean_environ, client
 
 pytestmark = pytest.mark.timeout(600)  # logging a model with MLflow takes a minute on a busy box
 
@@ -43,7 +43,12 @@ def logged(tmp_path_factory: pytest.TempPathFactory) -> dict:
     store = tmp_path_factory.mktemp("mlflow")
     tracking = f"sqlite:///{store}/mlflow.db"
     out = subprocess.run(
-        [sys.executable, "-c", LOG_MODEL, tracking], cwd=store, capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", LOG_MODEL, tracking],
+        cwd=store,
+        env=clean_environ(),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     return {**json.loads(out.stdout.strip().splitlines()[-1]), "tracking": tracking, "dir": store}
