@@ -26,6 +26,7 @@ MAX_HEAD = 64 * 1024
 # meet a request its client sends at that instant (CI saw 3 such failures in a rolling update at 0.2 s).
 DRAIN_QUIET = 2.0
 DRAIN_TICK = 0.05
+DRAIN_SETTLE = 0.25  # seconds a drain waits, after it stops accepting, for connections accepted meanwhile
 
 _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 _CLOSE = b"Connection: close\r\n"
@@ -221,6 +222,9 @@ class HttpServer:
         self.draining = True
         if self._server is not None:
             self._server.close()
+        # A connection the loop accepted just before the close is made (connection_made) a moment after it:
+        # leaving before then would close it with its request unread, and its client would see a reset.
+        await asyncio.sleep(DRAIN_SETTLE)
         while self.connections:
             now = self.loop.time()
             for conn in list(self.connections):
