@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -106,6 +107,15 @@ class ServerProcess:
 
     def env(self) -> dict[str, str]:
         return {**os.environ, "RUNYARD_API_URL": self.url, "RUNYARD_TOKEN": self.token}
+
+
+def kill_run_processes(state: dict) -> None:
+    """SIGKILL what a run's state.json names, as a host reboot would: the spawned process's group and the
+    sandboxed command's (its own session, led by the sandbox's init)."""
+    for key in ("child_pid", "sandbox_pid"):
+        if state.get(key):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(state[key], signal.SIGKILL)
 
 
 def kill_replicas(home: Path) -> None:

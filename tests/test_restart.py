@@ -11,7 +11,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.support import ServerProcess, experiment, fresh_postgres_database, read_logs, wait_phase
+from tests.support import (
+    ServerProcess,
+    experiment,
+    fresh_postgres_database,
+    kill_run_processes,
+    read_logs,
+    wait_phase,
+)
 
 
 def restart(srv: ServerProcess) -> ServerProcess:
@@ -59,7 +66,7 @@ def test_a_run_whose_process_vanished_while_down_fails_with_a_clear_reason(serve
     handle = run["status"]["attempts"][-1]["handle"]
     state = json.loads(Path(handle["dir"], "state.json").read_text())
     os.kill(handle["shim_pid"], signal.SIGKILL)  # as if the host had rebooted
-    os.killpg(state["child_pid"], signal.SIGKILL)
+    kill_run_processes(state)
     srv = ServerProcess(srv.home, srv.store_url).start()
     run = wait_phase(srv.api(), "victim", {"Failed"})
     assert run["status"]["reason"] == "ProcessLost"

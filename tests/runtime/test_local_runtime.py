@@ -13,6 +13,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from tests.support import kill_run_processes
 
 from runyard.runtime.base import AttemptState, LaunchSpec
 from runyard.runtime.local import LocalRuntime
@@ -203,7 +204,7 @@ def test_killed_supervisor_is_lost(rt: LocalRuntime):
     wait_state(rt, handle, AttemptState.RUNNING)
     state = json.loads((Path(handle["dir"]) / "state.json").read_text())
     os.kill(handle["shim_pid"], signal.SIGKILL)
-    os.killpg(state["child_pid"], signal.SIGKILL)
+    kill_run_processes(state)
     observed = wait_state(rt, handle, AttemptState.LOST)
     assert "supervisor" in observed.message and observed.exit_code is None
     rt.stop(handle, 1)  # nothing left to stop: no error
@@ -356,3 +357,20 @@ def test_the_grace_period_covers_the_whole_group(rt: LocalRuntime, form: str):
     assert marker.read_text() == "clean"
     assert observed.message == "stopped"
     assert ("system", "grace period over: sent SIGKILL") not in logs(rt, handle)
+
+
+def test_a_stop_reaches_every_process_however_fast_the_command_forks(rt: LocalRuntime):
+    """The stop's SIGTERM reaches every process of the run in one go. In a sandbox it once went to each
+    process found by a scan of /proc: a shell that forked while the scan ran lost its SIGTERM to a child
+    the scan missed, and that child held the stop for the whole grace period (seen in CI as a `sleep`
+    that outlived a stopped `echo started; sleep 60`)."""
+    loop = "echo ready; i=0; while [ $i -lt 300 ]; do sleep 600 & i=$((i+1)); done; wait"
+    handle = rt.launch(make_spec(sh(loop), stop_grace=30))
+    wait_log(rt, handle, "ready")
+    rt.stop(handle, 30)
+    observed = wait_state(rt, handle, AttemptState.EXITED, timeout=10)
+    assert observed.exit_code == -signal.SIGTERM, logs(rt, handle)
+    assert ("system", "grace period over: sent SIGKILL") not in logs(rt, handle)
+    assert json.loads((Path(handle["dir"]) / "state.json").read_text())["sandbox"]["mechanism"] == (
+        "bubblewrap"
+    )

@@ -372,14 +372,14 @@ class LocalRuntime(Runtime):
     def metrics(self, handle: Handle) -> dict[str, float]:
         adir = Path(handle["dir"])
         state = _read_json(adir / "state.json") or {}
-        pgid = state.get("child_pid")
-        if not pgid or (adir / "exit.json").exists():
+        pgids = {state.get("child_pid"), state.get("sandbox_pid")} - {None}  # see shim._groups
+        if not pgids or (adir / "exit.json").exists():
             return {}
         cpu = memory = 0.0
         found = False
         for proc in psutil.process_iter():  # psutil caches these, so cpu_percent spans calls
             try:
-                if os.getpgid(proc.pid) != pgid:
+                if os.getpgid(proc.pid) not in pgids:
                     continue
                 with proc.oneshot():
                     cpu += proc.cpu_percent(None)
@@ -404,18 +404,19 @@ class LocalRuntime(Runtime):
             return
         # The shim is gone (it cannot enforce anything any more): kill what is left of the group now.
         state = _read_json(adir / "state.json") or {}
-        pgid = state.get("child_pid")
-        if not pgid:
-            return
-        try:
-            leader = psutil.Process(pgid)
-            ctime = state.get("child_create_time")
-            if ctime is not None and abs(leader.create_time() - ctime) > _CREATE_TIME_SLACK:
-                return  # the pid was reused: not ours
-        except psutil.Error:
-            pass  # leader gone; a group id is not reused while any member is alive
-        with contextlib.suppress(OSError):
-            os.killpg(pgid, signal.SIGKILL)
+        for key in ("child", "sandbox"):  # the spawned process's group, and the sandboxed command's
+            pgid = state.get(f"{key}_pid")
+            if not pgid:
+                continue
+            try:
+                leader = psutil.Process(pgid)
+                ctime = state.get(f"{key}_create_time")
+                if ctime is not None and abs(leader.create_time() - ctime) > _CREATE_TIME_SLACK:
+                    continue  # the pid was reused: not ours
+            except psutil.Error:
+                pass  # leader gone; a group id is not reused while any member is alive
+            with contextlib.suppress(OSError):
+                os.killpg(pgid, signal.SIGKILL)
 
     def cleanup(self, handle: Handle) -> None:
         """Remove the attempt's files and cgroups. For finished attempts: a running one keeps running."""

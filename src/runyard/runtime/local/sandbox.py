@@ -179,4 +179,6 @@ def wrap(
     if gpus:
         for dev in [*NVIDIA_SHARED, *sorted(glob.glob("/dev/nvidia-caps/*"))]:
             args += ["--dev-bind-try", dev, dev]
-    return [*args, "--chdir", work, "--", *command]
+    # --new-session: the command and all it starts are one process group without bubblewrap's process,
+    # which a stop signals in one go (see the shim's _term_sandboxed); and no terminal to inject into.
+    return [*args, "--new-session", "--chdir", work, "--", *command]

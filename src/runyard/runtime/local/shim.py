@@ -88,9 +88,9 @@ class StoppedWhilePreparing(Exception):
     """Raised by the SIGTERM handler while the files are copied: a stop must not wait for the copy."""
 
 
-def _group(pgid: int) -> list[tuple[int, bytes, int, int]]:
-    """(pid, state, parent pid, resident pages) of each process in the process group, zombies included,
-    from /proc."""
+def _group(*pgids: int) -> list[tuple[int, bytes, int, int]]:
+    """(pid, state, parent pid, resident pages) of each process in these process groups, zombies
+    included, from /proc."""
     try:
         pids = [p for p in os.listdir("/proc") if p.isdigit()]
     except OSError:
@@ -100,44 +100,34 @@ def _group(pgid: int) -> list[tuple[int, bytes, int, int]]:
         try:
             with open(f"/proc/{pid}/stat", "rb") as f:
                 fields = f.read().rsplit(b")", 1)[1].split()
-            if int(fields[2]) == pgid:
+            if int(fields[2]) in pgids:
                 members.append((int(pid), fields[0], int(fields[1]), int(fields[21])))
         except (OSError, IndexError, ValueError):
             continue
     return members
 
 
-def _group_alive(pgid: int) -> bool:
-    """Whether a live (not zombie) process is left in the process group."""
-    try:
-        os.killpg(pgid, 0)
-    except OSError:
+def _group_alive(*pgids: int) -> bool:
+    """Whether a live (not zombie) process is left in these process groups."""
+    exists = False
+    for pgid in pgids:
+        with contextlib.suppress(OSError):
+            os.killpg(pgid, 0)
+            exists = True
+    if not exists:
         return False
     if not os.path.isdir("/proc"):  # cannot tell zombies apart: trust the signal
         return True
-    return any(member[1] != b"Z" for member in _group(pgid))
+    return any(member[1] != b"Z" for member in _group(*pgids))
 
 
-def _group_resident_bytes(pgid: int) -> int:
-    return sum(member[3] for member in _group(pgid)) * PAGE_SIZE
+def _group_resident_bytes(*pgids: int) -> int:
+    return sum(member[3] for member in _group(*pgids)) * PAGE_SIZE
 
 
 def _kill_group(pgid: int, sig: int) -> None:
     with contextlib.suppress(OSError):  # gone already
         os.killpg(pgid, sig)
-
-
-def _signal_sandboxed(pgid: int, sig: int) -> bool:
-    """Send a catchable signal to the command and its processes in the sandbox, not to bubblewrap (the
-    group's leader, which would die of it and report that) nor to the sandbox's init (its child, which
-    would ignore it). False while the sandbox has no such process yet: the caller tries again."""
-    sent = False
-    for pid, state, ppid, _ in _group(pgid):
-        if pid != pgid and ppid != pgid and state != b"Z":
-            with contextlib.suppress(OSError):
-                os.kill(pid, sig)
-                sent = True
-    return sent
 
 
 def _resolve(argv0: str, env: dict) -> None:
@@ -190,6 +180,10 @@ class Shim:
         self.peak_sample = 0  # the watchdog's largest sample
         self.sandboxed = bool(req.get("wrapped"))
         self.term_pending = False  # a stop's SIGTERM waits for the sandboxed command to exist
+        # bubblewrap's child, the sandbox's init: with --new-session it leads the process group of the
+        # command and all it starts (see _term_sandboxed); a pidfd when the kernel has them
+        self.sandbox_init = 0
+        self.sandbox_fd: int | None = None
         self.next_sample = 0.0
         self.sel = selectors.DefaultSelector()
         self.buffers: dict[int, bytearray] = {}
@@ -323,6 +317,8 @@ class Shim:
         self._save_state(
             child_pid=pid or None,
             child_create_time=create_time(pid) if pid else None,
+            sandbox_pid=self.sandbox_init or None,  # the command's process group (see _term_sandboxed)
+            sandbox_create_time=create_time(self.sandbox_init) if self.sandbox_init else None,
             started_at=started_at,
             limits=report.get("limits"),
             cgroups=report.get("cgroups", []),
@@ -361,26 +357,36 @@ class Shim:
                 raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), argv[0])
             os.chdir(os.path.join(self.dir, "work"))  # posix_spawn cannot chdir (before Python 3.13)
             actions = [(os.POSIX_SPAWN_DUP2, fd, n) for n, fd in enumerate((null, out_w, err_w))]
+            theirs: list[int] = []  # the spawned process's ends of the pipes, closed here once it has them
             if cgroups:
                 block_r, block_w = os.pipe()
+                pipes += [block_r, block_w]
+                theirs.append(block_r)
+                actions.append((os.POSIX_SPAWN_DUP2, block_r, 3))
+            if self.sandboxed:  # bubblewrap says its child's pid on fd 4 (and waits for fd 3)
                 info_r, info_w = os.pipe()
-                pipes += [block_r, block_w, info_r, info_w]
-                actions += [(os.POSIX_SPAWN_DUP2, block_r, 3), (os.POSIX_SPAWN_DUP2, info_w, 4)]
-                if self.sandboxed:
-                    argv = [argv[0], "--block-fd", "3", "--info-fd", "4", *argv[1:]]
-                else:
-                    path, argv = HOLD[0], [*HOLD, *argv]
+                pipes += [info_r, info_w]
+                theirs.append(info_w)
+                actions.append((os.POSIX_SPAWN_DUP2, info_w, 4))
+                flags = ["--block-fd", "3", "--info-fd", "4"] if cgroups else ["--info-fd", "4"]
+                argv = [argv[0], *flags, *argv[1:]]
+            elif cgroups:
+                path, argv = HOLD[0], [*HOLD, *argv]
             if self.listen is not None:  # bubblewrap and the holding shell pass it on as it is
                 actions.append((os.POSIX_SPAWN_DUP2, self.listen, int(self.req["listen_fd"])))
             pid = os.posix_spawn(
                 path, argv, env, file_actions=actions, setpgroup=0, setsigmask=(), setsigdef=RESET_SIGNALS
             )
+            for fd in theirs:
+                os.close(fd)
+                pipes.remove(fd)
+            if self.sandboxed:
+                self._found_sandbox(info_r)
             if cgroups:
-                for fd in (block_r, info_w):  # bubblewrap's ends
-                    os.close(fd)
-                    pipes.remove(fd)
                 try:
-                    limits.join(cgroups, [pid, _sandbox_child(info_r)] if self.sandboxed else [pid])
+                    if self.sandboxed and not self.sandbox_init:
+                        raise ValueError("bubblewrap did not make its sandbox")
+                    limits.join(cgroups, [pid, self.sandbox_init] if self.sandboxed else [pid])
                 except (OSError, ValueError) as e:
                     _kill_group(pid, signal.SIGKILL)
                     os.waitpid(pid, 0)
@@ -394,6 +400,46 @@ class Shim:
             for fd in [null, *pipes]:
                 os.close(fd)
 
+    def _found_sandbox(self, info_r: int) -> None:
+        """Note the sandbox's init (bubblewrap's child) and hold a pidfd on it: it is not our child, so
+        its pid could be reused once it is gone, and it must be killed at the end (see _kill)."""
+        try:
+            self.sandbox_init = _sandbox_child(info_r)
+        except (OSError, ValueError, KeyError):
+            return  # bubblewrap failed before making it: it says why on stderr and exits
+        with contextlib.suppress(OSError, AttributeError):  # AttributeError: no pidfd on this host
+            self.sandbox_fd = os.pidfd_open(self.sandbox_init)
+
+    def _groups(self) -> tuple[int, ...]:
+        """The run's process groups: the spawned process's and, in a sandbox, the command's."""
+        return (self.child, self.sandbox_init) if self.sandbox_init else (self.child,)
+
+    def _term_sandboxed(self) -> bool:
+        """SIGTERM the sandboxed command and every process it started, at once: they are the process
+        group of the sandbox's init (bubblewrap's --new-session), which ignores the signal (a PID
+        namespace's init is sent only what it handles), and bubblewrap's own process, which would die
+        of it and report that, is not in it. One kill of the group reaches a child being forked at that
+        instant too; signalling the processes one by one from a scan of /proc missed such a child, which
+        then held the stop for the whole grace period. False while the group has no command yet (before
+        the init has called setsid and forked it): the caller tries again."""
+        init = self.sandbox_init
+        if not init or not any(pid != init and state != b"Z" for pid, state, _, _ in _group(init)):
+            return False
+        _kill_group(init, signal.SIGTERM)
+        return True
+
+    def _kill(self) -> None:
+        """SIGKILL everything the run started. In a sandbox, killing its init ends its PID namespace,
+        hence every process in it, whatever group it made for itself."""
+        _kill_group(self.child, signal.SIGKILL)
+        if not self.sandbox_init:
+            return
+        with contextlib.suppress(OSError):  # gone already
+            if self.sandbox_fd is not None:
+                signal.pidfd_send_signal(self.sandbox_fd, signal.SIGKILL)
+            else:
+                os.kill(self.sandbox_init, signal.SIGKILL)
+
     def _stop_requested(self) -> None:
         self.stopped = True
         grace = float(self.req.get("stop_grace", 10.0))
@@ -404,7 +450,7 @@ class Shim:
             pass
         self.system(f"stop requested: sent SIGTERM, SIGKILL follows in {grace:g} s")
         if self.sandboxed:
-            self.term_pending = not _signal_sandboxed(self.child, signal.SIGTERM)
+            self.term_pending = not self._term_sandboxed()
         else:
             _kill_group(self.child, signal.SIGTERM)
         self.kill_at = time.monotonic() + grace
@@ -442,18 +488,18 @@ class Shim:
             if self.term_requested and not self.stopped:
                 self._stop_requested()
             elif self.term_pending and main_status is None:
-                self.term_pending = not _signal_sandboxed(self.child, signal.SIGTERM)
+                self.term_pending = not self._term_sandboxed()
             if self.memory_limit is not None and main_status is None:
                 self._watch_memory(self.memory_limit)
             if self.kill_at is not None and time.monotonic() >= self.kill_at:
                 self.system("grace period over: sent SIGKILL")
-                _kill_group(self.child, signal.SIGKILL)
+                self._kill()
                 self.kill_at = None
             if main_status is None:
                 pid, status = os.waitpid(self.child, os.WNOHANG)
                 if pid:
                     main_status = status
-            if main_status is not None and (self.kill_at is None or not _group_alive(self.child)):
+            if main_status is not None and (self.kill_at is None or not _group_alive(*self._groups())):
                 return main_status
 
     def _watch_memory(self, limit: int) -> None:
@@ -461,10 +507,10 @@ class Shim:
         if time.monotonic() < self.next_sample:
             return
         self.next_sample = time.monotonic() + limits.WATCHDOG_SECONDS
-        resident = _group_resident_bytes(self.child)
+        resident = _group_resident_bytes(*self._groups())
         self.peak_sample = max(self.peak_sample, resident)
         if resident > limit:
-            _kill_group(self.child, signal.SIGKILL)
+            self._kill()
             self.memory_limit, self.memory_killed = None, True
             over = f"{limits.human_bytes(resident)} is over the limit of {limits.human_bytes(limit)}"
             self.system(f"resident memory {over}: sent SIGKILL")
@@ -530,7 +576,7 @@ class Shim:
             self._record_exit(127)
             return
         status = self._supervise()
-        _kill_group(self.child, signal.SIGKILL)  # container semantics: nothing outlives the main process
+        self._kill()  # container semantics: nothing outlives the main process
         self._drain()
         cgroups = self.state.get("cgroups") or []
         oom = self.memory_killed or limits.oom_killed(cgroups)
