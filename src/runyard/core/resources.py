@@ -249,12 +249,26 @@ class ExperimentSpec(RunTemplate):
     pass
 
 
+DAY = 86400
+
+
 class SessionSpec(Strict):
+    """An interactive workspace: JupyterLab (or a bare terminal) in the project's files and environment,
+    reached through the server. `stopped`: the desired state; `runyard session stop` sets it, and so does
+    the server when it reclaims an idle session or one past its lifetime (as Kubeflow's culler marks a
+    Notebook stopped); `runyard session start` clears it. Its directory is kept across stops."""
+
     editor: Literal["jupyterlab", "terminal"] = "jupyterlab"
     environment: str = "default"
     resources: ComputeResources = Field(default_factory=ComputeResources)
     snapshot: str | None = None
-    idleTimeoutSeconds: int | None = Field(default=None, gt=0, le=int(MAX_SECONDS))
+    stopped: bool = Field(default=False, description="stop it (its directory is kept); false starts it")
+    idleTimeoutSeconds: int = Field(
+        default=3600, gt=0, le=int(MAX_SECONDS), description="stopped (reason Idle) after this long unused"
+    )
+    maxLifetimeSeconds: int = Field(
+        default=7 * DAY, gt=0, le=int(MAX_SECONDS), description="stopped (reason MaxLifetime) after this long"
+    )
 
     _env = field_validator("environment")(classmethod(lambda cls, v: check_environment(v)))
     _snap = field_validator("snapshot")(RunTemplate._snapshot.__func__)  # type: ignore[attr-defined]
@@ -513,10 +527,25 @@ class Resource(Strict):
         return self.metadata.uid
 
 
+class SessionStatus(WorkloadStatus):
+    """Written by the session controller. Phase: Pending (environment, capacity, launch), Starting (its
+    process is up, Jupyter not answering yet), Running, Stopped (reason Stopped, Idle or MaxLifetime),
+    Failed (its process ended unasked)."""
+
+    url: str | None = Field(default=None, description="where a browser opens it (through the server)")
+    run: str | None = Field(default=None, description="the run of its current (or last) start")
+    runUid: str | None = None
+    port: int | None = Field(default=None, description="the loopback port its Jupyter server listens on")
+    startedAt: datetime | None = None
+    readyAt: datetime | None = None
+    lastActivity: datetime | None = Field(default=None, description="last kernel, terminal or HTTP use")
+    idleWarnedAt: datetime | None = None
+
+
 class Session(Resource):
     kind: Literal["Session"] = "Session"
     spec: SessionSpec = Field(default_factory=SessionSpec)
-    status: WorkloadStatus = Field(default_factory=WorkloadStatus)
+    status: SessionStatus = Field(default_factory=SessionStatus)
     plural: ClassVar[str] = "sessions"
 
 
