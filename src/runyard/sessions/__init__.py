@@ -1,0 +1,1 @@
+"""What runs inside a Session's sandbox (`python -m runyard.sessions.jupyter`): nothing of the server side."""
