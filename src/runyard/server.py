@@ -18,6 +18,7 @@ from runyard.api.deps import AppState
 from runyard.controller.context import Context
 from runyard.controller.jobs.scheduler import Scheduler
 from runyard.controller.loop import Controller
+from runyard.controller.session_support import SessionSupport
 from runyard.core.errors import Unavailable
 from runyard.runtime.local import LocalRuntime
 from runyard.services.artifacts import ArtifactStore
@@ -26,6 +27,7 @@ from runyard.services.environments import Environments
 from runyard.services.job_notifications import NotificationSender
 from runyard.services.node import Node
 from runyard.services.notify import Notifier
+from runyard.services.session_secrets import load_key
 from runyard.services.snapshots import BlobStore, snapshot_files
 from runyard.services.tracking import Tracking
 from runyard.serving.probe import Prober
@@ -112,6 +114,7 @@ def build(
     ctx.scheduler = Scheduler(ctx)
     ctx.serving = Serving(serving_settings or ServingSettings())
     ctx.workers.append(Prober(ctx.serving, notifier.touch))
+    ctx.sessions = SessionSupport(home / "sessions", load_key(home), api_url.rstrip("/"))
     state = AppState(
         store,
         runtime,

@@ -23,6 +23,7 @@ COMMANDS = {
     "jobs": "runyard.cli.jobs",
     "models": "runyard.cli.models",
     "nodes": "runyard.cli.nodes",
+    "session": "runyard.cli.sessions",
     **{name: "runyard.cli.admin" for name in ("projects", "tokens")},
     **{name: "runyard.cli.server" for name in ("server", "up", "down", "version")},
 }  # the command's function has the command's name

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from runyard.controller.session_support import SessionSupport
 from runyard.core.resources import Resource
 from runyard.runtime.base import Runtime
 from runyard.services.artifacts import ArtifactStore
@@ -40,6 +41,7 @@ class Context:
     scheduler: Scheduler | None = None  # fires jobs; None: no job fires (tests of other kinds)
     workers: list[Worker] = field(default_factory=list)  # e.g. the notification sender
     serving: Serving | None = None  # models' listeners and replica figures; None: no Model is served
+    sessions: SessionSupport | None = None  # None: no Session is started (tests of other kinds)
     # Runs to wake, first come first served, when a slot or capacity frees: uid -> what it asks of the node
     # (an ordered dict: the order they came in).
     waiting_for_capacity: dict[str, Demand] = field(default_factory=dict)

@@ -13,6 +13,7 @@ from runyard.controller.jobs.reconcile import job_run_changed, reconcile_job
 from runyard.controller.models.reconcile import reconcile_model
 from runyard.controller.retry import CAP_SECONDS, Backoff, is_temporary
 from runyard.controller.runs import fail_unreconcilable, reconcile_run
+from runyard.controller.sessions import reconcile_session
 from runyard.core.errors import Conflict, NotFound
 from runyard.core.phases import Phase, Reason
 from runyard.core.resources import Experiment, Job, Model, Resource, Run, Session
@@ -20,7 +21,7 @@ from runyard.runtime.base import AttemptState
 from runyard.services.watch import KEEP_CHANGES
 
 log = logging.getLogger("runyard.controller")
-STORED_ONLY: tuple[type[Resource], ...] = (Session,)
+STORED_ONLY: tuple[type[Resource], ...] = ()
 BATCH = 8  # uids reconciled between two looks at the queues
 RESYNC_AT_LEAST = 5  # ticks: how long a busy queue may postpone the full resync
 PRUNE_EVERY = 60.0  # seconds between prunes of the change feed
@@ -137,7 +138,7 @@ class Controller:
             self._dirty.clear()
         store = self.ctx.store
         now = time.monotonic()
-        kinds: tuple[type[Resource], ...] = (*STORED_ONLY, Job, Model, Experiment, Run)
+        kinds: tuple[type[Resource], ...] = (*STORED_ONLY, Session, Job, Model, Experiment, Run)
         for kind in kinds:
             # A stored-only kind has nothing left to do once its status says so, and a Job is acted on by
             # notices (its changes, its runs') and by the scheduler: only new or deleted ones need a look,
@@ -173,6 +174,15 @@ class Controller:
             if delay is not None:
                 self._due[res.uid] = time.monotonic() + delay
             return
+        if isinstance(res, Session):  # its Jupyter is probed: it asks to be looked at again
+            delay = (
+                self._guard(reconcile_session, res)
+                if self.ctx.sessions
+                else self._guard(reconcile_stored_only, res)
+            )
+            if delay is not None:
+                self._due[res.uid] = time.monotonic() + delay
+            return
         if isinstance(res, STORED_ONLY):
             self._guard(reconcile_stored_only, res)
             return
@@ -191,7 +201,7 @@ class Controller:
                 self._guard(lambda ctx, job: job_run_changed(ctx, job, run if isinstance(run, Run) else res),
                             parent)  # fmt: skip
                 continue
-            if isinstance(parent, Model):  # a replica started, got ready or ended: the model acts on it
+            if isinstance(parent, (Model, Session)):  # its run started or ended: the owner acts on it
                 self.enqueue(parent.uid)
                 continue
             if not isinstance(parent, Experiment):

@@ -14,6 +14,7 @@ from runyard.controller import capacity
 from runyard.controller.context import Context
 from runyard.controller.environments import environment_directory, prepare_environment
 from runyard.controller.models.replicas import listen_fd
+from runyard.controller.sessions import session_launch, session_launched
 from runyard.controller.status import set_condition, transition
 from runyard.core.clock import now
 from runyard.core.errors import Conflict, NotFound
@@ -171,7 +172,7 @@ def _launch_spec(ctx: Context, run: Run, attempt: int) -> LaunchSpec:
         **capacity.gpu_env(ctx.node, gpus),  # after the spec's: a run sees the GPUs it holds, and only those
     }
     argv = ["/bin/sh", "-c", spec.command] if isinstance(spec.command, str) else list(spec.command or [])
-    return LaunchSpec(
+    launch = LaunchSpec(
         run_uid=run.uid,
         project=m.project,
         name=m.name,
@@ -188,6 +189,7 @@ def _launch_spec(ctx: Context, run: Run, attempt: int) -> LaunchSpec:
         environment=environment_directory(ctx, run),
         listen_fd=listen_fd(ctx, run),  # a model's replica accepts on the model's listener
     )
+    return session_launch(ctx, run, launch)
 
 
 def _mlflow_env(ctx: Context, run: Run, token: str) -> dict[str, str]:
@@ -214,6 +216,8 @@ def _launch(ctx: Context, run: Run) -> float | None:
         handle = ctx.runtime.launch(_launch_spec(ctx, run, att.attempt))
     except LaunchError as exc:
         return _attempt_ended(ctx, run, None, Reason.LAUNCH_FAILED, f"could not launch: {exc}")
+    finally:
+        session_launched(ctx, run)
     return _record_launch(ctx, run, handle)
 
 

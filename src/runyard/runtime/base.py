@@ -14,6 +14,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, ClassVar
 
+from runyard.core.errors import Unavailable
+
 Handle = dict[str, Any]
 
 
@@ -36,6 +38,12 @@ class LaunchSpec:
     gpus: list[int] = field(default_factory=list)  # indices of the GPUs handed to this attempt, exclusively
     environment: str | None = None  # directory of its built environment (a virtualenv); None: the host's
     listen_fd: int | None = None  # a listening socket handed to the process as fd 5 (a model's replica)
+    # A directory kept across attempts and runs (a session's), its work directory instead of a fresh one per
+    # attempt; the snapshot is copied into it once, the first time (FILLED marks that it was).
+    workdir: str | None = None
+
+
+FILLED = ".runyard-snapshot"  # in a kept work directory: the snapshot copied into it (see LaunchSpec)
 
 
 class AttemptState(StrEnum):
@@ -77,6 +85,18 @@ class LaunchError(Exception):
     """The runtime could not start the attempt; the message says why (shown to the user)."""
 
 
+@dataclass
+class Entry:
+    """How to start a command inside a running attempt (Runtime.enter): its process is started on this
+    host with `argv`, `env` and `cwd`; `fds` maps the fd numbers it must inherit to the fds here that
+    hold them (the starter closes those once it has started)."""
+
+    argv: list[str]
+    env: dict[str, str]
+    cwd: str
+    fds: dict[int, int] = field(default_factory=dict)
+
+
 class Runtime(ABC):
     kind: ClassVar[str]
 
@@ -103,6 +123,12 @@ class Runtime(ABC):
     @abstractmethod
     def read_logs(self, handle: Handle, offset: int = 0, max_bytes: int = 1 << 20) -> LogChunk:
         """Log entries written since `offset`, kept after the attempt ends."""
+
+    def enter(self, handle: Handle, argv: list[str]) -> Entry:
+        """How to run `argv` inside the running attempt, as `kubectl exec` does: in its sandbox, with its
+        environment and work directory. Raises Conflict when the attempt is not running, Unavailable
+        where the runtime cannot."""
+        raise Unavailable(f"the {self.kind} runtime cannot run a command inside a run")
 
     def metrics(self, handle: Handle) -> dict[str, float]:
         """Resource usage now (cpu_percent, memory_bytes); empty when unknown."""

@@ -26,6 +26,7 @@ from typing import IO, Any
 import psutil
 
 from runyard.runtime.base import (
+    FILLED,
     AttemptState,
     Handle,
     LaunchError,
@@ -163,16 +164,19 @@ class LocalRuntime(Runtime):
             raise LaunchError(
                 f"cannot sandbox the run (RUNYARD_RUNTIME_SANDBOX=required): {box.record['reason']}"
             )
-        (adir / "work").mkdir(parents=True, exist_ok=True)
+        work_dir = Path(spec.workdir) if spec.workdir else adir / "work"
+        work_dir.mkdir(parents=True, exist_ok=True)
+        adir.mkdir(parents=True, exist_ok=True)
         files: list[tuple[str, str, int]] = []
-        if spec.snapshot is not None:  # resolved here (one store read); the shim copies, off our thread
+        filled = spec.workdir is not None and (work_dir / FILLED).exists()  # a kept one keeps its files
+        if spec.snapshot is not None and not filled:  # resolved here (one store read); the shim copies
             if self._snapshot_files is None:
                 raise LaunchError("this runtime was not given a way to find snapshots")
             try:
                 files = self._snapshot_files(spec.snapshot)
             except Exception as e:
                 raise LaunchError(f"could not read snapshot {spec.snapshot}: {e}") from e
-        work = str(adir / "work")
+        work = str(work_dir)
         wrapped = None
         if box.available:
             wrapped = wrap(
@@ -200,6 +204,8 @@ class LocalRuntime(Runtime):
                 "stop_grace": spec.stop_grace,
                 "cgroups": self._cgroups,
                 "files": files,
+                "work": work,
+                "filled": str(work_dir / FILLED) if spec.workdir and spec.snapshot else None,
                 "notify": str(self.notify_path),
                 "listen_fd": LISTEN_FD if spec.listen_fd is not None else None,
             },

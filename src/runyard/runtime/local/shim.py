@@ -229,10 +229,14 @@ class Shim:
         write_json(os.path.join(self.dir, "state.json"), self.state)
 
     # -- the work directory ------------------------------------------------------------------------------
+    def _work(self) -> str:
+        """The attempt's own work directory, or the kept one it was given (a session's)."""
+        return self.req.get("work") or os.path.join(self.dir, "work")
+
     def _prepare(self, files: list) -> None:
         """Copy the snapshot's files into the work directory, here rather than in the server, so that a
         big snapshot delays only its own run. Paths were checked at upload; checked again, cheaply."""
-        work = os.path.join(self.dir, "work")
+        work = self._work()
         beat = time.monotonic()
         for src, rel, mode in files:
             if os.path.isabs(rel) or os.path.normpath(rel).split(os.sep)[0] == "..":
@@ -355,7 +359,7 @@ class Shim:
             path = argv[0] if "/" in argv[0] else shutil.which(argv[0], path=env.get("PATH", os.defpath))
             if path is None:
                 raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), argv[0])
-            os.chdir(os.path.join(self.dir, "work"))  # posix_spawn cannot chdir (before Python 3.13)
+            os.chdir(self._work())  # posix_spawn cannot chdir (before Python 3.13)
             actions = [(os.POSIX_SPAWN_DUP2, fd, n) for n, fd in enumerate((null, out_w, err_w))]
             theirs: list[int] = []  # the spawned process's ends of the pipes, closed here once it has them
             if cgroups:
@@ -595,6 +599,8 @@ class Shim:
             self.preparing = True
             if not self.term_requested:
                 self._prepare(files)
+                if self.req.get("filled"):  # a kept work directory: never filled again
+                    write_json(self.req["filled"], {"files": len(files)})
                 return True
         except StoppedWhilePreparing:
             pass
