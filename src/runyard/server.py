@@ -27,6 +27,7 @@ from runyard.services.environments import Environments
 from runyard.services.job_notifications import NotificationSender
 from runyard.services.node import Node
 from runyard.services.notify import Notifier
+from runyard.services.session_gateway import SessionGateway
 from runyard.services.session_secrets import load_key
 from runyard.services.snapshots import BlobStore, snapshot_files
 from runyard.services.tracking import Tracking
@@ -114,7 +115,9 @@ def build(
     ctx.scheduler = Scheduler(ctx)
     ctx.serving = Serving(serving_settings or ServingSettings())
     ctx.workers.append(Prober(ctx.serving, notifier.touch))
-    ctx.sessions = SessionSupport(home / "sessions", load_key(home), api_url.rstrip("/"))
+    key = load_key(home)
+    gateway = SessionGateway(store, key)
+    ctx.sessions = SessionSupport(home / "sessions", key, api_url.rstrip("/"), activity=gateway.last_activity)
     state = AppState(
         store,
         runtime,
@@ -126,6 +129,7 @@ def build(
         node=node,
         scheduler=ctx.scheduler,
         serving=ctx.serving,
+        sessions=gateway,
     )
     return Platform(state, Controller(ctx), lock)
 

@@ -28,6 +28,7 @@ from runyard.api.routes import (
     registry,
     resources,
     runs,
+    session_proxy,
     snapshots,
     tokens,
     tracking,
@@ -75,6 +76,7 @@ def create_app(app_state: AppState) -> FastAPI:
         tags=["mlflow-artifacts"],
         responses=MLFLOW_ERRORS,
     )
+    app.include_router(session_proxy.router)  # authenticates itself: cookies and ?token= (see there)
     _check_guarded(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

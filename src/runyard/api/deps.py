@@ -14,6 +14,7 @@ from runyard.services.auth import Access, Principal, authenticate
 from runyard.services.environments import Environments
 from runyard.services.node import Node
 from runyard.services.notify import Notifier
+from runyard.services.session_gateway import SessionGateway
 from runyard.services.snapshots import BlobStore
 from runyard.services.tracking import Tracking
 from runyard.serving.state import Serving
@@ -43,6 +44,7 @@ class AppState:
     node: Node | None = None
     scheduler: Figures | None = None  # the job scheduler, for its figures (GET /scheduler)
     serving: Serving | None = None  # models' replica figures (GET .../models/{name}/metrics, /metrics)
+    sessions: SessionGateway | None = None  # the session proxy's upstreams and activity
 
 
 def state(request: Request) -> AppState:

@@ -17,6 +17,7 @@ from runyard.core.errors import TooLarge
 
 MAX_REQUEST_BYTES = 8 << 20
 MAX_MANIFEST_BYTES = 16 << 20
+MAX_SESSION_BYTES = 512 << 20  # Jupyter's own limit: a notebook or an upload through the session proxy
 
 
 class BodyLimit:
@@ -65,6 +66,8 @@ def limits(max_blob_bytes: int, max_artifact_bytes: int) -> Callable[[str], int]
             return max_artifact_bytes
         if "/blobs/" in path:
             return max_blob_bytes
+        if path.startswith("/sessions/"):
+            return MAX_SESSION_BYTES
         if path.endswith("/snapshots"):
             return MAX_MANIFEST_BYTES
         return MAX_REQUEST_BYTES
