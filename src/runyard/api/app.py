@@ -16,6 +16,7 @@ from runyard.api.errors import MLFLOW_ERROR_RESPONSES as MLFLOW_ERRORS
 from runyard.api.limits import BodyLimit, limits
 from runyard.api.routes import (
     artifacts,
+    attach,
     environments,
     job_notifications,
     jobs,
@@ -58,6 +59,7 @@ def create_app(app_state: AppState) -> FastAPI:
         job_notifications.router,
         models.router,
         nodes.router,
+        attach.router,
         runs.router,
         resources.router,
     )

@@ -19,6 +19,7 @@ COMMANDS = {
     **{name: "runyard.cli.resources" for name in ("apply", "get", "describe", "delete")},
     **{name: "runyard.cli.tracking" for name in ("runs", "metrics")},
     "artifacts": "runyard.cli.artifacts",
+    "attach": "runyard.cli.attach",
     "env": "runyard.cli.environments",
     "jobs": "runyard.cli.jobs",
     "models": "runyard.cli.models",

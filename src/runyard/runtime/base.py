@@ -87,14 +87,16 @@ class LaunchError(Exception):
 
 @dataclass
 class Entry:
-    """How to start a command inside a running attempt (Runtime.enter): its process is started on this
-    host with `argv`, `env` and `cwd`; `fds` maps the fd numbers it must inherit to the fds here that
-    hold them (the starter closes those once it has started)."""
+    """How to start a command inside a running attempt (Runtime.enter): the process `[*wrapper, *argv]`,
+    started on this host with `env` and `cwd`. `wrapper` gets into the attempt (its namespaces) and execs
+    the rest there: a starter may put its own exec-through helper between the two (e.g. `setsid --ctty`),
+    to run inside. `fds` are inherited at the same numbers; the starter closes them here once started."""
 
     argv: list[str]
     env: dict[str, str]
     cwd: str
-    fds: dict[int, int] = field(default_factory=dict)
+    wrapper: list[str] = field(default_factory=list)
+    fds: tuple[int, ...] = ()
 
 
 class Runtime(ABC):

@@ -28,6 +28,7 @@ import psutil
 from runyard.runtime.base import (
     FILLED,
     AttemptState,
+    Entry,
     Handle,
     LaunchError,
     LaunchSpec,
@@ -36,7 +37,7 @@ from runyard.runtime.base import (
     Observed,
     Runtime,
 )
-from runyard.runtime.local import limits
+from runyard.runtime.local import enter, limits
 from runyard.runtime.local.sandbox import Sandbox, probe, wrap
 from runyard.runtime.local.sdk import python_path, sdk_dir
 from runyard.runtime.local.shim import write_json
@@ -374,6 +375,9 @@ class LocalRuntime(Runtime):
         entries = [e for line in data.splitlines() if (e := parse_log_line(line)) is not None]
         new_offset = offset + len(data)
         return LogChunk(entries=entries, offset=new_offset, complete=exited and new_offset >= size)
+
+    def enter(self, handle: Handle, argv: list[str]) -> Entry:
+        return enter.entry(Path(handle["dir"]), argv)
 
     def metrics(self, handle: Handle) -> dict[str, float]:
         adir = Path(handle["dir"])
