@@ -65,7 +65,9 @@ def attach_to(ctx: click.Context, websocket_path: str, command: list[str] | None
     url = rest.url.replace("http", "ws", 1) + base + "?" + urllib.parse.urlencode(params)
     headers = {"Authorization": f"Bearer {rest.token}"} if rest.token else {}
     try:
-        ws = connect(url, additional_headers=headers, proxy=None, open_timeout=rest.timeout, max_size=None)
+        ws = connect(
+            url, additional_headers=headers, proxy=None, open_timeout=rest.timeout, max_size=None, legacy=True
+        )
     except InvalidStatus as e:
         raise _refusal(e.response.status_code, bytes(e.response.body)) from None
     except (OSError, InvalidHandshake, TimeoutError) as e:
