@@ -135,6 +135,8 @@ def session_config(base_url: str, editor: str, token: str, root: Path) -> Config
     c.ServerApp.jpserver_extensions = {"jupyterlab": lab, "jupyter_lsp": False, "notebook_shim": False}
     c.ServerApp.terminals_enabled = True
     c.IdentityProvider.token = token
+    # The trash is under the home directory, read-only in the sandbox: JupyterLab's delete deletes.
+    c.FileContentsManager.delete_to_trash = False
     return c
 
 

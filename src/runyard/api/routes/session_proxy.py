@@ -227,7 +227,9 @@ class SessionSocket:
         except InvalidStatus as err:  # Jupyter refused it (no such kernel, ...): said as it said it
             answer = err.response
             media = answer.headers.get("Content-Type", "application/json")
-            await ws.send_denial_response(Response(answer.body, answer.status_code, media_type=media))
+            await ws.send_denial_response(
+                Response(bytes(answer.body or b""), answer.status_code, media_type=media)
+            )
             return
         async with conn:
             await ws.accept(subprotocol=conn.subprotocol)

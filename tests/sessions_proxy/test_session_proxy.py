@@ -1,0 +1,187 @@
+"""The session proxy end to end: a real server, a Session applied and Running (JupyterLab in its sandboxed
+run), reached only through /sessions/<project>/<name>/ with a runyard token: a kernel executes code, a
+terminal echoes, files go in and out, and nobody without write access to the project gets in."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+from tests.sessions_proxy.proxy_support import V1, execute, terminal_until
+from tests.support import API, ServerProcess, resource, until
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
+
+PREFIX = "/sessions/default/nb/"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[ServerProcess]:
+    srv = ServerProcess(tmp_path_factory.mktemp("proxy") / "home").start()
+    api = srv.api()
+    assert api.post("/sessions", json=resource("Session", "nb")).status_code == 201
+    until(
+        lambda: api.get("/sessions/nb").json()["status"].get("phase") == "Running", "session nb Running", 60
+    )
+    yield srv
+    srv.stop()
+
+
+def token(srv: ServerProcess, role: str, project: str) -> str:
+    admin = {"Authorization": f"Bearer {srv.token}"}
+    httpx.post(srv.url + API + "/projects", json={"name": project}, headers=admin)  # 409 once it exists
+    body = {"name": f"{role} of {project}", "role": role, "project": project}
+    made = httpx.post(srv.url + API + "/tokens", json=body, headers=admin)
+    assert made.status_code == 201, made.text
+    return made.json()["token"]
+
+
+def client(srv: ServerProcess, secret: str | None = None) -> httpx.Client:
+    headers = {"Authorization": f"Bearer {secret or srv.token}"}
+    return httpx.Client(base_url=srv.url + PREFIX, headers=headers, timeout=30)
+
+
+def ws_url(srv: ServerProcess, path: str) -> str:
+    return "ws://" + urlsplit(srv.url).netloc + PREFIX + path
+
+
+def bearer(secret: str) -> dict:
+    return {"Authorization": f"Bearer {secret}"}
+
+
+def new_kernel(srv: ServerProcess) -> str:
+    with client(srv) as c:
+        made = c.post("api/kernels", json={"name": "python3"})
+        assert made.status_code == 201, made.text
+        return made.json()["id"]
+
+
+@pytest.mark.parametrize("subprotocol", [None, V1])
+def test_a_kernel_executes_code_through_the_proxy(server, subprotocol):
+    kernel = new_kernel(server)
+    offered = [subprotocol] if subprotocol else None
+    with connect(
+        ws_url(server, f"api/kernels/{kernel}/channels"),
+        additional_headers=bearer(server.token),
+        subprotocols=offered,
+    ) as ws:
+        assert ws.subprotocol == subprotocol  # Jupyter's choice, passed back through the proxy
+        assert execute(ws, "1+1") == "2"
+        # the kernel runs the session's Python (the environment's), and never sees Jupyter's token
+        assert (
+            execute(ws, "import os, sys; sys.executable == os.environ['RUNYARD_SESSION_KERNEL_PYTHON']")
+            == "True"
+        )
+        assert execute(ws, "'JUPYTER_TOKEN' in __import__('os').environ") == "False"
+
+
+def test_a_terminal_round_trips_through_the_proxy(server):
+    with client(server) as c:
+        made = c.post("api/terminals")
+        assert made.status_code == 200, made.text
+        name = made.json()["name"]
+    with connect(
+        ws_url(server, f"terminals/websocket/{name}"), additional_headers=bearer(server.token)
+    ) as ws:
+        assert "6x7=42" in terminal_until(ws, "echo 6x7=$((6*7))\r", "6x7=42")
+
+
+def test_the_file_browser_reads_and_writes_through_the_proxy(server):
+    with client(server) as c:
+        body = {"type": "file", "format": "text", "content": "through the proxy\n" * 20_000}
+        saved = c.put("api/contents/proxied.txt", json=body)
+        assert saved.status_code in (200, 201), saved.text
+        listing = c.get("api/contents").json()
+        assert "proxied.txt" in [item["name"] for item in listing["content"]]
+        read = c.get("api/contents/proxied.txt", params={"content": 1})
+        assert read.json()["content"] == body["content"]
+        assert c.get("files/proxied.txt").content == body["content"].encode()
+        deleted = c.delete("api/contents/proxied.txt")
+        assert deleted.status_code == 204, deleted.text
+        assert c.get("api/contents/proxied.txt").status_code == 404  # Jupyter's own answer, passed on
+
+
+def test_http_needs_a_token_with_write_access_to_the_project(server):
+    path = server.url + PREFIX + "api/contents"
+    missing = httpx.get(path)
+    assert missing.status_code == 401 and missing.json()["error"]["code"] == "Unauthorized"
+    assert "?token=" in missing.json()["error"]["message"]
+    assert httpx.get(path, headers=bearer("ryd_not-a-token")).status_code == 401
+    other = httpx.get(path, headers=bearer(token(server, "editor", "other")))
+    assert other.status_code == 403 and other.json()["error"]["code"] == "Forbidden"
+    viewer = httpx.post(path, json={"type": "file"}, headers=bearer(token(server, "viewer", "default")))
+    assert viewer.status_code == 403
+    assert httpx.get(path, headers=bearer(token(server, "editor", "default"))).status_code == 200
+
+
+def test_websockets_need_a_token_with_write_access_to_the_project(server):
+    kernel = new_kernel(server)
+    url = ws_url(server, f"api/kernels/{kernel}/channels")
+    for headers, status in [
+        ({}, 401),
+        (bearer(token(server, "editor", "other")), 403),
+        ({**bearer(server.token), "Origin": "http://evil.example"}, 403),  # a page of another site
+    ]:
+        with pytest.raises(InvalidStatus) as refused:
+            connect(url, additional_headers=headers).close()
+        assert refused.value.response.status_code == status
+        assert json.loads(refused.value.response.body)["error"]["code"] in ("Unauthorized", "Forbidden")
+    same_origin = {**bearer(server.token), "Origin": server.url}
+    with connect(url, additional_headers=same_origin) as ws:
+        assert execute(ws, "6*7") == "42"
+    with pytest.raises(InvalidStatus) as missing:  # Jupyter's own refusal, passed on
+        connect(
+            ws_url(server, "api/kernels/no-such-kernel/channels"), additional_headers=bearer(server.token)
+        )
+    assert missing.value.response.status_code == 404
+
+
+def test_a_browser_signs_in_once_with_a_cookie_scoped_to_the_session(server):
+    editor = token(server, "editor", "default")
+    browser = httpx.Client(base_url=server.url, timeout=30)
+    first = browser.get(PREFIX + "lab", params={"token": editor, "reset": ""})
+    assert first.status_code == 302
+    assert first.headers["location"] == PREFIX + "lab?reset="  # the token is out of the URL
+    cookie = first.headers["set-cookie"].lower()
+    assert f"runyard-session={editor.lower()}" in cookie
+    assert f"path={PREFIX}" in cookie and "httponly" in cookie and "samesite=lax" in cookie
+    assert "secure" not in cookie  # plain http here
+    assert browser.get(PREFIX + "api/contents").status_code == 200  # the cookie alone
+    assert browser.get("/sessions/default/nb2/api/status").status_code == 401  # not sent outside its path
+    page = browser.get(PREFIX + "lab")
+    assert page.status_code == 200 and '"token": ""' in page.text  # Jupyter's token is not in the page
+    with connect(
+        ws_url(server, f"api/kernels/{new_kernel(server)}/channels"),
+        additional_headers={"Cookie": f"runyard-session={editor}", "Origin": server.url},
+    ) as ws:
+        assert execute(ws, "2**10") == "1024"
+    forged = httpx.get(server.url + PREFIX + "api/contents", cookies={"runyard-session": "ryd_forged"})
+    assert forged.status_code == 401
+
+
+def test_the_bare_session_url_leads_to_jupyterlab(server):
+    with client(server) as c:
+        bare = c.get(server.url + "/sessions/default/nb")
+        assert bare.status_code == 307 and bare.headers["location"] == PREFIX
+        root = c.get("")
+        assert root.status_code == 302 and root.headers["location"].startswith(PREFIX + "lab")
+
+
+def test_a_session_that_is_not_running_is_a_json_conflict(server):
+    api = server.api()
+    assert api.post("/sessions", json=resource("Session", "idle", stopped=True)).status_code == 201
+    with httpx.Client(base_url=server.url, headers=bearer(server.token)) as c:
+        stopped = c.get("/sessions/default/idle/api/status")
+        assert stopped.status_code == 409
+        assert "runyard session start idle" in stopped.json()["error"]["message"]
+        missing = c.get("/sessions/default/nobody/api/status")
+        assert missing.status_code == 404 and missing.json()["error"]["code"] == "NotFound"
+    with pytest.raises(InvalidStatus) as refused:
+        connect(
+            ws_url(server, "api/events/subscribe").replace("/nb/", "/idle/"),
+            additional_headers=bearer(server.token),
+        )
+    assert refused.value.response.status_code == 409
