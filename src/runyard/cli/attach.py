@@ -99,7 +99,7 @@ def _raw(fd: int) -> Iterator[None]:
         yield
         return
     saved = termios.tcgetattr(fd)
-    tty.setraw(fd)
+    tty.setraw(fd, termios.TCSADRAIN)  # not TCSAFLUSH: keys typed ahead are kept
     try:
         yield
     finally:
