@@ -157,7 +157,8 @@ def start(
     applied, outcome = rest.apply(body)
     note(f"session {click.style(name, bold=True)} {outcome if doc is None else 'starting'}")
     if not no_wait:
-        applied = wait_phase(rest, name, applied["metadata"].get("generation"), ("Running",), timeout)
+        ended = _status(doc or {}).get("run") if _status(doc or {}).get("phase") == "Failed" else None
+        applied = wait_phase(rest, name, applied["metadata"].get("generation"), ("Running",), timeout, ended)
     if output is not None:
         render([applied], output, single=True)
         return
@@ -174,9 +175,17 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-def wait_phase(rest: Rest, name: str, generation: int | None, want: tuple[str, ...], timeout: float) -> Doc:
-    """Poll until the session has seen `generation` and reached a phase in `want`, saying each change on
-    stderr; exit 1 if it fails or stops instead, or after `timeout` seconds."""
+def wait_phase(
+    rest: Rest,
+    name: str,
+    generation: int | None,
+    want: tuple[str, ...],
+    timeout: float,
+    replaced: str | None = None,
+) -> Doc:
+    """Poll until the session has seen `generation` (and, when `replaced` names its run, has another run)
+    and reached a phase in `want`, saying each change on stderr; exit 1 if it fails instead, or after
+    `timeout` seconds."""
     deadline = time.monotonic() + timeout
     said = ""
     while True:
@@ -184,6 +193,7 @@ def wait_phase(rest: Rest, name: str, generation: int | None, want: tuple[str, .
         status = _status(doc)
         phase = status.get("phase") or "Pending"
         seen = generation is None or (status.get("observedGeneration") or 0) >= generation
+        seen = seen and (replaced is None or status.get("run") != replaced)
         line = phase + (f": {status['message']}" if status.get("message") else "")
         if line != said:
             note(paint(line, COLOURS.get(phase)))

@@ -107,6 +107,16 @@ def reconcile_session(ctx: Context, session: Session) -> float | None:
     events: list[EventSpec] = []
     current = next((r for r in runs if r.uid == st.runUid), None)
     live = [r for r in runs if not r.status.phase.is_terminal() and r.metadata.deletionTimestamp is None]
+    for run in runs:  # a socket bound for a run that ended (or was deleted) before its launch
+        if run.status.phase.is_terminal() or run.metadata.deletionTimestamp is not None:
+            sup.release(run.uid)
+    if current is None and st.runUid is None:  # killed between making its run and saying so: adopt it
+        current = next((r for r in live if not r.spec.stopRequested), None)
+        if current is not None:
+            st.run, st.runUid = current.metadata.name, current.uid
+            st.port = int(current.metadata.annotations.get(PORT_ANNOTATION) or 0) or None
+            st.url = sup.public_url + base_url(m.project, m.name)
+            st.startedAt = st.startedAt or CLOCK()
     others = [r for r in live if r.uid != st.runUid]
     delay: float | None = None
     for run in others:  # from an earlier start: never two Jupyter servers on one directory
