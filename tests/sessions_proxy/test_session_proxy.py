@@ -12,7 +12,7 @@ import httpx
 import pytest
 from tests.sessions_proxy.proxy_support import V1, execute, terminal_until
 from tests.support import API, ServerProcess, resource, until
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosedOK, InvalidStatus
 from websockets.sync.client import connect
 
 PREFIX = "/sessions/default/nb/"
@@ -87,6 +87,10 @@ def test_a_terminal_round_trips_through_the_proxy(server):
         ws_url(server, f"terminals/websocket/{name}"), additional_headers=bearer(server.token)
     ) as ws:
         assert "6x7=42" in terminal_until(ws, "echo 6x7=$((6*7))\r", "6x7=42")
+        ws.send(json.dumps(["stdin", "exit\r"]))  # the shell ends: Jupyter closes, and so does the proxy
+        with pytest.raises(ConnectionClosedOK):
+            until(lambda: ws.recv(timeout=20) and False, "the terminal's websocket closes", 30)
+        assert ws.close_code == 1000
 
 
 def test_the_file_browser_reads_and_writes_through_the_proxy(server):

@@ -270,8 +270,7 @@ async def pump(
                 text = message.get("text")
                 await upstream.send(text if text is not None else message["bytes"])
             elif message["type"] == "websocket.disconnect":
-                code = message.get("code", 1000)
-                await upstream.close(code if code not in (1005, 1006) else 1000)
+                await upstream.close(sendable(message.get("code")))
                 return
 
     async def from_upstream() -> None:
@@ -284,11 +283,8 @@ async def pump(
                     await send({"type": "websocket.send", "bytes": data})
         except ConnectionClosed:
             pass
-        code = upstream.close_code or 1000
-        reason = upstream.close_reason or ""
-        await send(
-            {"type": "websocket.close", "code": 1011 if code in (1005, 1006) else code, "reason": reason}
-        )
+        code, reason = sendable(upstream.close_code), upstream.close_reason or ""
+        await send({"type": "websocket.close", "code": code, "reason": reason})
 
     tasks = [asyncio.ensure_future(from_client()), asyncio.ensure_future(from_upstream())]
     try:
@@ -299,6 +295,14 @@ async def pump(
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, ConnectionClosed, OSError, RuntimeError):
                 await task
+
+
+def sendable(code: int | None) -> int:
+    """A close code as a close frame may carry it: none (1005) is a normal close; gone without one
+    (1006), or a TLS failure (1015), an error (1011)."""
+    if code is None or code == 1005:
+        return 1000
+    return 1011 if code in (1004, 1006, 1015) else code
 
 
 router = APIRouter(
