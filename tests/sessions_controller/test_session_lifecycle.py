@@ -128,6 +128,10 @@ def test_a_session_survives_a_kill9_of_the_server_and_is_adopted(server):
         assert "Adopted" in run_events
         with jupyter(srv, st) as jp:
             assert jp.get("api/status").status_code == 200
+        proxied = httpx.get(
+            f"{srv.url}/sessions/default/keep/api/status", headers={"Authorization": f"Bearer {srv.token}"}
+        )
+        assert proxied.status_code == 200  # through the restarted server's proxy too
     finally:
         srv.stop()
 
