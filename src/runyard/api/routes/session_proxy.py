@@ -20,11 +20,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncIterator
 from urllib.parse import urlencode, urlsplit
 
 import httpx
 from fastapi import APIRouter
-from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
@@ -153,7 +153,8 @@ async def forward(request: Request) -> Response:
     check_origin(request)
     up = await upstream(request, project, name)
     gw = gateway(request)
-    gw.touch(up.session_uid)
+    if b"no_track_activity" not in request.scope["query_string"]:  # as Jupyter counts activity
+        gw.touch(up.session_uid)
     headers = [(k, v) for k, v in request.headers.raw if k not in HOP]
     if "cookie" in request.headers:
         cookie = strip_cookie(request.headers.get("cookie", "").encode("latin-1"))
@@ -177,9 +178,7 @@ async def forward(request: Request) -> Response:
         resp = await client.send(req, stream=True)
     except httpx.ConnectError as err:
         raise unreachable(gw, project, name) from err
-    out = StreamingResponse(
-        resp.aiter_raw(), status_code=resp.status_code, background=BackgroundTask(resp.aclose)
-    )
+    out = StreamingResponse(relay(resp), status_code=resp.status_code)
     origin = f"http://127.0.0.1:{up.port}".encode()
     out.raw_headers = [
         (k, v.removeprefix(origin) if k == b"location" else v)
@@ -187,6 +186,16 @@ async def forward(request: Request) -> Response:
         if k.lower() not in HOP
     ]
     return out
+
+
+async def relay(resp: httpx.Response) -> AsyncIterator[bytes]:
+    """The upstream body as it comes (still encoded), its connection back to the pool when done, also
+    when the browser went away meanwhile (the generator is closed then)."""
+    try:
+        async for chunk in resp.aiter_raw():
+            yield chunk
+    finally:
+        await resp.aclose()
 
 
 def sign_in(request: Request, project: str, name: str, authorization: str | None) -> Response:
