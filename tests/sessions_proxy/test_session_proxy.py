@@ -5,6 +5,8 @@ terminal echoes, files go in and out, and nobody without write access to the pro
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
@@ -189,3 +191,25 @@ def test_a_session_that_is_not_running_is_a_json_conflict(server):
             additional_headers=bearer(server.token),
         )
     assert refused.value.response.status_code == 409
+
+
+def runyard(srv: ServerProcess, *args: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "runyard", *args], env=srv.env(), capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_restarted_session_is_reached_on_its_new_run(server):
+    api = server.api()
+    assert api.post("/sessions", json=resource("Session", "again")).status_code == 201
+    until(lambda: api.get("/sessions/again").json()["status"].get("phase") == "Running", "again Running", 60)
+    first = api.get("/sessions/again").json()["status"]
+    with httpx.Client(base_url=server.url + "/sessions/default/again/", headers=bearer(server.token)) as c:
+        assert c.get("api/status").status_code == 200
+        runyard(server, "session", "stop", "again")
+        until(lambda: c.get("api/status").status_code == 409, "a stopped session is a 409", 10)
+        runyard(server, "session", "start", "again")
+        second = api.get("/sessions/again").json()["status"]
+        assert (second["run"], second["port"]) != (first["run"], first["port"])
+        assert c.get("api/status").status_code == 200  # the new run, with its own token
