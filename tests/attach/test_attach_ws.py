@@ -88,6 +88,15 @@ def test_a_command_instead_of_a_shell_and_its_exit_by_signal(terminal):
     assert term.wait_exit() == -15
 
 
+def test_nothing_started_in_the_terminal_outlives_it(terminal):
+    term = terminal()
+    term.type("sleep 4324 &\r")
+    until(lambda: host_processes(b"sleep\x004324\x00"), "the background sleep started")
+    term.type("exit 0\r")
+    assert term.wait_exit() == 0
+    until(lambda: not host_processes(b"sleep\x004324\x00"), "the background sleep ended", timeout=15)
+
+
 def test_a_client_that_goes_away_ends_what_it_started(terminal):
     term = terminal()
     term.type("sleep 4322\r")

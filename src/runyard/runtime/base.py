@@ -90,7 +90,8 @@ class Entry:
     """How to start a command inside a running attempt (Runtime.enter): the process `[*wrapper, *argv]`,
     started on this host with `env` and `cwd`. `wrapper` gets into the attempt (its namespaces) and execs
     the rest there: a starter may put its own exec-through helper between the two (e.g. `setsid --ctty`),
-    to run inside. `fds` are inherited at the same numbers; the starter closes them here once started."""
+    to run inside. `fds` are this process's, named by the argv (/proc/PID/fd/N) and not inherited: the
+    starter keeps them open until the command has ended, then closes them."""
 
     argv: list[str]
     env: dict[str, str]

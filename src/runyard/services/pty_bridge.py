@@ -49,44 +49,43 @@ class Terminal:
     """A started command and the PTY's master side."""
 
     def __init__(self, entry: Entry, cols: int, rows: int) -> None:
-        """Start the command; Unavailable when it cannot be."""
-        try:
-            setsid = shutil.which("setsid")
-            if setsid is None:
-                raise Unavailable("setsid is not installed on the server's host (it is part of util-linux)")
-            self.master, slave = os.openpty()
-        except BaseException:
-            _close(entry.fds)
-            raise
+        """Start the command; Unavailable when it cannot be. Takes over the entry's fds."""
+        self.fds = entry.fds  # named by the command's argv: open until it has ended
         self.sid: int | None = None  # the command's session, once seen (see session_id)
+        self.master = -1
+        self.pidfd: int | None = None
+        try:
+            self.proc = self._start(entry, cols, rows)
+        except OSError as e:
+            self.close()
+            raise Unavailable(f"could not start {entry.argv[0]!r} in the run: {e}") from e
+        except BaseException:
+            self.close()
+            raise
+        with contextlib.suppress(OSError, AttributeError):  # no pidfd on this host: exited() polls
+            self.pidfd = os.pidfd_open(self.proc.pid)
+
+    def _start(self, entry: Entry, cols: int, rows: int) -> subprocess.Popen[bytes]:
+        setsid = shutil.which("setsid")
+        if setsid is None:
+            raise Unavailable("setsid is not installed on the server's host (it is part of util-linux)")
+        self.master, slave = os.openpty()
         try:
             set_size(self.master, cols, rows)
             os.set_blocking(self.master, False)
             # A wrapper (nsenter) leads a process group of its own, so that setsid, run by its child, is no
             # group leader: setsid forks (and loses the exit status) when it is one.
-            self.proc = subprocess.Popen(
+            return subprocess.Popen(
                 [*entry.wrapper, setsid, "--ctty", *entry.argv],
                 stdin=slave,
                 stdout=slave,
                 stderr=slave,
                 cwd=entry.cwd,
                 env=entry.env,
-                pass_fds=entry.fds,
                 process_group=0 if entry.wrapper else None,
             )
-        except OSError as e:
-            os.close(self.master)
-            raise Unavailable(f"could not start {entry.argv[0]!r} in the run: {e}") from e
-        except BaseException:
-            os.close(self.master)
-            raise
         finally:
             os.close(slave)
-            _close(entry.fds)
-        try:
-            self.pidfd: int | None = os.pidfd_open(self.proc.pid)
-        except (OSError, AttributeError):  # no pidfd on this host: exited() polls
-            self.pidfd = None
 
     def session_id(self) -> int | None:
         """The session the PTY is the controlling terminal of (the command's), remembered: once its leader
@@ -159,6 +158,8 @@ class Terminal:
             await asyncio.sleep(0.05)
 
     def close(self) -> None:
+        _close(self.fds)
+        self.fds = ()
         if self.pidfd is not None:
             os.close(self.pidfd)
             self.pidfd = None

@@ -8,11 +8,11 @@ hides the server's data) and no_new_privs keeps setuid binaries from giving any 
 Where bubblewrap made a user namespace (a server that is not root), it made two: an outer one that owns the
 mount, PID, IPC and UTS namespaces, and an inner one the command runs in. nsenter 2.38 joins one user
 namespace only, and neither works alone: the inner one grants no right over namespaces its parent owns, and
-without a user namespace an unprivileged server may not join a mount namespace. So the outer one (found with
-the NS_GET_USERNS ioctl, handed to nsenter as an fd) is joined with the others, then a second nsenter joins
-the inner one, where the run's command is; the user id is kept (--preserve-credentials) and exec leaves a
-non-root process no capabilities. The bounding set cannot be emptied there (that takes CAP_SETPCAP), which
-no_new_privs makes moot.
+without a user namespace an unprivileged server may not join a mount namespace. So the outer one (found
+with the NS_GET_USERNS ioctl, opened by nsenter through the server's fd) is joined with the others, then a
+second nsenter joins the inner one, where the run's command is; the user id is kept
+(--preserve-credentials) and exec leaves a non-root process no capabilities. The bounding set cannot be
+emptied there (that takes CAP_SETPCAP), which no_new_privs makes moot.
 
 The command's environment is the run's process's (bubblewrap's, or the command's when not sandboxed), read
 from /proc, and so is its work directory: both are what the shim gave it.
@@ -119,10 +119,10 @@ def _sandboxed(init: int, cwd: str, argv: list[str], env: dict[str, str]) -> Ent
     inner: list[str] = []
     if not _same(owner, f"/proc/{init}/ns/user"):  # bubblewrap's nested one: joined from inside
         inner = [nsenter, "--user=/proc/1/ns/user", "--preserve-credentials", "--"]
-    outer = [nsenter, f"--user=/proc/self/fd/{owner}", "--preserve-credentials", f"--target={init}"]
-    # the outer namespace's fd is closed before anything of the user's runs: it must not keep a way back
-    close = ["/bin/sh", "-c", f'exec {owner}<&- "$@"', "sh"]
-    return Entry(tail, env, cwd, wrapper=[*outer, *namespaces, "--", *close, *inner], fds=(owner,))
+    # nsenter opens the outer namespace through this process's fd, which stays open here while it starts:
+    # nothing of the user's inherits it (it would be a way back out of the inner namespace)
+    outer = [nsenter, f"--user=/proc/{os.getpid()}/fd/{owner}", "--preserve-credentials", f"--target={init}"]
+    return Entry(tail, env, cwd, wrapper=[*outer, *namespaces, "--", *inner], fds=(owner,))
 
 
 def _same(fd: int, path: str) -> bool:
