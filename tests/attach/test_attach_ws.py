@@ -32,6 +32,8 @@ def test_a_shell_round_trip_with_resize_and_exit_status(terminal):
     term = terminal(cols=100, rows=30)
     term.type(PROMPT_SAFE)
     term.expect("42")
+    term.type("echo term-$TERM-$((1 + 1))\r")
+    term.expect("term-xterm-256color-2")
     term.type("stty size\r")
     term.expect("30 100")
     term.resize(120, 40)
@@ -134,3 +136,5 @@ def test_refused_without_write_access_to_the_project_or_a_running_run(srv, busy)
     assert status == 404
     status, body = refusal(attach_url(srv, busy, cols="wide"), {"Authorization": f"Bearer {srv.token}"})
     assert status == 422 and body["error"]["details"][0]["field"] == "cols"
+    status, body = refusal(attach_url(srv, busy, term="x;rm"), {"Authorization": f"Bearer {srv.token}"})
+    assert status == 422 and body["error"]["details"][0]["field"] == "term"

@@ -61,6 +61,7 @@ def attach_to(ctx: click.Context, websocket_path: str, command: list[str] | None
     cols, rows = _size()
     base, _, query = websocket_path.partition("?")
     params = urllib.parse.parse_qsl(query) + [("cols", str(cols)), ("rows", str(rows))]
+    params += [("term", os.environ["TERM"])] if os.environ.get("TERM") else []
     params += [("command", arg) for arg in command or []]
     url = rest.url.replace("http", "ws", 1) + base + "?" + urllib.parse.urlencode(params)
     headers = {"Authorization": f"Bearer {rest.token}"} if rest.token else {}

@@ -3,6 +3,8 @@ The protocol is services/pty_bridge.py's."""
 
 from __future__ import annotations
 
+import re
+
 from fastapi import APIRouter, WebSocket
 from starlette.concurrency import run_in_threadpool
 
@@ -23,6 +25,7 @@ router = APIRouter(tags=["runs"])
 # The user's shell, found inside the run (its PATH): bash when it has one, else sh. Not a login shell: the
 # system profile would reset PATH and lose the run's environment (its bin directory first).
 DEFAULT_COMMAND = ["/bin/sh", "-c", "command -v bash >/dev/null 2>&1 && exec bash; exec sh"]
+TERM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")  # a terminfo name, e.g. xterm-256color
 
 
 def _size(value: str | None, default: int, name: str) -> int:
@@ -57,7 +60,8 @@ def enter_run(store: Store, runtime: Runtime, project: str, name: str, argv: lis
 
 @router.websocket("/projects/{project}/runs/{name}/attach")
 async def attach(ws: WebSocket, project: str, name: str) -> None:
-    """Query: cols, rows (the terminal's size), command (repeated: argv; default the user's shell)."""
+    """Query: cols, rows (the terminal's size), term (its TERM; default the entry's), command (repeated:
+    argv; default the user's shell)."""
     if await authorize_websocket(ws, Access.WRITE, project, ws.headers.get("authorization")) is None:
         return
     s = state(ws)  # type: ignore[arg-type]  # app.state is reached the same way
@@ -65,8 +69,13 @@ async def attach(ws: WebSocket, project: str, name: str) -> None:
     try:
         cols = _size(query.get("cols"), 80, "cols")
         rows = _size(query.get("rows"), 24, "rows")
+        term = query.get("term")
+        if term is not None and not TERM_NAME.fullmatch(term):
+            raise Invalid("term must be a terminal type name", [FieldError("term", "e.g. xterm-256color")])
         argv = query.getlist("command") or DEFAULT_COMMAND
         entry = await run_in_threadpool(enter_run, s.store, s.runtime, project, name, argv)
+        if term:
+            entry.env["TERM"] = term
         await pty_bridge.bridge(ws, entry, cols, rows)
     except RunyardError as err:
         await ws.send_denial_response(errors.response(err, ws.url.path))

@@ -86,7 +86,7 @@ def entry(adir: Path, argv: list[str]) -> Entry:
         cwd = os.readlink(f"/proc/{child}/cwd")
     except OSError as e:
         raise Unavailable(f"cannot read the run's environment from /proc: {e}") from e
-    env.setdefault("TERM", DEFAULT_TERM)
+    env["TERM"] = DEFAULT_TERM  # the server's own, if it has one, is not the client's
     if (state.get("sandbox") or {}).get("mechanism") != "bubblewrap":
         return Entry(list(argv), env, cwd)
     init: int = state.get("sandbox_pid") or 0
