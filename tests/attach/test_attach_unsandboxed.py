@@ -40,3 +40,16 @@ def test_an_unsandboxed_run_is_entered_in_its_directory_and_environment(plain):
         term.type("exit 9\r")
         assert term.wait_exit() == 9
     until(lambda: not host_processes(b"sleep\x004325\x00"), "the background sleep ended", timeout=15)
+
+
+def test_an_unsandboxed_runs_end_hangs_its_terminal_up(plain):
+    api = plain.api()
+    api.put("/experiments/brief", json=experiment("brief", "exec sleep 86400"))
+    wait_phase(api, "brief", {"Running"}, timeout=60)
+    headers = {"Authorization": f"Bearer {plain.token}"}
+    with connect(attach_url(plain, "brief"), additional_headers=headers, proxy=None) as ws:
+        term = Terminal(ws)
+        term.type("echo $((6 * 7))\r")
+        term.expect("42")
+        assert api.post("/runs/brief/stop").status_code == 200
+        assert term.wait_exit() == -1  # SIGHUP: the shell is not in the run's process group

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.attach.conftest import attach_url
+from tests.attach.conftest import Terminal, attach_url
 from tests.support import API, experiment, until, wait_phase
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
@@ -105,6 +105,19 @@ def test_a_client_that_goes_away_ends_what_it_started(terminal):
     until(lambda: host_processes(b"sleep\x004322\x00"), "the sleep started in the attached shell")
     term.ws.close()
     until(lambda: not host_processes(b"sleep\x004322\x00"), "the sleep ended with its client", timeout=15)
+
+
+def test_the_terminal_ends_with_its_run(srv, busy):
+    api = srv.api()
+    api.put("/experiments/brief", json=experiment("brief", "exec sleep 86400"))
+    wait_phase(api, "brief", {"Running"}, timeout=60)
+    headers = {"Authorization": f"Bearer {srv.token}"}
+    with connect(attach_url(srv, "brief"), additional_headers=headers, proxy=None) as ws:
+        term = Terminal(ws)
+        term.type(PROMPT_SAFE)
+        term.expect("42")
+        assert api.post("/runs/brief/stop").status_code == 200
+        assert term.wait_exit() < 0  # killed with the sandbox's PID namespace (or hung up)
 
 
 def refusal(url: str, headers: dict) -> tuple[int, dict]:

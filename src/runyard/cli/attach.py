@@ -113,7 +113,8 @@ def _pump(ws: ClientConnection) -> int | None:
     from websockets.exceptions import ConnectionClosed
 
     wake_r, wake_w = os.pipe()  # SIGWINCH -> a byte here -> the input thread sends the new size
-    previous = signal.signal(signal.SIGWINCH, lambda *_: os.write(wake_w, b"w"))
+    os.set_blocking(wake_w, False)
+    previous = signal.signal(signal.SIGWINCH, lambda *_: _wake(wake_w, b"w"))
     sender = threading.Thread(target=_send_input, args=(ws, wake_r), daemon=True)
     sender.start()
     code = None
@@ -131,10 +132,15 @@ def _pump(ws: ClientConnection) -> int | None:
         return code
     finally:
         signal.signal(signal.SIGWINCH, previous)
-        os.write(wake_w, b"q")  # the input thread ends
+        _wake(wake_w, b"q")  # the input thread ends
         sender.join(timeout=1)
         for fd in (wake_r, wake_w):
             os.close(fd)
+
+
+def _wake(fd: int, what: bytes) -> None:
+    with contextlib.suppress(BlockingIOError):  # full: the thread has a wake-up to read already
+        os.write(fd, what)
 
 
 def _send_input(ws: ClientConnection, wake: int) -> None:

@@ -25,6 +25,7 @@ import struct
 import subprocess
 import termios
 from collections.abc import Callable
+from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -136,21 +137,30 @@ class Terminal:
         """Send `sig` to every process in the command's session, and to the wrapper."""
         sid = self.session_id()
         targets = set(_session_members(sid)) if sid else set()
+        if not targets:
+            self.sid = None  # an empty session's id may be any new process's soon
         if self.proc.poll() is None:
             targets.add(self.proc.pid)
         for pid in targets:
             with contextlib.suppress(OSError):
                 os.kill(pid, sig)
 
-    async def end(self) -> None:
-        """SIGHUP what is left, SIGKILL it after GRACE seconds; close the terminal and reap the command."""
+    async def hang_up(self, until: asyncio.Future[Any]) -> None:
+        """SIGHUP what is in the command's session; SIGKILL it if `until` is not done GRACE seconds later."""
         self.signal_session(signal.SIGHUP)
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._session_gone(), GRACE)
-        self.signal_session(signal.SIGKILL)
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self.exited(), GRACE)
-        self.close()
+        done, _ = await asyncio.wait({until}, timeout=GRACE)
+        if not done:
+            self.signal_session(signal.SIGKILL)
+            await asyncio.wait({until}, timeout=GRACE)
+
+    async def end(self) -> None:
+        """End what is left of the command's session; close the terminal and reap the command."""
+        gone = asyncio.ensure_future(self._session_gone())
+        try:
+            await self.hang_up(gone)
+        finally:
+            gone.cancel()
+            self.close()
 
     async def _session_gone(self) -> None:
         await self.exited()
@@ -207,41 +217,49 @@ async def _ready(fd: int, write: bool) -> None:
 
 
 async def bridge(
-    ws: WebSocket, entry: Entry, cols: int, rows: int, on_activity: Callable[[], None] | None = None
+    ws: WebSocket,
+    entry: Entry,
+    cols: int,
+    rows: int,
+    on_activity: Callable[[], None] | None = None,
+    stop: asyncio.Event | None = None,
 ) -> int | None:
     """Start `entry` on a new PTY of `cols` x `rows`, accept the websocket `ws` (not accepted yet: a
     command that cannot start raises Unavailable before) and pump the two until the command exits (returns
     its exit code) or the client goes (returns None). `on_activity` is called on every message either way
-    (a session's idle clock)."""
+    (a session's idle clock); `stop`, once set, hangs the command up (e.g. its run has ended)."""
     term = await asyncio.to_thread(Terminal, entry, cols, rows)
     touch = on_activity or (lambda: None)
-    output = client = exited = None
+    tasks: list[asyncio.Task[Any]] = []
     try:
         await ws.accept()
         output = asyncio.create_task(_pump_output(ws, term, touch))
         client = asyncio.create_task(_pump_input(ws, term, touch))
         exited = asyncio.create_task(term.exited())
+        tasks += [output, client, exited]
+        if stop is not None:
+            tasks.append(asyncio.create_task(_hang_up_on(stop, term, exited)))
         await asyncio.wait({client, exited}, return_when=asyncio.FIRST_COMPLETED)
         if not exited.done():  # the client went first
             return None
-        code = exited.result()
         # What the command wrote before it exited is in the terminal still: read to the end, which comes
         # once nothing holds the terminal (anything left in the session is hung up, then killed).
-        term.signal_session(signal.SIGHUP)
-        done, _ = await asyncio.wait({output}, timeout=GRACE)
-        if not done:
-            term.signal_session(signal.SIGKILL)
-            await asyncio.wait({output}, timeout=GRACE)
+        await term.hang_up(output)
+        code = exited.result()
         with contextlib.suppress(WebSocketDisconnect, RuntimeError):
             await ws.send_text(json.dumps({"type": "exit", "code": code}))
             await ws.close(1000)
         return code
     finally:
-        tasks = [task for task in (output, client, exited) if task is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await term.end()
+
+
+async def _hang_up_on(stop: asyncio.Event, term: Terminal, exited: asyncio.Task[int]) -> None:
+    await stop.wait()
+    await term.hang_up(exited)
 
 
 async def _pump_output(ws: WebSocket, term: Terminal, touch: Callable[[], None]) -> None:

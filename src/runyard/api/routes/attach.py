@@ -3,6 +3,7 @@ The protocol is services/pty_bridge.py's."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 from fastapi import APIRouter, WebSocket
@@ -14,7 +15,7 @@ from runyard.api.ws_auth import authorize_websocket
 from runyard.core.errors import Conflict, FieldError, Invalid, RunyardError
 from runyard.core.kinds import name_problem
 from runyard.core.phases import Phase
-from runyard.runtime.base import Entry, Runtime
+from runyard.runtime.base import AttemptState, Entry, Handle, Runtime
 from runyard.services import pty_bridge
 from runyard.services.auth import Access
 from runyard.services.logs import find_run
@@ -25,6 +26,7 @@ router = APIRouter(tags=["runs"])
 # The user's shell, found inside the run (its PATH): bash when it has one, else sh. Not a login shell: the
 # system profile would reset PATH and lose the run's environment (its bin directory first).
 DEFAULT_COMMAND = ["/bin/sh", "-c", "command -v bash >/dev/null 2>&1 && exec bash; exec sh"]
+WATCH_SECONDS = 1.0  # how often an attached run is looked at, to end the terminal when the run ends
 TERM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")  # a terminfo name, e.g. xterm-256color
 
 
@@ -41,8 +43,10 @@ def _size(value: str | None, default: int, name: str) -> int:
     raise Invalid(f"{name} must be {reason}", [FieldError(name, reason)])
 
 
-def enter_run(store: Store, runtime: Runtime, project: str, name: str, argv: list[str]) -> Entry:
-    """How to run `argv` in the run's current attempt; Conflict when it is not running."""
+def enter_run(
+    store: Store, runtime: Runtime, project: str, name: str, argv: list[str]
+) -> tuple[Handle, Entry]:
+    """How to run `argv` in the run's current attempt (and its handle); Conflict when it is not running."""
     problem = name_problem(name)
     if problem:
         raise Invalid(f"run name {problem}", [FieldError("name", problem)])
@@ -55,7 +59,18 @@ def enter_run(store: Store, runtime: Runtime, project: str, name: str, argv: lis
     handle = run.status.attempts[-1].handle
     if not handle:
         raise Conflict(f"run {name} has no process yet: try again once it is Running")
-    return runtime.enter(handle, argv)
+    return handle, runtime.enter(handle, argv)
+
+
+async def _watch(runtime: Runtime, handle: Handle, ended: asyncio.Event) -> None:
+    """Set `ended` once the attempt is no longer running: an unsandboxed run's end does not reach a
+    command started in it (a sandboxed one's does, its PID namespace ending)."""
+    while True:
+        await asyncio.sleep(WATCH_SECONDS)
+        observed = await run_in_threadpool(runtime.observe, handle)
+        if observed.state != AttemptState.RUNNING:
+            ended.set()
+            return
 
 
 @router.websocket("/projects/{project}/runs/{name}/attach")
@@ -73,9 +88,14 @@ async def attach(ws: WebSocket, project: str, name: str) -> None:
         if term is not None and not TERM_NAME.fullmatch(term):
             raise Invalid("term must be a terminal type name", [FieldError("term", "e.g. xterm-256color")])
         argv = query.getlist("command") or DEFAULT_COMMAND
-        entry = await run_in_threadpool(enter_run, s.store, s.runtime, project, name, argv)
+        handle, entry = await run_in_threadpool(enter_run, s.store, s.runtime, project, name, argv)
         if term:
             entry.env["TERM"] = term
-        await pty_bridge.bridge(ws, entry, cols, rows)
+        ended = asyncio.Event()
+        watcher = asyncio.create_task(_watch(s.runtime, handle, ended))
+        try:
+            await pty_bridge.bridge(ws, entry, cols, rows, stop=ended)
+        finally:
+            watcher.cancel()
     except RunyardError as err:
         await ws.send_denial_response(errors.response(err, ws.url.path))
