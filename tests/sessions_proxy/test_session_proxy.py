@@ -110,6 +110,26 @@ def test_the_file_browser_reads_and_writes_through_the_proxy(server):
         assert c.get("api/contents/proxied.txt").status_code == 404  # Jupyter's own answer, passed on
 
 
+def test_bodies_stream_both_ways_chunked_or_not(server):
+    text = "".join(f"line {i}\n" for i in range(400_000))  # ~5 MB
+    doc = json.dumps({"type": "file", "format": "text", "content": text}).encode()
+
+    def chunks():  # no Content-Length: sent chunked, as a browser's streamed upload is
+        for i in range(0, len(doc), 100_000):
+            yield doc[i : i + 100_000]
+
+    with client(server) as c:
+        saved = c.put("api/contents/big.txt", content=chunks())
+        assert saved.status_code in (200, 201), saved.text
+        with c.stream("GET", "files/big.txt") as download:
+            assert download.status_code == 200
+            parts = list(download.iter_raw())
+        assert b"".join(parts).decode() == text and len(parts) > 1
+        head = c.head("files/big.txt")
+        assert head.status_code == 200 and head.content == b""
+        assert c.get("api/status").status_code == 200  # the kept-alive upstream connection still works
+
+
 def test_http_needs_a_token_with_write_access_to_the_project(server):
     path = server.url + PREFIX + "api/contents"
     missing = httpx.get(path)

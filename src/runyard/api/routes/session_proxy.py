@@ -12,18 +12,15 @@ These are plain Starlette routes, kept out of the OpenAPI document: they authent
 
 The hot paths stay lean: after the handshake a websocket message costs one receive and one send (the
 upstream and the principal are looked up once, activity is a dict write), and HTTP bodies stream both
-ways without being read whole.
+ways without being read whole (see loopback_http.py for why not httpx there).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-from collections.abc import AsyncIterator
 from urllib.parse import urlencode, urlsplit
 
-import httpx
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection, Request
@@ -37,6 +34,7 @@ from websockets.typing import Subprotocol
 
 from runyard.api import errors
 from runyard.api.deps import state
+from runyard.api.loopback_http import LoopbackPool
 from runyard.api.ws_auth import authorize_websocket
 from runyard.core.errors import Forbidden, RunyardError, Unauthorized, Unavailable
 from runyard.services.auth import Access, Principal, authenticate, cached_principal
@@ -125,16 +123,12 @@ def strip_cookie(value: bytes) -> bytes:
     return b";".join(kept).strip()
 
 
-def _client(request: Request) -> httpx.AsyncClient:
-    """One connection pool per app (pooled keep-alive connections to every session)."""
-    client = getattr(request.app.state, "session_proxy_client", None)
-    if client is None:
-        logging.getLogger("httpx").setLevel(logging.WARNING)  # not a log line per JupyterLab poll
-        timeout = httpx.Timeout(10.0, read=None)  # a long poll or a slow save may take its time
-        limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
-        client = httpx.AsyncClient(timeout=timeout, limits=limits, trust_env=False)
-        request.app.state.session_proxy_client = client
-    return client
+def _pool(request: Request) -> LoopbackPool:
+    """One pool of kept-alive upstream connections per app."""
+    pool = getattr(request.app.state, "session_proxy_pool", None)
+    if pool is None:
+        pool = request.app.state.session_proxy_pool = LoopbackPool()
+    return pool
 
 
 async def bare(request: Request) -> Response:
@@ -161,41 +155,24 @@ async def forward(request: Request) -> Response:
         if cookie:
             headers.append((b"cookie", cookie))
     headers.append((b"authorization", f"token {up.token}".encode()))
-    query = forwarded_query(request, source)
-    raw_path = request.scope.get("raw_path") or request.url.path.encode()
-    target = httpx.URL(
-        scheme="http",
-        host="127.0.0.1",
-        port=up.port,
-        raw_path=raw_path + (b"?" + query.encode() if query else b""),
-    )
     has_body = "content-length" in request.headers or "transfer-encoding" in request.headers
-    client = _client(request)
-    req = client.build_request(
-        request.method, target, headers=headers, content=request.stream() if has_body else None
-    )
+    if has_body and "content-length" not in request.headers:
+        headers.append((b"transfer-encoding", b"chunked"))  # streamed on as it comes
+    query = forwarded_query(request, source)
+    target = request.scope.get("raw_path") or request.url.path.encode()
+    target += b"?" + query.encode() if query else b""
     try:
-        resp = await client.send(req, stream=True)
-    except httpx.ConnectError as err:
+        reply = await _pool(request).request(
+            up.port, request.method, target, headers, request.stream() if has_body else None
+        )
+    except OSError as err:
         raise unreachable(gw, project, name) from err
-    out = StreamingResponse(relay(resp), status_code=resp.status_code)
+    out = StreamingResponse(reply.body(), status_code=reply.status)
     origin = f"http://127.0.0.1:{up.port}".encode()
     out.raw_headers = [
-        (k, v.removeprefix(origin) if k == b"location" else v)
-        for k, v in resp.headers.raw
-        if k.lower() not in HOP
+        (k, v.removeprefix(origin) if k == b"location" else v) for k, v in reply.headers if k not in HOP
     ]
     return out
-
-
-async def relay(resp: httpx.Response) -> AsyncIterator[bytes]:
-    """The upstream body as it comes (still encoded), its connection back to the pool when done, also
-    when the browser went away meanwhile (the generator is closed then)."""
-    try:
-        async for chunk in resp.aiter_raw():
-            yield chunk
-    finally:
-        await resp.aclose()
 
 
 def sign_in(request: Request, project: str, name: str, authorization: str | None) -> Response:
