@@ -58,6 +58,15 @@ def test_ctrl_c_interrupts_the_command_and_the_shell_survives(terminal):
     assert term.wait_exit() == 0
 
 
+def test_what_the_terminal_runs_is_in_the_runs_cgroups(srv, busy, terminal):
+    uid = srv.api().get(f"/runs/{busy}").json()["metadata"]["uid"]
+    term = terminal()
+    term.type("sleep 4326\r")
+    (pid,) = until(lambda: host_processes(b"sleep\x004326\x00"), "the sleep started in the attached shell")
+    groups = Path(f"/proc/{pid}/cgroup").read_text()
+    assert uid in groups, groups  # the run's limits (pids at least) hold for it too
+
+
 def test_the_shell_is_inside_the_sandbox_without_capabilities(srv, terminal):
     assert (srv.home / "admin-token").exists()
     term = terminal()

@@ -89,15 +89,18 @@ class LaunchError(Exception):
 class Entry:
     """How to start a command inside a running attempt (Runtime.enter): the process `[*wrapper, *argv]`,
     started on this host with `env` and `cwd`. `wrapper` gets into the attempt (its namespaces) and execs
-    the rest there: a starter may put its own exec-through helper between the two (e.g. `setsid --ctty`),
+    the rest there: a starter may put its own exec-through helpers between the two (e.g. `setsid --ctty`),
     to run inside. `fds` are this process's, named by the argv (/proc/PID/fd/N) and not inherited: the
-    starter keeps them open until the command has ended, then closes them."""
+    starter keeps them open until the command has ended, then closes them. `adopt`, when set, moves
+    processes into the attempt's resource groups (cgroups): the starter holds the command back until it
+    has called it with the pids it started (raising OSError: the command must not run)."""
 
     argv: list[str]
     env: dict[str, str]
     cwd: str
     wrapper: list[str] = field(default_factory=list)
     fds: tuple[int, ...] = ()
+    adopt: Callable[[list[int]], None] | None = None
 
 
 class Runtime(ABC):

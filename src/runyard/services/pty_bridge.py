@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 GRACE = 2.0  # seconds between the SIGHUP and the SIGKILL of what is left in the command's session
 CHUNK = 64 * 1024
 TIOCGSID = getattr(termios, "TIOCGSID", 0x5429)  # the session a terminal belongs to (Linux's number)
+# Holds the command, stdin a pipe, until the server has moved it into the run's cgroups (a line on the pipe),
+# then execs the rest with stdin the terminal (as stdout is).
+HOLD = ["/bin/sh", "-c", 'read _ || exit 126; exec "$@" 0<&1', "sh"]
 MAX_SIZE = 10_000  # columns or rows: anything larger is a client's mistake
 
 
@@ -71,14 +74,15 @@ class Terminal:
         if setsid is None:
             raise Unavailable("setsid is not installed on the server's host (it is part of util-linux)")
         self.master, slave = os.openpty()
+        hold_r, hold_w = os.pipe() if entry.adopt else (slave, -1)
         try:
             set_size(self.master, cols, rows)
             os.set_blocking(self.master, False)
             # A wrapper (nsenter) leads a process group of its own, so that setsid, run by its child, is no
             # group leader: setsid forks (and loses the exit status) when it is one.
-            return subprocess.Popen(
-                [*entry.wrapper, setsid, "--ctty", *entry.argv],
-                stdin=slave,
+            proc = subprocess.Popen(
+                [*entry.wrapper, *(HOLD if entry.adopt else []), setsid, "--ctty", *entry.argv],
+                stdin=hold_r,
                 stdout=slave,
                 stderr=slave,
                 cwd=entry.cwd,
@@ -86,7 +90,19 @@ class Terminal:
                 process_group=0 if entry.wrapper else None,
             )
         finally:
-            os.close(slave)
+            for fd in {slave, hold_r}:
+                os.close(fd)
+        if entry.adopt:
+            try:
+                _adopt(entry.adopt, proc.pid, grouped=bool(entry.wrapper))
+                os.write(hold_w, b"\n")
+            except OSError:
+                proc.kill()
+                proc.wait()
+                raise
+            finally:
+                os.close(hold_w)
+        return proc
 
     def session_id(self) -> int | None:
         """The session the PTY is the controlling terminal of (the command's), remembered: once its leader
@@ -104,7 +120,7 @@ class Terminal:
                 await asyncio.sleep(0.05)
                 continue
             ready = loop.create_future()
-            loop.add_reader(self.pidfd, ready.set_result, None)
+            loop.add_reader(self.pidfd, _resolve, ready)
             try:
                 await ready
             finally:
@@ -178,6 +194,15 @@ class Terminal:
             self.master = -1
 
 
+def _adopt(adopt: Callable[[list[int]], None], pid: int, grouped: bool) -> None:
+    """Move the held command into the attempt's resource groups: the started process first (what it forks
+    from then on follows it), then what it forked before (its process group, when it leads one)."""
+    adopt([pid])
+    forked = [member for member in _members(2, pid) if member != pid] if grouped else []
+    if forked:  # never an empty list: limits.join() would move the caller, this server
+        adopt(forked)
+
+
 def _close(fds: tuple[int, ...]) -> None:
     for fd in fds:
         with contextlib.suppress(OSError):
@@ -186,6 +211,12 @@ def _close(fds: tuple[int, ...]) -> None:
 
 def _session_members(sid: int) -> list[int]:
     """The live processes of session `sid` (host pids), from /proc."""
+    return _members(3, sid)
+
+
+def _members(field: int, value: int) -> list[int]:
+    """The live processes whose /proc stat `field` (after the name; 2: process group, 3: session) is
+    `value`."""
     members = []
     for name in os.listdir("/proc"):
         if not name.isdigit():
@@ -195,7 +226,7 @@ def _session_members(sid: int) -> list[int]:
                 fields = f.read().rsplit(b")", 1)[1].split()
         except OSError:
             continue
-        if len(fields) > 3 and fields[0] != b"Z" and int(fields[3]) == sid:
+        if len(fields) > field and fields[0] != b"Z" and int(fields[field]) == value:
             members.append(int(name))
     return members
 

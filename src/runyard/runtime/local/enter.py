@@ -15,13 +15,15 @@ second nsenter joins the inner one, where the run's command is; the user id is k
 emptied there (that takes CAP_SETPCAP), which no_new_privs makes moot.
 
 The command's environment is the run's process's (bubblewrap's, or the command's when not sandboxed), read
-from /proc, and so is its work directory: both are what the shim gave it.
+from /proc, and so is its work directory: both are what the shim gave it. It joins the run's cgroups, so
+the run's limits hold for it too (Entry.adopt).
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import os
 import shutil
@@ -30,6 +32,7 @@ from typing import Any
 
 from runyard.core.errors import Conflict, Unavailable
 from runyard.runtime.base import Entry
+from runyard.runtime.local import limits
 from runyard.runtime.local.shim import create_time
 
 NS_GET_USERNS = 0xB701  # _IO(0xb7, 0x1): an fd for the user namespace that owns a namespace
@@ -87,12 +90,16 @@ def entry(adir: Path, argv: list[str]) -> Entry:
     except OSError as e:
         raise Unavailable(f"cannot read the run's environment from /proc: {e}") from e
     env["TERM"] = DEFAULT_TERM  # the server's own, if it has one, is not the client's
+    cgroups = list(state.get("cgroups") or [])
+    adopt = functools.partial(limits.join, cgroups) if cgroups else None
     if (state.get("sandbox") or {}).get("mechanism") != "bubblewrap":
-        return Entry(list(argv), env, cwd)
+        return Entry(list(argv), env, cwd, adopt=adopt)
     init: int = state.get("sandbox_pid") or 0
     if not _alive(init, state.get("sandbox_create_time")):
         raise Conflict(NOT_RUNNING)
-    return _sandboxed(init, cwd, list(argv), env)
+    entry = _sandboxed(init, cwd, list(argv), env)
+    entry.adopt = adopt
+    return entry
 
 
 def _sandboxed(init: int, cwd: str, argv: list[str], env: dict[str, str]) -> Entry:
