@@ -45,7 +45,7 @@ METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 # Not forwarded either way: hop-by-hop headers, and what the proxy itself sets.
 HOP = frozenset(
     b"connection keep-alive proxy-authenticate proxy-authorization te trailer transfer-encoding upgrade "
-    b"host authorization cookie origin".split()
+    b"host authorization cookie origin expect".split()
 )
 SIGN_IN = (
     "sign in: open the session's URL with ?token=<a runyard token>, "
@@ -272,9 +272,12 @@ async def pump(
         code, reason = sendable(upstream.close_code), upstream.close_reason or ""
         await send({"type": "websocket.close", "code": code, "reason": reason})
 
-    tasks = [asyncio.ensure_future(from_client()), asyncio.ensure_future(from_upstream())]
+    client, relay = asyncio.ensure_future(from_client()), asyncio.ensure_future(from_upstream())
+    tasks = (client, relay)
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        if client.done() and isinstance(client.exception(), ConnectionClosed):
+            await relay  # the upstream closed as the browser sent: its close still goes to the browser
     finally:
         for task in tasks:
             task.cancel()
