@@ -97,9 +97,9 @@ def entry(adir: Path, argv: list[str]) -> Entry:
     init: int = state.get("sandbox_pid") or 0
     if not _alive(init, state.get("sandbox_create_time")):
         raise Conflict(NOT_RUNNING)
-    entry = _sandboxed(init, cwd, list(argv), env)
-    entry.adopt = adopt
-    return entry
+    made = _sandboxed(init, cwd, list(argv), env)
+    made.adopt = adopt
+    return made
 
 
 def _sandboxed(init: int, cwd: str, argv: list[str], env: dict[str, str]) -> Entry:
