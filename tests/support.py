@@ -118,13 +118,17 @@ def kill_run_processes(state: dict) -> None:
                 os.killpg(state[key], signal.SIGKILL)
 
 
+SERVICES = (b"runyard.serving.replica", b"runyard.sessions.jupyter")  # runs that never end by themselves
+
+
 def kill_replicas(home: Path) -> None:
-    """SIGKILL the process group (sandbox included) of every model replica working under `home`."""
+    """SIGKILL the process group (sandbox included) of every model replica and session Jupyter working under
+    `home`: they outlive the server, as runs do."""
     root = str(home.resolve())
     for pid in os.listdir("/proc"):
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-            if b"runyard.serving.replica" not in cmdline or b"bwrap" in cmdline.split(b"\0", 1)[0]:
+            if not any(s in cmdline for s in SERVICES) or b"bwrap" in cmdline.split(b"\0", 1)[0]:
                 continue
             if os.readlink(f"/proc/{pid}/cwd").startswith(root):
                 os.killpg(os.getpgid(int(pid)), signal.SIGKILL)
