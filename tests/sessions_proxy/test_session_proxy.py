@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
@@ -233,3 +234,25 @@ def test_a_restarted_session_is_reached_on_its_new_run(server):
         second = api.get("/sessions/again").json()["status"]
         assert (second["run"], second["port"]) != (first["run"], first["port"])
         assert c.get("api/status").status_code == 200  # the new run, with its own token
+
+
+def test_traffic_through_the_proxy_keeps_a_session_from_idling(server):
+    """The gateway's activity, not only Jupyter's own: the JupyterLab page is not an API call, so Jupyter
+    does not count it, and the session would be reclaimed after 4 s without the proxy's."""
+    api = server.api()
+    assert api.post("/sessions", json=resource("Session", "lively", idleTimeoutSeconds=4)).status_code == 201
+    until(
+        lambda: api.get("/sessions/lively").json()["status"].get("phase") == "Running", "lively Running", 60
+    )
+    with httpx.Client(base_url=server.url + "/sessions/default/lively/", headers=bearer(server.token)) as c:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            assert c.get("lab").status_code == 200
+            assert api.get("/sessions/lively").json()["status"]["phase"] == "Running"
+            time.sleep(0.5)  # pacing the traffic, as a browser tab's would be
+    st = until(
+        lambda: (s := api.get("/sessions/lively").json()["status"])["phase"] == "Stopped" and s,
+        "an unused session is reclaimed",
+        30,
+    )
+    assert st["reason"] == "Idle"
