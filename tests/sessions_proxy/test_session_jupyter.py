@@ -18,6 +18,8 @@ from tests.sessions_proxy.proxy_support import execute
 from tests.support import until
 from websockets.sync.client import connect
 
+from runyard.services.pythons import Pythons
+
 BASE = "/sessions/p/s/"
 TOKEN = "the-session-token"
 
@@ -105,5 +107,25 @@ def test_a_terminal_session_has_terminals_and_no_jupyterlab(tmp_path):
     try:
         assert jp.http.get("lab").status_code == 404
         assert jp.http.post("api/terminals").status_code == 200
+    finally:
+        jp.stop()
+
+
+def test_an_environment_of_another_python_without_ipykernel_is_told_to_add_it(tmp_path):
+    """The server's ipykernel cannot load in another Python version (pyzmq is built for one): the kernel
+    says so, naming the fix, rather than dying with an import traceback."""
+    ours = sys.version_info[:2]
+    other = next((i for i in Pythons().all() if tuple(map(int, i.version.split(".")[:2])) != ours), None)
+    if other is None:
+        pytest.skip("this host has no Python of another version than the server's")
+    subprocess.run([other.path, "-m", "venv", "--without-pip", str(tmp_path / "env")], check=True)
+    work = tmp_path / "work"
+    work.mkdir()
+    jp = Jupyter(work, "jupyterlab", str(tmp_path / "env" / "bin" / "python"))
+    try:
+        jp.http.post("api/kernels", json={"name": "python3"})  # Jupyter may answer before it dies
+        log = work / "jupyter.log"
+        until(lambda: "add ipykernel to the environment's requirements" in log.read_text(), "the advice", 30)
+        assert f"Python {other.version.rsplit('.', 1)[0]}" in log.read_text()
     finally:
         jp.stop()
