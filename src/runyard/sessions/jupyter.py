@@ -53,10 +53,11 @@ if importlib.util.find_spec("ipykernel") is None:
 try:
     from ipykernel import kernelapp
 except ImportError as err:
+    why = (str(err).strip().splitlines() or [type(err).__name__])[0]
     sys.exit(
-        "this environment has no ipykernel, and the server's (Python {host_version}) cannot load in "
-        f"Python {{sys.version_info[0]}}.{{sys.version_info[1]}} ({{err}}): add ipykernel to the "
-        "environment's requirements"
+        "this environment has no ipykernel: add ipykernel to the environment's requirements (the "
+        f"server's, for Python {host_version}, cannot load in Python "
+        f"{{sys.version_info[0]}}.{{sys.version_info[1]}}: {{why}})"
     )
 kernelapp.launch_new_instance()
 """
