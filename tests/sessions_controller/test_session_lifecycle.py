@@ -146,3 +146,18 @@ def test_deleting_a_session_removes_its_runs_and_its_directory(server):
     until(lambda: api.get("/sessions/gone").status_code == 404, "session deleted")
     until(lambda: api.get(f"/runs/{status['run']}").status_code == 404, "its run deleted")
     assert not directory.exists()
+
+
+def test_session_attach_is_a_terminal_in_the_session_and_its_use_keeps_it_up(server):
+    api = server.api()
+    doc = api.put(
+        "/sessions/term", json=resource("Session", "term", editor="terminal", idleTimeoutSeconds=4)
+    ).json()
+    wait_session(api, "term", "Running")
+    ticks = "for i in $(seq 16); do echo tick; sleep 0.5; done; pwd; exit 7"
+    done = cli(server, "session", "attach", "term", "--command=sh", "--command=-c", f"--command={ticks}")
+    assert done.returncode == 7, done.stderr
+    assert done.stdout.count("tick") == 16
+    assert done.stdout.strip().endswith(doc["metadata"]["uid"])  # in the session's kept directory
+    assert session_status(api, "term")["phase"] == "Running"  # 8 s of terminal use, idle timeout 4 s
+    assert "Idle" not in events(api, "term")

@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable
 
 from fastapi import APIRouter, WebSocket
 from starlette.concurrency import run_in_threadpool
 
 from runyard.api import errors
-from runyard.api.deps import state
+from runyard.api.deps import AppState, state
 from runyard.api.ws_auth import authorize_websocket
 from runyard.core.errors import Conflict, FieldError, Invalid, RunyardError
 from runyard.core.kinds import name_problem
 from runyard.core.phases import Phase
+from runyard.core.resources import Run
 from runyard.runtime.base import AttemptState, Entry, Handle, Runtime
 from runyard.services import pty_bridge
 from runyard.services.auth import Access
@@ -45,8 +47,9 @@ def _size(value: str | None, default: int, name: str) -> int:
 
 def enter_run(
     store: Store, runtime: Runtime, project: str, name: str, argv: list[str]
-) -> tuple[Handle, Entry]:
-    """How to run `argv` in the run's current attempt (and its handle); Conflict when it is not running."""
+) -> tuple[Run, Handle, Entry]:
+    """How to run `argv` in the run's current attempt (and the run, its handle); Conflict when it is not
+    running."""
     problem = name_problem(name)
     if problem:
         raise Invalid(f"run name {problem}", [FieldError("name", problem)])
@@ -59,7 +62,7 @@ def enter_run(
     handle = run.status.attempts[-1].handle
     if not handle:
         raise Conflict(f"run {name} has no process yet: try again once it is Running")
-    return handle, runtime.enter(handle, argv)
+    return run, handle, runtime.enter(handle, argv)
 
 
 async def _watch(runtime: Runtime, handle: Handle, ended: asyncio.Event) -> None:
@@ -71,6 +74,15 @@ async def _watch(runtime: Runtime, handle: Handle, ended: asyncio.Event) -> None
         if observed.state != AttemptState.RUNNING:
             ended.set()
             return
+
+
+def _activity(s: AppState, run: Run) -> Callable[[], None] | None:
+    """A session's terminal in use is the session in use: it keeps it from being reclaimed as idle."""
+    session = next((o.uid for o in run.metadata.ownerReferences if o.kind == "Session"), None)
+    gateway = s.sessions
+    if session is None or gateway is None:
+        return None
+    return lambda: gateway.touch(session)
 
 
 @router.websocket("/projects/{project}/runs/{name}/attach")
@@ -88,13 +100,13 @@ async def attach(ws: WebSocket, project: str, name: str) -> None:
         if term is not None and not TERM_NAME.fullmatch(term):
             raise Invalid("term must be a terminal type name", [FieldError("term", "e.g. xterm-256color")])
         argv = query.getlist("command") or DEFAULT_COMMAND
-        handle, entry = await run_in_threadpool(enter_run, s.store, s.runtime, project, name, argv)
+        run, handle, entry = await run_in_threadpool(enter_run, s.store, s.runtime, project, name, argv)
         if term:
             entry.env["TERM"] = term
         ended = asyncio.Event()
         watcher = asyncio.create_task(_watch(s.runtime, handle, ended))
         try:
-            await pty_bridge.bridge(ws, entry, cols, rows, stop=ended)
+            await pty_bridge.bridge(ws, entry, cols, rows, on_activity=_activity(s, run), stop=ended)
         finally:
             watcher.cancel()
     except RunyardError as err:
