@@ -25,6 +25,7 @@ from runyard.cli.output import (
     echo,
     paint,
     render,
+    render_list,
     table,
     timestamp,
     to_yaml,
@@ -218,13 +219,8 @@ def list_(ctx: click.Context, output: Output) -> None:
     desired replicas, URL."""
     rest = state(ctx).rest()
     docs = sorted(rest.list("models"), key=lambda d: d["metadata"]["name"])
-    if output not in (Output.TABLE, Output.WIDE):
-        render(docs, output)
-    elif not docs:
-        note(f"no models in project {rest.project}; `runyard models deploy --handler mod:fn` serves one")
-    else:
-        cols = [c for c in LIST_COLUMNS if output is Output.WIDE or not c.wide]
-        echo(table(docs, cols, whole=output is Output.WIDE))
+    empty = f"no models in project {rest.project}; `runyard models deploy --handler mod:fn` serves one"
+    render_list(docs, output, LIST_COLUMNS, empty)
 
 
 def _ms(value: Any) -> str:

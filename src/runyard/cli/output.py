@@ -71,6 +71,20 @@ def render(docs: Sequence[Doc], output: Output, single: bool = False) -> None:
         echo(table(docs, columns(kind, output is Output.WIDE), whole=output is Output.WIDE))
 
 
+def render_list(docs: Sequence[Doc], output: Output, cols: Sequence[Column], empty: str) -> None:
+    """A kind's own listing: `cols` as a table (the wide ones with -o wide), JSON or YAML as `render`
+    does; `empty` said on stderr when there is nothing."""
+    if output not in (Output.TABLE, Output.WIDE):
+        render(docs, output)
+    elif not docs:
+        from runyard.cli.errors import note
+
+        note(empty)
+    else:
+        wide = output is Output.WIDE
+        echo(table(docs, [c for c in cols if wide or not c.wide], whole=wide))
+
+
 def table(docs: Sequence[Doc], cols: Sequence[Column], whole: bool = False) -> str:
     """Aligned columns, three spaces apart, a bold header, no trailing spaces; long cells cut unless
     `whole`."""

@@ -24,10 +24,9 @@ from runyard.cli.output import (
     Doc,
     Output,
     age,
-    echo,
     paint,
     render,
-    table,
+    render_list,
     timestamp,
 )
 from runyard.core.errors import NotFound
@@ -218,13 +217,7 @@ def list_(ctx: click.Context, output: Output) -> None:
     """List the project's sessions by name: phase, editor, resources, how long unused, URL."""
     rest = state(ctx).rest()
     docs = sorted(rest.list(KIND), key=lambda d: d["metadata"]["name"])
-    if output not in (Output.TABLE, Output.WIDE):
-        render(docs, output)
-    elif not docs:
-        note(f"no sessions in project {rest.project}; `runyard session start` starts one")
-    else:
-        cols = [c for c in LIST_COLUMNS if output is Output.WIDE or not c.wide]
-        echo(table(docs, cols, whole=output is Output.WIDE))
+    render_list(docs, output, LIST_COLUMNS, f"no sessions in project {rest.project}; `runyard session start`")
 
 
 @session.command(short_help="Stop a session; its files are kept for the next start.")

@@ -165,21 +165,10 @@ class Controller:
         if isinstance(res, Job):
             self._guard(reconcile_job, res)
             return
-        if isinstance(res, Model):  # its replicas are probed: it asks to be looked at again
-            delay = (
-                self._guard(reconcile_model, res)
-                if self.ctx.serving
-                else self._guard(reconcile_stored_only, res)
-            )
-            if delay is not None:
-                self._due[res.uid] = time.monotonic() + delay
-            return
-        if isinstance(res, Session):  # its Jupyter is probed: it asks to be looked at again
-            delay = (
-                self._guard(reconcile_session, res)
-                if self.ctx.sessions
-                else self._guard(reconcile_stored_only, res)
-            )
+        if isinstance(res, (Model, Session)):  # its runs are probed: it asks to be looked at again
+            served = self.ctx.serving if isinstance(res, Model) else self.ctx.sessions
+            reconcile = reconcile_model if isinstance(res, Model) else reconcile_session
+            delay = self._guard(reconcile if served else reconcile_stored_only, res)
             if delay is not None:
                 self._due[res.uid] = time.monotonic() + delay
             return

@@ -23,9 +23,9 @@ from datetime import datetime, timedelta
 import httpx
 
 from runyard.controller.context import Context
+from runyard.controller.owned_runs import delete_all, prune_ended, request_stop
 from runyard.controller.session_support import LOOPBACK, SessionSupport
 from runyard.core.clock import aware, now
-from runyard.core.errors import Conflict
 from runyard.core.phases import Phase, Reason
 from runyard.core.resources import (
     ObjectMeta,
@@ -120,7 +120,7 @@ def reconcile_session(ctx: Context, session: Session) -> float | None:
     others = [r for r in live if r.uid != st.runUid]
     delay: float | None = None
     for run in others:  # from an earlier start: never two Jupyter servers on one directory
-        _stop_run(ctx, run, "replaced by a new start of its session")
+        request_stop(ctx, run, "replaced by a new start of its session")
     if session.spec.stopped:
         delay = _stopped(ctx, st, live)
     elif current is None or (current.status.phase.is_terminal() and _start_wanted(session, current)):
@@ -156,7 +156,7 @@ def reconcile_session(ctx: Context, session: Session) -> float | None:
         delay = _running(ctx, sup, session, current, st, events)
     st.observedGeneration = m.generation
     st.runs = [r.metadata.name for r in runs if r.metadata.deletionTimestamp is None]
-    _prune_ended(ctx, runs)
+    prune_ended(ctx, runs, KEEP_ENDED)
     if events or st.model_dump(mode="json") != session.status.model_dump(mode="json"):
         session.status = st
         session = ctx.save(session, *events)
@@ -181,7 +181,7 @@ def _start_wanted(session: Session, ended: Run) -> bool:
 
 def _stopped(ctx: Context, st: SessionStatus, live: list[Run]) -> float | None:
     for run in live:
-        _stop_run(ctx, run, "its session was stopped")
+        request_stop(ctx, run, "its session was stopped")
     reclaimed = st.reason in ("Idle", "MaxLifetime")  # its message says why; else the user stopped it
     why = (st.reason or "") if reclaimed else Reason.STOPPED
     said = (st.message or "") if reclaimed else "stopped"
@@ -294,21 +294,6 @@ def _create_run(ctx: Context, sup: SessionSupport, session: Session) -> Run:
     return created
 
 
-def _stop_run(ctx: Context, run: Run, why: str) -> None:
-    while not run.spec.stopRequested and not run.status.phase.is_terminal():
-        run.spec.stopRequested = True
-        try:
-            run = ctx.store.replace(run, run.metadata.resourceVersion, events=[(Reason.STOP_REQUESTED, why)])
-        except Conflict:
-            fresh = ctx.store.get_uid(run.uid)
-            if not isinstance(fresh, Run):
-                return
-            run = fresh
-            continue
-        ctx.notifier.touch(run.uid)
-        return
-
-
 def _mark_stopped(ctx: Context, session: Session) -> None:
     """Reclaimed: the session's desired state becomes stopped (a Conflict makes the loop look again)."""
     session.spec.stopped = True
@@ -316,20 +301,9 @@ def _mark_stopped(ctx: Context, session: Session) -> None:
     ctx.notifier.touch(session.uid)
 
 
-def _prune_ended(ctx: Context, runs: list[Run]) -> None:
-    ended = [r for r in runs if r.status.phase.is_terminal() and r.metadata.deletionTimestamp is None]
-    for run in ended[: max(0, len(ended) - KEEP_ENDED)]:
-        ctx.store.mark_deleted(run)
-        ctx.notifier.touch(run.uid)
-
-
 def _delete(ctx: Context, sup: SessionSupport, session: Session, runs: list[Run]) -> float | None:
     """Delete its runs (stopped first by the run controller), then its directory, then the session."""
-    for run in runs:
-        if run.metadata.deletionTimestamp is None:
-            ctx.store.mark_deleted(run)
-            ctx.notifier.touch(run.uid)
-    if runs:
+    if delete_all(ctx, runs):
         return 0.5
     shutil.rmtree(sup.directory(session.uid), ignore_errors=True)
     ctx.store.delete(session.uid)

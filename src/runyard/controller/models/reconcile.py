@@ -19,6 +19,7 @@ from runyard.controller.models.replicas import (
     version_of,
 )
 from runyard.controller.models.versions import resolve_source, version_for
+from runyard.controller.owned_runs import delete_all, prune_ended
 from runyard.core.errors import Invalid, NotFound
 from runyard.core.phases import Phase
 from runyard.core.resources import Model, ModelStatus, Run
@@ -149,7 +150,7 @@ def reconcile_model(ctx: Context, model: Model) -> float | None:
         others = []
     if mem.failures and mono - mem.last_failure >= HEALTHY_RESET and len(ready) >= desired:
         mem.failures = 0
-    _prune_ended(ctx, runs)
+    prune_ended(ctx, runs, KEEP_ENDED)
 
     st.targetVersion = target if st.currentVersion != target else None
     st.replicas = len(mine) + len(others)
@@ -263,23 +264,12 @@ def _unresolvable(ctx: Context, model: Model, st: ModelStatus, why: str) -> floa
     return 5.0
 
 
-def _prune_ended(ctx: Context, runs: list[Run]) -> None:
-    ended = [r for r in runs if r.status.phase.is_terminal() and r.metadata.deletionTimestamp is None]
-    for run in ended[: max(0, len(ended) - KEEP_ENDED)]:
-        ctx.store.mark_deleted(run)
-        ctx.notifier.touch(run.uid)
-
-
 def _delete(ctx: Context, model: Model, runs: list[Run]) -> float | None:
     """Stop the replicas (drained), then close the listener and remove the model."""
     serving = ctx.serving
     assert serving is not None
     serving.set_idle(model.uid, False)
-    for run in runs:
-        if run.metadata.deletionTimestamp is None:
-            ctx.store.mark_deleted(run)
-            ctx.notifier.touch(run.uid)
-    if runs:
+    if delete_all(ctx, runs):
         return 0.5
     serving.close(model.uid)
     _memory.pop(model.uid, None)

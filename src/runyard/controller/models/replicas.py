@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 
 from runyard.controller.context import Context
-from runyard.core.errors import Conflict
+from runyard.controller.owned_runs import request_stop
 from runyard.core.phases import Reason
 from runyard.core.resources import Model, ModelSpec, ModelVersion, ObjectMeta, OwnerReference, Run, RunSpec
 from runyard.serving import protocol
@@ -79,15 +79,4 @@ def create_replica(ctx: Context, model: Model, version: ModelVersion) -> Run:
 
 def stop_replica(ctx: Context, run: Run, why: str) -> None:
     """Drain it: SIGTERM (it stops accepting and finishes what it holds), SIGKILL after drain_seconds."""
-    while not run.spec.stopRequested and not run.status.phase.is_terminal():
-        run.spec.stopRequested = True
-        try:
-            run = ctx.store.replace(run, run.metadata.resourceVersion, events=[(Reason.STOP_REQUESTED, why)])
-        except Conflict:
-            fresh = ctx.store.get_uid(run.uid)
-            if not isinstance(fresh, Run):
-                return
-            run = fresh
-            continue
-        ctx.notifier.touch(run.uid)
-        return
+    request_stop(ctx, run, why)
