@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import random
+import time
 from collections.abc import AsyncIterator
 from datetime import datetime
 from enum import StrEnum
@@ -96,7 +98,10 @@ def create_resource(store: Store, who: Principal, res: Resource, key: str | None
     )
 
 
-APPLY_TRIES = 5  # a controller's status write between our read and our write is retried, not refused
+# A controller's status write between our read and our write is retried, not refused; a short random pause
+# before each retry lets a writer that writes back to back (a controller's busy loop) leave us a gap.
+APPLY_TRIES = 50
+APPLY_PAUSE = 0.002  # seconds, at most, times the number of tries so far
 
 
 def apply_resource(
@@ -111,6 +116,7 @@ def apply_resource(
         except Conflict:
             if res.metadata.resourceVersion is not None or attempt == APPLY_TRIES - 1:
                 raise
+            time.sleep(random.uniform(0, APPLY_PAUSE * (attempt + 1)))
     raise AssertionError("unreachable")
 
 
