@@ -47,6 +47,6 @@ echo "== lint"
 .venv/bin/lint-imports --no-cache >/dev/null || .venv/bin/lint-imports --no-cache
 
 echo "== tests"
-# Two workers: the tests share no port, home or database, and most of their time is spent waiting on
-# servers and runs (the whole suite on 2 cores: 11 min in one process, 6 min in two). `-n 0` runs serially.
-.venv/bin/python -m pytest -q -p no:cacheprovider -n 2 --durations=15 "$@"
+# Three workers on two cores: the tests share no port, home or database, and much of their time is spent
+# waiting on servers, runs and sessions (the whole suite: 22 min in two workers, `-n 0` runs serially).
+.venv/bin/python -m pytest -q -p no:cacheprovider -n 3 --durations=15 "$@"
