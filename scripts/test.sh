@@ -47,6 +47,6 @@ echo "== lint"
 .venv/bin/lint-imports --no-cache >/dev/null || .venv/bin/lint-imports --no-cache
 
 echo "== tests"
-# Three workers on two cores: the tests share no port, home or database, and much of their time is spent
-# waiting on servers, runs and sessions (the whole suite: 22 min in two workers, `-n 0` runs serially).
-.venv/bin/python -m pytest -q -p no:cacheprovider -n 3 --durations=15 "$@"
+# Two workers: the tests share no port, home or database. Three were no faster on two cores (21 min against
+# 22): most of the suite's time is the CPU of the servers it starts, not waiting. `-n 0` runs serially.
+.venv/bin/python -m pytest -q -p no:cacheprovider -n 2 --durations=15 "$@"
