@@ -13,6 +13,7 @@ import re
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from runyard.cli.errors import INTERRUPTED_EXIT, note, report, warn
@@ -230,3 +231,44 @@ class Preparation(threading.Thread):
             return
         if finished(record):  # reported its message: the run fails with it
             self.failure_reported = True
+
+
+def wait_until(
+    rest: Rest,
+    plural: str,
+    name: str,
+    line: Callable[[dict], str],
+    settled: Callable[[dict], bool | None],
+    colours: dict[str, str],
+    goal: str,
+    timeout: float,
+    interval: float,
+) -> dict:
+    """Poll a workload until `settled(doc)` is True, saying each new `line(doc)` on stderr (coloured by
+    phase); exit 1 when it is None (the workload failed: its message says why) or when it is not `goal`
+    after `timeout` s."""
+    from runyard.cli.errors import fail
+
+    kind = plural.rstrip("s")
+    deadline = time.monotonic() + timeout
+    said = ""
+    while True:
+        doc = rest.get(plural, name)
+        status = doc.get("status") or {}
+        phase = status.get("phase") or "Pending"
+        text = line(doc)
+        if text != said:
+            note(paint(text, colours.get(phase)))
+            said = text
+        done = settled(doc)
+        if done:
+            return doc
+        if done is None:
+            raise fail(f"{kind} {name} failed: {status.get('message') or status.get('reason')}", code=1)
+        if time.monotonic() > deadline:
+            raise fail(
+                f"{kind} {name} is not {goal} after {timeout:g} s (phase {phase})",
+                code=1,
+                hint=f"`runyard describe {kind} {name}` shows its events",
+            )
+        time.sleep(interval)

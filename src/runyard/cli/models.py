@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -178,34 +177,22 @@ def deploy(
 def wait_ready(rest: Rest, name: str, generation: int | None, timeout: float) -> Doc:
     """Poll until the model has rolled out `generation` and is Ready (or scaled to zero), saying on stderr
     each change of phase and replicas; exit 1 if it fails, or after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    said = ""
-    while True:
-        doc = rest.get("models", name)
+    from runyard.cli.follow import wait_until
+
+    def line(doc: Doc) -> str:
         status = _status(doc)
-        phase = status.get("phase") or "Pending"
-        line = f"{phase}: {_replicas(doc)} replicas ready, version {_current(doc)}"
-        if status.get("message"):
-            line += f" ({status['message']})"
-        if line != said:
-            note(paint(line, COLOURS.get(phase)))
-            said = line
+        text = f"{status.get('phase') or 'Pending'}: {_replicas(doc)} replicas ready, version {_current(doc)}"
+        return text + (f" ({status['message']})" if status.get("message") else "")
+
+    def settled(doc: Doc) -> bool | None:
+        status = _status(doc)
         rolled_out = generation is None or (status.get("observedGeneration") or 0) >= generation
-        if (
-            rolled_out
-            and phase in SETTLED
-            and status.get("targetVersion") in (None, status.get("currentVersion"))
-        ):
-            return doc
-        if rolled_out and phase == "Failed":
-            raise fail(f"model {name} failed: {status.get('message') or status.get('reason')}", code=1)
-        if time.monotonic() > deadline:
-            raise fail(
-                f"model {name} is not Ready after {timeout:g} s (phase {phase})",
-                code=1,
-                hint=f"`runyard describe model {name}` shows its events",
-            )
-        time.sleep(0.25)
+        if rolled_out and status.get("phase") == "Failed":
+            return None
+        current = status.get("targetVersion") in (None, status.get("currentVersion"))
+        return rolled_out and status.get("phase") in SETTLED and current
+
+    return wait_until(rest, "models", name, line, settled, COLOURS, "Ready", timeout, 0.25)
 
 
 # -- list, status ----------------------------------------------------------------------------------------

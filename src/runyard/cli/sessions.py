@@ -4,7 +4,6 @@ environment, reached through the server."""
 from __future__ import annotations
 
 import sys
-import time
 import webbrowser
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,7 +23,6 @@ from runyard.cli.output import (
     Doc,
     Output,
     age,
-    paint,
     render,
     render_list,
     timestamp,
@@ -185,29 +183,23 @@ def wait_phase(
     """Poll until the session has seen `generation` (and, when `replaced` names its run, has another run)
     and reached a phase in `want`, saying each change on stderr; exit 1 if it fails instead, or after
     `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    said = ""
-    while True:
-        doc = rest.get(KIND, name)
+    from runyard.cli.follow import wait_until
+
+    def line(doc: Doc) -> str:
         status = _status(doc)
-        phase = status.get("phase") or "Pending"
+        return (status.get("phase") or "Pending") + (
+            f": {status['message']}" if status.get("message") else ""
+        )
+
+    def settled(doc: Doc) -> bool | None:
+        status = _status(doc)
         seen = generation is None or (status.get("observedGeneration") or 0) >= generation
         seen = seen and (replaced is None or status.get("run") != replaced)
-        line = phase + (f": {status['message']}" if status.get("message") else "")
-        if line != said:
-            note(paint(line, COLOURS.get(phase)))
-            said = line
-        if seen and phase in want:
-            return doc
-        if seen and phase == "Failed":
-            raise fail(f"session {name} failed: {status.get('message') or status.get('reason')}", code=1)
-        if time.monotonic() > deadline:
-            raise fail(
-                f"session {name} is not {' or '.join(want)} after {timeout:g} s (phase {phase})",
-                code=1,
-                hint=f"`runyard describe session {name}` shows its events",
-            )
-        time.sleep(0.1)
+        if seen and status.get("phase") == "Failed":
+            return None
+        return seen and status.get("phase") in want
+
+    return wait_until(rest, KIND, name, line, settled, COLOURS, " or ".join(want), timeout, 0.1)
 
 
 @session.command("list", short_help="List the project's sessions: phase, editor, resources, idle time, URL.")

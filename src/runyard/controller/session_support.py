@@ -12,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 
 from runyard.services.session_secrets import jupyter_token
+from runyard.serving.listeners import bind_listener
 
 LOOPBACK = "127.0.0.1"
 
@@ -36,20 +37,8 @@ class SessionSupport:
         sock = self._listeners.get(run_uid)
         if sock is not None:
             return sock
-        for want in ([port] if port else []) + [0]:
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                sock.bind((LOOPBACK, want))
-                sock.listen(128)
-            except OSError:
-                sock.close()
-                if want == 0:
-                    raise
-                continue
-            self._listeners[run_uid] = sock
-            return sock
-        raise AssertionError("unreachable")
+        sock = self._listeners[run_uid] = bind_listener(LOOPBACK, port)
+        return sock
 
     def refile(self, key: str, run_uid: str | None) -> None:
         """File the socket bound under a provisional `key` under the run's uid (None: close it)."""
