@@ -12,6 +12,7 @@ import builtins
 import http.client
 import json
 import os
+import random
 import socket
 import threading
 import time
@@ -133,6 +134,31 @@ class Rest:
             "created" if response.status == 201 else "configured"
         )
         return response.json(), outcome
+
+    def update(
+        self, kind: str, name: str, change: Callable[[Document | None], Document | None], tries: int = 20
+    ) -> tuple[Document | None, Document | None, str]:
+        """Read-modify-write: apply `change(read)` (the object, None when there is none) with the read's
+        resourceVersion, and read again and retry when it was written in between, as the controller writes
+        status all the time. `change` returns None for nothing to write. (read, stored, outcome)."""
+        from runyard.core.errors import Conflict
+
+        for attempt in range(tries):
+            try:
+                read: Document | None = self.get(kind, name)
+            except NotFound:
+                read = None
+            body = change(read)
+            if body is None:
+                return read, read, "unchanged"
+            try:
+                stored, outcome = self.apply(body)
+                return read, stored, outcome
+            except Conflict:
+                if attempt == tries - 1:
+                    raise
+                time.sleep(random.uniform(0.005, 0.05))
+        raise AssertionError("unreachable")
 
     def create(self, doc: Document, idempotency_key: str | None = None) -> Document:
         """POST; Conflict if the name is taken, unless the key was seen before (then retried once)."""

@@ -14,7 +14,7 @@ from runyard.cli.context import state
 from runyard.cli.errors import RunyardGroup, note, parse_pairs, report
 from runyard.cli.options import output_option
 from runyard.cli.output import PHASE_COLOURS, Column, Doc, Output, age, echo, render, table, timestamp
-from runyard.core.errors import Conflict, NotFound
+from runyard.core.errors import NotFound
 
 if TYPE_CHECKING:
     from rich.tree import Tree
@@ -320,21 +320,22 @@ def trigger(
 
 
 def _set_suspend(rest: Rest, name: str, suspend: bool) -> tuple[Doc, bool]:
-    """Read the job, set spec.suspend, apply it with the resourceVersion read (read again on a conflict):
+    """Set spec.suspend (read again and retried when the controller wrote the job meanwhile):
     (the job, whether it changed)."""
-    for attempt in range(CONFLICT_RETRIES):
-        doc = _missing_job(rest, name, lambda: rest.get("jobs", name))
+
+    def suspended(doc: Doc | None) -> Doc | None:
+        if doc is None:
+            raise _no_job(rest, name)
         if bool(_spec(doc).get("suspend")) == suspend:
-            return doc, False
-        body = {k: doc[k] for k in ("apiVersion", "kind", "metadata", "spec")}
-        body["spec"] = {**doc["spec"], "suspend": suspend}
-        try:
-            stored, _ = rest.apply(body)
-            return stored, True
-        except Conflict:
-            if attempt == CONFLICT_RETRIES - 1:
-                raise
-    raise AssertionError("unreachable")
+            return None
+        return {
+            **{k: doc[k] for k in ("apiVersion", "kind", "metadata")},
+            "spec": {**doc["spec"], "suspend": suspend},
+        }
+
+    _, stored, outcome = rest.update("jobs", name, suspended, CONFLICT_RETRIES)
+    assert stored is not None
+    return stored, outcome != "unchanged"
 
 
 @jobs.command(short_help="Stop a job's schedule and dependencies from firing it.")
@@ -382,11 +383,16 @@ def _missing_job(rest: Rest, name: str, call: Callable[[], Any]) -> Any:
     try:
         return call()
     except NotFound:
-        report(
-            NotFound(f"job {name!r} not found in project {rest.project!r}"),
-            hint="`runyard jobs list` lists the project's jobs; `-p PROJECT` picks another project",
-        )
-        raise click.exceptions.Exit(1) from None
+        raise _no_job(rest, name) from None
+
+
+def _no_job(rest: Rest, name: str) -> click.exceptions.Exit:
+    """Say that job `name` is not found, and what to do; the exit to raise."""
+    report(
+        NotFound(f"job {name!r} not found in project {rest.project!r}"),
+        hint="`runyard jobs list` lists the project's jobs; `-p PROJECT` picks another project",
+    )
+    return click.exceptions.Exit(1)
 
 
 def _dump(data: Any, output: Output) -> None:

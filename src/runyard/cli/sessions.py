@@ -130,7 +130,6 @@ def start(
 
     name = name or default_name(path)
     rest = state(ctx).rest()
-    doc = _get(rest, name)
     changes: dict[str, Any] = {
         "editor": editor,
         "environment": environment,
@@ -138,20 +137,24 @@ def start(
     }
     changes = {k: v for k, v in changes.items() if v is not None}
     resources = {k: v for k, v in {"cpu": cpu, "memory": memory, "gpu": gpu}.items() if v is not None}
-    spec: dict[str, Any]
-    if doc is None:
-        spec = {**changes, "snapshot": upload(rest, path)}
-        if resources:
-            spec["resources"] = resources
-        metadata: dict[str, Any] = {"name": name}
-    else:  # started again: the files it kept, the spec it had (with what was given changed)
-        spec = {**doc["spec"], **changes, "stopped": False}
-        if resources:
-            spec["resources"] = {**(spec.get("resources") or {}), **resources}
-        metadata = dict(doc["metadata"])
-        metadata["annotations"] = {**metadata.get("annotations", {}), RESTART_ANNOTATION: _now()}
-    body = {"apiVersion": API_VERSION, "kind": "Session", "metadata": metadata, "spec": spec}
-    applied, outcome = rest.apply(body)
+
+    def started(doc: Doc | None) -> Doc:
+        spec: dict[str, Any]
+        if doc is None:
+            spec = {**changes, "snapshot": upload(rest, path)}
+            if resources:
+                spec["resources"] = resources
+            metadata: dict[str, Any] = {"name": name}
+        else:  # started again: the files it kept, the spec it had (with what was given changed)
+            spec = {**doc["spec"], **changes, "stopped": False}
+            if resources:
+                spec["resources"] = {**(spec.get("resources") or {}), **resources}
+            metadata = dict(doc["metadata"])
+            metadata["annotations"] = {**metadata.get("annotations", {}), RESTART_ANNOTATION: _now()}
+        return {"apiVersion": API_VERSION, "kind": "Session", "metadata": metadata, "spec": spec}
+
+    doc, applied, outcome = rest.update(KIND, name, started)
+    assert applied is not None
     note(f"session {click.style(name, bold=True)} {outcome if doc is None else 'starting'}")
     if not no_wait:
         ended = _status(doc or {}).get("run") if _status(doc or {}).get("phase") == "Failed" else None
@@ -220,14 +223,17 @@ def list_(ctx: click.Context, output: Output) -> None:
 def stop(ctx: click.Context, name: str, no_wait: bool, timeout: float) -> None:
     """Stop the session NAME (its kernels and terminals end; the files in its directory are kept)."""
     rest = state(ctx).rest()
-    doc = _get(rest, name)
-    if doc is None:
-        raise fail(f"session {name} not found in project {rest.project}", hint="`runyard session list`")
-    body = {
-        **{k: doc[k] for k in ("apiVersion", "kind", "metadata")},
-        "spec": {**doc["spec"], "stopped": True},
-    }
-    applied, _ = rest.apply(body)
+
+    def stopped(doc: Doc | None) -> Doc:
+        if doc is None:
+            raise fail(f"session {name} not found in project {rest.project}", hint="`runyard session list`")
+        return {
+            **{k: doc[k] for k in ("apiVersion", "kind", "metadata")},
+            "spec": {**doc["spec"], "stopped": True},
+        }
+
+    _, applied, _ = rest.update(KIND, name, stopped)
+    assert applied is not None
     if not no_wait:
         wait_phase(rest, name, applied["metadata"].get("generation"), ("Stopped",), timeout)
     note(f"session {click.style(name, bold=True)} stopped; `runyard session start {name}` starts it again")
