@@ -25,6 +25,8 @@ COMMANDS = {
     "models": "runyard.cli.models",
     "nodes": "runyard.cli.nodes",
     "session": "runyard.cli.sessions",
+    **{name: "runyard.cli.kube" for name in ("crds", "manifests")},
+    "operator": "runyard.cli.operator",
     **{name: "runyard.cli.admin" for name in ("projects", "tokens")},
     **{name: "runyard.cli.server" for name in ("server", "up", "down", "version")},
 }  # the command's function has the command's name

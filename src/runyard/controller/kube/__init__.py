@@ -1,0 +1,1 @@
+"""The operator: the controller on a cluster, acting only while it holds the leader Lease."""
