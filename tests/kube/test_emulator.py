@@ -1,0 +1,180 @@
+"""The emulator keeps the API server's promises that runyard relies on (resourceVersion, 409, /status, watch
+from a version, 410 Gone, selectors, garbage collection), so tests built on it mean something.
+
+The API server here is a fake (kmock's KubernetesEmulator, extended: tests/kube/emulator.py) because no real
+kube-apiserver can run here; this module runs unchanged against a real cluster when KUBECONFIG names one
+(the tests that need the emulator's own controls skip then). Objects are runyard.dev custom objects in a
+namespace; against a real cluster the CRDs must be installed (`runyard crds | kubectl apply -f -`).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from kubernetes import client, watch
+from tests.kube.cluster import Cluster
+
+G, V, NS = "runyard.dev", "v1", "emulator-test"
+
+
+def experiment(name: str, labels: dict[str, str] | None = None, **spec: object) -> dict:
+    meta: dict = {"name": name, "labels": labels or {}}
+    return {"apiVersion": f"{G}/{V}", "kind": "Experiment", "metadata": meta, "spec": spec}
+
+
+@pytest.fixture
+def api(kube: Cluster) -> client.CustomObjectsApi:
+    core = client.CoreV1Api(kube.api_client)
+    core.create_namespace({"metadata": {"name": NS}})
+    yield client.CustomObjectsApi(kube.api_client)
+    core.delete_namespace(NS)
+
+
+def test_every_write_bumps_one_global_version_and_stale_writes_conflict(api: client.CustomObjectsApi) -> None:
+    a = api.create_namespaced_custom_object(G, V, NS, "experiments", experiment("a", command="x"))
+    b = api.create_namespaced_custom_object(G, V, NS, "experiments", experiment("b", command="y"))
+    assert int(b["metadata"]["resourceVersion"]) > int(a["metadata"]["resourceVersion"])
+    assert a["metadata"]["uid"] and a["metadata"]["creationTimestamp"] and a["metadata"]["generation"] == 1
+    listed = api.list_namespaced_custom_object(G, V, NS, "experiments")
+    assert int(listed["metadata"]["resourceVersion"]) >= int(b["metadata"]["resourceVersion"])
+
+    a["spec"]["command"] = "z"
+    replaced = api.replace_namespaced_custom_object(G, V, NS, "experiments", "a", a)
+    assert replaced["metadata"]["generation"] == 2
+    with pytest.raises(client.ApiException) as stale:
+        api.replace_namespaced_custom_object(G, V, NS, "experiments", "a", a)  # a's version is now stale
+    assert stale.value.status == 409
+    with pytest.raises(client.ApiException) as exists:
+        api.create_namespaced_custom_object(G, V, NS, "experiments", experiment("a"))
+    assert exists.value.status == 409 and "AlreadyExists" in exists.value.body
+    with pytest.raises(client.ApiException) as missing:
+        api.get_namespaced_custom_object(G, V, NS, "experiments", "nope")
+    assert missing.value.status == 404
+
+
+def test_status_is_written_only_through_its_subresource(api: client.CustomObjectsApi) -> None:
+    obj = experiment("s", command="x")
+    obj["status"] = {"phase": "Succeeded"}
+    created = api.create_namespaced_custom_object(G, V, NS, "experiments", obj)
+    assert "status" not in created or not created["status"]
+
+    written = api.patch_namespaced_custom_object_status(
+        G, V, NS, "experiments", "s", {"status": {"phase": "Running"}, "spec": {"command": "ignored"}}
+    )
+    assert written["status"] == {"phase": "Running"} and written["spec"]["command"] == "x"
+    assert written["metadata"]["generation"] == 1  # status writes do not bump the generation
+
+    written["spec"]["command"] = "y"
+    written["status"] = {"phase": "Failed"}
+    main = api.replace_namespaced_custom_object(G, V, NS, "experiments", "s", written)
+    assert main["status"] == {"phase": "Running"} and main["spec"]["command"] == "y"
+
+
+def test_list_filters_by_label_selector(api: client.CustomObjectsApi) -> None:
+    api.create_namespaced_custom_object(G, V, NS, "experiments", experiment("l1", {"team": "a", "tier": "x"}))
+    api.create_namespaced_custom_object(G, V, NS, "experiments", experiment("l2", {"team": "b"}))
+
+    def names(selector: str) -> list[str]:
+        items = api.list_namespaced_custom_object(G, V, NS, "experiments", label_selector=selector)["items"]
+        return sorted(i["metadata"]["name"] for i in items)
+
+    assert names("team=a") == ["l1"]
+    assert names("team!=a") == ["l2"]
+    assert names("team in (a,b)") == ["l1", "l2"]
+    assert names("tier") == ["l1"] and names("!tier") == ["l2"]
+
+
+def test_watch_from_a_version_replays_what_followed(api: client.CustomObjectsApi) -> None:
+    first = api.create_namespaced_custom_object(G, V, NS, "experiments", experiment("w1"))
+    api.create_namespaced_custom_object(G, V, NS, "experiments", experiment("w2"))
+    api.delete_namespaced_custom_object(G, V, NS, "experiments", "w1")
+    events = list(
+        watch.Watch().stream(
+            api.list_namespaced_custom_object,
+            G,
+            V,
+            NS,
+            "experiments",
+            resource_version=first["metadata"]["resourceVersion"],
+            timeout_seconds=1,
+        )
+    )
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [
+        ("ADDED", "w2"),
+        ("DELETED", "w1"),
+    ]
+
+
+def test_a_watch_from_before_the_kept_history_gets_410(kube: Cluster, api: client.CustomObjectsApi) -> None:
+    if kube.emulator is None:
+        pytest.skip("compaction is the emulator's control")
+    first = api.create_namespaced_custom_object(G, V, NS, "experiments", experiment("c1"))
+    api.create_namespaced_custom_object(G, V, NS, "experiments", experiment("c2"))
+    kube.emulator.compact()
+    with pytest.raises(client.ApiException) as gone:
+        stream = watch.Watch().stream(
+            api.list_namespaced_custom_object,
+            G,
+            V,
+            NS,
+            "experiments",
+            resource_version=first["metadata"]["resourceVersion"],
+            timeout_seconds=1,
+        )
+        list(stream)
+    assert gone.value.status == 410
+
+
+def test_a_live_watch_sees_writes_and_ends_when_dropped(kube: Cluster, api: client.CustomObjectsApi) -> None:
+    if kube.emulator is None:
+        pytest.skip("dropping watches is the emulator's control")
+    listed = api.list_namespaced_custom_object(G, V, NS, "experiments")
+    emulator = kube.emulator
+
+    def later() -> None:
+        time.sleep(0.2)
+        api.create_namespaced_custom_object(G, V, NS, "experiments", experiment("live"))
+        time.sleep(0.2)
+        emulator.drop_watches()
+
+    threading.Thread(target=later).start()
+    resp = api.list_namespaced_custom_object(
+        G,
+        V,
+        NS,
+        "experiments",
+        watch=True,
+        resource_version=listed["metadata"]["resourceVersion"],
+        _preload_content=False,
+    )
+    started = time.monotonic()
+    lines = [line for line in resp.read().splitlines() if line]
+    assert len(lines) == 1 and b'"live"' in lines[0]
+    assert time.monotonic() - started < 5
+
+
+def test_deleting_an_owner_deletes_its_dependents(kube: Cluster, api: client.CustomObjectsApi) -> None:
+    core = client.CoreV1Api(kube.api_client)
+    run = api.create_namespaced_custom_object(G, V, NS, "runs", {**experiment("r1"), "kind": "Run"})
+    owner = {
+        "apiVersion": f"{G}/{V}",
+        "kind": "Run",
+        "name": "r1",
+        "uid": run["metadata"]["uid"],
+        "controller": True,
+    }
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "r1-1", "ownerReferences": [owner]},
+        "spec": {"containers": [{"name": "main", "image": "busybox"}]},
+    }
+    core.create_namespaced_pod(NS, pod)
+    api.delete_namespaced_custom_object(G, V, NS, "runs", "r1")
+    for _ in range(100):  # a real garbage collector is asynchronous
+        if not core.list_namespaced_pod(NS).items:
+            break
+        time.sleep(0.1)
+    assert core.list_namespaced_pod(NS).items == []
