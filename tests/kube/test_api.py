@@ -1,0 +1,111 @@
+"""runyard.kube.api: connecting through a kubeconfig, the API's errors as runyard's, calls counted by verb.
+
+The API server is a fake (kmock's KubernetesEmulator, extended: tests/kube/emulator.py) because no real
+kube-apiserver can run here; the module runs unchanged against a real cluster when KUBECONFIG names one
+(the kubeconfig test then skips: it writes one for the emulator).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from kubernetes import client
+from tests.kube.cluster import Cluster
+
+from runyard.core.errors import Conflict, Invalid, NotFound, Unavailable
+from runyard.kube.api import CallCounter, connect, translate, translated, verb_of
+
+NS = "api-test"
+
+
+def pod(name: str) -> dict:
+    return {"metadata": {"name": name}, "spec": {"containers": [{"name": "main", "image": "busybox"}]}}
+
+
+def test_connect_reads_a_kubeconfig_and_its_context(kube: Cluster, tmp_path: Path) -> None:
+    if kube.emulator is None:
+        pytest.skip("writes a kubeconfig for the emulator")
+    kubeconfig = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "fake", "cluster": {"server": kube.url}}],
+        "users": [{"name": "me", "user": {"token": "t"}}],
+        "contexts": [
+            {"name": "wrong", "context": {"cluster": "fake", "user": "me", "namespace": "x"}},
+            {"name": "here", "context": {"cluster": "fake", "user": "me"}},
+        ],
+        "current-context": "wrong",
+    }
+    path = tmp_path / "config"
+    path.write_text(yaml.safe_dump(kubeconfig))
+    api_client = connect(str(path), context="here")
+    assert api_client.configuration.host == kube.url
+    client.CoreV1Api(api_client).create_namespace({"metadata": {"name": NS}})
+    assert [n.metadata.name for n in client.CoreV1Api(kube.api_client).list_namespace().items] == [NS]
+
+
+def test_connect_without_a_usable_config_is_unavailable(tmp_path: Path) -> None:
+    with pytest.raises(Unavailable, match="cannot connect"):
+        connect(str(tmp_path / "missing"))
+
+
+def test_api_errors_become_runyards(kube: Cluster) -> None:
+    core = client.CoreV1Api(kube.api_client)
+    core.create_namespace({"metadata": {"name": NS}})
+    with pytest.raises(NotFound), translated():
+        core.read_namespaced_pod("nope", NS)
+    core.create_namespaced_pod(NS, pod("p"))
+    with pytest.raises(Conflict, match="already exists"), translated():
+        core.create_namespaced_pod(NS, pod("p"))
+    with pytest.raises(Invalid) as invalid, translated():
+        core.create_namespaced_pod(NS, pod("Not_A_Name"))
+    assert any(d.field == "metadata.name" for d in invalid.value.details)
+
+
+def test_translate_maps_statuses_without_a_body() -> None:
+    assert isinstance(translate(client.ApiException(status=503, reason="down")), Unavailable)
+    assert isinstance(translate(client.ApiException(status=0, reason="no answer")), Unavailable)
+    err = translate(client.ApiException(status=418, reason="teapot"))
+    assert type(err).__name__ == "RunyardError" and err.message == "teapot"
+
+
+def test_a_dead_server_is_unavailable() -> None:
+    api_client = client.ApiClient(client.Configuration(host="http://127.0.0.1:9"))
+    api_client.configuration.retries = 0
+    with pytest.raises(Unavailable), translated():
+        client.CoreV1Api(api_client).list_namespace(_request_timeout=2)
+
+
+def test_calls_are_counted_by_verb(kube: Cluster) -> None:
+    calls = CallCounter()
+    api_client = calls.instrument(kube.api_client)
+    assert calls.instrument(api_client) is api_client  # instrumenting twice does not count twice
+    core = client.CoreV1Api(api_client)
+    core.create_namespace({"metadata": {"name": NS}})
+    core.create_namespaced_pod(NS, pod("p"))
+    core.read_namespaced_pod("p", NS)
+    core.list_namespaced_pod(NS)
+    core.patch_namespaced_pod_status("p", NS, {"status": {"phase": "Running"}})
+    core.replace_namespaced_pod("p", NS, core.read_namespaced_pod("p", NS))
+    core.list_namespaced_pod(NS, watch=True, timeout_seconds=1, _preload_content=False).read()
+    core.delete_namespaced_pod("p", NS)
+    assert calls.counts() == {
+        "create": 2,
+        "get": 2,
+        "list": 1,
+        "patch": 1,
+        "replace": 1,
+        "watch": 1,
+        "delete": 1,
+    }
+    assert calls.total(exclude=("watch",)) == 8
+
+
+def test_verbs_of_urls() -> None:
+    assert verb_of("GET", "http://h/api/v1/namespaces", {}) == "list"
+    assert verb_of("GET", "http://h/api/v1/namespaces/ns", {}) == "get"
+    assert verb_of("GET", "http://h/apis/runyard.dev/v1/namespaces/ns/runs", {}) == "list"
+    assert verb_of("GET", "http://h/apis/runyard.dev/v1/runs", {"watch": "True"}) == "watch"
+    assert verb_of("PUT", "http://h/apis/runyard.dev/v1/namespaces/ns/runs/r/status", {}) == "replace"
