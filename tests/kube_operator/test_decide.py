@@ -123,3 +123,9 @@ def test_launch_spec_carries_the_run() -> None:
     assert spec.argv == ["/bin/sh", "-c", "python train.py"] and spec.attempt == 2
     assert (spec.cpu, spec.memory) == (0.5, 1 << 30)
     assert spec.env["RUNYARD_API_URL"] == "http://runyard:8000" and spec.env["RUNYARD_RUN_UID"] == "r-1"
+
+
+def test_a_pod_seen_then_gone_before_it_ran_is_process_lost_not_relaunched() -> None:
+    step = step_run(stored_run(), Observed(AttemptState.LOST, message="pod deleted"), HANDLE, NOW)
+    assert step.launch is None and step.status is not None
+    assert (step.status.phase, step.status.reason) == (Phase.FAILED, Reason.PROCESS_LOST)

@@ -29,6 +29,7 @@ from runyard.core.resources import (
 from runyard.runtime.base import AttemptState, LaunchSpec, Observed
 
 POD_DELETED = "pod deleted"
+_LAUNCHED = (Phase.STARTING, Phase.RUNNING)
 _WALK = (Phase.PENDING, Phase.QUEUED, Phase.STARTING, Phase.RUNNING)
 _STEP = {
     Phase.QUEUED: (Reason.ADMITTED, "admitted: the cluster's scheduler places it"),
@@ -93,16 +94,18 @@ class RunStep:
 
 
 def step_run(run: Run, obs: Observed | None, handle: dict[str, Any], now: datetime) -> RunStep:
-    """`obs`: the current attempt's pod as observed, None when there is none (not created yet, or gone)."""
+    """`obs`: the current attempt's pod as observed; LOST when it was seen and is gone; None when there is
+    none (not created yet, or gone before anything was recorded of it: then it is launched again)."""
     if run.metadata.deletionTimestamp is not None or run.status.phase.is_terminal():
         return RunStep()
     run = run.model_copy(deep=True)
     st, stopping = run.status, run.spec.stopRequested
-    if obs is None or obs.state == AttemptState.LOST:
-        if st.phase in (Phase.STARTING, Phase.RUNNING):  # its pod was there and is gone
-            if stopping:
-                return _ended(run, None, Reason.STOPPED, "stopped on request", now)
-            return _ended(run, None, Reason.PROCESS_LOST, (obs.message if obs else "") or POD_DELETED, now)
+    if obs is not None and obs.state == AttemptState.LOST or obs is None and st.phase in _LAUNCHED:
+        # its pod was there and is gone (LOST: seen by this process; else its status recorded the pod)
+        if stopping:
+            return _ended(run, None, Reason.STOPPED, "stopped on request", now)
+        return _ended(run, None, Reason.PROCESS_LOST, (obs.message if obs else "") or POD_DELETED, now)
+    if obs is None:
         if stopping:
             _advance(run, Phase.CANCELLED, Reason.STOPPED, "stopped before it started", now)
             return RunStep(status=st)

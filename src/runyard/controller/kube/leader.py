@@ -41,7 +41,6 @@ class LeaseElector:
         lease_seconds: float = 15.0,
         renew_every: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
-        calls: Any = None,
     ):
         from kubernetes import client
 
@@ -52,7 +51,6 @@ class LeaseElector:
         self.identity = identity or default_identity()
         self.lease_seconds, self.renew_every = lease_seconds, renew_every
         self.clock = clock
-        self.calls = calls
         self._observed: tuple[str | None, Any] | None = None  # (holder, renewTime) last read
         self._observed_at = 0.0  # our clock when that record last changed
         self._renewed_at: float | None = None  # our clock when we last wrote the Lease as its holder
@@ -106,7 +104,6 @@ class LeaseElector:
                 return
             lease.spec.holder_identity = None
             lease.spec.renew_time = _now()
-            self._count("replace")
             self.api.replace_namespaced_lease(self.name, self.namespace, lease)
         except ApiException as exc:
             log.warning("lease %s/%s: release failed: %s", self.namespace, self.name, exc.status)
@@ -136,7 +133,6 @@ class LeaseElector:
     def _read(self) -> Any:
         from kubernetes.client.exceptions import ApiException
 
-        self._count("get")
         try:
             return self.api.read_namespaced_lease(self.name, self.namespace)
         except ApiException as exc:
@@ -158,7 +154,6 @@ class LeaseElector:
                 "leaseTransitions": 0,
             },
         }
-        self._count("create")
         self.api.create_namespaced_lease(self.namespace, body)
 
     def _replace(self, lease: Any, taking: bool) -> None:
@@ -170,7 +165,6 @@ class LeaseElector:
         spec.holder_identity = self.identity
         spec.lease_duration_seconds = int(self.lease_seconds)
         spec.renew_time = now
-        self._count("replace")
         self.api.replace_namespaced_lease(self.name, self.namespace, lease)
 
     # -- state
@@ -192,10 +186,6 @@ class LeaseElector:
         """A failed renewal keeps leadership only while the last good one is within the lease."""
         if not self.is_leader():
             self._lost()
-
-    def _count(self, verb: str) -> None:
-        if self.calls is not None:
-            self.calls.count(verb)
 
 
 def _now() -> datetime:
