@@ -70,6 +70,7 @@ def test_run_pod() -> None:
         {**OWNER, "apiVersion": "runyard.dev/v1", "controller": True, "blockOwnerDeletion": True}
     ]
     assert body["restartPolicy"] == "Never"
+    assert body["automountServiceAccountToken"] is False  # no Kubernetes credential in a run
     assert body["activeDeadlineSeconds"] == 3601
     assert body["terminationGracePeriodSeconds"] == 13
     main = body["containers"][0]
@@ -145,6 +146,16 @@ def test_snapshot_init_reads_the_token_secret() -> None:
     (snapshot,) = pod["spec"]["initContainers"]
     assert env_of(snapshot) == {"RUNYARD_TOKEN": {"secretKeyRef": {"name": "tok", "key": "token"}}}
     assert "secret-token" not in str(pod)
+
+
+def test_service_account() -> None:
+    pod = valid(
+        pods.pod_manifest(
+            spec(), image="i", server_url="http://s", namespace="p", service_account="runyard-spark"
+        )
+    )
+    assert pod["spec"]["serviceAccountName"] == "runyard-spark"
+    assert pod["spec"]["automountServiceAccountToken"] is True
 
 
 def test_env_cache_claim() -> None:

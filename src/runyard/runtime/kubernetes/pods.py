@@ -206,10 +206,13 @@ def pod_spec(
     listen_fd: int = 5,
     workspace_claim: str | None = None,
     probes: dict[str, Any] | None = None,
+    service_account: str | None = None,
 ) -> dict[str, Any]:
     """The PodSpec of an attempt (also a Deployment's template). `port`: the main container's process
     accepts on it through an inherited socket, fd `listen_fd` (what the replica and Jupyter expect).
-    `workspace_claim`: a claim kept across attempts as /workspace (a session's), filled once."""
+    `workspace_claim`: a claim kept across attempts as /workspace (a session's), filled once.
+    `service_account`: the run acts with it on the cluster (e.g. runyard-spark, for Spark on Kubernetes);
+    without one, no Kubernetes credential is mounted: a run's credential is its runyard token."""
     argv = list(spec.argv)
     container: dict[str, Any] = {
         "name": MAIN,
@@ -243,6 +246,11 @@ def pod_spec(
         "restartPolicy": restart_policy,
         "terminationGracePeriodSeconds": math.ceil(spec.stop_grace),
         "enableServiceLinks": False,  # a project's services are not the run's environment
+        **(
+            {"serviceAccountName": service_account, "automountServiceAccountToken": True}
+            if service_account
+            else {"automountServiceAccountToken": False}
+        ),
         "initContainers": _init_containers(spec, image, server_url, run_token_secret, env_lock, keep),
         "containers": [container],
         "volumes": volumes,
@@ -261,6 +269,7 @@ def pod_manifest(
     env_cache: EnvCache | None = None,
     timeout: float | None = None,
     labels: dict[str, str] | None = None,
+    service_account: str | None = None,
 ) -> dict[str, Any]:
     """The Pod of one attempt of a Run: `<run>-<attempt>`, owned by the Run (`owner`: {kind, name, uid}),
     never restarted (a retry is the next attempt), stopped by Kubernetes after `timeout` seconds."""
@@ -271,6 +280,7 @@ def pod_manifest(
         run_token_secret=run_token_secret,
         env_lock=env_lock,
         env_cache=env_cache,
+        service_account=service_account,
     )
     if timeout:
         body["activeDeadlineSeconds"] = max(1, math.ceil(timeout))

@@ -51,13 +51,15 @@ class RuntimeOptions:
     """What a cluster's runs share. `own_pods`: pods are owned by their Run (the Run is a custom resource
     of the cluster: deleting it, or the Experiment that owns it, deletes its pods); off when Runs live
     elsewhere, as the garbage collector would delete pods whose owner it cannot find. `token_secrets`: the
-    run's token goes in a Secret (owned likewise) instead of the pod's spec."""
+    run's token goes in a Secret (owned likewise) instead of the pod's spec. `service_account`: what runs
+    act as on the cluster (none by default: no Kubernetes credential in a run's pod)."""
 
     image: str
     server_url: str
     env_cache: pods.EnvCache | None = None
     own_pods: bool = True
     token_secrets: bool = False
+    service_account: str | None = None
 
 
 class KubernetesRuntime(Runtime):
@@ -99,6 +101,7 @@ class KubernetesRuntime(Runtime):
             run_token_secret=self._secret_name(spec) if o.token_secrets else None,
             env_lock=self._locks(spec) if self._locks else None,
             env_cache=o.env_cache,
+            service_account=o.service_account,
         )
 
     def launch(self, spec: LaunchSpec) -> Handle:
