@@ -16,7 +16,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from runyard.cli.kube import crds as crds_command
+from runyard.cli.main import app
 from runyard.core.kinds import KINDS
 from runyard.core.resources import ALL_KINDS
 from runyard.kube.crds import crds
@@ -141,7 +141,7 @@ def test_the_crds_fit_the_upstream_crd_schema():
 
 
 def test_runyard_crds_prints_them_all():
-    result = CliRunner().invoke(crds_command)
+    result = CliRunner().invoke(app, ["crds"])
     assert result.exit_code == 0, result.output
     assert list(yaml.safe_load_all(result.output)) == crds()
 

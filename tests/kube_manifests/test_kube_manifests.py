@@ -10,10 +10,10 @@ import kubernetes_validate
 import pytest
 import yaml
 from click.testing import CliRunner
-from pydantic import ValidationError
 
 import runyard
-from runyard.cli.kube import manifests as manifests_command
+from runyard.cli.main import app
+from runyard.core.errors import Invalid
 from runyard.kube.manifests import SPARK, VERSION, load_values, project_objects, render
 
 K8S = "1.33"
@@ -86,8 +86,9 @@ def test_an_external_database_replaces_postgresql_by_its_url():
     objects = by_key(render(EXTERNAL))
     assert not [k for k in objects if "postgresql" in k[1]]
     assert objects[("Secret", "runyard-database")]["stringData"] == {"url": EXTERNAL["postgresql"]["url"]}
-    with pytest.raises(ValueError, match="postgresql.url is required"):
+    with pytest.raises(Invalid) as caught:
         render({"postgresql": {"enabled": False}})
+    assert [d.field for d in caught.value.details] == ["postgresql.url"]
 
 
 def test_values_merge_over_the_defaults_key_by_key():
@@ -99,10 +100,12 @@ def test_values_merge_over_the_defaults_key_by_key():
     cluster_scoped = ("CustomResourceDefinition", "Namespace", "ClusterRole", "ClusterRoleBinding")
     namespaced = [o for o in render({"namespace": "ml"}) if o["kind"] not in cluster_scoped]
     assert {o["metadata"]["namespace"] for o in namespaced} == {"ml"}
-    with pytest.raises(ValidationError):
+    with pytest.raises(Invalid) as caught:
         render({"operator": {"replicas": 0}})
-    with pytest.raises(ValidationError):
+    assert [d.field for d in caught.value.details] == ["operator.replicas"]
+    with pytest.raises(Invalid) as caught:
         render({"imagePullPolicy": "IfNotPresent", "imag": "typo"})
+    assert [(d.field, d.reason) for d in caught.value.details] == [("imag", "unknown field")]
 
 
 def test_the_operator_holds_what_it_needs_and_no_more():
@@ -184,18 +187,29 @@ def test_callers_may_change_what_they_get():
 
 def test_runyard_manifests_prints_the_install(tmp_path: Path):
     runner = CliRunner()
-    result = runner.invoke(manifests_command)
+    result = runner.invoke(app, ["manifests"])
     assert result.exit_code == 0, result.output
     assert list(yaml.safe_load_all(result.output)) == render()
     assert "&id" not in result.output  # no YAML anchors: each object reads on its own
     values = tmp_path / "values.yaml"
     values.write_text(yaml.safe_dump(EXTERNAL))
-    result = runner.invoke(manifests_command, ["--values", str(values)])
+    result = runner.invoke(app, ["manifests", "--values", str(values)])
     assert result.exit_code == 0, result.output
     assert list(yaml.safe_load_all(result.output)) == render(EXTERNAL)
-    values.write_text("postgresql: {enabled: false}\n")
-    result = runner.invoke(manifests_command, ["--values", str(values)])
-    assert result.exit_code == 1 and "postgresql.url is required" in result.output
-    values.write_text("operatr: {replicas: 2}\n")
-    result = runner.invoke(manifests_command, ["--values", str(values)])
-    assert result.exit_code == 1 and "operatr" in result.output
+
+
+@pytest.mark.parametrize(
+    ("text", "code", "said"),
+    [
+        ("postgresql: {enabled: false}\n", 1, "postgresql.url: required when postgresql.enabled is false"),
+        ("operatr: {replicas: 2}\n", 1, "operatr: unknown field"),
+        ("[1, 2]\n", 2, "expected a mapping of values"),
+        ("a: [\n", 2, "not YAML"),
+    ],
+)
+def test_runyard_manifests_says_what_is_wrong_with_values(tmp_path: Path, text, code, said):
+    values = tmp_path / "values.yaml"
+    values.write_text(text)
+    result = CliRunner().invoke(app, ["manifests", "--values", str(values)])
+    assert result.exit_code == code
+    assert said in result.output and "Traceback" not in result.output

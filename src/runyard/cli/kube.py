@@ -29,8 +29,8 @@ def manifests(values_file: Path | None) -> None:
     """Print the whole install: CRDs, namespace, operator and API server with their RBAC, and PostgreSQL
     or the external database's URL (multi-document YAML, for `kubectl apply -f -`)."""
     import yaml
-    from pydantic import ValidationError
 
+    from runyard.cli.errors import fail
     from runyard.kube.manifests import render, to_yaml
 
     values = None
@@ -38,14 +38,7 @@ def manifests(values_file: Path | None) -> None:
         try:
             values = yaml.safe_load(values_file.read_text()) or {}
         except yaml.YAMLError as exc:
-            raise click.ClickException(f"{values_file}: not YAML: {exc}") from exc
+            raise fail(f"{values_file}: not YAML: {exc}") from None
         if not isinstance(values, dict):
-            raise click.ClickException(f"{values_file}: expected a mapping of values")
-    try:
-        objects = render(values)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise click.ClickException(f"invalid values: {problems}") from exc
-    except ValueError as exc:
-        raise click.ClickException(f"invalid values: {exc}") from exc
-    click.echo(to_yaml(objects, many=True), nl=False)
+            raise fail(f"{values_file}: expected a mapping of values")
+    click.echo(to_yaml(render(values), many=True), nl=False)

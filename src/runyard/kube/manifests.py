@@ -10,9 +10,11 @@ import copy
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field, ValidationError
 
+from runyard.core.errors import FieldError, Invalid, invalid_from_pydantic
 from runyard.core.kinds import API_GROUP, KINDS
+from runyard.core.resources import Strict
 from runyard.kube.crds import crds
 
 VERSION = "0.1.0"  # the image tag by default; runyard's own version (runyard.__version__)
@@ -36,12 +38,6 @@ DEFAULT_QUOTA = {
     "pods": "500",
 }
 DEFAULT_REQUEST = {"cpu": "100m", "memory": "256Mi"}
-
-
-class Strict(BaseModel):
-    """Unknown keys in a values file are typos: an error, not a silently ignored setting."""
-
-    model_config = ConfigDict(extra="forbid")
 
 
 class OperatorValues(Strict):
@@ -100,10 +96,15 @@ def merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_values(data: dict[str, Any] | None) -> Values:
-    """User values over the defaults; pydantic's ValidationError names a wrong key or type."""
-    values = Values.model_validate(merged(Values().model_dump(), data or {}))
+    """User values over the defaults. Invalid names each wrong key (an unknown one is a typo, not a
+    setting to ignore) or type."""
+    try:
+        values = Values.model_validate(merged(Values().model_dump(), data or {}))
+    except ValidationError as exc:
+        raise Invalid("the values are invalid", invalid_from_pydantic(exc).details) from None
     if not values.postgresql.enabled and not values.postgresql.url:
-        raise ValueError("postgresql.url is required when postgresql.enabled is false")
+        problem = FieldError("postgresql.url", "required when postgresql.enabled is false")
+        raise Invalid("the values are invalid", [problem])
     return values
 
 
@@ -390,7 +391,8 @@ def install_objects(v: Values) -> list[dict[str, Any]]:
 
 
 def render(values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """The whole install, CRDs first, for `kubectl apply -f -`. Fresh objects: callers may change them."""
+    """The whole install, CRDs first, for `kubectl apply -f -`; Invalid for bad values. Fresh objects:
+    callers may change them."""
     return copy.deepcopy([*crds(), *install_objects(load_values(values))])
 
 
