@@ -104,6 +104,9 @@ def test_values_merge_over_the_defaults_key_by_key():
         render({"operator": {"replicas": 0}})
     assert [d.field for d in caught.value.details] == ["operator.replicas"]
     with pytest.raises(Invalid) as caught:
+        render({"namespace": "Not_A_Namespace", "postgresql": {"password": "a@b"}})
+    assert [d.field for d in caught.value.details] == ["namespace", "postgresql.password"]
+    with pytest.raises(Invalid) as caught:
         render({"imagePullPolicy": "IfNotPresent", "imag": "typo"})
     assert [(d.field, d.reason) for d in caught.value.details] == [("imag", "unknown field")]
 

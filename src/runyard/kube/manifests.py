@@ -13,7 +13,7 @@ import yaml
 from pydantic import Field, ValidationError
 
 from runyard.core.errors import FieldError, Invalid, invalid_from_pydantic
-from runyard.core.kinds import API_GROUP, KINDS
+from runyard.core.kinds import API_GROUP, KINDS, NAME_RE
 from runyard.core.resources import Strict
 from runyard.kube.crds import crds
 
@@ -66,7 +66,9 @@ class PostgresqlValues(Strict):
     url: str | None = Field(None, description="postgresql://user:password@host/db when enabled is false")
     image: str = Field("postgres:16", description="the PostgreSQL image when enabled")
     password: str = Field(
-        "runyard", description="the in-cluster database's password (letters and digits: it goes in a URL)"
+        "runyard",
+        pattern=r"^[A-Za-z0-9]+$",
+        description="the in-cluster database's password (letters and digits: it goes in a URL)",
     )
     storage: str = Field("8Gi", description="size of the database's volume")
     resources: dict[str, Any] = Field(
@@ -80,7 +82,12 @@ class Values(Strict):
 
     image: str = Field(f"runyard/runyard:{VERSION}", description="the image with runyard installed")
     imagePullPolicy: str = Field("IfNotPresent", description="when nodes pull the image")
-    namespace: str = Field("runyard", description="where the operator, API server and database live")
+    namespace: str = Field(
+        "runyard",
+        max_length=63,
+        pattern=NAME_RE.pattern,
+        description="where the operator, API server and database live",
+    )
     operator: OperatorValues = Field(default_factory=OperatorValues)
     server: ServerValues = Field(default_factory=ServerValues)
     postgresql: PostgresqlValues = Field(default_factory=PostgresqlValues)
@@ -129,7 +136,7 @@ PLURALS = [k.plural for k in KINDS]
 def operator_rules() -> list[dict[str, Any]]:
     """Cluster-wide, because each project is its own namespace, made when the project first appears. It
     may grant the Spark role only what it holds itself (Kubernetes refuses escalation), hence SPARK_RULES.
-    Secrets: no list or watch, so it cannot read every Secret of the cluster, only those it names."""
+    Secrets: no list or watch, so it reads only those whose names it knows (its runs' tokens)."""
     spark = SPARK_RULES[0]
     return _rules_for(
         [
