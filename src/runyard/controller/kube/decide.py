@@ -161,7 +161,7 @@ def _exited(run: Run, obs: Observed, now: datetime) -> RunStep:
         text = f"{text}: {obs.message}"
     if obs.oom_killed:
         return _ended(run, code, Reason.OUT_OF_MEMORY, text, now, obs)
-    if "DeadlineExceeded" in (obs.message or ""):
+    if "activeDeadlineSeconds" in (obs.message or ""):  # the runtime's word for the pod's deadline
         return _ended(run, code, Reason.DEADLINE_EXCEEDED, f"timed out ({text})", now, obs)
     return _ended(run, code, Reason.ERROR, text, now, obs)
 

@@ -111,7 +111,6 @@ class PodSource:
         self.namespace, self.selector = namespace, selector
         self.timeout_seconds = timeout_seconds
         self.relists = 0
-        self._response: Any = None
 
     def list(self) -> tuple[list[dict], str]:
         resp = self._call(watch=False)
@@ -122,7 +121,7 @@ class PodSource:
         rv = resource_version
         while not stop.is_set():
             try:
-                for event in self._stream(rv):
+                for event in self._stream(rv, stop):
                     type_, obj = str(event.get("type")), event.get("object") or {}
                     if type_ == "ERROR":
                         if obj.get("code") == 410:
@@ -148,26 +147,22 @@ class PodSource:
                 log.info("pod watch dropped (%s); resuming from %s", exc, rv)
                 stop.wait(0.2)
 
-    def close(self) -> None:
-        """End an open stream now (shutdown): the reader's next read fails and the watch stops."""
-        resp = self._response
-        if resp is not None:
-            with contextlib.suppress(Exception):  # best effort, from another thread
-                resp.close()
-
-    def _stream(self, rv: str) -> Iterator[dict]:
+    def _stream(self, rv: str, stop: threading.Event) -> Iterator[dict]:
+        """One watch request's events; `stop` shuts its connection down from a helper thread, so a quiet
+        watch ends at once."""
         resp = self._call(watch=True, resource_version=rv)
-        self._response = resp
+        done = threading.Event()
+        threading.Thread(target=_shutdown_on, args=(stop, done, resp), daemon=True).start()
         try:
             buffer = b""
             for chunk in resp.stream(amt=None, decode_content=False):
                 buffer += chunk
-                while b"\n" in buffer:
-                    line, buffer = buffer.split(b"\n", 1)
-                    if line.strip():
-                        yield json.loads(line)
+                *lines, buffer = buffer.split(b"\n")
+                for line in filter(None, (raw.strip() for raw in lines)):
+                    yield json.loads(line)
         finally:
-            self._response = None
+            done.set()
+            resp.close()  # a watch's connection is not reused half-read
             resp.release_conn()
 
     def _call(self, watch: bool, **kwargs: Any) -> Any:
@@ -182,6 +177,14 @@ class PodSource:
 
 class _Gone(Exception):
     pass
+
+
+def _shutdown_on(stop: threading.Event, done: threading.Event, resp: Any) -> None:
+    while not done.is_set():
+        if stop.wait(0.2):
+            with contextlib.suppress(Exception):
+                resp.shutdown()
+            return
 
 
 def pod_key(pod: dict) -> Key:

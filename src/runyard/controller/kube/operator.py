@@ -1,0 +1,321 @@
+"""The operator: the controller on a cluster. Watches Experiments, Runs and runyard's Pods into caches, and
+while it holds the leader Lease turns each change into the writes decide.py asks for: an Experiment gets
+its Run, a Run its Pod, a Pod's state flows back into the Run's status and the Run's end into the
+Experiment's. Reconciles read the caches, never the API; the watches are shared, so a Run costs only its
+writes (create Run, create Pod, two Run status patches, one Experiment patch). A follower keeps its caches
+warm and acts the moment it leads (every cached object is queued then: level-triggered, not edge).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+from runyard.controller.kube.decide import current_attempt, experiment_status, launch_spec, run_for, step_run
+from runyard.controller.kube.informer import Informer, Key, PodSource, pod_key, pod_version
+from runyard.controller.kube.workqueue import WorkQueue
+from runyard.core.clock import now
+from runyard.core.errors import Conflict, NotFound
+from runyard.core.phases import Phase, Reason
+from runyard.core.resources import Experiment, Resource, Run
+from runyard.runtime.base import AttemptState, Handle, Observed
+from runyard.runtime.kubernetes.pods import pod_name
+from runyard.runtime.kubernetes.runtime import observed
+
+log = logging.getLogger(__name__)
+
+MANAGED_SELECTOR = "app.kubernetes.io/managed-by=runyard,runyard.dev/kind=Run"
+RUN_LABEL = "runyard.dev/run"
+Work = tuple[str, str, str]  # (kind, namespace, name)
+
+
+class Elector(Protocol):
+    def is_leader(self) -> bool: ...
+
+
+class Operator:
+    def __init__(
+        self,
+        resources: Any,
+        runtime: Any,
+        elector: Elector,
+        *,
+        api_client: Any,
+        namespaces: list[str] | None = None,
+        server_url: str = "",
+        project_objects: bool = True,
+        workers: int = 4,
+        calls: Any = None,
+    ):
+        self.resources, self.runtime, self.elector = resources, runtime, elector
+        self.api_client, self.server_url, self.calls = api_client, server_url, calls
+        self.apply_project_objects = project_objects
+        self.scopes: list[str | None] = list(namespaces) if namespaces else [None]
+        self.queue: WorkQueue[Work] = WorkQueue()
+        self.workers = workers
+        self.reconciled = 0  # reconciles that wrote or launched something
+        self._informers: dict[tuple[str, str | None], Informer[Any]] = {}
+        self._pod_sources: list[PodSource] = []
+        self._launched: set[tuple[str, int]] = set()  # (run uid, attempt) launched, its pod not seen yet
+        self._seen: set[tuple[str, int]] = set()  # pods seen: one gone from the cache was deleted
+        self._stopped: set[tuple[str, int]] = set()
+        self._projects: set[str] = set()
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._stop = threading.Event()
+        for scope in self.scopes:
+            self._informers[("Experiment", scope)] = self._resource_informer(Experiment, scope)
+            self._informers[("Run", scope)] = self._resource_informer(Run, scope)
+            pods = PodSource(api_client, scope, MANAGED_SELECTOR)
+            self._pod_sources.append(pods)
+            pod_informer = Informer(f"pods/{scope}", pods, pod_key, pod_version, self._on_pod)
+            self._informers[("Pod", scope)] = pod_informer
+
+    # -- lifecycle
+
+    def start(self) -> None:
+        """Start the watches, wait for their first lists, then the workers."""
+        for name, informer in self._informers.items():
+            self._spawn(f"watch-{name[0]}-{name[1] or 'all'}", self._watch, informer)
+        for informer in self._informers.values():
+            if not informer.synced.wait(60):
+                raise TimeoutError(f"the {informer.name} watch did not list in time")
+        for i in range(self.workers):
+            self._spawn(f"reconcile-{i}", self._work)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.queue.close()
+        for thread in self._threads:
+            thread.join(10)
+
+    def leading(self, leads: bool) -> None:
+        """The elector's on_change: on becoming leader, look at everything once."""
+        if leads:
+            self.resync()
+
+    def resync(self) -> None:
+        for (kind, _), informer in self._informers.items():
+            if kind != "Pod":
+                for obj in informer.items():
+                    self.queue.add((kind, obj.metadata.project, obj.metadata.name))
+
+    @property
+    def relists(self) -> int:
+        sources = [*self._pod_sources, self.resources]
+        return sum(int(getattr(s, "relists", 0)) for s in sources)
+
+    def _spawn(self, name: str, target: Any, *args: Any) -> None:
+        thread = threading.Thread(target=target, args=args, name=f"operator-{name}", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _watch(self, informer: Informer[Any]) -> None:
+        while not self._stop.is_set():
+            try:
+                informer.run(self._stop)
+            except Exception:
+                if self._stop.is_set():
+                    return
+                log.exception("%s watch failed; listing again", informer.name)
+                self._stop.wait(1)
+
+    # -- caches
+
+    def _resource_informer(self, cls: type[Resource], scope: str | None) -> Informer[Any]:
+        source = _ResourceSource(self.resources, cls.__name__, scope)
+        handler = self._on_experiment if cls is Experiment else self._on_run
+        return Informer(f"{cls.plural}/{scope}", source, _resource_key, _resource_version, handler)
+
+    def _cache(self, kind: str, namespace: str) -> Informer[Any]:
+        return self._informers.get((kind, None)) or self._informers[(kind, namespace)]
+
+    def _on_experiment(self, type_: str, exp: Experiment) -> None:
+        self.queue.add(("Experiment", exp.metadata.project, exp.metadata.name))
+
+    def _on_run(self, type_: str, run: Run) -> None:
+        m = run.metadata
+        self.queue.add(("Run", m.project, m.name))
+        for owner in m.ownerReferences:
+            if owner.kind == "Experiment":
+                self.queue.add(("Experiment", m.project, owner.name))
+
+    def _on_pod(self, type_: str, pod: dict) -> None:
+        m = pod["metadata"]
+        run = (m.get("labels") or {}).get(RUN_LABEL)
+        if run:
+            self.queue.add(("Run", m["namespace"], run))
+
+    # -- work
+
+    def _work(self) -> None:
+        while (item := self.queue.get()) is not None:
+            try:
+                if self.elector.is_leader():
+                    self._reconcile(item)
+            except Exception:
+                log.exception("reconciling %s %s/%s; trying again", *item)
+                self.queue.add_after(item, 1.0)
+            finally:
+                self.queue.done(item)
+
+    def _reconcile(self, item: Work) -> None:
+        kind, namespace, name = item
+        if kind == "Experiment":
+            self._experiment(namespace, name)
+        else:
+            self._run(namespace, name)
+
+    def _experiment(self, namespace: str, name: str) -> None:
+        exp = self._cache("Experiment", namespace).get((namespace, name))
+        if exp is None or exp.metadata.deletionTimestamp is not None:
+            return  # the garbage collector deletes its Run, and the Run's pods
+        self._ensure_project(namespace)
+        runs = self._cache("Run", namespace)
+        run = runs.get((namespace, name))
+        if run is not None and not any(o.uid == exp.metadata.uid for o in run.metadata.ownerReferences):
+            self._name_taken(exp)
+            return
+        if run is None and not exp.status.runs:
+            try:
+                created = self.resources.create(run_for(exp))
+            except Conflict:
+                return  # its Run exists already: its watch event brings it
+            runs.put(created)
+            self._count_reconciled()
+            self.queue.add(("Run", namespace, name))
+            return
+        status = experiment_status(exp, run)
+        if status is not None:
+            self._write_status(exp, status)
+
+    def _name_taken(self, exp: Experiment) -> None:
+        if exp.status.reason == Reason.NAME_TAKEN:
+            return
+        m = exp.metadata
+        msg = f"a run named {m.name!r} already exists in project {m.project!r}"
+        status = exp.status.model_copy(update={"phase": Phase.FAILED.value, "reason": Reason.NAME_TAKEN})
+        self._write_status(exp, status.model_copy(update={"message": msg}))
+
+    def _run(self, namespace: str, name: str) -> None:
+        run = self._cache("Run", namespace).get((namespace, name))
+        if run is None or run.metadata.uid is None:
+            return
+        n = current_attempt(run)
+        attempt = (run.uid, n)
+        pod = self._cache("Pod", namespace).get((namespace, self._pod_name(run, n)))
+        with self._lock:
+            if pod is not None:
+                self._seen.add(attempt)
+                self._launched.discard(attempt)
+            seen = attempt in self._seen
+        obs = self._observe(pod) if pod is not None else None
+        if obs is None and seen:
+            obs = Observed(AttemptState.LOST, message="pod deleted")
+        handle = self._handle(run, n)
+        step = step_run(run, obs, handle, now())
+        if step.launch is not None:
+            with self._lock:
+                if attempt in self._launched:
+                    return  # its pod's ADDED event is on its way
+                self._launched.add(attempt)
+            self.runtime.launch(launch_spec(run, step.launch, self.server_url))
+            self._count_reconciled()
+        if step.stop:
+            with self._lock:
+                first = attempt not in self._stopped
+                self._stopped.add(attempt)
+            if first:
+                self.runtime.stop(handle, run.spec.stopGracePeriodSeconds)
+        if step.status is not None:
+            self._write_status(run, step.status)
+            if step.status.phase.is_terminal():
+                with self._lock:
+                    self._seen = {a for a in self._seen if a[0] != run.uid}
+                    self._stopped = {a for a in self._stopped if a[0] != run.uid}
+        if step.after is not None:
+            self.queue.add_after(("Run", namespace, name), step.after)
+
+    def _write_status(self, res: Resource, status: Any) -> None:
+        m = res.metadata
+        try:
+            written = self.resources.patch_status(res.kind, m.project, m.name, status.model_dump(mode="json"))
+        except NotFound:
+            return  # deleted meanwhile
+        self._count_reconciled()
+        if isinstance(written, Resource):
+            self._cache(res.kind, m.project).put(written)
+        if isinstance(res, Run):
+            for owner in m.ownerReferences:
+                if owner.kind == "Experiment":
+                    self.queue.add(("Experiment", m.project, owner.name))
+
+    def _ensure_project(self, namespace: str) -> None:
+        """What a project namespace needs (quota, limits, Spark's service account), applied once per
+        namespace this process sees; what exists already is left as it is."""
+        with self._lock:
+            if not self.apply_project_objects or namespace in self._projects:
+                return
+            self._projects.add(namespace)
+        from kubernetes import utils
+        from kubernetes.client.exceptions import ApiException
+
+        from runyard.kube.manifests import project_objects
+
+        for obj in project_objects(namespace):
+            try:
+                utils.create_from_dict(self.api_client, obj)
+            except utils.FailToCreateError as exc:
+                for err in exc.api_exceptions:
+                    if isinstance(err, ApiException) and err.status != 409:
+                        log.warning("project %s: %s %s: %s", namespace, obj["kind"], err.status, err.reason)
+
+    def _count_reconciled(self) -> None:
+        with self._lock:
+            self.reconciled += 1
+
+    # -- the runtime's view of a pod
+
+    def _pod_name(self, run: Run, attempt: int) -> str:
+        return pod_name(run.metadata.name, attempt)
+
+    def _handle(self, run: Run, attempt: int) -> Handle:
+        """The runtime's handle of an attempt (KubernetesRuntime.launch returns the same), known without a
+        read: a project is its namespace, and a pod's name is its run's and attempt's."""
+        return {
+            "runtime": "kubernetes",
+            "namespace": run.metadata.project,
+            "pod": pod_name(run.metadata.name, attempt),
+            "run_uid": run.uid,
+            "attempt": attempt,
+        }
+
+    def _observe(self, pod: dict) -> Observed:
+        return observed(pod)
+
+
+class _ResourceSource:
+    """One kind of runyard's resources through the store backend (its watch resumes and re-lists)."""
+
+    def __init__(self, resources: Any, kind: str, scope: str | None):
+        self.resources, self.kind, self.scope = resources, kind, scope
+        self._listed: list[Resource] = []
+
+    def list(self) -> tuple[list[Resource], str]:
+        self._listed, rv = self.resources.list(self.kind, self.scope, None)
+        return self._listed, rv
+
+    def watch(self, resource_version: str, stop: threading.Event) -> Iterator[tuple[str, Any]]:
+        """The store's watch: it resumes by itself, and after a 410 yields the differences from what it
+        was told was listed and has yielded since."""
+        yield from self.resources.watch(self.kind, self.scope, resource_version, stop, known=self._listed)
+
+
+def _resource_key(res: Resource) -> Key:
+    return res.metadata.project, res.metadata.name
+
+
+def _resource_version(res: Resource) -> int:
+    return res.metadata.resourceVersion or 0
