@@ -8,18 +8,19 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
 from click.testing import CliRunner
+from pydantic import BaseModel, Field
 
 from runyard.cli.main import app
 from runyard.core.kinds import KINDS
 from runyard.core.resources import ALL_KINDS
-from runyard.kube.crds import crds
+from runyard.kube.crds import crds, structural
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 FORBIDDEN = {"$ref", "$defs", "anyOf", "allOf", "oneOf", "not", "const", "default", "title"}
@@ -232,3 +233,47 @@ def test_the_crds_refuse_what_the_models_refuse(kind, spec, why):
         check({"apiVersion": "runyard.dev/v1", "kind": kind, "metadata": {"name": "x"}, "spec": spec})
     with pytest.raises(ValueError):
         ALL_KINDS[kind].model_validate({"kind": kind, "metadata": {"name": "x"}, "spec": spec})
+
+
+def test_each_json_schema_construct_becomes_its_structural_form():
+    """The conversion rule by rule, on a model that uses each construct once."""
+
+    class Inner(BaseModel):
+        """Inner's own description."""
+
+        n: int = Field(ge=1)
+
+    class Toy(BaseModel):
+        maybe: Inner | None = Field(default=None, description="the field's description wins")
+        qty: int | str = 1
+        mixed: float | str = 1.0
+        argv: str | list[str] = "x"
+        anything: Any = None
+        free: dict[str, Any] = {}
+        names: dict[str, int] = {}
+        positive: float = Field(1.0, gt=0)
+        fixed: Literal["only"] = "only"
+        choice: Literal["a", "b"] = "a"
+        when: datetime | None = None
+        email: str = Field("a@b", json_schema_extra={"format": "email"})
+
+    full = Toy.model_json_schema()
+    props = {k: structural(v, full["$defs"]) for k, v in full["properties"].items()}
+    assert props["maybe"] == {
+        "type": "object",
+        "description": "the field's description wins",
+        "properties": {"n": {"type": "integer", "minimum": 1}},
+        "required": ["n"],
+        "nullable": True,
+    }
+    assert props["qty"] == {"x-kubernetes-int-or-string": True}
+    assert (
+        props["mixed"] == props["argv"] == props["anything"] == {"x-kubernetes-preserve-unknown-fields": True}
+    )
+    assert props["free"] == {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+    assert props["names"] == {"type": "object", "additionalProperties": {"type": "integer"}}
+    assert props["positive"] == {"type": "number", "minimum": 0, "exclusiveMinimum": True}
+    assert props["fixed"] == {"type": "string", "enum": ["only"]}
+    assert props["choice"] == {"type": "string", "enum": ["a", "b"]}
+    assert props["when"] == {"type": "string", "format": "date-time", "nullable": True}
+    assert props["email"] == {"type": "string"}  # a format the API server does not know is dropped

@@ -60,6 +60,7 @@ KEPT = (
     "maximum",
 )
 PRESERVE = {"x-kubernetes-preserve-unknown-fields": True}
+JSON_TYPES = {str: "string", bool: "boolean", int: "integer", float: "number"}
 
 
 def structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
@@ -72,7 +73,6 @@ def structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
         out["description"] = " ".join(out["description"].split())
     if "const" in node:
         out["enum"] = [node["const"]]
-        out.setdefault("type", "string")
     if "anyOf" in node:
         branches = [b for b in node["anyOf"] if b.get("type") != "null"]
         if len(branches) < len(node["anyOf"]):
@@ -83,7 +83,7 @@ def structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
         if types == {"integer", "string"}:
             return {**out, "x-kubernetes-int-or-string": True}
         return {**out, **PRESERVE}
-    kind = node.get("type")
+    kind = node.get("type") or JSON_TYPES.get(type(node.get("const")))
     if kind is None:
         return {**out, **PRESERVE}  # Any
     out = {"type": kind, **out}
