@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -98,3 +99,27 @@ def cluster(**emulator_options: object) -> Iterator[Cluster]:
     finally:
         api_client.close()
         thread.stop()
+
+
+def install_crds(api_client: client.ApiClient, wait: bool = True) -> None:
+    """runyard's CRDs (runyard.kube.crds) into the cluster; on a real one, wait until they are served.
+    In the emulator they also make it prune and validate runyard's objects as the API server would."""
+    from runyard.kube.crds import crds
+
+    api = client.ApiextensionsV1Api(api_client)
+    for crd in crds():
+        try:
+            api.create_custom_resource_definition(crd)
+        except client.ApiException as exc:
+            if exc.status != 409:
+                raise
+            current = api.read_custom_resource_definition(crd["metadata"]["name"])
+            crd["metadata"]["resourceVersion"] = current.metadata.resource_version
+            api.replace_custom_resource_definition(crd["metadata"]["name"], crd)
+    deadline = time.monotonic() + 30
+    for crd in crds() if wait else []:
+        while time.monotonic() < deadline:
+            conditions = api.read_custom_resource_definition(crd["metadata"]["name"]).status.conditions or []
+            if any(c.type == "Established" and c.status == "True" for c in conditions):
+                break
+            time.sleep(0.2)

@@ -3,7 +3,8 @@
 No real kube-apiserver can run here, so the store, runtime and operator tests talk to this one. kmock 0.8
 stores objects as plain JSON and routes by URL, but lacks what optimistic concurrency and watches need:
 resourceVersion, 409 on a stale write, the status subresource, watch-from-version with 410 Gone, label
-selectors, PUT, cluster-scoped namespaces, owner-reference garbage collection. This subclass serves every
+selectors, PUT, cluster-scoped namespaces, owner-reference garbage collection, CRD schemas (once a CRD is
+stored, its objects are pruned and validated against it: tests/kube/schemas.py). This subclass serves every
 object request (main resource and /status) itself, from one store behind one global revision counter as
 etcd keeps; everything else (discovery, other subresources such as pods/log, reactions a test adds with
 kmock's DSL, which take precedence) stays kmock's.
@@ -28,6 +29,7 @@ from typing import Any, NamedTuple
 import attrs
 import kmock
 from kmock._internal import parsing, rendering
+from tests.kube import schemas
 
 Obj = dict[str, Any]
 
@@ -180,6 +182,7 @@ def invalid(message: str, causes: list[Obj] | None = None) -> kmock.KubernetesEr
     return error(422, "Invalid", message, causes=causes or [])
 
 
+CRD_GROUP = "apiextensions.k8s.io"
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 
 
@@ -367,7 +370,7 @@ class Emulator(kmock.KubernetesEmulator):
         for k in ("resourceVersion", "deletionTimestamp"):
             meta.pop(k, None)
         obj.pop("status", None)  # written through the status subresource only, as for CRDs and pods
-        return self._record(key, "ADDED", obj)
+        return self._record(key, "ADDED", self._admit(key, obj))
 
     def _update(self, key: Key, current: Obj, body: Any, status_only: bool) -> Obj:
         if not isinstance(body, dict):
@@ -404,16 +407,41 @@ class Emulator(kmock.KubernetesEmulator):
 
             if spec(obj) != spec(current):
                 meta["generation"] = current["metadata"].get("generation", 1) + 1
-        if obj == current and sent is not None:
+        obj = self._admit(key, obj)
+
+        def unversioned(o: Obj) -> Obj:
+            return {**o, "metadata": {k: v for k, v in o["metadata"].items() if k != "resourceVersion"}}
+
+        if unversioned(obj) == unversioned(current):
             return copy.deepcopy(current)  # a no-op write keeps the version, as the API server does
         meta = obj["metadata"]
         if meta.get("deletionTimestamp") and not meta.get("finalizers"):
             return self._record(key, "DELETED", obj)
         return self._record(key, "MODIFIED", obj)
 
+    def _admit(self, key: Key, obj: Obj) -> Obj:
+        """A custom object pruned and validated against its CRD's schema when the CRD is stored (as the API
+        server does); objects of resources without a stored CRD are taken as they are."""
+        crd = self.store.get(Key(CRD_GROUP, "customresourcedefinitions", None, f"{key.plural}.{key.group}"))
+        schema = schemas.served_schema(crd) if crd is not None else None
+        if schema is None:
+            return obj
+        obj = schemas.prune(obj, schema, root=True)
+        causes = schemas.problems(obj, schema)
+        if causes:
+            fields = ", ".join(c["field"] + ": " + c["message"] for c in causes)
+            raise invalid(f'{obj.get("kind")} "{key.name}" is invalid: {fields}', causes)
+        return obj
+
     def _delete(self, key: Key, params: dict[str, str], body: Any) -> Obj:
         obj = copy.deepcopy(self.store[key])
         meta = obj["metadata"]
+        preconditions = (body or {}).get("preconditions") or {}
+        for field in ("uid", "resourceVersion"):
+            if preconditions.get(field) and preconditions[field] != meta.get(field):
+                raise error(
+                    409, "Conflict", f"Precondition failed: {field} in precondition: {preconditions[field]}"
+                )
         if meta.get("finalizers"):
             if meta.get("deletionTimestamp"):
                 return obj

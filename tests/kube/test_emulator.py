@@ -14,7 +14,7 @@ import time
 
 import pytest
 from kubernetes import client, watch
-from tests.kube.cluster import Cluster
+from tests.kube.cluster import Cluster, install_crds
 
 G, V, NS = "runyard.dev", "v1", "emulator-test"
 
@@ -178,3 +178,18 @@ def test_deleting_an_owner_deletes_its_dependents(kube: Cluster, api: client.Cus
             break
         time.sleep(0.1)
     assert core.list_namespaced_pod(NS).items == []
+
+
+def test_with_the_crds_installed_unknown_fields_are_pruned_and_bad_values_refused(
+    kube: Cluster, api: client.CustomObjectsApi
+) -> None:
+    install_crds(kube.api_client, wait=kube.emulator is None)
+    obj = experiment("p", command="echo", noSuchField=1)
+    obj["spec"]["retryPolicy"] = {"maxRetries": 2, "extra": True}
+    created = api.create_namespaced_custom_object(G, V, NS, "experiments", obj)
+    assert created["spec"] == {"command": "echo", "retryPolicy": {"maxRetries": 2}}
+    with pytest.raises(client.ApiException) as refused:
+        api.patch_namespaced_custom_object(
+            G, V, NS, "experiments", "p", {"spec": {"stopGracePeriodSeconds": -1}}
+        )
+    assert refused.value.status == 422 and "stopGracePeriodSeconds" in refused.value.body

@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 import yaml
 from kubernetes import client
-from tests.kube.cluster import Cluster
+from tests.kube.cluster import Cluster, install_crds
 
-from runyard.core.errors import Conflict, NotFound
+from runyard.core.errors import Conflict, Invalid, NotFound
 from runyard.core.kinds import API_GROUP
 from runyard.core.resources import ALL_KINDS, Experiment, ObjectMeta, OwnerReference, Run
-from runyard.kube.api import CallCounter
+from runyard.kube.api import CallCounter, translated
 from runyard.store.kube.resources import KubeResources, to_object, to_resource
 
 NS = "store-test"
@@ -39,6 +39,7 @@ def store(kube: Cluster) -> Iterator[KubeResources]:
     core = client.CoreV1Api(kube.api_client)
     for ns in (NS, f"{NS}-2"):
         core.create_namespace({"metadata": {"name": ns}})
+    install_crds(kube.api_client, wait=kube.emulator is None)
     yield KubeResources(kube.api_client, watch_timeout=5, retry_delay=0.1)
     for ns in (NS, f"{NS}-2"):
         core.delete_namespace(ns)
@@ -130,6 +131,92 @@ def test_kubectl_shaped_yaml_reads_back_as_our_resource(
         assert type(res) is cls and res.metadata.project == NS
         expected = cls.model_validate({**doc, "metadata": {**doc["metadata"], "project": NS}})
         assert res.spec == expected.spec and res.metadata.labels == expected.metadata.labels
+
+
+T0 = "2026-01-02T03:04:05Z"
+CONDITION = {"type": "Ready", "status": "True", "reason": "Up", "message": "m", "lastTransitionTime": T0}
+FULL = {
+    "Run": (
+        {
+            "command": ["python", "-c", "1"],
+            "env": {"A": "1"},
+            "resources": {"cpu": "500m", "memory": "1Gi", "gpu": 1},
+        },
+        {
+            "phase": "Failed",
+            "reason": "Error",
+            "message": "exit 3",
+            "conditions": [CONDITION],
+            "attempts": [
+                {"attempt": 1, "handle": {"pod": "r-1"}, "startedAt": T0, "finishedAt": T0, "exitCode": 3}
+            ],
+            "exitCode": 3,
+            "startedAt": T0,
+            "finishedAt": T0,
+            "limits": {"cpu": 0.5},
+            "environment": {"id": "sha256:ab"},
+            "peakMemoryBytes": 1024,
+        },
+    ),
+    "Experiment": (
+        {"command": "echo", "timeoutSeconds": 5},
+        {"phase": "Running", "runs": ["e-1"], "conditions": [CONDITION]},
+    ),
+    "Job": (
+        {"schedule": "0 3 * * *", "template": {"command": "echo"}, "notifications": {"email": ["a@b.c"]}},
+        {
+            "phase": "Scheduled",
+            "active": ["j-1"],
+            "lastScheduleTime": T0,
+            "lastRun": {"name": "j-0", "phase": "Succeeded"},
+        },
+    ),
+    "Model": (
+        {"handler": "serve:predict", "autoscaling": {"minReplicas": 0, "maxReplicas": 3}},
+        {
+            "phase": "Ready",
+            "url": "http://m",
+            "versions": [
+                {"version": 1, "specHash": "h", "spec": {"handler": "serve:predict"}, "createdAt": T0}
+            ],
+            "currentVersion": 1,
+            "readyReplicas": 1,
+        },
+    ),
+    "Session": (
+        {"editor": "terminal"},
+        {"phase": "Running", "url": "http://s", "port": 8888, "lastActivity": T0},
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(FULL))
+def test_every_kind_with_a_full_status_survives_the_crds_schema(store: KubeResources, kind: str) -> None:
+    """Nothing runyard writes is pruned or refused by the generated CRDs (the emulator prunes and validates
+    against them as the API server does)."""
+    spec, status = FULL[kind]
+    res = ALL_KINDS[kind].model_validate(
+        {"kind": kind, "metadata": {"name": "full", "project": NS, "labels": {"a": "b"}}, "spec": spec}
+    )
+    created = store.create(res)
+    assert created.spec == res.spec
+    with_status = created.model_copy(update={"status": type(created.status).model_validate(status)})
+    written = store.update_status(with_status)
+    assert written.status == with_status.status
+    assert store.get(kind, NS, "full") == written
+
+
+def test_the_crds_refuse_what_the_models_refuse(kube: Cluster, store: KubeResources) -> None:
+    api = client.CustomObjectsApi(kube.api_client)
+    bad = {
+        "apiVersion": "runyard.dev/v1",
+        "kind": "Experiment",
+        "metadata": {"name": "bad"},
+        "spec": {"command": "echo", "retryPolicy": {"maxRetries": 1000}},
+    }
+    with pytest.raises(Invalid) as refused, translated():
+        api.create_namespaced_custom_object(API_GROUP, "v1", NS, "experiments", bad)
+    assert any("maxRetries" in d.field for d in refused.value.details)
 
 
 def next_events(events: Iterator[tuple[str, object]], n: int) -> list[tuple[str, str]]:
