@@ -100,9 +100,6 @@ def templated(text: str, kinds: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-_dump = to_yaml
-
-
 def _key(obj: dict[str, Any]) -> tuple[str, str]:
     return obj["kind"], obj["metadata"]["name"]
 
@@ -116,8 +113,8 @@ def templates() -> dict[str, str]:
     for key in [*on, *(k for k in off if k not in on)]:
         a, b = on.get(key), off.get(key)
         component = (a or b or {})["metadata"]["labels"]["app.kubernetes.io/component"]
-        text_a = f"---\n{templated(_dump(a), kinds)}" if a else ""
-        text_b = f"---\n{templated(_dump(b), kinds)}" if b else ""
+        text_a = f"---\n{templated(to_yaml(a), kinds)}" if a else ""
+        text_b = f"---\n{templated(to_yaml(b), kinds)}" if b else ""
         if text_a == text_b:
             chunk = text_a
         elif a and b:
@@ -143,7 +140,7 @@ def values_yaml(model: BaseModel | None = None, indent: int = 0) -> str:
             out.append(f"{pad}{name}:")
             out.append(values_yaml(value, indent + 2).rstrip("\n"))
         else:
-            out += [pad + line for line in _dump({name: value}).splitlines()]
+            out += [pad + line for line in to_yaml({name: value}).splitlines()]
     return "\n".join(out) + "\n"
 
 
@@ -158,7 +155,7 @@ def chart_files() -> dict[str, str]:
         "appVersion": VERSION,
     }
     return {
-        "Chart.yaml": HEADER + _dump(chart),
+        "Chart.yaml": HEADER + to_yaml(chart),
         "values.yaml": HEADER + values_yaml(),
         "values.schema.json": json.dumps(Values.model_json_schema(), indent=2) + "\n",
         "crds/runyard.dev.yaml": HEADER + to_yaml(crds(), many=True),
