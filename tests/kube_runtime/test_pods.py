@@ -185,7 +185,7 @@ def test_pod_names_are_dns_labels(name: str) -> None:
 
 
 def test_model_deployment_and_service() -> None:
-    s = spec(argv=["python", "-m", "runyard.serving.replica"], listen_fd=5, snapshot=None)
+    s = spec(argv=["python", "-m", "runyard.serving.replica"], env={"RUNYARD_LISTEN_FD": "6"}, snapshot=None)
     owner = {"kind": "Model", "name": "iris", "uid": "u-1"}
     dep = valid(
         pods.deployment_manifest(
@@ -211,7 +211,7 @@ def test_model_deployment_and_service() -> None:
     assert template["spec"]["restartPolicy"] == "Always"
     main = template["spec"]["containers"][0]
     assert main["command"][-3:] == ["python", "-m", "runyard.serving.replica"]
-    assert main["command"][3:8] == ["listen", "--port", "8080", "--fd", "5"]
+    assert main["command"][3:8] == ["listen", "--port", "8080", "--fd", "6"]
     assert main["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
     for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
         assert main[probe]["httpGet"] == {"path": "/health", "port": "http"}

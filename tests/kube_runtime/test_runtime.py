@@ -23,7 +23,7 @@ from tests.kube.cluster import Cluster, cluster
 from runyard.kube.api import CallCounter
 from runyard.runtime.base import AttemptState, LaunchSpec
 from runyard.runtime.kubernetes import pods
-from runyard.runtime.kubernetes.runtime import KubernetesRuntime, RuntimeOptions
+from runyard.runtime.kubernetes.runtime import KubernetesRuntime, RuntimeOptions, lines_after
 
 NS = "kube-runtime-test"
 T0 = "2026-12-02T08:00:00Z"
@@ -63,6 +63,7 @@ class Kubelet:
         self.core = client.CoreV1Api(kube.api_client)
         self.emulator = kube.emulator
         self.logs: dict[str, str] = {}
+        self.log_queries: list[dict[str, str]] = []
 
     def status(self, pod: str, **status: Any) -> None:
         self.core.patch_namespaced_pod_status(
@@ -81,7 +82,15 @@ class Kubelet:
     def serve_logs(self, pod: str) -> None:
         assert self.emulator is not None
         path = f"/api/v1/namespaces/{NS}/pods/{pod}/log"
-        self.emulator[lambda req: req.url.path == path] << (lambda req: self.logs[pod].encode())
+        self.emulator[lambda req: req.url.path == path] << self._log(pod)
+
+    def _log(self, pod: str) -> Any:
+        def answer(request: Any) -> bytes:
+            """The whole log, whatever the window asked (a kubelet would cut it: the runtime must cope)."""
+            self.log_queries.append(dict(request.params))
+            return self.logs[pod].encode()
+
+        return answer
 
 
 def launch_spec(name: str = "train", attempt: int = 1, **kw: Any) -> LaunchSpec:
@@ -269,9 +278,11 @@ def test_logs_kept_after_the_pod_is_gone(runtime: KubernetesRuntime, kube: Clust
     assert [e.text for e in chunk.entries] == ["epoch 1"] and not chunk.complete
     assert chunk.entries[0].time.isoformat() == "2026-12-02T08:00:01.123456+00:00"
     kubelet.logs["train-1"] += "2026-12-02T08:00:02Z epoch 2\n2026-12-02T08:00:03Z done\n"
+    assert "sinceSeconds" not in kubelet.log_queries[0]
     kubelet.main("train-1", "Succeeded", terminated={"exitCode": 0, "startedAt": T0, "finishedAt": T1})
     rest = runtime.read_logs(handle, chunk.offset)
     assert [e.text for e in rest.entries] == ["epoch 2", "done"] and rest.complete
+    assert int(kubelet.log_queries[-1]["sinceSeconds"]) >= 300  # only what is new, with slack
     delete_pod(kube, "train-1")
     again = runtime.read_logs(handle)  # from the kept copy
     assert [e.text for e in again.entries] == ["epoch 1", "epoch 2", "done"] and again.complete
@@ -322,3 +333,21 @@ def test_pods_owned_by_their_run(kube: Cluster, tmp_path: Path) -> None:
         pytest.skip("a real cluster has no runyard.dev CRDs unless installed; GC timing is the cluster's")
     custom.delete_namespaced_custom_object("runyard.dev", "v1", NS, "runs", "owned")
     assert pod_names(kube) == []
+
+
+def test_log_lines_after_the_cursor() -> None:
+    """Lines come back again from a window: those kept are dropped by timestamp, lines sharing one
+    timestamp by count; the kubelet trims trailing zeros of the nanoseconds."""
+    first = ["2026-12-02T08:00:01.5Z a", "2026-12-02T08:00:01.5Z b"]
+    fresh, cursor = lines_after(first, {"last": None, "same": 0})
+    assert fresh == first and cursor == {"last": "2026-12-02T08:00:01.500000000", "same": 2}
+    again = [
+        "2026-12-02T08:00:01.000000001Z old",
+        *first,
+        "2026-12-02T08:00:01.5Z c",
+        "2026-12-02T08:00:01.51Z d",
+    ]
+    fresh, cursor = lines_after(again, cursor)
+    assert fresh == ["2026-12-02T08:00:01.5Z c", "2026-12-02T08:00:01.51Z d"]
+    assert cursor == {"last": "2026-12-02T08:00:01.510000000", "same": 1}
+    assert lines_after(again, cursor) == ([], cursor)

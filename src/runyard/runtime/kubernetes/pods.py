@@ -17,6 +17,7 @@ from typing import Any
 
 from runyard.core.kinds import API_VERSION
 from runyard.runtime.base import LaunchSpec
+from runyard.serving import protocol
 
 PROJECT_LABEL = "runyard.dev/project"
 KIND_LABEL = "runyard.dev/kind"
@@ -354,6 +355,7 @@ def deployment_manifest(
         env_cache=env_cache,
         restart_policy="Always",
         port=port,
+        listen_fd=int(spec.env.get(protocol.ENV_LISTEN_FD) or protocol.LISTEN_FD),
         probes=http_probes(HTTP_PORT_NAME, "/health"),
     )
     metadata: dict[str, Any] = {

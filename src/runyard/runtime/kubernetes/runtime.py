@@ -208,6 +208,7 @@ class KubernetesRuntime(Runtime):
                 self.core.delete_namespaced_secret(name, handle["namespace"], _preload_content=False)
         for path in self._log_paths(handle):
             path.unlink(missing_ok=True)
+            path.with_suffix(".cursor").unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             self._log_paths(handle)[0].parent.rmdir()
 
@@ -239,28 +240,69 @@ class KubernetesRuntime(Runtime):
 
     def _sync_log(self, handle: Handle, log: Path, done: Path) -> None:
         """Append to the kept log the lines the main container wrote since the last look; mark it complete
-        once the container has ended (or the pod is gone)."""
+        once the container has ended (or the pod is gone). Each look asks only for the lines since the last
+        one kept (a window of `since_seconds`, with slack for the node's clock), then drops those it has
+        by their timestamps (nanoseconds: one line's, but for lines written within the same one, counted)."""
         pod = self._read(handle)
         ended = pod is None or observed(pod).state in (AttemptState.EXITED, AttemptState.LOST)
+        log.parent.mkdir(parents=True, exist_ok=True)
         if pod is not None:
+            cursor_path = log.with_suffix(".cursor")
+            cursor = _read_cursor(cursor_path)
+            window: dict[str, Any] = {}
+            if cursor["last"]:
+                since = parse_time(cursor["last"]) or now()
+                window["since_seconds"] = max(1, math.ceil((now() - since).total_seconds()) + CLOCK_SLACK)
             try:
                 with translated():
                     reply = self.core.read_namespaced_pod_log(
                         handle["pod"], handle["namespace"], container=pods.MAIN, timestamps=True,
-                        _preload_content=False,
+                        _preload_content=False, **window,
                     )  # fmt: skip
                 text = reply.data.decode("utf-8", "replace")
             except RunyardError:  # 400: not started yet; gone meanwhile: the next look knows
                 text = ""
-            lines = text.splitlines()
-            log.parent.mkdir(parents=True, exist_ok=True)
-            kept = _count_lines(log)
-            if len(lines) > kept:
+            fresh, cursor = lines_after(text.splitlines(), cursor)
+            if fresh:
                 with open(log, "ab") as f:
-                    f.write("".join(_log_line(line) for line in lines[kept:]).encode())
+                    f.write("".join(_log_line(line) for line in fresh).encode())
+                cursor_path.write_text(json.dumps(cursor))
         if ended:
-            log.parent.mkdir(parents=True, exist_ok=True)
             done.touch()
+
+
+CLOCK_SLACK = 300  # seconds: how far a node's clock may run ahead of ours without a line being missed
+
+
+def _read_cursor(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {"last": None, "same": 0}
+
+
+def _stamp_key(stamp: str) -> str:
+    """A kubelet timestamp (RFC 3339, trailing zeros of the nanoseconds trimmed) as a string that sorts."""
+    head, _, frac = stamp.rstrip("Z").partition(".")
+    return f"{head}.{frac:0<9}"
+
+
+def lines_after(lines: list[str], cursor: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
+    """The lines not kept yet, and the cursor after them: `last` the newest timestamp kept, `same` how many
+    kept lines carry it."""
+    last, same = cursor["last"], int(cursor["same"])
+    skip = same
+    fresh = []
+    for line in lines:
+        key = _stamp_key(line.partition(" ")[0])
+        if last is not None and key < last:
+            continue
+        if key == last and skip > 0:
+            skip -= 1
+            continue
+        fresh.append(line)
+        last, same = key, (same + 1 if key == last else 1)
+    return fresh, {"last": last, "same": same}
 
 
 def _handle(namespace: str, pod: str, run_uid: str, attempt: int) -> Handle:
@@ -276,14 +318,6 @@ def _handle(namespace: str, pod: str, run_uid: str, attempt: int) -> Handle:
 def _json(response: Any) -> dict[str, Any]:
     data = json.loads(response.data)
     return data if isinstance(data, dict) else {}
-
-
-def _count_lines(path: Path) -> int:
-    try:
-        with open(path, "rb") as f:
-            return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
-    except FileNotFoundError:
-        return 0
 
 
 def _log_line(line: str) -> str:
