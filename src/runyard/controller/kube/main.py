@@ -1,5 +1,79 @@
-"""The operator's entry point (placeholder until the Kubernetes work lands)."""
+"""`runyard operator`: connect to the cluster, campaign for the Lease, reconcile while leading, and release
+the Lease on SIGTERM so a standby replica takes over at once rather than after the lease runs out."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import tempfile
+import threading
+from pathlib import Path
+from types import FrameType
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LEASE_NAMESPACE = "runyard"
 
 
-def main() -> None:
-    raise SystemExit("not built yet")
+def main(
+    kubeconfig: str | None = None,
+    context: str | None = None,
+    namespaces: tuple[str, ...] = (),
+    image: str = "runyard/runyard:latest",
+    server_url: str = "http://runyard-server.runyard.svc:8765",
+    lease_namespace: str | None = None,
+    identity: str | None = None,
+    project_objects: bool = True,
+) -> None:
+    """Run until SIGTERM or SIGINT. The Lease lives in `lease_namespace`: the operator's own (POD_NAMESPACE,
+    set by its Deployment), else the first watched namespace, else 'runyard'. Its identity is the pod's
+    name (POD_NAME) when set."""
+    from runyard.controller.kube.leader import LeaseElector, default_identity
+    from runyard.controller.kube.operator import Operator
+    from runyard.kube.api import CallCounter, connect
+    from runyard.runtime.kubernetes.runtime import KubernetesRuntime, RuntimeOptions
+    from runyard.store.kube.resources import KubeResources
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    api_client = connect(kubeconfig, context)
+    calls = CallCounter()
+    resources = KubeResources(api_client, calls)
+    logs = Path(tempfile.mkdtemp(prefix="runyard-operator-logs-"))  # the operator reads no logs itself
+    runtime = KubernetesRuntime(
+        api_client, RuntimeOptions(image=image, server_url=server_url), logs, calls=calls
+    )
+    lease_ns = (
+        lease_namespace or os.environ.get("POD_NAMESPACE") or (namespaces or (DEFAULT_LEASE_NAMESPACE,))[0]
+    )
+    elector = LeaseElector(
+        connect(kubeconfig, context),  # its own client: renewals never queue behind reconciles
+        lease_ns,
+        identity=identity or os.environ.get("POD_NAME") or default_identity(),
+    )
+    operator = Operator(
+        resources,
+        runtime,
+        elector,
+        api_client=api_client,
+        namespaces=list(namespaces) or None,
+        server_url=server_url,
+        project_objects=project_objects,
+        calls=calls,
+    )
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("signal %d: releasing the lease and stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    scope = ", ".join(namespaces) or "all namespaces"
+    log.info("operator %s: watching %s; lease %s/%s", elector.identity, scope, lease_ns, elector.name)
+    operator.start()
+    try:
+        elector.run(stop, on_change=operator.leading)  # returns after releasing the Lease
+    finally:
+        operator.stop()
+        log.info("stopped; API calls by verb: %s", calls.counts())
