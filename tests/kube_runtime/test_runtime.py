@@ -21,7 +21,7 @@ from kubernetes import client
 from tests.kube.cluster import Cluster, cluster
 
 from runyard.kube.api import CallCounter
-from runyard.runtime.base import AttemptState, LaunchSpec
+from runyard.runtime.base import AttemptState, LaunchError, LaunchSpec
 from runyard.runtime.kubernetes import pods
 from runyard.runtime.kubernetes.runtime import KubernetesRuntime, RuntimeOptions, lines_after
 
@@ -142,6 +142,18 @@ def test_launch_creates_the_pod_once(runtime: KubernetesRuntime, kube: Cluster, 
     assert runtime.find_launched(spec.run_uid, 1) == handle
     assert runtime.find_launched(spec.run_uid, 2) is None
     assert runtime.find_launched(str(uuid.uuid4()), 1) is None
+
+
+def test_launch_refuses_the_pod_of_an_earlier_run_of_that_name(
+    runtime: KubernetesRuntime, kube: Cluster
+) -> None:
+    """A Run deleted and made again under its name while its old pod awaits deletion: the old pod is not
+    the new run's attempt."""
+    runtime.launch(launch_spec())
+    with pytest.raises(LaunchError, match="earlier run named train"):
+        runtime.launch(launch_spec())  # another uid
+    delete_pod(kube, "train-1")
+    assert runtime.launch(launch_spec())["pod"] == "train-1"
 
 
 def test_observe_maps_the_kubelets_status(runtime: KubernetesRuntime, kubelet: Kubelet) -> None:

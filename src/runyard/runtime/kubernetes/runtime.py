@@ -115,11 +115,19 @@ class KubernetesRuntime(Runtime):
                 self._create_secret(spec, ns, pod["metadata"].get("ownerReferences"))
             with translated():
                 self.core.create_namespaced_pod(ns, pod, _preload_content=False)
-        except Conflict:
-            pass  # AlreadyExists: launched before (names are per run and attempt)
+        except Conflict:  # AlreadyExists: launched before, unless an earlier run of that name left it
+            self._check_same_run(spec, ns, pod["metadata"]["name"])
         except RunyardError as exc:
             raise LaunchError(f"could not create pod {pod['metadata']['name']}: {exc}") from exc
         return _handle(ns, pod["metadata"]["name"], spec.run_uid, spec.attempt)
+
+    def _check_same_run(self, spec: LaunchSpec, ns: str, name: str) -> None:
+        found = self._read(_handle(ns, name, spec.run_uid, spec.attempt))
+        labels = ((found or {}).get("metadata") or {}).get("labels") or {}
+        if labels.get(pods.RUN_UID_LABEL) != spec.run_uid:
+            raise LaunchError(
+                f"pod {name} of an earlier run named {spec.name} is still there (being deleted?); try again"
+            )
 
     def _secret_name(self, spec: LaunchSpec) -> str:
         return pods.dns_name(pods.pod_name(spec.name, spec.attempt), "-token", 253)
