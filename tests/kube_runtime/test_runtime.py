@@ -23,7 +23,7 @@ from tests.kube.cluster import Cluster, cluster
 from runyard.kube.api import CallCounter
 from runyard.runtime.base import AttemptState, LaunchError, LaunchSpec
 from runyard.runtime.kubernetes import pods
-from runyard.runtime.kubernetes.runtime import KubernetesRuntime, RuntimeOptions, lines_after
+from runyard.runtime.kubernetes.runtime import KubernetesRuntime, RuntimeOptions, lines_after, observed
 
 NS = "kube-runtime-test"
 T0 = "2026-12-02T08:00:00Z"
@@ -363,3 +363,20 @@ def test_log_lines_after_the_cursor() -> None:
     assert fresh == ["2026-12-02T08:00:01.5Z c", "2026-12-02T08:00:01.51Z d"]
     assert cursor == {"last": "2026-12-02T08:00:01.510000000", "same": 1}
     assert lines_after(again, cursor) == ([], cursor)
+
+
+def test_observed_deadline_and_eviction() -> None:
+    """Pure mapping of pods the operator saw in its watch: Kubernetes' own deadline (a run's timeout) is
+    named so the operator can say DeadlineExceeded; an evicted pod with no exit recorded is lost."""
+    main = {"name": "main", "state": {"terminated": {"exitCode": 137, "reason": "Error", "finishedAt": T1}}}
+    pod = {"status": {"phase": "Failed", "reason": "DeadlineExceeded", "containerStatuses": [main]}}
+    obs = observed(pod)
+    assert (
+        obs.state == AttemptState.EXITED and obs.exit_code == 137 and "activeDeadlineSeconds" in obs.message
+    )
+    evicted = {"status": {"phase": "Failed", "reason": "Evicted", "message": "The node was low on memory."}}
+    obs = observed(evicted)
+    assert (
+        obs.state == AttemptState.LOST
+        and obs.message == "the pod ended (Evicted: The node was low on memory.)"
+    )
