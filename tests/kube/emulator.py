@@ -183,6 +183,8 @@ def invalid(message: str, causes: list[Obj] | None = None) -> kmock.KubernetesEr
 
 
 CRD_GROUP = "apiextensions.k8s.io"
+# What the API server (its admission and registry strategies) puts in a new object's status.
+INITIAL_STATUS = {("", "pods"): {"phase": "Pending"}, ("", "namespaces"): {"phase": "Active"}}
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 
 
@@ -370,6 +372,8 @@ class Emulator(kmock.KubernetesEmulator):
         for k in ("resourceVersion", "deletionTimestamp"):
             meta.pop(k, None)
         obj.pop("status", None)  # written through the status subresource only, as for CRDs and pods
+        if (r.group, r.plural) in INITIAL_STATUS:
+            obj["status"] = dict(INITIAL_STATUS[r.group, r.plural])
         return self._record(key, "ADDED", self._admit(key, obj))
 
     def _update(self, key: Key, current: Obj, body: Any, status_only: bool) -> Obj:
@@ -513,9 +517,12 @@ class Emulator(kmock.KubernetesEmulator):
             if fresh:
                 continue
             timeout = None if deadline is None else deadline - asyncio.get_running_loop().time()
-            if timeout is not None and timeout <= 0:
-                return
             try:
+                if timeout is not None and timeout <= 0:
+                    raise TimeoutError
                 await asyncio.wait_for(asyncio.shield(changed), timeout)
             except TimeoutError:
+                if params.get("allowWatchBookmarks", "").lower() in ("true", "1"):
+                    # As the API server does as a watch times out: the version it got to, to resume from.
+                    yield {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": str(last)}}}
                 return

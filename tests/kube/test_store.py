@@ -291,3 +291,27 @@ def test_store_calls_are_counted(kube: Cluster) -> None:
     store.patch_status(Experiment, NS, "counted", {"phase": "Running"})
     store.list(Experiment, NS)
     assert calls.counts() == {"create": 1, "get": 1, "replace": 1, "patch": 1, "list": 1}
+
+
+def test_a_quiet_watch_keeps_its_version_current_through_bookmarks(
+    kube: Cluster, store: KubeResources
+) -> None:
+    """Writes elsewhere move the global version on; the API server's bookmark at each watch timeout moves the
+    quiet watch's version with it, so a compaction after that does not force a list (no 410)."""
+    if kube.emulator is None:
+        pytest.skip("compacts the emulator's history")
+    store.watch_timeout = 1
+    stop = threading.Event()
+    events = store.watch(Experiment, NS, None, stop)
+    seen: list[tuple[str, str]] = []
+    worker = threading.Thread(target=lambda: seen.extend(next_events(events, 1)))
+    worker.start()
+    time.sleep(0.3)  # listed and watching
+    store.create(experiment("elsewhere", project=f"{NS}-2"))
+    time.sleep(1.5)  # past a timeout: the stream ended with a bookmark and was renewed from it
+    kube.emulator.compact()
+    time.sleep(1.5)  # and renewed again, from after the compaction only thanks to the bookmark
+    store.create(experiment("here"))
+    worker.join(10)
+    assert seen == [("ADDED", "here")] and store.relists == 0
+    stop.set()

@@ -101,6 +101,7 @@ class KubeResources:
         if calls is not None:
             calls.instrument(api_client)
         self.calls = calls
+        self.api_client = api_client  # for the other APIs beside these objects (namespaces)
         self._api = CustomObjectsApi(api_client)
         self.watch_timeout = watch_timeout  # a watch request is renewed this often (server side)
         self.retry_delay = retry_delay  # the wait before reconnecting after the API failed
