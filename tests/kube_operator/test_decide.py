@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from runyard.controller.kube.decide import current_attempt, experiment_status, launch_spec, run_for, step_run
+from runyard.controller.kube.decide import (
+    current_attempt,
+    experiment_status,
+    launch_failed,
+    launch_spec,
+    run_for,
+    step_run,
+)
 from runyard.core.phases import Phase, Reason
 from runyard.core.resources import Experiment, ObjectMeta, Run
 from runyard.runtime.base import AttemptState, Observed
@@ -129,3 +136,14 @@ def test_a_pod_seen_then_gone_before_it_ran_is_process_lost_not_relaunched() -> 
     step = step_run(stored_run(), Observed(AttemptState.LOST, message="pod deleted"), HANDLE, NOW)
     assert step.launch is None and step.status is not None
     assert (step.status.phase, step.status.reason) == (Phase.FAILED, Reason.PROCESS_LOST)
+
+
+def test_a_refused_launch_fails_the_attempt_per_the_retry_policy() -> None:
+    step = launch_failed(stored_run(), "could not create pod train-1: forbidden", NOW)
+    assert step.status is not None and (step.status.phase, step.status.reason) == (
+        Phase.FAILED,
+        "LaunchFailed",
+    )
+    retried = launch_failed(stored_run(retryPolicy={"maxRetries": 1}), "forbidden", NOW)
+    assert retried.status is not None and retried.status.phase == Phase.QUEUED
+    assert [a.attempt for a in retried.status.attempts] == [1]

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 from tests.kube.cluster import Cluster
+from tests.kube.emulator import Route, error
 from tests.kube_operator.harness import Kubelet, experiment, operator, wait_for
 
 from runyard.core.errors import NotFound
@@ -191,3 +192,21 @@ def test_a_project_namespace_gets_its_objects_once(kube: Cluster, namespace: str
         assert "runyard-spark" in [
             s.metadata.name for s in core.list_namespaced_service_account(namespace).items
         ]
+
+
+def test_a_pod_the_api_refuses_fails_the_run_saying_why(
+    kube: Cluster, namespace: str, tmp_path: Path, kubelet: Kubelet, store: KubeResources
+) -> None:
+    assert kube.emulator is not None
+
+    def forbid_pods(verb: str, route: Route, body: object) -> None:
+        if verb == "POST" and route.plural == "pods":
+            raise error(403, "Forbidden", "pods is forbidden: exceeded quota: runyard, requested: cpu=64")
+
+    kube.emulator.before_write = forbid_pods
+    with operator(kube, namespace, tmp_path, project_objects=False) as op:
+        wait_for("leadership", op.elector.is_leader)
+        apply(kube, namespace, experiment("denied"))
+        done(store, Experiment, namespace, "denied", "Failed")
+        run = store.get(Run, namespace, "denied")
+        assert run.status.reason == "LaunchFailed" and "exceeded quota" in (run.status.message or "")

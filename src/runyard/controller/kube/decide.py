@@ -127,6 +127,16 @@ def step_run(run: Run, obs: Observed | None, handle: dict[str, Any], now: dateti
     return _exited(run, obs, now)
 
 
+def launch_failed(run: Run, message: str, now: datetime) -> RunStep:
+    """The API refused the attempt's pod (invalid, forbidden, over quota): the attempt ends LaunchFailed,
+    retried per the retry policy as any failed attempt."""
+    run = run.model_copy(deep=True)
+    n = current_attempt(run)
+    if len(run.status.attempts) < n:
+        run.status.attempts.append(Attempt(attempt=n))
+    return _ended(run, None, Reason.LAUNCH_FAILED, message, now)
+
+
 def _starting(run: Run, n: int, obs: Observed, handle: dict[str, Any], now: datetime) -> RunStep:
     """A pod not running yet. Only a scheduler's complaint (e.g. Unschedulable) is worth a write."""
     st = run.status

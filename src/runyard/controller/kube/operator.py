@@ -13,14 +13,21 @@ import threading
 from collections.abc import Iterator
 from typing import Any, Protocol
 
-from runyard.controller.kube.decide import current_attempt, experiment_status, launch_spec, run_for, step_run
+from runyard.controller.kube.decide import (
+    current_attempt,
+    experiment_status,
+    launch_failed,
+    launch_spec,
+    run_for,
+    step_run,
+)
 from runyard.controller.kube.informer import Informer, Key, PodSource, pod_key, pod_version
 from runyard.controller.kube.workqueue import WorkQueue
 from runyard.core.clock import now
-from runyard.core.errors import Conflict, NotFound
+from runyard.core.errors import Conflict, NotFound, Unavailable
 from runyard.core.phases import Phase, Reason
 from runyard.core.resources import Experiment, Resource, Run
-from runyard.runtime.base import AttemptState, Handle, Observed
+from runyard.runtime.base import AttemptState, Handle, LaunchError, Observed
 from runyard.runtime.kubernetes.pods import pod_name
 from runyard.runtime.kubernetes.runtime import observed
 
@@ -221,7 +228,14 @@ class Operator:
                 if attempt in self._launched:
                     return  # its pod's ADDED event is on its way
                 self._launched.add(attempt)
-            self.runtime.launch(launch_spec(run, step.launch, self.server_url))
+            try:
+                self.runtime.launch(launch_spec(run, step.launch, self.server_url))
+            except LaunchError as exc:
+                with self._lock:
+                    self._launched.discard(attempt)
+                if isinstance(exc.__cause__, Unavailable):
+                    raise  # the API is busy or away: try again shortly
+                step = launch_failed(run, str(exc), now())  # refused (invalid, forbidden): say why
             self._count_reconciled()
         if step.stop:
             with self._lock:
