@@ -42,6 +42,7 @@ from runyard.settings import (
 )
 from runyard.store import Store
 from runyard.store.engine import normalize_url
+from runyard.store.kube.resources import KubeResources
 from runyard.store.lease import ControllerLock
 
 log = logging.getLogger("runyard.server")
@@ -130,8 +131,19 @@ def build(
         scheduler=ctx.scheduler,
         serving=ctx.serving,
         sessions=gateway,
+        kube=_kube_resources(settings),
     )
     return Platform(state, Controller(ctx), lock)
+
+
+def _kube_resources(settings: ServerSettings) -> KubeResources | None:
+    """With `--kubernetes`, the cluster's custom resources, where the kinds then live (the operator runs
+    them; this server's controller finds none in the store to act on)."""
+    if not settings.kubernetes:
+        return None
+    from runyard.kube.api import connect
+
+    return KubeResources(connect(settings.kubeconfig, settings.kube_context))
 
 
 def _private_paths(settings: ServerSettings, store: Store) -> list[str]:

@@ -37,6 +37,16 @@ class ServerSettings(BaseSettings):
     max_artifact_bytes: int = Field(5 << 30, ge=1)
     """Largest artifact file one upload may hold, in bytes; larger uploads are refused with 413."""
 
+    kubernetes: bool = False
+    """Keep Sessions, Experiments, Jobs, Models and Runs as custom resources in a Kubernetes cluster (a
+    project is a namespace; `runyard operator` runs them) instead of in the store; tokens and tracking
+    stay in the store."""
+    kubeconfig: str | None = None
+    """With kubernetes: the kubeconfig file; default: the pod's service account in a cluster, else
+    KUBECONFIG or ~/.kube/config."""
+    kube_context: str | None = None
+    """With kubernetes: the kubeconfig context; default: its current one."""
+
     @field_validator("home")
     @classmethod
     def _expand(cls, home: Path) -> Path:

@@ -154,6 +154,11 @@ def test_the_api_server_touches_its_resources_only():
     assert grants(rules, "runyard.dev", "experiments", "create")
     assert not grants(rules, "runyard.dev", "runs/status", "update")
     assert not grants(rules, "", "pods", "get") and not grants(rules, "", "secrets", "get")
+    assert grants(rules, "", "namespaces", "create") and not grants(rules, "", "namespaces", "delete")
+    env = by_key(render())[("Deployment", "runyard-server")]["spec"]["template"]["spec"]["containers"][0][
+        "env"
+    ]
+    assert {"name": "RUNYARD_SERVER_KUBERNETES", "value": "true"} in env
     binding = by_key(render())[("ClusterRoleBinding", "runyard-server")]
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "runyard-server", "namespace": "runyard"}

@@ -19,6 +19,7 @@ from runyard.services.snapshots import BlobStore
 from runyard.services.tracking import Tracking
 from runyard.serving.state import Serving
 from runyard.store import Store
+from runyard.store.kube.resources import KubeResources
 
 
 class Figures(Protocol):
@@ -45,6 +46,9 @@ class AppState:
     scheduler: Figures | None = None  # the job scheduler, for its figures (GET /scheduler)
     serving: Serving | None = None  # models' replica figures (GET .../models/{name}/metrics, /metrics)
     sessions: SessionGateway | None = None  # the session proxy's upstreams and activity
+    kube: KubeResources | None = (
+        None  # `--kubernetes`: the kinds live in the cluster (services/kube_resources)
+    )
 
 
 def state(request: Request) -> AppState:

@@ -46,6 +46,14 @@ S = TypeVar("S", bound="BaseSettings")
     type=click.Path(file_okay=False, path_type=Path),
     help="Data directory [env RUNYARD_HOME, default ~/.runyard].",
 )
+@click.option(
+    "--kubernetes",
+    is_flag=True,
+    default=None,
+    help="Keep the kinds as custom resources in the cluster of the kubeconfig (or the pod's) "
+    "[env RUNYARD_SERVER_KUBERNETES].",
+)
+@click.option("--kubeconfig", help="With --kubernetes: the kubeconfig file [env RUNYARD_SERVER_KUBECONFIG].")
 @click.pass_context
 def server(
     ctx: click.Context,
@@ -55,12 +63,14 @@ def server(
     public_url: str | None,
     artifact_root: str | None,
     home: Path | None,
+    kubernetes: bool | None,
+    kubeconfig: str | None,
 ) -> None:
     """Run the API server and controller in the foreground. Flags win over the environment."""
     from runyard.settings import ControllerSettings, NotifySettings, RuntimeSettings, ServerSettings
 
     flags: dict[str, Any] = {"host": host, "port": port, "store_url": store_url, "public_url": public_url}
-    flags["artifact_root"] = artifact_root
+    flags.update(artifact_root=artifact_root, kubernetes=kubernetes, kubeconfig=kubeconfig)
     flags["home"] = home or state(ctx).home  # `runyard --home H server` too
     given = {name: value for name, value in flags.items() if value is not None}
     problems: list[FieldError] = []

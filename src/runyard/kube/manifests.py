@@ -257,8 +257,8 @@ def operator_objects(v: Values) -> list[dict[str, Any]]:
 
 
 def server_objects(v: Values) -> list[dict[str, Any]]:
-    """The API reads and writes the custom resources (runyard apply, the REST API); their status and
-    everything else are the operator's."""
+    """The API reads and writes the custom resources (runyard apply, the REST API) and makes a new
+    project's namespace; their status and everything else are the operator's."""
     ns, port = v.namespace, v.server.port
     listen = 8765
     probe = {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10}
@@ -267,6 +267,7 @@ def server_objects(v: Values) -> list[dict[str, Any]]:
         {"name": "RUNYARD_SERVER_PORT", "value": str(listen)},
         {"name": "RUNYARD_SERVER_PUBLIC_URL", "value": server_url(v)},
         {"name": "RUNYARD_HOME", "value": "/var/lib/runyard"},
+        {"name": "RUNYARD_SERVER_KUBERNETES", "value": "true"},  # the kinds are the cluster's objects
         STORE_URL,
     ]
     container = {
@@ -282,7 +283,11 @@ def server_objects(v: Values) -> list[dict[str, Any]]:
     return [
         _service_account("server", ns),
         _role(
-            "ClusterRole", "runyard-server", "server", _rules_for([([API_GROUP], PLURALS, [*READ, *WRITE])])
+            "ClusterRole",
+            "runyard-server",
+            "server",
+            # a project's first object makes its namespace (services/kube_resources.ensure_namespace)
+            _rules_for([([API_GROUP], PLURALS, [*READ, *WRITE]), ([""], ["namespaces"], ["create"])]),
         ),
         _binding("ClusterRoleBinding", "runyard-server", "server", ns, None),
         {

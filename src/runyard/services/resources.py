@@ -6,10 +6,10 @@ import base64
 import json
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from runyard.core.errors import Conflict, FieldError, Gone, Invalid, NotFound
 from runyard.core.phases import Reason
@@ -32,6 +32,8 @@ from runyard.services.job_graph import check_no_cycle
 from runyard.services.notify import Notifier
 from runyard.services.snapshots import check_snapshot_owner
 from runyard.store import Store
+
+T = TypeVar("T")
 
 
 class ApplyOutcome(StrEnum):
@@ -80,7 +82,7 @@ def _check_size(res: Resource) -> None:
         raise Invalid("the resource is too large", [FieldError(max(sizes, key=sizes.__getitem__), reason)])
 
 
-def _check_snapshot(store: Store, res: Resource) -> None:
+def check_snapshot(store: Store, res: Resource) -> None:
     spec = res.spec
     if isinstance(spec, JobSpec):
         check_snapshot_owner(store, res.metadata.project, spec.template.snapshot, "spec.template.snapshot")
@@ -89,7 +91,7 @@ def _check_snapshot(store: Store, res: Resource) -> None:
 
 
 def create_resource(store: Store, who: Principal, res: Resource, key: str | None = None) -> Resource:
-    _check_snapshot(store, res)
+    check_snapshot(store, res)
     if isinstance(res, Job):
         check_no_cycle(store, res)
     store.ensure_project(res.metadata.project)
@@ -110,9 +112,14 @@ def apply_resource(
     """Create the resource, or bring an existing one to the document (declarative, like kubectl apply).
     A document without a resourceVersion wins over what changed meanwhile (the controller writes status
     all the time): the write is tried again on a fresh read; one with a resourceVersion must match it."""
+    return retry_apply(res, lambda: _apply_once(store, who, res, key))
+
+
+def retry_apply(res: Resource, once: Callable[[], T]) -> T:
+    """`once()`, tried again on a Conflict unless `res` names the resourceVersion it was based on."""
     for attempt in range(APPLY_TRIES):
         try:
-            return _apply_once(store, who, res, key)
+            return once()
         except Conflict:
             if res.metadata.resourceVersion is not None or attempt == APPLY_TRIES - 1:
                 raise
@@ -131,6 +138,23 @@ def _apply_once(
             return create_resource(store, who, res, key), ApplyOutcome.CREATED
         except Conflict:  # created concurrently: fall through to update it
             current = store.get(type(res), m.project, m.name)
+    merged = apply_change(current, res)
+    if merged is None:
+        return current, ApplyOutcome.UNCHANGED
+    if merged.spec != current.spec:
+        check_snapshot(store, res)
+        if isinstance(res, Job):
+            check_no_cycle(store, res)
+    event = (Reason.UPDATED, f"{res.kind} updated by {who.name}")
+    updated = store.replace(merged, current.metadata.resourceVersion, events=[event])
+    return updated, ApplyOutcome.CONFIGURED
+
+
+def apply_change(current: Resource, res: Resource) -> Resource | None:
+    """`current` brought to the document `res` (its spec, labels and annotations), or None when that changes
+    nothing. Conflict when it is being deleted or `res` names another resourceVersion; Invalid for an
+    Experiment's spec (it runs once)."""
+    m = res.metadata
     if current.metadata.deletionTimestamp is not None:
         raise Conflict(f"{res.kind} {m.name!r} is being deleted; apply again once it is gone")
     if m.resourceVersion is not None and m.resourceVersion != current.metadata.resourceVersion:
@@ -149,16 +173,10 @@ def _apply_once(
             ],
         )
     if same_spec and current.metadata.labels == m.labels and current.metadata.annotations == m.annotations:
-        return current, ApplyOutcome.UNCHANGED
-    if not same_spec:
-        _check_snapshot(store, res)
-        if isinstance(res, Job):
-            check_no_cycle(store, res)
+        return None
     merged = current.model_copy(update={"spec": res.spec})
     merged.metadata = current.metadata.model_copy(update={"labels": m.labels, "annotations": m.annotations})
-    event = (Reason.UPDATED, f"{res.kind} updated by {who.name}")
-    updated = store.replace(merged, current.metadata.resourceVersion, events=[event])
-    return updated, ApplyOutcome.CONFIGURED
+    return merged
 
 
 def list_resources(

@@ -16,10 +16,12 @@ from runyard.api.params import DocName, IdempotencyKey, Name, Project
 from runyard.api.schemas import list_model
 from runyard.core.errors import FieldError, Invalid
 from runyard.core.resources import ALL_KINDS, Resource, Run
+from runyard.services import kube_resources as kube_svc
 from runyard.services import resources as svc
 from runyard.services.auth import Principal
 
 router = APIRouter()
+JSON = "application/json"
 Doc = Body(..., description="a resource document: apiVersion runyard.dev/v1, kind, metadata, spec")
 
 
@@ -45,6 +47,8 @@ def create(
     who: Principal = WRITE,
 ) -> dict:
     res = svc.parse_for_path(doc, project, plural, None)
+    if s.kube is not None:
+        return _out(kube_svc.create(s.kube, s.store, res))
     created = svc.create_resource(s.store, who, res, idempotency_key)
     s.notifier.touch(created.uid)
     return _out(created)
@@ -61,7 +65,10 @@ def apply(
     who: Principal = WRITE,
 ) -> dict:
     res = svc.parse_for_path(doc, project, plural, name)
-    applied, result = svc.apply_resource(s.store, who, res, idempotency_key)
+    if s.kube is not None:
+        applied, result = kube_svc.apply(s.kube, s.store, res)
+    else:
+        applied, result = svc.apply_resource(s.store, who, res, idempotency_key)
     response.headers["X-Runyard-Result"] = result.value
     if result == svc.ApplyOutcome.CREATED:
         response.status_code = 201
@@ -84,27 +91,37 @@ def list_(
     who: Principal = READ,
 ) -> Response:
     kind = svc.kind_of_plural(plural)
+    if s.kube is not None:
+        if watch:
+            lines = kube_svc.watch_lines(s.kube, kind, project, since)
+            return StreamingResponse(lines, media_type="application/x-ndjson")
+        return Response(kube_svc.list_document(s.kube, kind, project, labelSelector), media_type=JSON)
     if watch:
         return StreamingResponse(
             svc.watch_resources(s.store, s.notifier, kind, project, since),
             media_type="application/x-ndjson",
         )
     page = svc.list_resources(s.store, kind, project, labelSelector, limit, continue_)
-    return Response(page, media_type="application/json")  # JSON built from rows: no models to dump
+    return Response(page, media_type=JSON)  # JSON built from rows: no models to dump
 
 
 def get(project: Project, plural: Plural, name: Name, s: AppState = STATE, who: Principal = READ) -> dict:
     kind = svc.kind_of_plural(plural)
-    return _out(s.store.get(kind, project, name))
+    return _out((s.kube or s.store).get(kind, project, name))
 
 
 def delete(project: Project, plural: Plural, name: Name, s: AppState = STATE, who: Principal = WRITE) -> dict:
     kind = svc.kind_of_plural(plural)
+    if s.kube is not None:
+        return _out(kube_svc.delete(s.kube, kind, project, name))
     return _out(svc.delete_resource(s.store, s.notifier, who, kind, project, name))
 
 
 def events(project: Project, plural: Plural, name: Name, s: AppState = STATE, who: Principal = READ) -> dict:
     kind = svc.kind_of_plural(plural)
+    if s.kube is not None:  # the object's Kubernetes Events are `kubectl describe`'s
+        s.kube.get(kind, project, name)
+        return {"items": []}
     res = s.store.get(kind, project, name)
     return {"items": [e.model_dump(mode="json") for e in s.store.events(res.uid)]}
 

@@ -1,0 +1,111 @@
+"""The resource API over a cluster's custom resources (`runyard server --kubernetes`): what
+services/resources.py does over the store, with the objects in Kubernetes, so that `kubectl`, the CLI and
+the REST API read and change one object. A project is a namespace, made on its first object; the list's
+revision and a watch's `since` are Kubernetes' resourceVersion. Validation and the apply rules are the
+store path's own (parse_for_path, apply_change); the snapshot an object names is still checked in the store,
+which keeps tokens, snapshots and tracking."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from runyard.core.errors import Conflict, NotFound
+from runyard.core.resources import API_VERSION, Resource
+from runyard.services.resources import (
+    ApplyOutcome,
+    apply_change,
+    check_snapshot,
+    parse_selector,
+    retry_apply,
+)
+from runyard.store import Store
+from runyard.store.kube.resources import KubeResources
+
+MANAGED = {"app.kubernetes.io/managed-by": "runyard"}
+
+
+def _dump(res: Resource) -> dict[str, Any]:
+    return res.model_dump(mode="json", exclude_none=True)
+
+
+def ensure_namespace(kube: KubeResources, project: str) -> None:
+    """The project's namespace, labelled as runyard's (the operator gives it quota, limits and Spark's
+    account); one made meanwhile by someone else is fine."""
+    from kubernetes.client import CoreV1Api
+
+    from runyard.kube.api import translated
+
+    body = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": project, "labels": {**MANAGED, "runyard.dev/project": project}},
+    }
+    try:
+        with translated():
+            CoreV1Api(kube.api_client).create_namespace(body)
+    except Conflict:
+        pass
+
+
+def create(kube: KubeResources, store: Store, res: Resource) -> Resource:
+    check_snapshot(store, res)
+    try:
+        return kube.create(res)
+    except NotFound:  # no namespace yet: the project's first object
+        ensure_namespace(kube, res.metadata.project)
+        return kube.create(res)
+
+
+def apply(kube: KubeResources, store: Store, res: Resource) -> tuple[Resource, ApplyOutcome]:
+    """Create it, or bring the stored object to the document, as kubectl apply does (status untouched)."""
+
+    def once() -> tuple[Resource, ApplyOutcome]:
+        m = res.metadata
+        try:
+            current = kube.get(type(res), m.project, m.name)
+        except NotFound:
+            try:
+                return create(kube, store, res), ApplyOutcome.CREATED
+            except Conflict:  # created meanwhile: bring it to the document
+                current = kube.get(type(res), m.project, m.name)
+        merged = apply_change(current, res)
+        if merged is None:
+            return current, ApplyOutcome.UNCHANGED
+        if merged.spec != current.spec:
+            check_snapshot(store, res)
+        return kube.replace(merged), ApplyOutcome.CONFIGURED
+
+    return retry_apply(res, once)
+
+
+def list_document(kube: KubeResources, kind: type[Resource], project: str, selector: str | None) -> str:
+    """The List document, as the store path answers it: items and the revision to watch from."""
+    items, version = kube.list(kind, project, parse_selector(selector))
+    meta = {"revision": int(version), "continue": None}
+    body = {"apiVersion": API_VERSION, "kind": f"{kind.__name__}List", "metadata": meta}
+    return json.dumps({**body, "items": [_dump(r) for r in items]})
+
+
+def delete(kube: KubeResources, kind: type[Resource], project: str, name: str) -> Resource:
+    """Delete it (the garbage collector takes its Runs and pods); the object as it was."""
+    res = kube.get(kind, project, name)
+    kube.delete(kind, project, name)
+    return res
+
+
+def watch_lines(
+    kube: KubeResources, kind: type[Resource], project: str, since: int | None
+) -> Iterator[bytes]:
+    """NDJSON {type, revision, object}, as the store path streams it. A sync generator: Starlette runs it
+    in a worker thread; closing it (the client went away) stops the watch."""
+    stop = threading.Event()
+    try:
+        changes = kube.watch(kind, project, str(since) if since is not None else None, stop)
+        for type_, res in changes:
+            line = {"type": type_, "revision": res.metadata.resourceVersion, "object": _dump(res)}
+            yield (json.dumps(line) + "\n").encode()
+    finally:
+        stop.set()

@@ -1,0 +1,169 @@
+"""`runyard server --kubernetes`: the kinds live in the cluster's custom resources, so `kubectl`, the CLI
+and the REST API read and change one object.
+
+The server is a real process over HTTP on loopback; the Kubernetes API it talks to is a fake (kmock's
+KubernetesEmulator, extended in tests/kube/emulator.py with resourceVersion, 409, the status subresource,
+410 and CRD validation) because no real kube-apiserver can run here. The "kubectl" side of each test is the
+official kubernetes client, as kubectl's requests are. The module runs unchanged against a real cluster
+when KUBECONFIG names one (it then uses that cluster's CRDs and namespaces)."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from kubernetes import client
+from tests.cli.helpers import experiment_yaml, runyard_cli
+from tests.kube.cluster import Cluster, cluster, install_crds
+from tests.support import ServerProcess, until
+
+GROUP, VERSION = "runyard.dev", "v1"
+
+
+def _kubeconfig(path: Path, url: str) -> str:
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "emulator", "cluster": {"server": url}}],
+                "users": [{"name": "tests", "user": {"token": "unused"}}],
+                "contexts": [{"name": "emulator", "context": {"cluster": "emulator", "user": "tests"}}],
+                "current-context": "emulator",
+            }
+        )
+    )
+    return str(path)
+
+
+@pytest.fixture
+def kube() -> Iterator[Cluster]:
+    with cluster() as c:
+        install_crds(c.api_client, wait=c.emulator is None)
+        yield c
+
+
+@pytest.fixture
+def server(tmp_path, kube: Cluster) -> Iterator[ServerProcess]:
+    config = os.environ.get("KUBECONFIG") or _kubeconfig(tmp_path / "kubeconfig", kube.url)
+    env = {**os.environ, "RUNYARD_SERVER_KUBERNETES": "true", "RUNYARD_SERVER_KUBECONFIG": config}
+    srv = ServerProcess(tmp_path / "home", env=env).start()
+    yield srv
+    srv.stop()
+
+
+def _objects(kube: Cluster) -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(kube.api_client)
+
+
+def test_runyard_apply_kubectl_and_the_rest_api_see_and_change_one_object(server, kube, tmp_path):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "train.py").write_text("print('trained')\n")
+    (project / "exp.yaml").write_text(experiment_yaml("shared", "python train.py"))
+    applied = runyard_cli("apply", "-f", "exp.yaml", env=server.env(), cwd=project)
+    assert applied.returncode == 0, applied.stderr
+    assert "created" in applied.stdout + applied.stderr
+
+    # kubectl get experiment shared -n default
+    stored = _objects(kube).get_namespaced_custom_object(GROUP, VERSION, "default", "experiments", "shared")
+    assert stored["spec"]["command"] == "python train.py"
+    uid = stored["metadata"]["uid"]
+
+    # kubectl label: the REST API sees the change, on the same object and version
+    _objects(kube).patch_namespaced_custom_object(
+        GROUP, VERSION, "default", "experiments", "shared", {"metadata": {"labels": {"team": "vision"}}}
+    )
+    with server.api() as api:
+        got = api.get("/experiments/shared").json()
+        assert got["metadata"]["uid"] == uid
+        assert got["metadata"]["project"] == "default"
+        assert got["metadata"]["labels"] == {"team": "vision"}
+        listed = api.get("/experiments", params={"labelSelector": "team=vision"}).json()
+        assert [i["metadata"]["name"] for i in listed["items"]] == ["shared"]
+        assert listed["metadata"]["revision"] >= got["metadata"]["resourceVersion"]
+        assert api.get("/experiments", params={"labelSelector": "team=nlp"}).json()["items"] == []
+
+        # applying the same document again changes nothing; a changed label is written to the cluster
+        doc = {k: got[k] for k in ("apiVersion", "kind", "spec")}  # the spec names the uploaded snapshot
+        doc["metadata"] = {"name": "shared", "labels": {"team": "vision"}}
+        same = api.put("/experiments/shared", json=doc)
+        assert same.status_code == 200 and same.headers["X-Runyard-Result"] == "unchanged"
+        doc["metadata"]["labels"] = {"team": "vision", "stage": "2"}
+        assert api.put("/experiments/shared", json=doc).headers["X-Runyard-Result"] == "configured"
+    labels = _objects(kube).get_namespaced_custom_object(GROUP, VERSION, "default", "experiments", "shared")
+    assert labels["metadata"]["labels"] == {"team": "vision", "stage": "2"}
+
+
+def test_an_object_made_with_kubectl_in_its_own_namespace_is_the_projects(server, kube):
+    namespace = "team-a"
+    if kube.emulator is None:  # a real cluster needs the namespace first; the emulator keeps none
+        client.CoreV1Api(kube.api_client).create_namespace({"metadata": {"name": namespace}})
+    body = yaml.safe_load(Path("examples/experiment.yaml").read_text())
+    body["metadata"] = {"name": "from-kubectl", "namespace": namespace}
+    _objects(kube).create_namespaced_custom_object(GROUP, VERSION, namespace, "experiments", body)
+    with httpx.Client(
+        base_url=f"{server.url}/apis/runyard.dev/v1/projects/{namespace}",
+        headers={"Authorization": f"Bearer {server.token}"},
+    ) as api:
+        got = api.get("/experiments/from-kubectl")
+        assert got.status_code == 200, got.text
+        assert got.json()["spec"]["command"] == body["spec"]["command"]
+        assert got.json()["metadata"]["project"] == namespace
+        assert api.get("/experiments/none").status_code == 404
+        # deleting through the API deletes the custom resource
+        assert api.delete("/experiments/from-kubectl").status_code == 200
+    with pytest.raises(client.ApiException) as gone:
+        _objects(kube).get_namespaced_custom_object(GROUP, VERSION, namespace, "experiments", "from-kubectl")
+    assert gone.value.status == 404
+
+
+def test_a_write_based_on_a_stale_version_is_refused_with_409(server, kube):
+    with server.api() as api:
+        created = api.put("/experiments/v", json=yaml.safe_load(experiment_yaml("v")))
+        assert created.status_code == 201, created.text
+        doc = created.json()
+        _objects(kube).patch_namespaced_custom_object(
+            GROUP, VERSION, "default", "experiments", "v", {"metadata": {"labels": {"by": "kubectl"}}}
+        )
+        stale = {k: doc[k] for k in ("apiVersion", "kind", "metadata", "spec")}
+        stale["metadata"]["labels"] = {"by": "api"}
+        refused = api.put("/experiments/v", json=stale)
+        assert refused.status_code == 409, refused.text
+        assert "read it again" in refused.json()["error"]["message"]
+    kept = _objects(kube).get_namespaced_custom_object(GROUP, VERSION, "default", "experiments", "v")
+    assert kept["metadata"]["labels"] == {"by": "kubectl"}
+
+
+def test_a_watch_through_the_api_streams_what_kubectl_changes(server, kube):
+    with server.api() as api:
+        listed = api.get("/experiments").json()
+        lines: list[dict] = []
+
+        def follow() -> None:
+            params = {"watch": "true", "since": str(listed["metadata"]["revision"])}
+            with api.stream("GET", "/experiments", params=params, timeout=30) as stream:
+                for line in stream.iter_lines():
+                    lines.append(json.loads(line))
+                    if len(lines) == 2:
+                        return
+
+        watcher = threading.Thread(target=follow, daemon=True)
+        watcher.start()
+        body = yaml.safe_load(experiment_yaml("watched"))
+        body["metadata"]["namespace"] = "default"
+        _objects(kube).create_namespaced_custom_object(GROUP, VERSION, "default", "experiments", body)
+        _objects(kube).delete_namespaced_custom_object(GROUP, VERSION, "default", "experiments", "watched")
+        until(lambda: len(lines) == 2, "the watch streamed the create and the delete", timeout=20)
+        watcher.join(5)
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in lines] == [
+        ("ADDED", "watched"),
+        ("DELETED", "watched"),
+    ]
+    assert lines[0]["revision"] < lines[1]["revision"]
