@@ -16,13 +16,13 @@ the server runs its asyncio loop in another (see cluster.py).
 from __future__ import annotations
 
 import asyncio
+import bisect
 import copy
 import datetime
 import re
 import secrets
 import threading
 import uuid
-from collections import deque
 from collections.abc import AsyncIterator, Callable
 from typing import Any, NamedTuple
 
@@ -197,7 +197,7 @@ class Emulator(kmock.KubernetesEmulator):
 
     revision: int = attrs.field(default=0, init=False)
     store: dict[Key, Obj] = attrs.field(factory=dict, init=False)
-    _history: deque[Event] = attrs.field(factory=deque, init=False)
+    _history: list[Event] = attrs.field(factory=list, init=False)  # by revision: watches bisect it
     _compacted: int = attrs.field(default=0, init=False)  # watches from before this get 410 Gone
     _state_lock: threading.Lock = attrs.field(factory=threading.Lock, init=False)
     _loop: asyncio.AbstractEventLoop | None = attrs.field(default=None, init=False)
@@ -265,8 +265,10 @@ class Emulator(kmock.KubernetesEmulator):
         else:
             self.store[key] = obj
         self._history.append(Event(self.revision, key, type_, copy.deepcopy(obj)))
-        while len(self._history) > self.history_size:
-            self._compacted = self._history.popleft().revision
+        if len(self._history) > self.history_size:
+            dropped = len(self._history) - self.history_size
+            self._compacted = self._history[dropped - 1].revision
+            del self._history[:dropped]
         return copy.deepcopy(obj)
 
     # --- serving ---------------------------------------------------------------------------------------
@@ -506,7 +508,7 @@ class Emulator(kmock.KubernetesEmulator):
                         },
                     }
                     return
-                fresh = [e for e in self._history if e.revision > last]
+                fresh = self._history[bisect.bisect_right(self._history, last, key=lambda e: e.revision) :]
                 if self._changed is None:
                     self._changed = asyncio.get_running_loop().create_future()
                 changed = self._changed

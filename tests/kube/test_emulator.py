@@ -14,7 +14,7 @@ import time
 
 import pytest
 from kubernetes import client, watch
-from tests.kube.cluster import Cluster, install_crds
+from tests.kube.cluster import Cluster, cluster, install_crds
 
 G, V, NS = "runyard.dev", "v1", "emulator-test"
 
@@ -193,3 +193,80 @@ def test_with_the_crds_installed_unknown_fields_are_pruned_and_bad_values_refuse
             G, V, NS, "experiments", "p", {"spec": {"stopGracePeriodSeconds": -1}}
         )
     assert refused.value.status == 422 and "stopGracePeriodSeconds" in refused.value.body
+
+
+def test_a_watch_without_a_version_starts_with_what_exists(api: client.CustomObjectsApi) -> None:
+    api.create_namespaced_custom_object(G, V, NS, "experiments", experiment("old"))
+    events = list(
+        watch.Watch().stream(api.list_namespaced_custom_object, G, V, NS, "experiments", timeout_seconds=1)
+    )
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("ADDED", "old")]
+
+
+def test_the_history_kept_is_settable() -> None:
+    with cluster(history_size=2) as small:
+        if small.emulator is None:
+            pytest.skip("the history size is the emulator's")
+        client.CoreV1Api(small.api_client).create_namespace({"metadata": {"name": NS}})
+        api = client.CustomObjectsApi(small.api_client)
+        first = api.create_namespaced_custom_object(G, V, NS, "experiments", experiment("h0"))
+        version = first["metadata"]["resourceVersion"]
+
+        def replay() -> list[str]:
+            stream = watch.Watch().stream(
+                api.list_namespaced_custom_object,
+                G,
+                V,
+                NS,
+                "experiments",
+                resource_version=version,
+                timeout_seconds=1,
+            )
+            return [e["object"]["metadata"]["name"] for e in stream]
+
+        api.create_namespaced_custom_object(G, V, NS, "experiments", experiment("h1"))
+        assert replay() == ["h1"]  # two events kept: h0's and h1's
+        api.create_namespaced_custom_object(G, V, NS, "experiments", experiment("h2"))
+        assert replay() == ["h1", "h2"]  # h0's event dropped, but nothing after `version` is missing
+        api.create_namespaced_custom_object(G, V, NS, "experiments", experiment("h3"))
+        with pytest.raises(client.ApiException) as gone:
+            replay()  # h1's event is gone now
+        assert gone.value.status == 410
+
+
+def test_a_reaction_the_test_adds_comes_first_and_writes_nothing(
+    kube: Cluster, api: client.CustomObjectsApi
+) -> None:
+    if kube.emulator is None:
+        pytest.skip("reactions are kmock's")
+    path = f"/apis/{G}/{V}/namespaces/{NS}/experiments"
+    kube.emulator[lambda req: req.url.path == path and req.method == "POST"] << 503 << {"message": "busy"}
+    with pytest.raises(client.ApiException) as busy:
+        api.create_namespaced_custom_object(G, V, NS, "experiments", experiment("x"))
+    assert busy.value.status == 503
+    assert api.list_namespaced_custom_object(G, V, NS, "experiments")["items"] == []
+
+
+def test_concurrent_read_modify_writes_lose_nothing(api: client.CustomObjectsApi) -> None:
+    """Optimistic concurrency: of writers racing from one version exactly one wins; the others get 409 and
+    retry from a fresh read, so every increment lands."""
+    api.create_namespaced_custom_object(G, V, NS, "experiments", experiment("n", count=0))
+
+    def bump(times: int) -> None:
+        for _ in range(times):
+            while True:
+                obj = api.get_namespaced_custom_object(G, V, NS, "experiments", "n")
+                obj["spec"]["count"] += 1
+                try:
+                    api.replace_namespaced_custom_object(G, V, NS, "experiments", "n", obj)
+                    break
+                except client.ApiException as exc:
+                    assert exc.status == 409
+
+    workers = [threading.Thread(target=bump, args=(10,)) for _ in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(30)
+    final = api.get_namespaced_custom_object(G, V, NS, "experiments", "n")
+    assert final["spec"]["count"] == 40 and final["metadata"]["generation"] == 41
