@@ -194,6 +194,9 @@ class Emulator(kmock.KubernetesEmulator):
 
     # How many events a watch can resume from (etcd's compaction window); tests shrink it or compact().
     history_size: int = 10_000
+    # Refuse objects in a namespace that does not exist (404), as the API server does. Off by default:
+    # tests that only exercise one component may skip creating namespaces.
+    require_namespaces: bool = False
 
     revision: int = attrs.field(default=0, init=False)
     store: dict[Key, Obj] = attrs.field(factory=dict, init=False)
@@ -366,6 +369,14 @@ class Emulator(kmock.KubernetesEmulator):
                 400, "BadRequest", "the namespace of the object does not match the namespace of the URL"
             )
         key = Key(r.group, r.plural, r.namespace, name)
+        if (
+            self.require_namespaces
+            and r.namespace
+            and Key("", "namespaces", None, r.namespace) not in self.store
+        ):
+            raise error(
+                404, "NotFound", f'namespaces "{r.namespace}" not found', name=r.namespace, kind="namespaces"
+            )
         if key in self.store:
             raise error(409, "AlreadyExists", f'{r.plural} "{name}" already exists', name=name, kind=r.plural)
         if r.namespace is not None:

@@ -109,3 +109,17 @@ def test_verbs_of_urls() -> None:
     assert verb_of("GET", "http://h/apis/runyard.dev/v1/namespaces/ns/runs", {}) == "list"
     assert verb_of("GET", "http://h/apis/runyard.dev/v1/runs", {"watch": "True"}) == "watch"
     assert verb_of("PUT", "http://h/apis/runyard.dev/v1/namespaces/ns/runs/r/status", {}) == "replace"
+
+
+def test_connect_in_a_pod_uses_its_service_account(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from kubernetes.config import incluster_config
+
+    (tmp_path / "token").write_text("sa-token")
+    (tmp_path / "ca.crt").write_text("not checked until a request is made")
+    monkeypatch.setattr(incluster_config, "SERVICE_TOKEN_FILENAME", str(tmp_path / "token"))
+    monkeypatch.setattr(incluster_config, "SERVICE_CERT_FILENAME", str(tmp_path / "ca.crt"))
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
+    api_client = connect()
+    assert api_client.configuration.host == "https://10.0.0.1:443"
+    assert api_client.configuration.auth_settings()["BearerToken"]["value"].lower() == "bearer sa-token"

@@ -270,3 +270,11 @@ def test_concurrent_read_modify_writes_lose_nothing(api: client.CustomObjectsApi
         w.join(30)
     final = api.get_namespaced_custom_object(G, V, NS, "experiments", "n")
     assert final["spec"]["count"] == 40 and final["metadata"]["generation"] == 41
+
+
+def test_namespaces_can_be_required_as_the_api_server_does() -> None:
+    with cluster(require_namespaces=True) as strict:
+        api = client.CustomObjectsApi(strict.api_client)
+        with pytest.raises(client.ApiException) as missing:
+            api.create_namespaced_custom_object(G, V, "nowhere", "experiments", experiment("x"))
+        assert missing.value.status == 404 and "nowhere" in missing.value.body
