@@ -189,6 +189,21 @@ def check_snapshot_owner(store: Store, project: str, snapshot: str | None, field
         )
 
 
+def project_snapshot(store: Store, project: str, snapshot_id: str) -> dict:
+    """The manifest of a snapshot of `project`; NotFound for another project's, as for none."""
+    if not store.snapshot_in_project(snapshot_id, project):
+        raise NotFound(f"no snapshot {snapshot_id} in project {project!r}")
+    return store.get_snapshot(snapshot_id)
+
+
+def project_blob(store: Store, blobs: BlobStore, project: str, digest: str) -> Path:
+    """Where the bytes of a blob `project` uploaded are; NotFound for another project's, as for none."""
+    _check_digest(digest)
+    if not _present(store, blobs, project, {digest}):
+        raise NotFound(f"no blob {digest} in project {project!r}")
+    return blobs.path(digest)
+
+
 def snapshot_files(store: Store, blobs: BlobStore, snapshot_id: str) -> list[tuple[str, str, int]]:
     """A snapshot's files as (blob path, path in the work directory, mode): what a runtime copies into a
     run's private work directory, in the run's own supervisor rather than on the controller's thread."""
