@@ -303,6 +303,14 @@ class Emulator(kmock.KubernetesEmulator):
             return self._list(r, params)
         if method == "POST" and r.name is None:
             return rendering.Response(status=201, payload=self._create(r, request.data))
+        if method == "DELETE" and r.name is None:  # deletecollection
+            gone = [self._delete(k, params, request.data) for k, _ in sorted(self._matching(r, params))]
+            return {
+                "kind": "List",
+                "apiVersion": "v1",
+                "metadata": {"resourceVersion": str(self.revision)},
+                "items": gone,
+            }
         if r.name is None:
             raise error(405, "MethodNotAllowed", f"{method} on a collection")
         key = Key(r.group, r.plural, r.namespace, r.name)

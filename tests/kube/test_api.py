@@ -123,3 +123,6 @@ def test_connect_in_a_pod_uses_its_service_account(tmp_path: Path, monkeypatch: 
     api_client = connect()
     assert api_client.configuration.host == "https://10.0.0.1:443"
     assert api_client.configuration.auth_settings()["BearerToken"]["value"].lower() == "bearer sa-token"
+    assert verb_of("GET", "http://h/api/v1/namespaces/ns/status", {}) == "get"
+    assert verb_of("GET", "http://h/api/v1/namespaces/ns/pods/p/log", {}) == "get"
+    assert verb_of("DELETE", "http://h/api/v1/namespaces/ns/pods", {"labelSelector": "a=b"}) == "delete"

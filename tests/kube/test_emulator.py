@@ -155,7 +155,9 @@ def test_a_live_watch_sees_writes_and_ends_when_dropped(kube: Cluster, api: clie
     assert time.monotonic() - started < 5
 
 
-def test_deleting_an_owner_deletes_its_dependents(kube: Cluster, api: client.CustomObjectsApi) -> None:
+def test_deleting_an_owner_deletes_its_dependents_and_a_collection_by_label(
+    kube: Cluster, api: client.CustomObjectsApi
+) -> None:
     core = client.CoreV1Api(kube.api_client)
     run = api.create_namespaced_custom_object(G, V, NS, "runs", {**experiment("r1"), "kind": "Run"})
     owner = {
@@ -178,6 +180,11 @@ def test_deleting_an_owner_deletes_its_dependents(kube: Cluster, api: client.Cus
             break
         time.sleep(0.1)
     assert core.list_namespaced_pod(NS).items == []
+
+    core.create_namespaced_pod(NS, {**pod, "metadata": {"name": "other", "labels": {"keep": "no"}}})
+    core.create_namespaced_pod(NS, {**pod, "metadata": {"name": "kept", "labels": {"keep": "yes"}}})
+    core.delete_collection_namespaced_pod(NS, label_selector="keep=no")
+    assert [p.metadata.name for p in core.list_namespaced_pod(NS).items] == ["kept"]
 
 
 def test_with_the_crds_installed_unknown_fields_are_pruned_and_bad_values_refused(

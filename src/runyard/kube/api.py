@@ -103,9 +103,14 @@ def verb_of(method: str, url: str, query: dict[str, str]) -> str:
     if method == "GET" and str(query.get("watch", "")).lower() in ("true", "1"):
         return "watch"
     parts = [p for p in urlsplit(url).path.split("/") if p]
-    # /api/V/... or /apis/G/V/..., then namespaces/NS/ when namespaced (not for the Namespace itself).
+    # /api/V/... or /apis/G/V/..., then namespaces/NS/ when namespaced (not for a Namespace's own
+    # namespaces/NS[/status|finalize]).
     rest = parts[2:] if parts[:1] == ["api"] else parts[3:]
-    if len(rest) >= 3 and rest[0] == "namespaces":
+    if (
+        len(rest) >= 3
+        and rest[0] == "namespaces"
+        and not (len(rest) == 3 and rest[2] in ("status", "finalize"))
+    ):
         rest = rest[2:]
     collection = len(rest) <= 1
     return {
