@@ -315,6 +315,11 @@ class Emulator(kmock.KubernetesEmulator):
             raise error(405, "MethodNotAllowed", f"{method} on a collection")
         key = Key(r.group, r.plural, r.namespace, r.name)
         current = self.store.get(key)
+        applying = method == "PATCH" and "apply-patch" in request.headers.get("Content-Type", "")
+        if current is None and applying and r.subresource is None:
+            # Server-side apply creates what is missing (its field ownership is not modelled: an apply
+            # is a merge patch here).
+            return rendering.Response(status=201, payload=self._create(r._replace(name=None), request.data))
         if current is None:
             raise error(404, "NotFound", f'{r.plural} "{r.name}" not found', name=r.name, kind=r.plural)
         if method == "GET":

@@ -285,3 +285,18 @@ def test_namespaces_can_be_required_as_the_api_server_does() -> None:
         with pytest.raises(client.ApiException) as missing:
             api.create_namespaced_custom_object(G, V, "nowhere", "experiments", experiment("x"))
         assert missing.value.status == 404 and "nowhere" in missing.value.body
+
+
+def test_server_side_apply_creates_then_updates(kube: Cluster, api: client.CustomObjectsApi) -> None:
+    core = client.CoreV1Api(kube.api_client)
+    cm = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "c", "namespace": NS},
+        "data": {"a": "1"},
+    }
+    apply = {"field_manager": "runyard", "_content_type": "application/apply-patch+yaml"}
+    assert core.patch_namespaced_config_map("c", NS, cm, **apply).data == {"a": "1"}
+    cm["data"] = {"a": "2"}
+    assert core.patch_namespaced_config_map("c", NS, cm, **apply).data == {"a": "2"}
+    assert core.read_namespaced_config_map("c", NS).data == {"a": "2"}
