@@ -445,8 +445,10 @@ class Emulator(kmock.KubernetesEmulator):
         if unversioned(obj) == unversioned(current):
             return copy.deepcopy(current)  # a no-op write keeps the version, as the API server does
         meta = obj["metadata"]
-        if meta.get("deletionTimestamp") and not meta.get("finalizers"):
-            return self._record(key, "DELETED", obj)
+        if meta.get("deletionTimestamp") and not meta.get("finalizers"):  # the last finalizer removed
+            deleted = self._record(key, "DELETED", obj)
+            self._collect(key, meta.get("uid"))
+            return deleted
         return self._record(key, "MODIFIED", obj)
 
     def _admit(self, key: Key, obj: Obj) -> Obj:

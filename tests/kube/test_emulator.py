@@ -300,3 +300,18 @@ def test_server_side_apply_creates_then_updates(kube: Cluster, api: client.Custo
     cm["data"] = {"a": "2"}
     assert core.patch_namespaced_config_map("c", NS, cm, **apply).data == {"a": "2"}
     assert core.read_namespaced_config_map("c", NS).data == {"a": "2"}
+
+
+def test_finalizers_hold_a_deletion_until_removed(kube: Cluster, api: client.CustomObjectsApi) -> None:
+    obj = experiment("f")
+    obj["metadata"]["finalizers"] = ["runyard.dev/cleanup"]
+    api.create_namespaced_custom_object(G, V, NS, "experiments", obj)
+    api.delete_namespaced_custom_object(G, V, NS, "experiments", "f")
+    held = api.get_namespaced_custom_object(G, V, NS, "experiments", "f")
+    assert held["metadata"]["deletionTimestamp"]
+    api.patch_namespaced_custom_object(G, V, NS, "experiments", "f", {"metadata": {"finalizers": None}})
+    for _ in range(50):
+        if not api.list_namespaced_custom_object(G, V, NS, "experiments")["items"]:
+            break
+        time.sleep(0.1)
+    assert api.list_namespaced_custom_object(G, V, NS, "experiments")["items"] == []
