@@ -247,11 +247,13 @@ def test_a_reaction_the_test_adds_comes_first_and_writes_nothing(
     if kube.emulator is None:
         pytest.skip("reactions are kmock's")
     path = f"/apis/{G}/{V}/namespaces/{NS}/experiments"
-    kube.emulator[lambda req: req.url.path == path and req.method == "POST"] << 503 << {"message": "busy"}
+    kube.emulator[lambda req: req.url.path == path and req.method == "POST"][:1] << 503 << {"message": "busy"}
     with pytest.raises(client.ApiException) as busy:
         api.create_namespaced_custom_object(G, V, NS, "experiments", experiment("x"))
     assert busy.value.status == 503
     assert api.list_namespaced_custom_object(G, V, NS, "experiments")["items"] == []
+    api.create_namespaced_custom_object(G, V, NS, "experiments", experiment("x"))  # the reaction was for one
+    assert len(api.list_namespaced_custom_object(G, V, NS, "experiments")["items"]) == 1
 
 
 def test_concurrent_read_modify_writes_lose_nothing(api: client.CustomObjectsApi) -> None:
