@@ -315,3 +315,25 @@ def test_a_quiet_watch_keeps_its_version_current_through_bookmarks(
     worker.join(10)
     assert seen == [("ADDED", "here")] and store.relists == 0
     stop.set()
+
+
+def test_a_watch_from_a_callers_list_relists_against_what_the_caller_knows(
+    kube: Cluster, store: KubeResources
+) -> None:
+    """The informer's way: list, then watch from the list's version with the listed items as `known`; a 410
+    then yields only what changed since that list, none of the unchanged items again."""
+    if kube.emulator is None:
+        pytest.skip("compacts the emulator's history")
+    for name in ("same", "gone"):
+        store.create(experiment(name))
+    listed, version = store.list(Experiment, NS)
+    store.create(experiment("added"))
+    kube.emulator.compact()  # the list's version is too old already: the first watch request gets 410
+    stop = threading.Event()
+    store.delete(Experiment, NS, "gone")
+    events = store.watch(Experiment, NS, version, stop, known=listed)
+    assert sorted(next_events(events, 2)) == [("ADDED", "added"), ("DELETED", "gone")]
+    assert store.relists == 1
+    store.patch_status(Experiment, NS, "same", {"phase": "Running"})
+    assert next_events(events, 1) == [("MODIFIED", "same")]  # nothing else came before it
+    stop.set()
