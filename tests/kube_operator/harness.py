@@ -7,6 +7,7 @@ fake kubelet is skipped by the tests then).
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -31,7 +32,7 @@ WRITES = ("create", "replace", "patch", "delete", "get")  # what a Run costs; li
 
 def new_client(kube: Cluster) -> client.ApiClient:
     """A client of its own, so that its calls are counted apart from the test's."""
-    return emulator_client(kube.url) if kube.emulator is not None else config.new_client_from_config()
+    return config.new_client_from_config() if os.environ.get("KUBECONFIG") else emulator_client(kube.url)
 
 
 @dataclass
@@ -57,7 +58,7 @@ def operator(
     kube: Cluster, namespace: str, tmp_path: Path, identity: str = "op-1", **options: Any
 ) -> Iterator[Running]:
     """An operator watching `namespace`, its Lease there, campaigning from a thread (renewing often, so a
-    takeover in a test takes a second or two, not fifteen)."""
+    takeover after a release takes a fraction of a second)."""
     op_client, lease_client = new_client(kube), new_client(kube)
     calls = CallCounter()
     resources = KubeResources(op_client, calls)
@@ -67,7 +68,7 @@ def operator(
         tmp_path / identity,
         calls=calls,
     )
-    elector = LeaseElector(lease_client, namespace, identity=identity, lease_seconds=2.0, renew_every=0.25)
+    elector = LeaseElector(lease_client, namespace, identity=identity, lease_seconds=5.0, renew_every=0.25)
     op = Operator(
         resources,
         runtime,

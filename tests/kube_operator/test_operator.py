@@ -10,6 +10,8 @@ kube-apiserver can run here; this module runs unchanged against a real cluster w
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -210,3 +212,21 @@ def test_a_pod_the_api_refuses_fails_the_run_saying_why(
         done(store, Experiment, namespace, "denied", "Failed")
         run = store.get(Run, namespace, "denied")
         assert run.status.reason == "LaunchFailed" and "exceeded quota" in (run.status.message or "")
+
+
+def test_work_seen_while_a_renewal_is_late_is_done_once_it_leads_again(
+    kube: Cluster, namespace: str, tmp_path: Path, store: KubeResources
+) -> None:
+    """A leader whose renewal is late stops acting (is_leader false) without the elector reporting a
+    change of leadership: what it saw meanwhile must not be dropped."""
+    with operator(kube, namespace, tmp_path, project_objects=False) as op:
+        wait_for("leadership", op.elector.is_leader)
+        late = threading.Event()
+        renewed = op.elector.is_leader
+        op.elector.is_leader = lambda: not late.is_set() and renewed()  # type: ignore[method-assign]
+        late.set()
+        apply(kube, namespace, experiment("meanwhile"))
+        time.sleep(1.0)
+        assert phase_of(store, Run, namespace, "meanwhile") is None  # not acting while late
+        late.clear()
+        wait_for("its run", lambda: pod_of(kube, namespace, "meanwhile-1"))

@@ -69,6 +69,7 @@ class Operator:
         self._seen: set[tuple[str, int]] = set()  # pods seen: one gone from the cache was deleted
         self._stopped: set[tuple[str, int]] = set()
         self._projects: set[str] = set()
+        self._deferred: set[Work] = set()  # queued while not leading
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
@@ -158,10 +159,25 @@ class Operator:
     # -- work
 
     def _work(self) -> None:
-        while (item := self.queue.get()) is not None:
+        """Reconcile while leading. What comes while not (a follower, or a leader whose renewal is late) is
+        kept aside, and queued again the moment leadership is back: a late renewal is no transition the
+        elector reports, and nothing seen meanwhile may be lost."""
+        while not self._stop.is_set():
+            item = self.queue.get(timeout=0.5)
+            leads = self.elector.is_leader()
+            if leads and self._deferred:
+                with self._lock:
+                    deferred, self._deferred = self._deferred, set()
+                for key in deferred:
+                    self.queue.add(key)
+            if item is None:
+                continue
             try:
-                if self.elector.is_leader():
+                if leads:
                     self._reconcile(item)
+                else:
+                    with self._lock:
+                        self._deferred.add(item)
             except Exception:
                 log.exception("reconciling %s %s/%s; trying again", *item)
                 self.queue.add_after(item, 1.0)
