@@ -17,14 +17,12 @@ from tests.kube.cluster import Cluster
 from runyard.core.errors import Conflict, Invalid, NotFound, Unavailable
 from runyard.kube.api import CallCounter, connect, translate, translated, verb_of
 
-NS = "api-test"
-
 
 def pod(name: str) -> dict:
     return {"metadata": {"name": name}, "spec": {"containers": [{"name": "main", "image": "busybox"}]}}
 
 
-def test_connect_reads_a_kubeconfig_and_its_context(kube: Cluster, tmp_path: Path) -> None:
+def test_connect_reads_a_kubeconfig_and_its_context(kube: Cluster, tmp_path: Path, ns: str) -> None:
     if kube.emulator is None:
         pytest.skip("writes a kubeconfig for the emulator")
     kubeconfig = {
@@ -42,8 +40,10 @@ def test_connect_reads_a_kubeconfig_and_its_context(kube: Cluster, tmp_path: Pat
     path.write_text(yaml.safe_dump(kubeconfig))
     api_client = connect(str(path), context="here")
     assert api_client.configuration.host == kube.url
-    client.CoreV1Api(api_client).create_namespace({"metadata": {"name": NS}})
-    assert [n.metadata.name for n in client.CoreV1Api(kube.api_client).list_namespace().items] == [NS]
+    client.CoreV1Api(api_client).create_namespaced_config_map(
+        ns, {"metadata": {"name": "through-kubeconfig"}}
+    )
+    assert client.CoreV1Api(kube.api_client).read_namespaced_config_map("through-kubeconfig", ns)
 
 
 def test_connect_without_a_usable_config_is_unavailable(tmp_path: Path) -> None:
@@ -51,16 +51,15 @@ def test_connect_without_a_usable_config_is_unavailable(tmp_path: Path) -> None:
         connect(str(tmp_path / "missing"))
 
 
-def test_api_errors_become_runyards(kube: Cluster) -> None:
+def test_api_errors_become_runyards(kube: Cluster, ns: str) -> None:
     core = client.CoreV1Api(kube.api_client)
-    core.create_namespace({"metadata": {"name": NS}})
     with pytest.raises(NotFound), translated():
-        core.read_namespaced_pod("nope", NS)
-    core.create_namespaced_pod(NS, pod("p"))
+        core.read_namespaced_pod("nope", ns)
+    core.create_namespaced_pod(ns, pod("p"))
     with pytest.raises(Conflict, match="already exists"), translated():
-        core.create_namespaced_pod(NS, pod("p"))
+        core.create_namespaced_pod(ns, pod("p"))
     with pytest.raises(Invalid) as invalid, translated():
-        core.create_namespaced_pod(NS, pod("Not_A_Name"))
+        core.create_namespaced_pod(ns, pod("Not_A_Name"))
     assert any(d.field == "metadata.name" for d in invalid.value.details)
 
 
@@ -78,21 +77,20 @@ def test_a_dead_server_is_unavailable() -> None:
         client.CoreV1Api(api_client).list_namespace(_request_timeout=2)
 
 
-def test_calls_are_counted_by_verb(kube: Cluster) -> None:
+def test_calls_are_counted_by_verb(kube: Cluster, ns: str) -> None:
     calls = CallCounter()
     api_client = calls.instrument(kube.api_client)
     assert calls.instrument(api_client) is api_client  # instrumenting twice does not count twice
     core = client.CoreV1Api(api_client)
-    core.create_namespace({"metadata": {"name": NS}})
-    core.create_namespaced_pod(NS, pod("p"))
-    core.read_namespaced_pod("p", NS)
-    core.list_namespaced_pod(NS)
-    core.patch_namespaced_pod_status("p", NS, {"status": {"phase": "Running"}})
-    core.replace_namespaced_pod("p", NS, core.read_namespaced_pod("p", NS))
-    core.list_namespaced_pod(NS, watch=True, timeout_seconds=1, _preload_content=False).read()
-    core.delete_namespaced_pod("p", NS)
+    core.create_namespaced_pod(ns, pod("p"))
+    core.read_namespaced_pod("p", ns)
+    core.list_namespaced_pod(ns)
+    core.patch_namespaced_pod_status("p", ns, {"status": {"phase": "Running"}})
+    core.replace_namespaced_pod("p", ns, core.read_namespaced_pod("p", ns))
+    core.list_namespaced_pod(ns, watch=True, timeout_seconds=1, _preload_content=False).read()
+    core.delete_namespaced_pod("p", ns)
     assert calls.counts() == {
-        "create": 2,
+        "create": 1,
         "get": 2,
         "list": 1,
         "patch": 1,
@@ -100,7 +98,7 @@ def test_calls_are_counted_by_verb(kube: Cluster) -> None:
         "watch": 1,
         "delete": 1,
     }
-    assert calls.total(exclude=("watch",)) == 8
+    assert calls.total(exclude=("watch",)) == 7
 
 
 def test_verbs_of_urls() -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -24,44 +24,46 @@ from runyard.core.resources import ALL_KINDS, Experiment, ObjectMeta, OwnerRefer
 from runyard.kube.api import CallCounter, translated
 from runyard.store.kube.resources import KubeResources, to_object, to_resource
 
-NS = "store-test"
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
-def experiment(name: str, project: str = NS, **labels: str) -> Experiment:
+def experiment(name: str, project: str, **labels: str) -> Experiment:
     return Experiment(
         metadata=ObjectMeta(name=name, project=project, labels=labels), spec={"command": "echo hi"}
     )
 
 
 @pytest.fixture
-def store(kube: Cluster) -> Iterator[KubeResources]:
-    core = client.CoreV1Api(kube.api_client)
-    for ns in (NS, f"{NS}-2"):
-        core.create_namespace({"metadata": {"name": ns}})
+def store(kube: Cluster) -> KubeResources:
     install_crds(kube.api_client, wait=kube.emulator is None)
-    yield KubeResources(kube.api_client, watch_timeout=5, retry_delay=0.1)
-    for ns in (NS, f"{NS}-2"):
-        core.delete_namespace(ns)
+    return KubeResources(kube.api_client, watch_timeout=5, retry_delay=0.1)
 
 
-def test_create_get_list_replace_and_a_stale_write_conflicts(store: KubeResources) -> None:
-    created = store.create(experiment("a", team="x"))
-    assert created.metadata.project == NS and created.metadata.uid and created.metadata.resourceVersion
-    store.create(experiment("b", team="y"))
-    store.create(experiment("c", project=f"{NS}-2", team="x"))
+@pytest.fixture
+def other(new_namespace: Callable[[], str]) -> str:
+    """A second project."""
+    return new_namespace()
+
+
+def test_create_get_list_replace_and_a_stale_write_conflicts(
+    store: KubeResources, ns: str, other: str
+) -> None:
+    created = store.create(experiment("a", ns, team=ns))  # a label value no other test's objects have
+    assert created.metadata.project == ns and created.metadata.uid and created.metadata.resourceVersion
+    store.create(experiment("b", ns, team="y"))
+    store.create(experiment("c", other, team=ns))
     with pytest.raises(Conflict):
-        store.create(experiment("a"))
+        store.create(experiment("a", ns))
 
-    got = store.get("Experiment", NS, "a")
+    got = store.get("Experiment", ns, "a")
     assert got == created and isinstance(got, Experiment)
-    items, version = store.list("experiments", NS)
+    items, version = store.list("experiments", ns)
     assert (
         sorted(r.metadata.name for r in items) == ["a", "b"]
         and int(version) >= created.metadata.resourceVersion
     )
-    everywhere, _ = store.list(Experiment, None, {"team": "x"})
-    assert sorted((r.metadata.project, r.metadata.name) for r in everywhere) == [(NS, "a"), (f"{NS}-2", "c")]
+    everywhere, _ = store.list(Experiment, None, {"team": ns})
+    assert sorted((r.metadata.project, r.metadata.name) for r in everywhere) == [(ns, "a"), (other, "c")]
 
     changed = got.model_copy(deep=True)
     changed.spec.command = "echo changed"
@@ -69,15 +71,15 @@ def test_create_get_list_replace_and_a_stale_write_conflicts(store: KubeResource
     assert replaced.spec.command == "echo changed" and replaced.metadata.generation == 2
     with pytest.raises(Conflict):
         store.replace(changed)  # its resourceVersion is the one before the replace
-    store.delete("exp", NS, "a")
+    store.delete("exp", ns, "a")
     with pytest.raises(NotFound):
-        store.get(Experiment, NS, "a")
+        store.get(Experiment, ns, "a")
     with pytest.raises(NotFound):
-        store.delete(Experiment, NS, "a")
+        store.delete(Experiment, ns, "a")
 
 
-def test_status_goes_through_its_subresource_only(store: KubeResources) -> None:
-    created = store.create(experiment("s"))
+def test_status_goes_through_its_subresource_only(store: KubeResources, ns: str) -> None:
+    created = store.create(experiment("s", ns))
     running = created.model_copy(deep=True)
     running.status.phase = "Running"
     running.status.runs = ["s-1"]
@@ -93,10 +95,10 @@ def test_status_goes_through_its_subresource_only(store: KubeResources) -> None:
     replaced = store.replace(respec)
     assert replaced.spec.command == "echo new" and replaced.status.phase == "Running"
 
-    patched = store.patch_status(Experiment, NS, "s", {"phase": "Succeeded", "message": "done"})
+    patched = store.patch_status(Experiment, ns, "s", {"phase": "Succeeded", "message": "done"})
     assert patched.status.phase == "Succeeded" and patched.status.runs == ["s-1"]
     assert patched.status.message == "done"
-    assert store.patch_status(Experiment, NS, "s", {"message": None}).status.message is None
+    assert store.patch_status(Experiment, ns, "s", {"message": None}).status.message is None
 
 
 def test_conversion_keeps_project_owners_and_version() -> None:
@@ -120,16 +122,16 @@ def test_conversion_keeps_project_owners_and_version() -> None:
 
 @pytest.mark.parametrize("example", ["experiment.yaml", "job.yaml", "model.yaml", "session.yaml"])
 def test_kubectl_shaped_yaml_reads_back_as_our_resource(
-    kube: Cluster, store: KubeResources, example: str
+    kube: Cluster, store: KubeResources, example: str, ns: str
 ) -> None:
     """What `kubectl apply -f examples/...` sends: the document as written, in the namespace given."""
     api = client.CustomObjectsApi(kube.api_client)
     for doc in yaml.safe_load_all((EXAMPLES / example).read_text()):
         cls = ALL_KINDS[doc["kind"]]
-        api.create_namespaced_custom_object(API_GROUP, "v1", NS, cls.plural, doc)
-        res = store.get(cls, NS, doc["metadata"]["name"])
-        assert type(res) is cls and res.metadata.project == NS
-        expected = cls.model_validate({**doc, "metadata": {**doc["metadata"], "project": NS}})
+        api.create_namespaced_custom_object(API_GROUP, "v1", ns, cls.plural, doc)
+        res = store.get(cls, ns, doc["metadata"]["name"])
+        assert type(res) is cls and res.metadata.project == ns
+        expected = cls.model_validate({**doc, "metadata": {**doc["metadata"], "project": ns}})
         assert res.spec == expected.spec and res.metadata.labels == expected.metadata.labels
 
 
@@ -191,22 +193,24 @@ FULL = {
 
 
 @pytest.mark.parametrize("kind", sorted(FULL))
-def test_every_kind_with_a_full_status_survives_the_crds_schema(store: KubeResources, kind: str) -> None:
+def test_every_kind_with_a_full_status_survives_the_crds_schema(
+    store: KubeResources, kind: str, ns: str
+) -> None:
     """Nothing runyard writes is pruned or refused by the generated CRDs (the emulator prunes and validates
     against them as the API server does)."""
     spec, status = FULL[kind]
     res = ALL_KINDS[kind].model_validate(
-        {"kind": kind, "metadata": {"name": "full", "project": NS, "labels": {"a": "b"}}, "spec": spec}
+        {"kind": kind, "metadata": {"name": "full", "project": ns, "labels": {"a": "b"}}, "spec": spec}
     )
     created = store.create(res)
     assert created.spec == res.spec
     with_status = created.model_copy(update={"status": type(created.status).model_validate(status)})
     written = store.update_status(with_status)
     assert written.status == with_status.status
-    assert store.get(kind, NS, "full") == written
+    assert store.get(kind, ns, "full") == written
 
 
-def test_the_crds_refuse_what_the_models_refuse(kube: Cluster, store: KubeResources) -> None:
+def test_the_crds_refuse_what_the_models_refuse(kube: Cluster, store: KubeResources, ns: str) -> None:
     api = client.CustomObjectsApi(kube.api_client)
     bad = {
         "apiVersion": "runyard.dev/v1",
@@ -215,7 +219,7 @@ def test_the_crds_refuse_what_the_models_refuse(kube: Cluster, store: KubeResour
         "spec": {"command": "echo", "retryPolicy": {"maxRetries": 1000}},
     }
     with pytest.raises(Invalid) as refused, translated():
-        api.create_namespaced_custom_object(API_GROUP, "v1", NS, "experiments", bad)
+        api.create_namespaced_custom_object(API_GROUP, "v1", ns, "experiments", bad)
     assert any("maxRetries" in d.field for d in refused.value.details)
 
 
@@ -228,51 +232,53 @@ def next_events(events: Iterator[tuple[str, object]], n: int) -> list[tuple[str,
 
 
 def test_watch_lists_first_then_follows_and_resumes_after_a_dropped_stream(
-    kube: Cluster, store: KubeResources
+    kube: Cluster, store: KubeResources, ns: str
 ) -> None:
     if kube.emulator is None:
         pytest.skip("drops the emulator's streams")
-    store.create(experiment("w1"))
+    store.create(experiment("w1", ns))
     stop = threading.Event()
-    events = store.watch(Experiment, NS, None, stop)
+    events = store.watch(Experiment, ns, None, stop)
     assert next_events(events, 1) == [("ADDED", "w1")]
 
     kube.emulator.drop_watches()  # the open stream ends; what follows is written while none is open
-    store.create(experiment("w2"))
-    store.patch_status(Experiment, NS, "w1", {"phase": "Running"})
-    store.delete(Experiment, NS, "w2")
+    store.create(experiment("w2", ns))
+    store.patch_status(Experiment, ns, "w1", {"phase": "Running"})
+    store.delete(Experiment, ns, "w2")
     assert next_events(events, 3) == [("ADDED", "w2"), ("MODIFIED", "w1"), ("DELETED", "w2")]
     assert store.relists == 0
     stop.set()
 
 
-def test_410_lists_again_and_yields_each_difference_once(kube: Cluster, store: KubeResources) -> None:
+def test_410_lists_again_and_yields_each_difference_once(
+    kube: Cluster, store: KubeResources, ns: str
+) -> None:
     if kube.emulator is None:
         pytest.skip("compacts the emulator's history")
     for name in ("keep", "change", "remove"):
-        store.create(experiment(name))
+        store.create(experiment(name, ns))
     stop = threading.Event()
-    events = store.watch(Experiment, NS, None, stop)
+    events = store.watch(Experiment, ns, None, stop)
     assert sorted(next_events(events, 3)) == [("ADDED", "change"), ("ADDED", "keep"), ("ADDED", "remove")]
 
     kube.emulator.drop_watches()
-    store.create(experiment("new"))
-    store.patch_status(Experiment, NS, "change", {"phase": "Running"})
-    store.delete(Experiment, NS, "remove")
+    store.create(experiment("new", ns))
+    store.patch_status(Experiment, ns, "change", {"phase": "Running"})
+    store.delete(Experiment, ns, "remove")
     kube.emulator.compact()  # the watch cannot resume from its version: 410 Gone
 
     assert sorted(next_events(events, 3)) == [("ADDED", "new"), ("DELETED", "remove"), ("MODIFIED", "change")]
     assert store.relists == 1
-    store.patch_status(Experiment, NS, "keep", {"phase": "Running"})  # and it goes on watching
+    store.patch_status(Experiment, ns, "keep", {"phase": "Running"})  # and it goes on watching
     assert next_events(events, 1) == [("MODIFIED", "keep")]
     stop.set()
 
 
-def test_a_quiet_watch_stops_at_once(store: KubeResources) -> None:
+def test_a_quiet_watch_stops_at_once(store: KubeResources, ns: str) -> None:
     stop = threading.Event()
-    _, version = store.list(Experiment, NS)
+    _, version = store.list(Experiment, ns)
     seen: list[object] = []
-    worker = threading.Thread(target=lambda: seen.extend(store.watch(Experiment, NS, version, stop)))
+    worker = threading.Thread(target=lambda: seen.extend(store.watch(Experiment, ns, version, stop)))
     worker.start()
     time.sleep(0.5)
     started = time.monotonic()
@@ -281,20 +287,19 @@ def test_a_quiet_watch_stops_at_once(store: KubeResources) -> None:
     assert not worker.is_alive() and time.monotonic() - started < 2 and seen == []
 
 
-def test_store_calls_are_counted(kube: Cluster) -> None:
-    client.CoreV1Api(kube.api_client).create_namespace({"metadata": {"name": NS}})
+def test_store_calls_are_counted(kube: Cluster, ns: str) -> None:
     calls = CallCounter()
     store = KubeResources(kube.api_client, calls)
-    created = store.create(experiment("counted"))
-    store.get(Experiment, NS, "counted")
+    created = store.create(experiment("counted", ns))
+    store.get(Experiment, ns, "counted")
     store.update_status(created)
-    store.patch_status(Experiment, NS, "counted", {"phase": "Running"})
-    store.list(Experiment, NS)
+    store.patch_status(Experiment, ns, "counted", {"phase": "Running"})
+    store.list(Experiment, ns)
     assert calls.counts() == {"create": 1, "get": 1, "replace": 1, "patch": 1, "list": 1}
 
 
 def test_a_quiet_watch_keeps_its_version_current_through_bookmarks(
-    kube: Cluster, store: KubeResources
+    kube: Cluster, store: KubeResources, ns: str, other: str
 ) -> None:
     """Writes elsewhere move the global version on; the API server's bookmark at each watch timeout moves the
     quiet watch's version with it, so a compaction after that does not force a list (no 410)."""
@@ -302,38 +307,38 @@ def test_a_quiet_watch_keeps_its_version_current_through_bookmarks(
         pytest.skip("compacts the emulator's history")
     store.watch_timeout = 1
     stop = threading.Event()
-    events = store.watch(Experiment, NS, None, stop)
+    events = store.watch(Experiment, ns, None, stop)
     seen: list[tuple[str, str]] = []
     worker = threading.Thread(target=lambda: seen.extend(next_events(events, 1)))
     worker.start()
     time.sleep(0.3)  # listed and watching
-    store.create(experiment("elsewhere", project=f"{NS}-2"))
+    store.create(experiment("elsewhere", other))
     time.sleep(1.5)  # past a timeout: the stream ended with a bookmark and was renewed from it
     kube.emulator.compact()
     time.sleep(1.5)  # and renewed again, from after the compaction only thanks to the bookmark
-    store.create(experiment("here"))
+    store.create(experiment("here", ns))
     worker.join(10)
     assert seen == [("ADDED", "here")] and store.relists == 0
     stop.set()
 
 
 def test_a_watch_from_a_callers_list_relists_against_what_the_caller_knows(
-    kube: Cluster, store: KubeResources
+    kube: Cluster, store: KubeResources, ns: str
 ) -> None:
     """The informer's way: list, then watch from the list's version with the listed items as `known`; a 410
     then yields only what changed since that list, none of the unchanged items again."""
     if kube.emulator is None:
         pytest.skip("compacts the emulator's history")
     for name in ("same", "gone"):
-        store.create(experiment(name))
-    listed, version = store.list(Experiment, NS)
-    store.create(experiment("added"))
+        store.create(experiment(name, ns))
+    listed, version = store.list(Experiment, ns)
+    store.create(experiment("added", ns))
     kube.emulator.compact()  # the list's version is too old already: the first watch request gets 410
     stop = threading.Event()
-    store.delete(Experiment, NS, "gone")
-    events = store.watch(Experiment, NS, version, stop, known=listed)
+    store.delete(Experiment, ns, "gone")
+    events = store.watch(Experiment, ns, version, stop, known=listed)
     assert sorted(next_events(events, 2)) == [("ADDED", "added"), ("DELETED", "gone")]
     assert store.relists == 1
-    store.patch_status(Experiment, NS, "same", {"phase": "Running"})
+    store.patch_status(Experiment, ns, "same", {"phase": "Running"})
     assert next_events(events, 1) == [("MODIFIED", "same")]  # nothing else came before it
     stop.set()
