@@ -15,6 +15,7 @@ import time
 import pytest
 from kubernetes import client, watch
 from tests.kube.cluster import Cluster, cluster, install_crds
+from tests.kube.emulator import Route, error
 
 G, V = "runyard.dev", "v1"
 
@@ -323,3 +324,22 @@ def test_finalizers_hold_a_deletion_until_removed(
             break
         time.sleep(0.1)
     assert api.list_namespaced_custom_object(G, V, ns, "experiments")["items"] == []
+
+
+def test_a_write_hook_can_refuse_writes(kube: Cluster, ns: str) -> None:
+    if kube.emulator is None:
+        pytest.skip("the write hook is the emulator's")
+    seen: list[tuple[str, str]] = []
+
+    def no_pods(verb: str, route: Route, body: object) -> None:
+        seen.append((verb, route.plural))
+        if route.plural == "pods":
+            raise error(403, "Forbidden", "pods are not allowed here")
+
+    kube.emulator.before_write = no_pods
+    core = client.CoreV1Api(kube.api_client)
+    with pytest.raises(client.ApiException) as refused:
+        core.create_namespaced_pod(ns, {"metadata": {"name": "p"}, "spec": {"containers": []}})
+    assert refused.value.status == 403 and core.list_namespaced_pod(ns).items == []
+    core.create_namespaced_config_map(ns, {"metadata": {"name": "c"}})
+    assert seen == [("POST", "pods"), ("POST", "configmaps")]  # reads do not reach the hook
