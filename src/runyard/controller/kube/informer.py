@@ -58,8 +58,7 @@ class Informer(Generic[T]):
 
     def run(self, stop: threading.Event) -> None:
         items, rv = self.source.list()
-        for obj in items:
-            self._apply("ADDED", obj)
+        self._replace(items)  # run again after a failure: what vanished meanwhile is DELETED
         self.synced.set()
         for type_, obj in self.source.watch(rv, stop):
             if stop.is_set():

@@ -70,6 +70,7 @@ class Operator:
         self._stopped: set[tuple[str, int]] = set()
         self._projects: set[str] = set()
         self._deferred: set[Work] = set()  # queued while not leading
+        self._restarts = 0  # watches that failed and listed again
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
@@ -112,8 +113,9 @@ class Operator:
 
     @property
     def relists(self) -> int:
+        """Lists beyond each watch's first: after 410 Gone, or a watch that failed and started over."""
         sources = [*self._pod_sources, self.resources]
-        return sum(int(getattr(s, "relists", 0)) for s in sources)
+        return self._restarts + sum(int(getattr(s, "relists", 0)) for s in sources)
 
     def _spawn(self, name: str, target: Any, *args: Any) -> None:
         thread = threading.Thread(target=target, args=args, name=f"operator-{name}", daemon=True)
@@ -128,6 +130,8 @@ class Operator:
                 if self._stop.is_set():
                     return
                 log.exception("%s watch failed; listing again", informer.name)
+                with self._lock:
+                    self._restarts += 1
                 self._stop.wait(1)
 
     # -- caches
