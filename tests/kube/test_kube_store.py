@@ -18,7 +18,7 @@ import yaml
 from kubernetes import client
 from tests.kube.cluster import Cluster, install_crds
 
-from runyard.core.errors import Conflict, Invalid, NotFound
+from runyard.core.errors import Conflict, Gone, Invalid, NotFound
 from runyard.core.kinds import API_GROUP
 from runyard.core.resources import ALL_KINDS, Experiment, ObjectMeta, OwnerReference, Run
 from runyard.kube.api import CallCounter, translated
@@ -342,3 +342,14 @@ def test_a_watch_from_a_callers_list_relists_against_what_the_caller_knows(
     store.patch_status(Experiment, ns, "same", {"phase": "Running"})
     assert next_events(events, 1) == [("MODIFIED", "same")]  # nothing else came before it
     stop.set()
+
+
+def test_a_watch_can_pass_410_on_instead(kube: Cluster, store: KubeResources, ns: str) -> None:
+    if kube.emulator is None:
+        pytest.skip("compacts the emulator's history")
+    _, version = store.list(Experiment, ns)
+    store.create(experiment("after", ns))
+    kube.emulator.compact()
+    with pytest.raises(Gone):
+        next(store.watch(Experiment, ns, version, threading.Event(), relist=False))
+    assert store.relists == 0

@@ -192,14 +192,16 @@ class KubeResources:
         resource_version: str | None,
         stop: threading.Event,
         known: Iterable[Resource] = (),
+        relist: bool = True,
     ) -> Iterator[tuple[str, Resource]]:
         """(ADDED|MODIFIED|DELETED, resource) for each change after `resource_version`, until `stop` is set.
 
         Without a version it lists first and yields what exists as ADDED. A dropped connection or an
         expired server-side timeout resumes from the last version seen; 410 Gone (the version is older than
         the API server keeps) lists again and yields the differences from what this watch has yielded
-        (and `known`: what the caller listed), counted in `relists`. Other failures are retried after
-        `retry_delay`.
+        (and `known`: what the caller listed), counted in `relists`; with `relist=False` Gone is raised
+        instead, for a caller that passes it on (the REST API's watch: its client lists again). Other
+        failures are retried after `retry_delay`.
         """
         plural = plural_of(kind)
         seen: dict[tuple[str, str], Resource] = {(r.metadata.project, r.metadata.name): r for r in known}
@@ -223,6 +225,8 @@ class KubeResources:
                         seen[key] = res
                     yield event_type, res
             except Gone:
+                if not relist:
+                    raise
                 log.info("watch of %s from version %s: gone, listing again", plural, version)
                 self.relists += 1
                 version = None
