@@ -28,7 +28,24 @@ class FakeClock:
 @pytest.fixture
 def kube() -> Iterator[Cluster]:
     with cluster() as c:
+        if c.emulator is None:
+            install_crds(c)
         yield c
+
+
+def install_crds(kube: Cluster) -> None:
+    """A real cluster serves runyard's kinds only once their CRDs exist (the emulator serves any URL)."""
+    from kubernetes.client.exceptions import ApiException
+
+    from runyard.kube.crds import crds
+
+    api = client.ApiextensionsV1Api(kube.api_client)
+    for crd in crds():
+        try:
+            api.create_custom_resource_definition(crd)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
 
 
 def make_namespace(kube: Cluster, prefix: str = "ry-op") -> str:

@@ -124,6 +124,12 @@ def test_failures_reach_the_run_and_the_experiment(
         assert "Insufficient nvidia.com/gpu" in pending
         assert store.get(Run, namespace, "pending").status.reason == "Unschedulable"
         assert pod_of(kube, namespace, "lost-1") is None  # not launched again: the Run failed
+        events = client.CoreV1Api(kube.api_client).list_namespaced_event(namespace).items
+        warned = {(e.involved_object.kind, e.involved_object.name, e.reason, e.type) for e in events}
+        assert {
+            ("Run", "lost", "ProcessLost", "Warning"),
+            ("Run", "pending", "Unschedulable", "Warning"),
+        } <= warned
 
 
 def test_only_the_leader_acts_and_a_follower_takes_over(
@@ -230,3 +236,27 @@ def test_work_seen_while_a_renewal_is_late_is_done_once_it_leads_again(
         assert phase_of(store, Run, namespace, "meanwhile") is None  # not acting while late
         late.clear()
         wait_for("its run", lambda: pod_of(kube, namespace, "meanwhile-1"))
+
+
+def test_a_stop_ends_the_pod_and_cancels_and_a_delete_takes_everything(
+    kube: Cluster, namespace: str, tmp_path: Path, kubelet: Kubelet, store: KubeResources
+) -> None:
+    custom = client.CustomObjectsApi(kube.api_client)
+    with operator(kube, namespace, tmp_path, project_objects=False) as op:
+        wait_for("leadership", op.elector.is_leader)
+        apply(kube, namespace, experiment("stopped"))
+        wait_for("its pod", lambda: pod_of(kube, namespace, "stopped-1"))
+        kubelet.running(namespace, "stopped-1")
+        done(store, Run, namespace, "stopped", "Running")
+        patch = {"spec": {"stopRequested": True}}  # what `runyard stop` writes
+        custom.patch_namespaced_custom_object("runyard.dev", "v1", namespace, "runs", "stopped", patch)
+        done(store, Experiment, namespace, "stopped", "Cancelled")  # its pod on no node: deleted
+        assert pod_of(kube, namespace, "stopped-1") is None
+        assert store.get(Run, namespace, "stopped").status.reason == "Stopped"
+        apply(kube, namespace, experiment("deleted"))
+        wait_for("its pod", lambda: pod_of(kube, namespace, "deleted-1"))
+        custom.delete_namespaced_custom_object("runyard.dev", "v1", namespace, "experiments", "deleted")
+        wait_for("its run gone", lambda: phase_of(store, Run, namespace, "deleted") is None and "gone")
+        wait_for("its pod gone", lambda: pod_of(kube, namespace, "deleted-1") is None)
+        time.sleep(0.3)
+        assert pod_of(kube, namespace, "deleted-1") is None  # and not launched again

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from collections.abc import Iterator
 from typing import Any, Protocol
 
@@ -265,6 +266,8 @@ class Operator:
                 self.runtime.stop(handle, run.spec.stopGracePeriodSeconds)
         if step.status is not None:
             self._write_status(run, step.status)
+            for reason, message in step.events:
+                self._warn(run, reason, message)
             if step.status.phase.is_terminal():
                 with self._lock:
                     self._seen = {a for a in self._seen if a[0] != run.uid}
@@ -285,6 +288,36 @@ class Operator:
             for owner in m.ownerReferences:
                 if owner.kind == "Experiment":
                     self.queue.add(("Experiment", m.project, owner.name))
+
+    def _warn(self, res: Resource, reason: str, message: str) -> None:
+        """A Warning Event on the object (what `kubectl describe` lists): only when something went wrong,
+        so a Run that succeeds costs no Event. Best effort: an Event lost is no reason to act again."""
+        from kubernetes import client
+
+        m = res.metadata
+        stamp = now().strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "metadata": {"name": f"{m.name}.{uuid.uuid4().hex[:16]}", "namespace": m.project},
+            "involvedObject": {
+                "apiVersion": res.apiVersion,
+                "kind": res.kind,
+                "name": m.name,
+                "namespace": m.project,
+                "uid": m.uid,
+            },
+            "reason": reason,
+            "message": message[:1024],
+            "type": "Warning",
+            "source": {"component": "runyard-operator"},
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+        }
+        try:
+            core = client.CoreV1Api(self.api_client)
+            core.create_namespaced_event(m.project, event, _preload_content=False)
+        except Exception as exc:
+            log.warning("event %s on %s %s/%s not recorded: %s", reason, res.kind, m.project, m.name, exc)
 
     def _ensure_project(self, namespace: str) -> None:
         """What a project namespace needs (quota, limits, Spark's service account), applied once per
