@@ -23,7 +23,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from runyard.core.errors import FieldError, Invalid, NotFound, RunyardError, Unauthorized, Unavailable
+from runyard.core.errors import (
+    FieldError,
+    Gone,
+    Invalid,
+    NotFound,
+    RunyardError,
+    Unauthorized,
+    Unavailable,
+)
 from runyard.core.kinds import API_VERSION, Kind, resolve_kind
 from runyard.core.phases import TERMINAL
 
@@ -177,10 +185,14 @@ class Rest:
         self, kind: str, labels: dict[str, str] | None = None, since: int | None = None
     ) -> Iterator[Document]:
         """Every change ({type, revision, object}) to the kind in the project, forever: the current objects
-        first (ADDED), or, with `since` (a list's `revision`), only what changed after it."""
+        first (ADDED), or, with `since` (a list's `revision`), only what changed after it. Gone when that
+        revision is no longer kept: list again."""
         params = {"watch": "true", **({"since": str(since)} if since is not None else {})}
         for line in self.stream_lines(self._collection(kind), params, endless=True):
             event = json.loads(line)
+            if event.get("type") == "ERROR":  # a cluster's watch ends so: 410 when `since` is too old
+                error = event.get("object") or {}
+                raise (Gone if error.get("code") == 410 else RunyardError)(error.get("message") or str(error))
             if not labels or matches(event["object"], labels):
                 yield event
 

@@ -23,6 +23,9 @@ from tests.cli.helpers import experiment_yaml, runyard_cli
 from tests.kube.cluster import Cluster, cluster, install_crds
 from tests.support import ServerProcess, until
 
+from runyard.core.errors import Gone
+from runyard.rest import Rest
+
 GROUP, VERSION = "runyard.dev", "v1"
 
 
@@ -44,8 +47,10 @@ def _kubeconfig(path: Path, url: str) -> str:
 
 @pytest.fixture
 def kube() -> Iterator[Cluster]:
-    with cluster() as c:
+    with cluster(require_namespaces=True) as c:  # as a real API server: a namespace must exist first
         install_crds(c.api_client, wait=c.emulator is None)
+        if c.emulator is not None:
+            client.CoreV1Api(c.api_client).create_namespace({"metadata": {"name": "default"}})
         yield c
 
 
@@ -103,8 +108,7 @@ def test_runyard_apply_kubectl_and_the_rest_api_see_and_change_one_object(server
 
 def test_an_object_made_with_kubectl_in_its_own_namespace_is_the_projects(server, kube):
     namespace = "team-a"
-    if kube.emulator is None:  # a real cluster needs the namespace first; the emulator keeps none
-        client.CoreV1Api(kube.api_client).create_namespace({"metadata": {"name": namespace}})
+    client.CoreV1Api(kube.api_client).create_namespace({"metadata": {"name": namespace}})
     body = yaml.safe_load(Path("examples/experiment.yaml").read_text())
     body["metadata"] = {"name": "from-kubectl", "namespace": namespace}
     _objects(kube).create_namespaced_custom_object(GROUP, VERSION, namespace, "experiments", body)
@@ -167,3 +171,33 @@ def test_a_watch_through_the_api_streams_what_kubectl_changes(server, kube):
         ("DELETED", "watched"),
     ]
     assert lines[0]["revision"] < lines[1]["revision"]
+
+
+def test_a_projects_first_object_through_the_api_makes_its_namespace(server, kube):
+    with httpx.Client(
+        base_url=f"{server.url}/apis/runyard.dev/v1/projects/team-b",
+        headers={"Authorization": f"Bearer {server.token}"},
+    ) as api:
+        doc = yaml.safe_load(experiment_yaml("first"))
+        created = api.put("/experiments/first", json=doc)
+        assert created.status_code == 201, created.text
+    namespace = client.CoreV1Api(kube.api_client).read_namespace("team-b")
+    assert namespace.metadata.labels["runyard.dev/project"] == "team-b"
+    assert namespace.metadata.labels["app.kubernetes.io/managed-by"] == "runyard"
+    got = _objects(kube).get_namespaced_custom_object(GROUP, VERSION, "team-b", "experiments", "first")
+    assert got["spec"]["command"] == doc["spec"]["command"]
+
+
+def test_a_watch_from_a_revision_the_cluster_no_longer_keeps_ends_with_410(server, kube):
+    if kube.emulator is None:
+        pytest.skip("compacting the history is the emulator's control")
+    with server.api() as api:
+        old = api.get("/experiments").json()["metadata"]["revision"]
+        for name in ("a", "b"):
+            assert (
+                api.put(f"/experiments/{name}", json=yaml.safe_load(experiment_yaml(name))).status_code == 201
+            )
+        kube.emulator.compact()
+        rest = Rest(server.url, token=server.token, project="default")
+        with pytest.raises(Gone, match="list again"):
+            next(rest.watch("experiments", since=old))

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from runyard.core.errors import Conflict, NotFound
+from runyard.core.errors import Conflict, Gone, NotFound
 from runyard.core.resources import API_VERSION, Resource
 from runyard.services.resources import (
     ApplyOutcome,
@@ -99,13 +99,19 @@ def delete(kube: KubeResources, kind: type[Resource], project: str, name: str) -
 def watch_lines(
     kube: KubeResources, kind: type[Resource], project: str, since: int | None
 ) -> Iterator[bytes]:
-    """NDJSON {type, revision, object}, as the store path streams it. A sync generator: Starlette runs it
-    in a worker thread; closing it (the client went away) stops the watch."""
+    """NDJSON {type, revision, object}, as the store path streams it, or an ERROR event (code 410) when
+    `since` is older than the cluster keeps. A sync generator: Starlette runs it in a worker thread;
+    closing it (the client went away) stops the watch."""
     stop = threading.Event()
     try:
-        changes = kube.watch(kind, project, str(since) if since is not None else None, stop)
+        # Not relisted on 410 here: that would repeat as ADDED what the client already has. It ends the
+        # stream with Kubernetes' own ERROR event instead, and the client lists again.
+        changes = kube.watch(kind, project, str(since) if since is not None else None, stop, relist=False)
         for type_, res in changes:
             line = {"type": type_, "revision": res.metadata.resourceVersion, "object": _dump(res)}
             yield (json.dumps(line) + "\n").encode()
+    except Gone as exc:
+        error = {"code": 410, "reason": "Gone", "message": f"{exc}; list again and watch from its revision"}
+        yield (json.dumps({"type": "ERROR", "object": error}) + "\n").encode()
     finally:
         stop.set()
