@@ -147,3 +147,13 @@ def test_a_refused_launch_fails_the_attempt_per_the_retry_policy() -> None:
     retried = launch_failed(stored_run(retryPolicy={"maxRetries": 1}), "forbidden", NOW)
     assert retried.status is not None and retried.status.phase == Phase.QUEUED
     assert [a.attempt for a in retried.status.attempts] == [1]
+
+
+def test_an_experiment_whose_run_was_deleted_while_running_is_cancelled_not_run_again() -> None:
+    status = experiment_status(experiment(), None, had_run=True)
+    assert status is not None and (status.phase, status.reason, status.runs) == (
+        "Cancelled",
+        "RunDeleted",
+        ["train"],
+    )
+    assert experiment_status(experiment(), None) is None  # never had one: the operator creates it

@@ -260,3 +260,10 @@ def test_a_stop_ends_the_pod_and_cancels_and_a_delete_takes_everything(
         wait_for("its pod gone", lambda: pod_of(kube, namespace, "deleted-1") is None)
         time.sleep(0.3)
         assert pod_of(kube, namespace, "deleted-1") is None  # and not launched again
+        assert phase_of(store, Run, namespace, "deleted") is None
+        apply(kube, namespace, experiment("run-deleted"))
+        wait_for("its run", lambda: phase_of(store, Run, namespace, "run-deleted"))
+        custom.delete_namespaced_custom_object("runyard.dev", "v1", namespace, "runs", "run-deleted")
+        done(store, Experiment, namespace, "run-deleted", "Cancelled")
+        assert store.get(Experiment, namespace, "run-deleted").status.reason == "RunDeleted"
+        assert phase_of(store, Run, namespace, "run-deleted") is None  # an Experiment runs once

@@ -52,14 +52,17 @@ def run_for(exp: Experiment) -> Run:
     )
 
 
-def experiment_status(exp: Experiment, run: Run | None) -> WorkloadStatus | None:
-    """The Experiment's status to write, or None when there is nothing new to say."""
+def experiment_status(exp: Experiment, run: Run | None, had_run: bool = False) -> WorkloadStatus | None:
+    """The Experiment's status to write, or None when there is nothing new to say. `had_run`: its Run was
+    seen, though the status does not list it yet."""
     st = exp.status
     if run is None:
-        if st.runs and st.reason != Reason.RUN_DELETED:  # its run was deleted: an Experiment runs once
+        if (st.runs or had_run) and st.reason != Reason.RUN_DELETED:  # an Experiment runs once
+            runs = st.runs or [exp.metadata.name]
             phase = st.phase if st.phase in TERMINAL else Phase.CANCELLED.value
-            msg = f"its run {st.runs[-1]} was deleted; the experiment is not run again"
-            return st.model_copy(update={"phase": phase, "reason": Reason.RUN_DELETED, "message": msg})
+            msg = f"its run {runs[-1]} was deleted; the experiment is not run again"
+            update = {"phase": phase, "reason": Reason.RUN_DELETED, "message": msg, "runs": runs}
+            return st.model_copy(update=update)
         return None
     rs = run.status
     if not rs.phase.is_terminal():

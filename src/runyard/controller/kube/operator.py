@@ -72,6 +72,10 @@ class Operator:
         self._projects: set[str] = set()
         self._deferred: set[Work] = set()  # queued while not leading
         self._restarts = 0  # watches that failed and listed again
+        # Experiments (uids) whose Run this process has seen: one gone is not made again, as an Experiment
+        # runs once (its status says so only at the end: five calls per Run), nor while the Experiment's
+        # own deletion is still on its way to the cache (the Run's may come first).
+        self._had_run: set[str] = set()
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
@@ -153,6 +157,8 @@ class Operator:
         self.queue.add(("Run", m.project, m.name))
         for owner in m.ownerReferences:
             if owner.kind == "Experiment":
+                with self._lock:
+                    self._had_run.add(owner.uid)
                 self.queue.add(("Experiment", m.project, owner.name))
 
     def _on_pod(self, type_: str, pod: dict) -> None:
@@ -206,16 +212,20 @@ class Operator:
         if run is not None and not any(o.uid == exp.metadata.uid for o in run.metadata.ownerReferences):
             self._name_taken(exp)
             return
-        if run is None and not exp.status.runs:
+        with self._lock:
+            had_run = exp.uid in self._had_run
+        if run is None and not exp.status.runs and not had_run:
             try:
                 created = self.resources.create(run_for(exp))
             except Conflict:
                 return  # its Run exists already: its watch event brings it
+            with self._lock:
+                self._had_run.add(exp.uid)
             runs.put(created)
             self._count_reconciled()
             self.queue.add(("Run", namespace, name))
             return
-        status = experiment_status(exp, run)
+        status = experiment_status(exp, run, had_run)
         if status is not None:
             self._write_status(exp, status)
 
@@ -265,9 +275,9 @@ class Operator:
             if first:
                 self.runtime.stop(handle, run.spec.stopGracePeriodSeconds)
         if step.status is not None:
-            self._write_status(run, step.status)
-            for reason, message in step.events:
-                self._warn(run, reason, message)
+            if self._write_status(run, step.status):
+                for reason, message in step.events:
+                    self._warn(run, reason, message)
             if step.status.phase.is_terminal():
                 with self._lock:
                     self._seen = {a for a in self._seen if a[0] != run.uid}
@@ -275,12 +285,12 @@ class Operator:
         if step.after is not None:
             self.queue.add_after(("Run", namespace, name), step.after)
 
-    def _write_status(self, res: Resource, status: Any) -> None:
+    def _write_status(self, res: Resource, status: Any) -> bool:
         m = res.metadata
         try:
             written = self.resources.patch_status(res.kind, m.project, m.name, status.model_dump(mode="json"))
         except NotFound:
-            return  # deleted meanwhile
+            return False  # deleted meanwhile
         self._count_reconciled()
         if isinstance(written, Resource):
             self._cache(res.kind, m.project).put(written)
@@ -288,6 +298,7 @@ class Operator:
             for owner in m.ownerReferences:
                 if owner.kind == "Experiment":
                     self.queue.add(("Experiment", m.project, owner.name))
+        return True
 
     def _warn(self, res: Resource, reason: str, message: str) -> None:
         """A Warning Event on the object (what `kubectl describe` lists): only when something went wrong,
