@@ -74,9 +74,8 @@ def operator(
         runtime,
         elector,
         api_client=op_client,
-        namespaces=[namespace],
         server_url=SERVER_URL,
-        **options,
+        **{"namespaces": [namespace], **options},
     )
     op.start()
     stop = threading.Event()

@@ -18,6 +18,7 @@ import pytest
 from kubernetes import client
 from tests.kube.cluster import Cluster
 from tests.kube.emulator import Route, error
+from tests.kube_operator.conftest import make_namespace
 from tests.kube_operator.harness import Kubelet, experiment, operator, wait_for
 
 from runyard.core.errors import NotFound
@@ -267,3 +268,40 @@ def test_a_stop_ends_the_pod_and_cancels_and_a_delete_takes_everything(
         done(store, Experiment, namespace, "run-deleted", "Cancelled")
         assert store.get(Experiment, namespace, "run-deleted").status.reason == "RunDeleted"
         assert phase_of(store, Run, namespace, "run-deleted") is None  # an Experiment runs once
+
+
+def test_a_failed_attempt_is_retried_in_a_new_pod(
+    kube: Cluster, namespace: str, tmp_path: Path, kubelet: Kubelet, store: KubeResources
+) -> None:
+    with operator(kube, namespace, tmp_path, project_objects=False) as op:
+        wait_for("leadership", op.elector.is_leader)
+        apply(kube, namespace, experiment("flaky", retryPolicy={"maxRetries": 1, "backoffSeconds": 0.2}))
+        wait_for("attempt 1", lambda: pod_of(kube, namespace, "flaky-1"))
+        kubelet.exited(namespace, "flaky-1", 1)
+        wait_for("attempt 2", lambda: pod_of(kube, namespace, "flaky-2"))
+        kubelet.exited(namespace, "flaky-2", 0)
+        done(store, Experiment, namespace, "flaky", "Succeeded")
+        attempts = store.get(Run, namespace, "flaky").status.attempts
+        assert [(a.attempt, a.exitCode) for a in attempts] == [(1, 1), (2, 0)]
+
+
+def test_every_namespace_or_the_listed_ones(
+    kube: Cluster, namespace: str, tmp_path: Path, store: KubeResources
+) -> None:
+    other, unwatched = make_namespace(kube), make_namespace(kube)
+    try:
+        scopes = {"namespaces": [namespace, other]} if kube.emulator is None else {"namespaces": None}
+        with operator(kube, namespace, tmp_path, project_objects=False, **scopes) as op:
+            wait_for("leadership", op.elector.is_leader)
+            for ns in (namespace, other):
+                apply(kube, ns, experiment("here"))
+            for ns in (namespace, other):
+                wait_for(f"pod in {ns}", lambda ns=ns: pod_of(kube, ns, "here-1"))
+        with operator(kube, namespace, tmp_path, "op-2", project_objects=False) as op:
+            wait_for("leadership", op.elector.is_leader)
+            apply(kube, unwatched, experiment("elsewhere"))
+            time.sleep(0.5)
+            assert phase_of(store, Run, unwatched, "elsewhere") is None
+    finally:
+        for ns in (other, unwatched):
+            client.CoreV1Api(kube.api_client).delete_namespace(ns)
