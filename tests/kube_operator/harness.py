@@ -64,7 +64,7 @@ def operator(
     resources = KubeResources(op_client, calls)
     runtime = KubernetesRuntime(
         op_client,
-        RuntimeOptions(image="runyard:test", server_url=SERVER_URL),
+        RuntimeOptions(image="runyard:test", server_url=SERVER_URL, token_secrets="tokens" in options),
         tmp_path / identity,
         calls=calls,
     )

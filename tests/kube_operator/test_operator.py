@@ -9,6 +9,7 @@ kube-apiserver can run here; this module runs unchanged against a real cluster w
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
@@ -21,8 +22,11 @@ from tests.kube.emulator import Route, error
 from tests.kube_operator.conftest import make_namespace
 from tests.kube_operator.harness import Kubelet, experiment, operator, wait_for
 
+from runyard.controller.kube.tokens import StoreTokens
 from runyard.core.errors import NotFound
 from runyard.core.resources import Experiment, Run
+from runyard.services.auth import hash_secret
+from runyard.store import Store
 from runyard.store.kube.resources import KubeResources
 
 
@@ -305,3 +309,27 @@ def test_every_namespace_or_the_listed_ones(
     finally:
         for ns in (other, unwatched):
             client.CoreV1Api(kube.api_client).delete_namespace(ns)
+
+
+def test_a_pod_gets_a_run_token_in_a_secret_revoked_when_the_run_ends(
+    kube: Cluster, namespace: str, tmp_path: Path, kubelet: Kubelet, store: KubeResources
+) -> None:
+    db = Store(f"sqlite:///{tmp_path / 'runyard.db'}")
+    snapshot = "sha256:" + "ab" * 32
+    with operator(kube, namespace, tmp_path, project_objects=False, tokens=StoreTokens(db)) as op:
+        wait_for("leadership", op.elector.is_leader)
+        apply(kube, namespace, experiment("tokened", snapshot=snapshot))
+        pod = wait_for("its pod", lambda: pod_of(kube, namespace, "tokened-1"))
+        fetch = pod["spec"]["initContainers"][0]
+        assert fetch["name"] == "snapshot" and snapshot in fetch["command"]
+        ref = next(e for e in fetch["env"] if e["name"] == "RUNYARD_TOKEN")["valueFrom"]["secretKeyRef"]
+        secret = client.CoreV1Api(kube.api_client).read_namespaced_secret(ref["name"], namespace)
+        data = secret.string_data or {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
+        token = data[ref["key"]]
+        row = db.token_by_hash(hash_secret(token))
+        assert row is not None and (row.role, row.project) == ("run", namespace)
+        assert all(e.get("value") != token for e in pod["spec"]["containers"][0]["env"])  # not in the spec
+        kubelet.running(namespace, "tokened-1")
+        kubelet.exited(namespace, "tokened-1", 0)
+        done(store, Run, namespace, "tokened", "Succeeded")
+        wait_for("revoked", lambda: db.token_by_hash(hash_secret(token)) is None)

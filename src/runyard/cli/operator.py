@@ -36,6 +36,12 @@ import click
     "--lease-namespace",
     help="Namespace of the leader Lease (default: POD_NAMESPACE, else the first --namespace, else runyard).",
 )
+@click.option(
+    "--store-url",
+    envvar="RUNYARD_SERVER_STORE_URL",
+    help="The platform's database, where run tokens are issued [env RUNYARD_SERVER_STORE_URL]; "
+    "without it pods get no run token.",
+)
 @click.option("--identity", help="Name in the Lease (default: POD_NAME, else host, pid and a random suffix).")
 @click.option(
     "--no-project-objects",
@@ -49,6 +55,7 @@ def operator(
     image: str,
     server_url: str,
     lease_namespace: str | None,
+    store_url: str | None,
     identity: str | None,
     no_project_objects: bool,
 ) -> None:
@@ -66,4 +73,5 @@ def operator(
         lease_namespace=lease_namespace,
         identity=identity,
         project_objects=not no_project_objects,
+        store_url=store_url,
     )

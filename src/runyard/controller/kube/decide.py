@@ -220,12 +220,15 @@ def _advance(run: Run, phase: Phase, reason: str, msg: str, at: datetime | None 
     transition(run, phase, reason, msg, at)
 
 
-def launch_spec(run: Run, attempt: int, server_url: str) -> LaunchSpec:
-    """One attempt as the runtime starts it: what the local controller gives a run, less what lives in the
-    server's database (a run token, a built environment's directory): the pod's init containers fetch
-    those from the server."""
+def launch_spec(run: Run, attempt: int, server_url: str, token: str | None = None) -> LaunchSpec:
+    """One attempt as the runtime starts it: what the local controller gives a run (its token when the
+    operator can issue one), less a built environment's directory."""
     spec, m = run.spec, run.metadata
+    # MLflow's client logs to runyard unless the spec names its own server. Its token is not set here: the
+    # runtime moves RUNYARD_TOKEN into a Secret, and a copy under another name would sit in the pod's spec.
+    mlflow = {} if "MLFLOW_TRACKING_URI" in spec.env else {"MLFLOW_TRACKING_URI": server_url}
     env = {
+        **mlflow,
         **spec.env,
         "PYTHONUNBUFFERED": spec.env.get("PYTHONUNBUFFERED", "1"),
         "RUNYARD_RUN_ID": m.name,
@@ -233,6 +236,7 @@ def launch_spec(run: Run, attempt: int, server_url: str) -> LaunchSpec:
         "RUNYARD_PROJECT": m.project,
         "RUNYARD_ATTEMPT": str(attempt),
         "RUNYARD_API_URL": server_url,
+        **({"RUNYARD_TOKEN": token} if token is not None else {}),
     }
     argv = ["/bin/sh", "-c", spec.command] if isinstance(spec.command, str) else list(spec.command or [])
     return LaunchSpec(

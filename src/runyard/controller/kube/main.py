@@ -25,10 +25,12 @@ def main(
     lease_namespace: str | None = None,
     identity: str | None = None,
     project_objects: bool = True,
+    store_url: str | None = None,
 ) -> None:
     """Run until SIGTERM or SIGINT. The Lease lives in `lease_namespace`: the operator's own (POD_NAMESPACE,
     set by its Deployment), else the first watched namespace, else 'runyard'. Its identity is the pod's
-    name (POD_NAME) when set."""
+    name (POD_NAME) when set. With `store_url` (the platform's database) each pod gets a run token, in a
+    Secret owned by its Run; without, pods get none (and cannot fetch a snapshot)."""
     from runyard.controller.kube.leader import LeaseElector, default_identity
     from runyard.controller.kube.operator import Operator
     from runyard.kube.api import CallCounter, connect
@@ -40,9 +42,14 @@ def main(
     calls = CallCounter()
     resources = KubeResources(api_client, calls)
     logs = Path(tempfile.mkdtemp(prefix="runyard-operator-logs-"))  # the operator reads no logs itself
-    runtime = KubernetesRuntime(
-        api_client, RuntimeOptions(image=image, server_url=server_url), logs, calls=calls
-    )
+    tokens = None
+    if store_url:
+        from runyard.controller.kube.tokens import StoreTokens
+        from runyard.store import Store
+
+        tokens = StoreTokens(Store(store_url))
+    options = RuntimeOptions(image=image, server_url=server_url, token_secrets=tokens is not None)
+    runtime = KubernetesRuntime(api_client, options, logs, calls=calls)
     lease_ns = (
         lease_namespace or os.environ.get("POD_NAMESPACE") or (namespaces or (DEFAULT_LEASE_NAMESPACE,))[0]
     )
@@ -60,6 +67,7 @@ def main(
         server_url=server_url,
         project_objects=project_objects,
         calls=calls,
+        tokens=tokens,
     )
     stop = threading.Event()
 

@@ -43,6 +43,12 @@ class Elector(Protocol):
     def is_leader(self) -> bool: ...
 
 
+class RunTokens(Protocol):
+    def issue(self, run: Run, attempt: int) -> str: ...
+
+    def revoke(self, run: Run) -> None: ...
+
+
 class Operator:
     def __init__(
         self,
@@ -56,10 +62,12 @@ class Operator:
         project_objects: bool = True,
         workers: int = 4,
         calls: Any = None,
+        tokens: RunTokens | None = None,
     ):
         self.resources, self.runtime, self.elector = resources, runtime, elector
         self.api_client, self.server_url, self.calls = api_client, server_url, calls
         self.apply_project_objects = project_objects
+        self.tokens = tokens  # None: pods get no run token (no database to issue one in)
         self.scopes: list[str | None] = list(namespaces) if namespaces else [None]
         self.queue: WorkQueue[Work] = WorkQueue()
         self.workers = workers
@@ -260,7 +268,8 @@ class Operator:
                     return  # its pod's ADDED event is on its way
                 self._launched.add(attempt)
             try:
-                self.runtime.launch(launch_spec(run, step.launch, self.server_url))
+                token = self.tokens.issue(run, step.launch) if self.tokens is not None else None
+                self.runtime.launch(launch_spec(run, step.launch, self.server_url, token))
             except LaunchError as exc:
                 with self._lock:
                     self._launched.discard(attempt)
@@ -279,6 +288,8 @@ class Operator:
                 for reason, message in step.events:
                     self._warn(run, reason, message)
             if step.status.phase.is_terminal():
+                if self.tokens is not None:
+                    self.tokens.revoke(run)
                 with self._lock:
                     self._seen = {a for a in self._seen if a[0] != run.uid}
                     self._stopped = {a for a in self._stopped if a[0] != run.uid}
