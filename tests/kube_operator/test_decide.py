@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from runyard.controller.kube.decide import (
+    RunStep,
     current_attempt,
     experiment_status,
     launch_failed,
@@ -34,7 +35,13 @@ def stored_run(**spec: object) -> Run:
 
 
 def running(run: Run) -> Run:
-    step = step_run(run, Observed(AttemptState.RUNNING, started_at=NOW), HANDLE, NOW)
+    obs = Observed(
+        AttemptState.RUNNING,
+        started_at=NOW,
+        limits={"mechanism": "kubernetes", "cpu": "1"},
+        sandbox={"mechanism": "kubernetes-pod"},
+    )
+    step = step_run(run, obs, HANDLE, NOW)
     assert step.status is not None
     return run.model_copy(update={"status": step.status})
 
@@ -57,6 +64,9 @@ def test_a_running_pod_makes_the_run_running_in_one_write() -> None:
     assert st.phase == Phase.RUNNING and st.startedAt == NOW
     assert [(a.attempt, a.handle) for a in st.attempts] == [(1, HANDLE)]
     assert {c.type: c.status for c in st.conditions} == {"Admitted": "True", "Started": "True"}
+    assert st.limits == {"mechanism": "kubernetes", "cpu": "1"} and st.sandbox == {
+        "mechanism": "kubernetes-pod"
+    }
     assert step_run(run, Observed(AttemptState.RUNNING), HANDLE, NOW).status is None  # nothing new
 
 
@@ -157,3 +167,11 @@ def test_an_experiment_whose_run_was_deleted_while_running_is_cancelled_not_run_
         ["train"],
     )
     assert experiment_status(experiment(), None) is None  # never had one: the operator creates it
+
+
+def test_a_tracking_only_run_is_never_launched_and_a_stop_cancels_it() -> None:
+    run = Run(metadata=ObjectMeta(name="nb", project="vision", uid="r-2"), spec={"trackingOnly": True})
+    assert step_run(run, None, HANDLE, NOW) == RunStep()  # nothing: no pod, no write
+    run.spec.stopRequested = True
+    step = step_run(run, None, HANDLE, NOW)
+    assert step.launch is None and step.status is not None and step.status.phase == Phase.CANCELLED

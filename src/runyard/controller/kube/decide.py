@@ -103,6 +103,11 @@ def step_run(run: Run, obs: Observed | None, handle: dict[str, Any], now: dateti
         return RunStep()
     run = run.model_copy(deep=True)
     st, stopping = run.status, run.spec.stopRequested
+    if run.spec.trackingOnly:  # no process: its client ends it; a stop cancels it (as locally)
+        if not stopping:
+            return RunStep()
+        _advance(run, Phase.CANCELLED, Reason.STOPPED, "stopped on request (a tracking-only run)", now)
+        return RunStep(status=st)
     if obs is not None and obs.state == AttemptState.LOST or obs is None and st.phase in _LAUNCHED:
         # its pod was there and is gone (LOST: seen by this process; else its status recorded the pod)
         if stopping:
@@ -161,6 +166,8 @@ def _record_attempt(run: Run, n: int, obs: Observed, handle: dict[str, Any], now
     att.startedAt = att.startedAt or obs.started_at or now
     st.startedAt = st.startedAt or att.startedAt
     st.nextAttemptAt = None
+    st.limits = st.limits or obs.limits  # how the pod is limited, and isolated: as the local runtime says
+    st.sandbox = st.sandbox or obs.sandbox
 
 
 def _exited(run: Run, obs: Observed, now: datetime) -> RunStep:

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 MANAGED_SELECTOR = "app.kubernetes.io/managed-by=runyard,runyard.dev/kind=Run"
 RUN_LABEL = "runyard.dev/run"
+RUN_OWNERS = ("Experiment", "Job")  # Runs of these (or of nobody) are plain runs: a pod per attempt
 Work = tuple[str, str, str]  # (kind, namespace, name)
 
 
@@ -249,6 +250,8 @@ class Operator:
         run = self._cache("Run", namespace).get((namespace, name))
         if run is None or run.metadata.uid is None:
             return
+        if any(o.kind not in RUN_OWNERS for o in run.metadata.ownerReferences):
+            return  # a Session's or a Model's: their controllers do not run on a cluster yet
         n = current_attempt(run)
         attempt = (run.uid, n)
         pod = self._cache("Pod", namespace).get((namespace, self._pod_name(run, n)))
@@ -263,6 +266,8 @@ class Operator:
         handle = self._handle(run, n)
         step = step_run(run, obs, handle, now())
         if step.launch is not None:
+            if self._owner_gone(run):
+                return  # the garbage collector is deleting the Run: its pod would be an orphan
             with self._lock:
                 if attempt in self._launched:
                     return  # its pod's ADDED event is on its way
@@ -295,6 +300,13 @@ class Operator:
                     self._stopped = {a for a in self._stopped if a[0] != run.uid}
         if step.after is not None:
             self.queue.add_after(("Run", namespace, name), step.after)
+
+    def _owner_gone(self, run: Run) -> bool:
+        """Its Experiment is no longer cached (caches are full before any reconcile): deleted."""
+        m = run.metadata
+        owners = [o for o in m.ownerReferences if o.kind == "Experiment"]
+        experiments = self._cache("Experiment", m.project)
+        return any(experiments.get((m.project, o.name)) is None for o in owners)
 
     def _write_status(self, res: Resource, status: Any) -> bool:
         m = res.metadata
