@@ -107,7 +107,8 @@ def test_a_failed_attempt_is_retried_after_its_backoff() -> None:
 
 
 def test_unschedulable_is_said_once() -> None:
-    obs = Observed(AttemptState.STARTING, message="0/3 nodes are available: 3 Insufficient nvidia.com/gpu.")
+    full = "Unschedulable: 0/3 nodes are available: 3 Insufficient nvidia.com/gpu."
+    obs = Observed(AttemptState.STARTING, message=full)
     step = step_run(stored_run(), obs, HANDLE, NOW)
     assert step.status is not None and step.status.phase == Phase.STARTING
     assert step.status.reason == Reason.UNSCHEDULABLE and "Insufficient" in (step.status.message or "")
@@ -175,3 +176,13 @@ def test_a_tracking_only_run_is_never_launched_and_a_stop_cancels_it() -> None:
     run.spec.stopRequested = True
     step = step_run(run, None, HANDLE, NOW)
     assert step.launch is None and step.status is not None and step.status.phase == Phase.CANCELLED
+
+
+def test_an_image_that_cannot_be_pulled_is_said_but_is_not_unschedulable() -> None:
+    obs = Observed(AttemptState.STARTING, message="main: ErrImagePull: pull access denied")
+    step = step_run(stored_run(), obs, HANDLE, NOW)
+    assert step.status is not None and (step.status.phase, step.status.reason) == (
+        Phase.STARTING,
+        "Launching",
+    )
+    assert step.events == [("Launching", "main: ErrImagePull: pull access denied")]

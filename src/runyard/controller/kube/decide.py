@@ -146,15 +146,18 @@ def launch_failed(run: Run, message: str, now: datetime) -> RunStep:
 
 
 def _starting(run: Run, n: int, obs: Observed, handle: dict[str, Any], now: datetime) -> RunStep:
-    """A pod not running yet. Only a scheduler's complaint (e.g. Unschedulable) is worth a write."""
+    """A pod not running yet. Only a complaint (the scheduler's, or an image that cannot be pulled) is
+    worth a write, once per message."""
     st = run.status
     if not obs.message or st.message == obs.message:
         return RunStep()
     _record_attempt(run, n, obs, handle, now)
     _advance(run, Phase.STARTING, Reason.LAUNCHING, f"launching attempt {n}")
-    st.reason, st.message = Reason.UNSCHEDULABLE, obs.message
-    set_condition(st.conditions, "PodScheduled", "False", Reason.UNSCHEDULABLE, obs.message)
-    return RunStep(status=st, events=[(Reason.UNSCHEDULABLE, obs.message)])
+    unschedulable = obs.message.startswith(Reason.UNSCHEDULABLE)
+    reason = Reason.UNSCHEDULABLE if unschedulable else Reason.LAUNCHING
+    st.reason, st.message = reason, obs.message
+    set_condition(st.conditions, "PodScheduled", "False" if unschedulable else "True", reason, obs.message)
+    return RunStep(status=st, events=[(reason, obs.message)])
 
 
 def _record_attempt(run: Run, n: int, obs: Observed, handle: dict[str, Any], now: datetime) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any, Protocol
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 
 MANAGED_SELECTOR = "app.kubernetes.io/managed-by=runyard,runyard.dev/kind=Run"
 RUN_LABEL = "runyard.dev/run"
+LAUNCH_RECHECK = 30.0  # seconds: a launched pod not seen by then is launched again (idempotent)
 RUN_OWNERS = ("Experiment", "Job")  # Runs of these (or of nobody) are plain runs: a pod per attempt
 Work = tuple[str, str, str]  # (kind, namespace, name)
 
@@ -75,7 +77,8 @@ class Operator:
         self.reconciled = 0  # reconciles that wrote or launched something
         self._informers: dict[tuple[str, str | None], Informer[Any]] = {}
         self._pod_sources: list[PodSource] = []
-        self._launched: set[tuple[str, int]] = set()  # (run uid, attempt) launched, its pod not seen yet
+        # (run uid, attempt) -> when launched, its pod not seen yet
+        self._launched: dict[tuple[str, int], float] = {}
         self._seen: set[tuple[str, int]] = set()  # pods seen: one gone from the cache was deleted
         self._stopped: set[tuple[str, int]] = set()
         self._projects: set[str] = set()
@@ -258,7 +261,7 @@ class Operator:
         with self._lock:
             if pod is not None:
                 self._seen.add(attempt)
-                self._launched.discard(attempt)
+                self._launched.pop(attempt, None)
             seen = attempt in self._seen
         obs = self._observe(pod) if pod is not None else None
         if obs is None and seen:
@@ -269,15 +272,16 @@ class Operator:
             if self._owner_gone(run):
                 return  # the garbage collector is deleting the Run: its pod would be an orphan
             with self._lock:
-                if attempt in self._launched:
+                if time.monotonic() - self._launched.get(attempt, -LAUNCH_RECHECK) < LAUNCH_RECHECK:
                     return  # its pod's ADDED event is on its way
-                self._launched.add(attempt)
+                self._launched[attempt] = time.monotonic()
+            self.queue.add_after(("Run", namespace, name), LAUNCH_RECHECK)  # launch again if never seen
             try:
                 token = self.tokens.issue(run, step.launch) if self.tokens is not None else None
                 self.runtime.launch(launch_spec(run, step.launch, self.server_url, token))
             except LaunchError as exc:
                 with self._lock:
-                    self._launched.discard(attempt)
+                    self._launched.pop(attempt, None)
                 if isinstance(exc.__cause__, Unavailable):
                     raise  # the API is busy or away: try again shortly
                 step = launch_failed(run, str(exc), now())  # refused (invalid, forbidden): say why
