@@ -186,3 +186,14 @@ def test_an_image_that_cannot_be_pulled_is_said_but_is_not_unschedulable() -> No
         "Launching",
     )
     assert step.events == [("Launching", "main: ErrImagePull: pull access denied")]
+
+
+def test_a_pod_past_its_deadline_is_a_timeout() -> None:
+    """The runtime's word for a pod Kubernetes stopped at activeDeadlineSeconds (the run's timeoutSeconds)."""
+    message = "stopped by Kubernetes: the pod's activeDeadlineSeconds passed"
+    obs = Observed(AttemptState.EXITED, exit_code=137, message=message)
+    step = step_run(running(stored_run(timeoutSeconds=60)), obs, HANDLE, NOW)
+    assert step.status is not None and (step.status.phase, step.status.reason) == (
+        Phase.FAILED,
+        "DeadlineExceeded",
+    )
