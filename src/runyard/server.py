@@ -20,6 +20,7 @@ from runyard.controller.jobs.scheduler import Scheduler
 from runyard.controller.loop import Controller
 from runyard.controller.session_support import SessionSupport
 from runyard.core.errors import Unavailable
+from runyard.runtime.base import Runtime
 from runyard.runtime.local import LocalRuntime
 from runyard.services.artifacts import ArtifactStore
 from runyard.services.auth import ensure_admin_token
@@ -119,9 +120,10 @@ def build(
     key = load_key(home)
     gateway = SessionGateway(store, key)
     ctx.sessions = SessionSupport(home / "sessions", key, api_url.rstrip("/"), activity=gateway.last_activity)
+    kube = _kube(settings, api_url)
     state = AppState(
         store,
-        runtime,
+        kube[1] if kube else runtime,  # what the API reads runs' logs through
         blobs,
         notifier,
         Tracking(store),
@@ -131,19 +133,25 @@ def build(
         scheduler=ctx.scheduler,
         serving=ctx.serving,
         sessions=gateway,
-        kube=_kube_resources(settings),
+        kube=kube[0] if kube else None,
     )
     return Platform(state, Controller(ctx), lock)
 
 
-def _kube_resources(settings: ServerSettings) -> KubeResources | None:
-    """With `--kubernetes`, the cluster's custom resources, where the kinds then live (the operator runs
-    them; this server's controller finds none in the store to act on)."""
+def _kube(settings: ServerSettings, api_url: str) -> tuple[KubeResources, Runtime] | None:
+    """With `--kubernetes`: the cluster's custom resources, where the kinds then live, and its runtime, that
+    the API reads runs' logs through (the operator runs them; this server's controller finds none in the
+    store to act on)."""
     if not settings.kubernetes:
         return None
     from runyard.kube.api import connect
+    from runyard.runtime.kubernetes.runtime import KubernetesRuntime, RuntimeOptions
 
-    return KubeResources(connect(settings.kubeconfig, settings.kube_context))
+    api_client = connect(settings.kubeconfig, settings.kube_context)
+    logs = KubernetesRuntime(
+        api_client, RuntimeOptions(image="", server_url=api_url), settings.home / "kube-logs"
+    )
+    return KubeResources(api_client), logs
 
 
 def _private_paths(settings: ServerSettings, store: Store) -> list[str]:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -201,3 +203,49 @@ def test_a_watch_from_a_revision_the_cluster_no_longer_keeps_ends_with_410(serve
         rest = Rest(server.url, token=server.token, project="default")
         with pytest.raises(Gone, match="list again"):
             next(rest.watch("experiments", since=old))
+
+
+def test_an_experiment_applied_with_the_cli_runs_as_a_pod_and_its_logs_come_through_the_api(
+    server, kube, tmp_path
+):
+    """The whole path on a cluster: `runyard apply` through the server, the operator (in this process)
+    makes the Run and its Pod, a fake kubelet runs it (the emulator has none: it writes the pod's status and
+    answers pods/log), `runyard logs --follow` streams the pod's log through the server until the Run ends,
+    and kubectl and the API see the Experiment Succeeded."""
+    if kube.emulator is None:
+        pytest.skip("plays the kubelet")
+    from tests.kube_operator.harness import Kubelet, operator, wait_for
+
+    log = {"text": ""}
+    pod_log = "/api/v1/namespaces/default/pods/logged-1/log"
+    kube.emulator[lambda req: req.url.path == pod_log] << (lambda request: log["text"].encode())
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "exp.yaml").write_text(experiment_yaml("logged", "python train.py"))
+    kubelet = Kubelet(kube.api_client)
+    with operator(kube, "default", tmp_path / "operator"):
+        assert runyard_cli("apply", "-f", "exp.yaml", env=server.env(), cwd=project).returncode == 0
+        core = client.CoreV1Api(kube.api_client)
+        pod = wait_for("the run's pod", lambda: core.list_namespaced_pod("default").items)[0]
+        assert pod.metadata.name == "logged-1"
+        kubelet.running("default", "logged-1")
+        log["text"] = "2026-12-02T08:00:01Z epoch 1\n"
+        follower = subprocess.Popen(
+            [sys.executable, "-m", "runyard", "logs", "logged", "--follow"],
+            env=server.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert follower.stdout is not None
+        assert follower.stdout.readline().rstrip("\n").endswith("epoch 1")
+        log["text"] += "2026-12-02T08:00:02Z done\n"
+        kubelet.exited("default", "logged-1", 0)
+        out, err = follower.communicate(timeout=30)
+        assert follower.returncode == 0, err
+        assert out.rstrip("\n").endswith("done")
+        with server.api() as api:
+            phase = lambda: api.get("/experiments/logged").json().get("status", {}).get("phase")  # noqa: E731
+            wait_for("the experiment to succeed", lambda: phase() == "Succeeded")
+    got = _objects(kube).get_namespaced_custom_object(GROUP, VERSION, "default", "experiments", "logged")
+    assert got["status"]["phase"] == "Succeeded"

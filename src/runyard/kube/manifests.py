@@ -257,8 +257,8 @@ def operator_objects(v: Values) -> list[dict[str, Any]]:
 
 
 def server_objects(v: Values) -> list[dict[str, Any]]:
-    """The API reads and writes the custom resources (runyard apply, the REST API) and makes a new
-    project's namespace; their status and everything else are the operator's."""
+    """The API reads and writes the custom resources (runyard apply, the REST API), makes a new project's
+    namespace and reads runs' pod logs; their status and everything else are the operator's."""
     ns, port = v.namespace, v.server.port
     listen = 8765
     probe = {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10}
@@ -286,8 +286,15 @@ def server_objects(v: Values) -> list[dict[str, Any]]:
             "ClusterRole",
             "runyard-server",
             "server",
-            # a project's first object makes its namespace (services/kube_resources.ensure_namespace)
-            _rules_for([([API_GROUP], PLURALS, [*READ, *WRITE]), ([""], ["namespaces"], ["create"])]),
+            # A project's first object makes its namespace (services/kube_resources.ensure_namespace);
+            # `runyard logs` reads a run's pod and its log.
+            _rules_for(
+                [
+                    ([API_GROUP], PLURALS, [*READ, *WRITE]),
+                    ([""], ["namespaces"], ["create"]),
+                    ([""], ["pods", "pods/log"], ["get"]),
+                ]
+            ),
         ),
         _binding("ClusterRoleBinding", "runyard-server", "server", ns, None),
         {

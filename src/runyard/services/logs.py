@@ -13,15 +13,17 @@ from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
 from anyio.to_thread import run_sync as off_loop
 
 from runyard.core.clock import aware
 from runyard.core.errors import NotFound
-from runyard.core.resources import Attempt, Experiment, Run
+from runyard.core.resources import Attempt, Experiment, Resource, Run
 from runyard.runtime.base import LogEntry, Runtime
 from runyard.services.notify import Notifier
 from runyard.store import Store
+from runyard.store.kube.resources import KubeResources
 
 FALLBACK = 0.5  # seconds
 MAX_TAIL = 100_000
@@ -55,18 +57,24 @@ def _end(run: Run | None) -> bytes:
     return (json.dumps(doc) + "\n").encode()
 
 
-def find_run(store: Store, project: str, name: str) -> Run | None:
+Objects = Store | KubeResources  # where runs are: the store, or a cluster's custom resources
+
+
+def find_run(store: Objects, project: str, name: str) -> Run | None:
     """The run, or None while the Experiment of that name exists but its controller has not made it yet."""
     try:
-        return store.get(Run, project, name)
+        return cast(Run, store.get(Run, project, name))
     except NotFound:
         store.get(Experiment, project, name)  # NotFound for a name that is neither
         return None
 
 
-async def _await_run(store: Store, notifier: Notifier, project: str, name: str, timeout: float) -> Run | None:
+async def _await_run(
+    store: Objects, notifier: Notifier, project: str, name: str, timeout: float
+) -> Run | None:
     """Wait for the controller to create an experiment's run: it touches the experiment when it does."""
-    exp_uid = (await off_loop(store.get, Experiment, project, name)).uid
+    experiment: Resource = await off_loop(store.get, Experiment, project, name)
+    exp_uid = experiment.uid
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         seen = notifier.versions(exp_uid)  # before the read, so a touch after it is not missed
@@ -75,6 +83,15 @@ async def _await_run(store: Store, notifier: Notifier, project: str, name: str, 
             return run
         await notifier.wait(exp_uid, seen, FALLBACK)
     return None
+
+
+def _same_run(store: Objects, run: Run) -> Run | None:
+    """`run` as stored now; None once it is gone (or another run took its name)."""
+    try:
+        found = store.get(Run, run.metadata.project, run.metadata.name)
+    except NotFound:
+        return None
+    return cast(Run, found) if found.uid == run.uid else None
 
 
 def _next_entries(
@@ -94,7 +111,7 @@ def _next_entries(
 
 
 async def stream_logs(
-    store: Store,
+    store: Objects,
     runtime: Runtime,
     notifier: Notifier,
     project: str,
@@ -114,10 +131,11 @@ async def stream_logs(
     idx, offset, seen_state = 0, 0, -1
     while True:
         seen = notifier.versions(uid)
-        if seen[0] != seen_state:  # the record changed: new attempts, a new phase
+        # The record changed (new attempts, a new phase); a cluster's changes come with no notice: look.
+        if seen[0] != seen_state or isinstance(store, KubeResources):
             seen_state = seen[0]
-            found = await off_loop(store.get_uid, uid)
-            if not isinstance(found, Run):
+            found = await off_loop(_same_run, store, run)
+            if found is None:
                 yield _end(None)
                 return
             run = found

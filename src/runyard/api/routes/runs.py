@@ -39,7 +39,8 @@ def logs(
     who: Principal = READ,
 ) -> StreamingResponse:
     """NDJSON: {time, stream, text} per line, then {end: true, phase, exitCode, reason, message}."""
-    run = find_run(s.store, project, name)  # a 404 now, not mid-stream, for a name that is neither
+    objects = s.kube or s.store
+    run = find_run(objects, project, name)  # a 404 now, not mid-stream, for a name that is neither
     query = LogQuery(follow, tail, since)
-    body = stream_logs(s.store, s.runtime, s.notifier, project, name, query, run)
+    body = stream_logs(objects, s.runtime, s.notifier, project, name, query, run)
     return StreamingResponse(body, media_type="application/x-ndjson")
