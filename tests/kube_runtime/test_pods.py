@@ -253,3 +253,26 @@ def test_the_validation_can_fail() -> None:
     pod["spec"]["containers"][0]["workDir"] = "/x"
     with pytest.raises(ValidationError):
         validate(pod, K8S, strict=True)
+
+
+def test_mlflows_client_gets_the_run_token_from_the_secret_when_it_logs_to_runyard() -> None:
+    """A pod whose MLflow client logs to runyard reads its token from the same Secret; one that logs to
+    another MLflow server gets none of ours."""
+    ours = {"RUNYARD_TOKEN": "t", "RUNYARD_API_URL": "http://s", "MLFLOW_TRACKING_URI": "http://s"}
+    theirs = {**ours, "MLFLOW_TRACKING_URI": "http://mlflow.example"}
+    envs = []
+    for env in (ours, theirs):
+        s = spec(snapshot=None, cpu=None, memory=None, gpu=0, env=env)
+        pod = pods.pod_manifest(
+            s,
+            image="i",
+            server_url="http://s",
+            namespace="p",
+            owner=None,
+            run_token_secret="tok",
+            env_lock=None,
+        )
+        envs.append(env_of(valid(pod)["spec"]["containers"][0]))
+    assert envs[0]["MLFLOW_TRACKING_TOKEN"] == {"secretKeyRef": {"name": "tok", "key": "token"}}
+    assert "MLFLOW_TRACKING_TOKEN" not in envs[1]
+    assert all(not isinstance(v, str) or v != "t" for env in envs for v in env.values())  # never inline

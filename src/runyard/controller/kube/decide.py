@@ -235,7 +235,7 @@ def launch_spec(run: Run, attempt: int, server_url: str, token: str | None = Non
     operator can issue one), less a built environment's directory."""
     spec, m = run.spec, run.metadata
     # MLflow's client logs to runyard unless the spec names its own server. Its token is not set here: the
-    # runtime moves RUNYARD_TOKEN into a Secret, and a copy under another name would sit in the pod's spec.
+    # runtime moves RUNYARD_TOKEN into a Secret and gives MLflow's client the same one from it.
     mlflow = {} if "MLFLOW_TRACKING_URI" in spec.env else {"MLFLOW_TRACKING_URI": server_url}
     env = {
         **mlflow,

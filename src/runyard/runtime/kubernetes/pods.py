@@ -116,8 +116,8 @@ def _env_list(env: dict[str, str]) -> list[dict[str, Any]]:
     return [{"name": k, "value": v} for k, v in sorted(env.items())]
 
 
-def _token_env(secret: str) -> dict[str, Any]:
-    return {"name": "RUNYARD_TOKEN", "valueFrom": {"secretKeyRef": {"name": secret, "key": TOKEN_KEY}}}
+def _token_env(secret: str, name: str = "RUNYARD_TOKEN") -> dict[str, Any]:
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": TOKEN_KEY}}}
 
 
 def _container_security() -> dict[str, Any]:
@@ -184,7 +184,10 @@ def _main_env(spec: LaunchSpec, env_lock: str | None, run_token_secret: str | No
         env["PYTHONPATH"] = ":".join([SDK, *filter(None, env.get("PYTHONPATH", "").split(":"))])
     if run_token_secret:
         env.pop("RUNYARD_TOKEN", None)
-        return [*_env_list(env), _token_env(run_token_secret)]
+        tokens = [_token_env(run_token_secret)]
+        if env.get("MLFLOW_TRACKING_URI") == env.get("RUNYARD_API_URL"):  # MLflow's client logs to runyard
+            tokens.append(_token_env(run_token_secret, "MLFLOW_TRACKING_TOKEN"))
+        return [*_env_list(env), *tokens]
     return _env_list(env)
 
 
