@@ -1,0 +1,431 @@
+"""Jobs on a cluster: a Job's schedule and dependencies fire Runs through the same decisions as the local
+scheduler (controller/jobs/decide.py: due, schedule_fire, dependency_fire), and its status follows as the
+local reconciler computes it (history limits, last run, next fire). Not a Kubernetes CronJob: runyard's
+semantics (time zones across DST, a missed window fired once or skipped past startingDeadlineSeconds,
+dependsOn) stay runyard's.
+
+There is no fire table on a cluster: a fire is claimed by the Run's creation itself. The Run's name is
+deterministic (the job and the scheduled instant's Unix minute, or the job and the upstream runs it
+follows), so a second controller, or an earlier life of this one, that made it gets Conflict (AlreadyExists)
+from the API server: a fire is made once. The Run is owned by the Job (deleting the Job deletes its Runs)
+and the Operator runs it as any other Run.
+
+Watch-driven: Jobs and Runs are cached by informers; a Job is reconciled when it or one of its Runs (or a
+Run of a job it depends on) changes, and when its next instant is due (a heap, woken by each reconcile).
+Only the leader writes; a follower keeps its caches and acts when it leads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import heapq
+import logging
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from runyard.controller.jobs.decide import dependency_fire, due, on_cycle, schedule_fire
+from runyard.controller.jobs.reconcile import (
+    RUN_ACTIVE,
+    _history,
+    _last_run,
+    _last_success,
+    _removed_text,
+    _waiting_text,
+)
+from runyard.controller.kube.informer import Informer, Key
+from runyard.controller.kube.operator import (
+    Elector,
+    Operator,
+    _resource_key,
+    _resource_version,
+    _ResourceSource,
+)
+from runyard.controller.kube.workqueue import WorkQueue
+from runyard.core.clock import now
+from runyard.core.cron import next_fire
+from runyard.core.errors import Conflict, NotFound
+from runyard.core.phases import Phase, Reason
+from runyard.core.resources import Job, JobStatus, ObjectMeta, OwnerReference, Resource, Run, RunSpec
+from runyard.store.jobs import JOB_LABEL, SCHEDULED_ANNOTATION, TRIGGER_ANNOTATION, Fire, run_name
+
+log = logging.getLogger(__name__)
+
+# On the Job, what its last dependency fire followed (the local store keeps it in its job state row): it
+# fires again only once each dependency succeeded after that.
+DEPENDENCY_ANNOTATION = "runyard.dev/dependencies-fired-at"
+MAX_WAIT = 1.0  # real seconds between two looks at the clock (an injected clock may run faster)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def scheduled_run_name(job: str, at: datetime) -> str:
+    """The Run a scheduled instant makes: the same for every controller, so its creation is the claim."""
+    return run_name(job, int(at.timestamp()) // 60)
+
+
+def dependency_run_name(job: str, key: str) -> str:
+    """The Run a dependency fire makes, named by the upstream runs it follows (decide.dependency_key)."""
+    suffix = "-d" + hashlib.sha256(key.encode()).hexdigest()[:10]
+    return job[: 63 - len(suffix)].rstrip("-") + suffix
+
+
+def new_run(fire: Fire, name: str) -> Run:
+    """The Run of a fire, as the local store makes it: the job's template, its labels plus the job label,
+    the trigger annotated, owned by the job."""
+    job, m = fire.job, fire.job.metadata
+    annotations: dict[str, str] = {TRIGGER_ANNOTATION: fire.trigger}
+    if fire.scheduled_at is not None:
+        annotations[SCHEDULED_ANNOTATION] = fire.scheduled_at.isoformat()
+    template = job.spec.template.model_dump()
+    template["env"] = {**template["env"], **fire.params}
+    return Run(
+        metadata=ObjectMeta(
+            name=name,
+            project=m.project,
+            labels={**m.labels, JOB_LABEL: m.name},
+            annotations=annotations,
+            ownerReferences=[OwnerReference(kind="Job", name=m.name, uid=job.uid)],
+        ),
+        spec=RunSpec(**template),
+    )
+
+
+def owned_by(run: Run, job: Job) -> bool:
+    return any(o.kind == "Job" and o.uid == job.metadata.uid for o in run.metadata.ownerReferences)
+
+
+class JobController:
+    def __init__(
+        self,
+        resources: Any,
+        elector: Elector,
+        *,
+        api_client: Any,
+        namespaces: list[str] | None = None,
+        image: str = "",
+        server_url: str = "",
+        calls: Any = None,
+        workers: int = 2,
+        clock: Callable[[], datetime] = now,
+    ):
+        self.resources, self.elector, self.api_client = resources, elector, api_client
+        self.image, self.server_url, self.calls = image, server_url, calls  # Runs' pods: the Operator's
+        self.clock = clock
+        self.workers = workers
+        self.scopes: list[str | None] = list(namespaces) if namespaces else [None]
+        self.queue: WorkQueue[Key] = WorkQueue()
+        self.fired = 0  # Runs this controller created
+        self._informers: dict[tuple[str, str | None], Informer[Any]] = {}
+        self._heap: list[tuple[datetime, Key]] = []
+        self._due: dict[Key, datetime] = {}
+        self._deferred: set[Key] = set()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        for scope in self.scopes:
+            handlers: list[tuple[type[Resource], Any]] = [(Job, self._on_job), (Run, self._on_run)]
+            for cls, handler in handlers:
+                source = _ResourceSource(resources, cls.__name__, scope)
+                informer = Informer(
+                    f"{cls.plural}/{scope}", source, _resource_key, _resource_version, handler
+                )
+                self._informers[(cls.__name__, scope)] = informer
+
+    # -- lifecycle (as the Operator's)
+
+    def start(self) -> None:
+        for (kind, scope), informer in self._informers.items():
+            self._spawn(f"watch-{kind}-{scope or 'all'}", self._watch, informer)
+        for informer in self._informers.values():
+            if not informer.synced.wait(60):
+                raise TimeoutError(f"the {informer.name} watch did not list in time")
+        for i in range(self.workers):
+            self._spawn(f"reconcile-{i}", self._work)
+        self._spawn("timer", self._timer)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self.queue.close()
+        for thread in self._threads:
+            thread.join(10)
+
+    def leading(self, leads: bool) -> None:
+        if leads:
+            self.resync()
+
+    def resync(self) -> None:
+        for (kind, _), informer in self._informers.items():
+            if kind == "Job":
+                for job in informer.items():
+                    self.queue.add(_resource_key(job))
+
+    def wake(self) -> None:
+        """Look at the clock now (a test that moved its clock; the timer looks every MAX_WAIT anyway)."""
+        self._wake.set()
+
+    def _spawn(self, name: str, target: Any, *args: Any) -> None:
+        thread = threading.Thread(target=target, args=args, name=f"jobs-{name}", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _watch(self, informer: Informer[Any]) -> None:
+        while not self._stop.is_set():
+            try:
+                informer.run(self._stop)
+            except Exception:
+                if self._stop.is_set():
+                    return
+                log.exception("%s watch failed; listing again", informer.name)
+                self._stop.wait(1)
+
+    # -- caches and triggers
+
+    def _cache(self, kind: str, namespace: str) -> Informer[Any]:
+        return self._informers.get((kind, None)) or self._informers[(kind, namespace)]
+
+    def _on_job(self, type_: str, job: Job) -> None:
+        key = _resource_key(job)
+        self.queue.add(key)
+        if type_ == "DELETED":
+            self._dependents_of(key[0], key[1])  # they stop waiting on it (nothing to fire)
+
+    def _on_run(self, type_: str, run: Run) -> None:
+        m = run.metadata
+        for owner in m.ownerReferences:
+            if owner.kind == "Job":
+                self.queue.add((m.project, owner.name))
+                if run.status.phase == Phase.SUCCEEDED:
+                    self._dependents_of(m.project, owner.name)
+
+    def _dependents_of(self, namespace: str, name: str) -> None:
+        for job in self._cache("Job", namespace).items():
+            if job.metadata.project == namespace and name in job.spec.dependsOn:
+                self.queue.add(_resource_key(job))
+
+    def _timer(self) -> None:
+        """Queue each job whose next instant is due by the clock; sleep until the earliest, at most
+        MAX_WAIT (woken early by each reconcile that moves a job's instant)."""
+        while not self._stop.is_set():
+            current = self.clock()
+            wait = MAX_WAIT
+            with self._lock:
+                while self._heap:
+                    at, key = self._heap[0]
+                    if self._due.get(key) != at:
+                        heapq.heappop(self._heap)  # superseded
+                    elif at <= current:
+                        heapq.heappop(self._heap)
+                        del self._due[key]
+                        self.queue.add(key)
+                    else:
+                        wait = min(wait, (at - current).total_seconds())
+                        break
+            self._wake.wait(max(0.0, wait))
+            self._wake.clear()
+
+    def _set_due(self, key: Key, at: datetime | None) -> None:
+        with self._lock:
+            if at is None:
+                self._due.pop(key, None)
+            elif self._due.get(key) != at:
+                self._due[key] = at
+                heapq.heappush(self._heap, (at, key))
+        self._wake.set()
+
+    # -- work
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            item = self.queue.get(timeout=0.5)
+            leads = self.elector.is_leader()
+            if leads and self._deferred:
+                with self._lock:
+                    deferred, self._deferred = self._deferred, set()
+                for key in deferred:
+                    self.queue.add(key)
+            if item is None:
+                continue
+            try:
+                if leads:
+                    self.reconcile(*item)
+                else:
+                    with self._lock:
+                        self._deferred.add(item)
+            except Exception:
+                log.exception("reconciling job %s/%s; trying again", *item)
+                self.queue.add_after(item, 1.0)
+            finally:
+                self.queue.done(item)
+
+    def reconcile(self, namespace: str, name: str) -> None:
+        """Fire what is due, trim the history, and write the status if it changed."""
+        job = self._cache("Job", namespace).get((namespace, name))
+        if job is None or job.metadata.deletionTimestamp is not None:
+            self._set_due((namespace, name), None)
+            return  # the garbage collector deletes its Runs
+        current = self.clock()
+        old, spec = job.status, job.spec
+        st = old.model_copy(deep=True)
+        observed = f"{spec.schedule}|{spec.timeZone}|{spec.suspend}"
+        if old.observedSchedule != observed:  # fires count from now: a resumed job makes up nothing
+            st.observedSchedule, st.scheduleFrom = observed, current
+        if spec.schedule and not spec.suspend:
+            self._fire_schedule(job, st, current)
+        if spec.dependsOn and not spec.suspend:
+            self._fire_dependencies(job)
+        runs = self._runs(job)
+        kept, removed = _history(job, runs)
+        for run in removed:
+            with contextlib.suppress(NotFound):
+                self.resources.delete("Run", namespace, run.metadata.name)
+        if removed:
+            self._event(job, Reason.RUN_DELETED, _removed_text(job, removed))
+        self._status(job, st, kept, runs, current)
+        if st.model_dump(mode="json") != old.model_dump(mode="json"):
+            written = self.resources.patch_status("Job", namespace, name, st.model_dump(mode="json"))
+            self._cache("Job", namespace).put(written)
+        self._set_due((namespace, name), st.nextScheduleTime)
+
+    def _runs(self, job: Job) -> list[Run]:
+        """The job's Runs, oldest first (as the local store lists them)."""
+        ns = job.metadata.project
+        runs = [r for r in self._cache("Run", ns).items() if r.metadata.project == ns and owned_by(r, job)]
+        return sorted(runs, key=lambda r: (r.metadata.creationTimestamp or EPOCH, r.metadata.name))
+
+    def _fire_schedule(self, job: Job, st: JobStatus, current: datetime) -> None:
+        spec = job.spec
+        assert spec.schedule is not None
+        marks = [t for t in (st.lastScheduleTime, st.scheduleFrom) if t is not None]
+        window = due(spec.schedule, spec.timeZone, max(marks) if marks else current, current)
+        fire = schedule_fire(job, window, current)
+        if fire is None or fire.scheduled_at is None:
+            return
+        st.lastScheduleTime = fire.scheduled_at  # claimed, whatever comes of it: never looked at again
+        if fire.missed is not None:
+            self._event(job, Reason.MISSED_SCHEDULE, fire.missed)
+            return
+        if self._fire(fire, scheduled_run_name(job.metadata.name, fire.scheduled_at)):
+            for reason, message, *_ in fire.events:
+                self._event(job, reason, message)
+
+    def _fire_dependencies(self, job: Job) -> None:
+        """Fire when every dependency's latest Run succeeded since this job last fired after them."""
+        ns = job.metadata.project
+        jobs = self._cache("Job", ns)
+        upstream: dict[str, tuple[str, datetime] | None] = {}
+        for dep in job.spec.dependsOn:
+            other = jobs.get((ns, dep))
+            if other is None or other.metadata.deletionTimestamp is not None:
+                return  # it fires once they all exist
+            upstream[dep] = self._latest_success(other)
+
+        def depends_on(name: str) -> list[str]:
+            found = jobs.get((ns, name))
+            return list(found.spec.dependsOn) if found is not None else []
+
+        if on_cycle(job.metadata.name, depends_on):
+            return
+        marks = [job.metadata.creationTimestamp, _fired_at(job)]
+        since = max([t for t in marks if t is not None], default=EPOCH)
+        fire = dependency_fire(job, upstream, since)
+        if fire is None:
+            return
+        self._fire(fire, dependency_run_name(job.metadata.name, fire.key))
+        # Remembered on the Job as the latest of the successes it followed (the Runs' own times, not this
+        # controller's clock): a replace carrying its resourceVersion, Conflict if it moved meanwhile (the
+        # next look finds the Run made, by name).
+        followed = max(v[1] for v in upstream.values() if v is not None)
+        annotated = job.model_copy(deep=True)
+        annotated.metadata.annotations[DEPENDENCY_ANNOTATION] = followed.isoformat()
+        self._cache("Job", ns).put(self.resources.replace(annotated))
+
+    def _latest_success(self, job: Job) -> tuple[str, datetime] | None:
+        done = [
+            r
+            for r in self._runs(job)
+            if r.status.phase == Phase.SUCCEEDED and r.status.finishedAt is not None
+        ]
+        if not done:
+            return None
+        last = max(done, key=lambda r: r.status.finishedAt or EPOCH)
+        return last.uid, cast(datetime, last.status.finishedAt)
+
+    def _fire(self, fire: Fire, name: str) -> bool:
+        """Create the fire's Run, applying the concurrency policy; False if it was not made now (made
+        before, under the same name, or skipped)."""
+        job, ns = fire.job, fire.job.metadata.project
+        runs = self._cache("Run", ns)
+        existing = runs.get((ns, name))
+        if existing is not None:
+            if not owned_by(existing, job):
+                self._event(job, Reason.FIRE_SKIPPED, f"a run named {name!r} exists and is not this job's")
+            return False
+        active = [r for r in self._runs(job) if _active(r)]
+        policy = job.spec.concurrencyPolicy
+        if active and policy == "Forbid":
+            names = ", ".join(r.metadata.name for r in active)
+            msg = f"skipped: run {names} is still active (concurrencyPolicy Forbid)"
+            self._event(job, Reason.FIRE_SKIPPED, msg)
+            return False
+        try:
+            created = self.resources.create(new_run(fire, name))
+        except Conflict:
+            return False  # another controller (or an earlier life of this one) made it: its watch brings it
+        runs.put(created)
+        with self._lock:
+            self.fired += 1
+        if policy == "Replace":
+            for run in active:
+                self._request_stop(run, f"replaced by a new run of job {job.metadata.name}")
+        return True
+
+    def _request_stop(self, run: Run, why: str) -> None:
+        """As `runyard stop` does: spec.stopRequested, which the Operator acts on."""
+        stopped = run.model_copy(deep=True)
+        stopped.spec.stopRequested = True
+        try:
+            self._cache("Run", run.metadata.project).put(self.resources.replace(stopped))
+        except NotFound:
+            return
+        self._event(run, Reason.STOP_REQUESTED, why)
+
+    def _status(self, job: Job, st: JobStatus, kept: list[Run], runs: list[Run], current: datetime) -> None:
+        spec = job.spec
+        st.observedGeneration = job.metadata.generation
+        st.runs = [r.metadata.name for r in kept]
+        st.active = [r.metadata.name for r in kept if not r.status.phase.is_terminal()]
+        st.lastRun = _last_run(runs, st.lastRun)
+        st.lastSuccessfulTime = _last_success(runs, st.lastSuccessfulTime)
+        st.nextScheduleTime = None
+        if spec.schedule and not spec.suspend:
+            marks = [t for t in (st.lastScheduleTime, st.scheduleFrom) if t is not None]
+            st.nextScheduleTime = next_fire(spec.schedule, spec.timeZone, max([*marks, current]))
+        if spec.suspend:
+            st.phase, st.reason = "Suspended", Reason.SUSPENDED
+            st.message = "suspended: neither its schedule nor its dependencies fire it; a manual trigger does"
+        elif st.active:
+            st.phase, st.reason = "Active", RUN_ACTIVE
+            st.message = f"run {', '.join(st.active)} is active"
+        else:
+            st.phase, st.reason, st.message = "Scheduled", Reason.SCHEDULED, _waiting_text(job, st)
+
+    def _event(self, res: Any, reason: str, message: str) -> None:
+        """A Kubernetes Event on the object, as the Operator records one (best effort)."""
+        log.info("%s %s/%s: %s: %s", res.kind, res.metadata.project, res.metadata.name, reason, message)
+        Operator._warn(cast(Operator, self), res, reason, message)
+
+
+def _active(run: Run) -> bool:
+    return run.metadata.deletionTimestamp is None and not run.status.phase.is_terminal()
+
+
+def _fired_at(job: Job) -> datetime | None:
+    raw = job.metadata.annotations.get(DEPENDENCY_ANNOTATION)
+    try:
+        return datetime.fromisoformat(raw) if raw else None
+    except ValueError:
+        return None
