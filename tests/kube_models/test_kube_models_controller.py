@@ -335,3 +335,63 @@ def test_a_model_costs_four_writes(kube: Cluster, namespace: str) -> None:
         counts = mc.calls.counts()
         assert mc.writes() <= 4 * len(names), counts
         assert counts.get("get", 0) == 0, counts
+
+
+def test_a_deployment_deleted_from_under_its_model_is_made_again(kube: Cluster, namespace: str) -> None:
+    with controller(kube, namespace) as mc:
+        wait_for("leadership", mc.elector.is_leader)
+        apply(kube, namespace, model("iris"))
+        first = wait_for("deployment", lambda: deployment(kube.api_client, namespace, "iris"))
+        client.AppsV1Api(kube.api_client).delete_namespaced_deployment("iris", namespace)
+        again = wait_for(
+            "a new deployment",
+            lambda: (
+                (d := deployment(kube.api_client, namespace, "iris"))
+                and d["metadata"]["uid"] != first["metadata"]["uid"]
+                and d
+            ),
+        )
+        assert version_of(again) == "1"
+        assert mc.calls.counts().get("get", 0) == 1  # the one read that tells the Model is still there
+
+
+class Follower:
+    def is_leader(self) -> bool:
+        return False
+
+
+def test_a_model_whose_deleted_event_comes_late_gets_no_new_deployment(kube: Cluster, namespace: str) -> None:
+    """The garbage collector's DELETED of the Deployment may arrive before the Model's own (two watches):
+    the Model still cached then must not get its Deployment back."""
+    with controller(kube, namespace) as leader:
+        wait_for("leadership", leader.elector.is_leader)
+        apply(kube, namespace, model("iris"))
+        wait_for("deployment", lambda: deployment(kube.api_client, namespace, "iris"))
+    api, calls = new_client(kube), CallCounter()
+    mc = ModelController(
+        KubeResources(api, calls),
+        Follower(),
+        api_client=api,
+        namespaces=[namespace],
+        image=IMAGE,
+        server_url=SERVER_URL,
+        calls=calls,
+    )
+    mc.start()
+    try:
+        models, deployments = mc._informers[("Model", namespace)], mc._informers[("Deployment", namespace)]
+        stale = wait_for("model cached", lambda: models.get((namespace, "iris")))
+        wait_for("deployment cached", lambda: deployments.get((namespace, "iris")))
+        objects(kube).delete_namespaced_custom_object(
+            "runyard.dev", "v1", namespace, "models", "iris", propagation_policy="Background"
+        )
+        wait_for("deployment uncached", lambda: deployments.get((namespace, "iris")) is None)
+        models.put(stale)  # as if the Model's DELETED were still on its way
+        calls.reset()
+        mc._reconcile(("Model", namespace, "iris"))
+        assert deployment(kube.api_client, namespace, "iris") is None
+        counts = calls.counts()
+        assert counts.get("get", 0) == 1 and counts.get("create", 0) == 0, counts
+    finally:
+        mc.stop()
+        api.close()

@@ -117,8 +117,9 @@ class ModelController(Operator):
             for plural, kind in (("deployments", "Deployment"), ("services", "Service")):
                 source = OwnedSource(api_client, scope, OWNED_SELECTOR, plural)
                 self._pod_sources.append(source)
+                handler = self._on_deployment if kind == "Deployment" else self._on_owned
                 self._informers[(kind, scope)] = Informer(
-                    f"{plural}/{scope}", source, pod_key, pod_version, self._on_owned
+                    f"{plural}/{scope}", source, pod_key, pod_version, handler
                 )
 
     def resync(self) -> None:
@@ -135,6 +136,13 @@ class ModelController(Operator):
         model = (m.get("labels") or {}).get(MODEL_LABEL)
         if model:
             self.queue.add(("Model", m["namespace"], model))
+
+    def _on_deployment(self, type_: str, obj: dict) -> None:
+        """Its owner's Deployment was seen: one gone later was deleted (see _deleted)."""
+        owners = obj["metadata"].get("ownerReferences") or []
+        with self._lock:
+            self._made.update(o["uid"] for o in owners if o.get("kind") == "Model")
+        self._on_owned(type_, obj)
 
     # -- reconcile
 
@@ -167,10 +175,13 @@ class ModelController(Operator):
         if current is not None and not _owned_by(current, model):
             self.queue.add_after(("Model", m.project, m.name), CONFLICT_RETRY)
             return None
-        if current is not None and _annotation(current, HASH_ANNOTATION) == _annotation(
-            wanted, HASH_ANNOTATION
-        ):
-            return current
+        if current is None and self._deleted(model):
+            return None
+        if current is not None:
+            with self._lock:
+                self._made.add(model.uid)
+            if _annotation(current, HASH_ANNOTATION) == _annotation(wanted, HASH_ANNOTATION):
+                return current
         try:
             if current is None:
                 resp = self.apps.create_namespaced_deployment(m.project, wanted, _preload_content=False)
@@ -190,7 +201,7 @@ class ModelController(Operator):
         obj = json.loads(resp.data)
         cache.put(obj)
         with self._lock:
-            self._made.add(m.uid)
+            self._made.add(model.uid)
         return obj
 
     def _deleted(self, model: Model) -> bool:
@@ -199,9 +210,9 @@ class ModelController(Operator):
         watch): one read tells, and only in this case."""
         m = model.metadata
         with self._lock:
-            if m.uid not in self._made:
+            if model.uid not in self._made:
                 return False
-            self._made.discard(m.uid)
+            self._made.discard(model.uid)
         try:
             return self.resources.get("Model", m.project, m.name).metadata.uid != m.uid
         except NotFound:
