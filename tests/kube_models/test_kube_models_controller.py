@@ -279,6 +279,12 @@ def test_a_first_version_that_cannot_roll_out_fails_and_autoscaling_keeps_its_mi
         rollout.roll(namespace, "big", updated=0, conditions=[stuck])
         st = until(store, namespace, "big", phase="Failed")
         assert st.reason == "RolloutStalled" and "slow" in (st.message or "")
+        events = wait_for(
+            "a warning", lambda: client.CoreV1Api(kube.api_client).list_namespaced_event(namespace).items
+        )
+        assert [(e.type, e.reason, e.involved_object.name) for e in events] == [
+            ("Warning", "RolloutStalled", "big")
+        ]
 
 
 def test_deleting_the_model_deletes_its_deployment_and_service(kube: Cluster, namespace: str) -> None:

@@ -163,7 +163,9 @@ class ModelController(Operator):
             return
         status = model_status(model, st, version.version, desired, deployment)
         if status.model_dump(mode="json") != model.status.model_dump(mode="json"):
-            self._write_status(model, status)
+            stalls = status.reason == "RolloutStalled" and model.status.reason != "RolloutStalled"
+            if self._write_status(model, status) and stalls:
+                self._warn(model, "RolloutStalled", status.message or "")
 
     def _deployment(self, model: Model, version: ModelVersion, desired: int) -> dict | None:
         """The Deployment as the spec asks, created or replaced when what we asked for changed; None when
