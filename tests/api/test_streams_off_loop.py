@@ -133,7 +133,7 @@ def test_the_stream_generators_call_store_and_runtime_only_off_the_loop(store, t
         assert [x.get("text") for x in lines[:-1]] == ["4", "5"] and lines[-1]["end"]
         assert json.loads(first)["object"]["metadata"]["name"] == "e"
         names = {name for name, _ in calls}
-        assert {"get_uid", "read_logs", "list"} <= names
+        assert {"get", "read_logs", "list"} <= names
         on_loop = [name for name, thread in calls if thread == loop_thread]
         assert on_loop == [], f"called on the event loop: {on_loop}"
     finally:
