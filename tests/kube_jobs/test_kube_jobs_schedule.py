@@ -7,7 +7,7 @@ The controller's clock is the test's: schedules fire as the test moves it, witho
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from tests.kube_jobs.harness import Clock, View, controller, set_leading, settle
 from tests.kube_operator.harness import wait_for
@@ -176,8 +176,7 @@ def test_history_limits_delete_the_oldest_runs(kube, namespace):
             view.wait_status("kept", lambda j, n=name: n in j.status.runs and n not in j.status.active)
         st = view.wait_status("kept", lambda j: len(j.status.runs) == 3).status
         assert st.runs == [names[2], names[3], names[4]]
-        assert [r.metadata.name for r in wait_for("deletions", lambda: (
-            lambda r: r if len(r) == 3 else None)(view.runs("kept")))] == st.runs  # fmt: skip
+        wait_for("the deletions", lambda: [r.metadata.name for r in view.runs("kept")] == st.runs)
         assert st.lastRun is not None and st.lastRun["name"] == names[4]
         assert st.lastSuccessfulTime == at(10, 7, 30)
         assert view.events("RunDeleted")
