@@ -392,6 +392,7 @@ def test_a_model_whose_deleted_event_comes_late_gets_no_new_deployment(kube: Clu
             "runyard.dev", "v1", namespace, "models", "iris", propagation_policy="Background"
         )
         wait_for("deployment uncached", lambda: deployments.get((namespace, "iris")) is None)
+        wait_for("model uncached", lambda: models.get((namespace, "iris")) is None)
         models.put(stale)  # as if the Model's DELETED were still on its way
         calls.reset()
         mc._reconcile(("Model", namespace, "iris"))

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import threading
 from typing import Any
 
@@ -31,6 +30,7 @@ from runyard.controller.models.replicas import COMMAND
 from runyard.controller.models.versions import version_for
 from runyard.core.errors import Conflict, NotFound
 from runyard.core.resources import Model, ModelSpec, ModelStatus, ModelVersion, ObjectMeta, Run, RunSpec
+from runyard.kube.api import CallCounter
 from runyard.runtime.kubernetes.pods import (
     MODEL_LABEL,
     deployment_manifest,
@@ -39,8 +39,6 @@ from runyard.runtime.kubernetes.pods import (
 )
 from runyard.serving import protocol
 from runyard.settings import ServingSettings
-
-log = logging.getLogger(__name__)
 
 OWNED_SELECTOR = "app.kubernetes.io/managed-by=runyard,runyard.dev/kind=Model"
 VERSION_ANNOTATION = "runyard.dev/model-version"  # deployment_manifest sets it: the version it runs
@@ -86,7 +84,7 @@ class ModelController(Operator):
         namespaces: list[str] | None = None,
         image: str,
         server_url: str,
-        calls: Any = None,
+        calls: CallCounter | None = None,
         workers: int = 2,
     ):
         from kubernetes import client
