@@ -13,6 +13,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from kubernetes import client
 from tests.kube.cluster import Cluster
 from tests.kube_operator.harness import Kubelet, wait_for
 from tests.kube_sessions.harness import PUBLIC_URL, apply, controller, listed, names, ready
@@ -112,13 +113,16 @@ def test_a_session_gets_its_claim_service_secret_and_pod_owned_by_it(
     assert s.status.port == 8888 and s.status.startedAt is not None
 
 
-def test_the_pod_running_then_ready_makes_it_starting_then_running(
+def test_unschedulable_is_pending_running_is_starting_and_ready_is_running(
     kube: Cluster, namespace: str, store: KubeResources, kubelet: Kubelet
 ) -> None:
     with controller(kube, namespace):
         apply(kube, namespace, "nb")
         pod = one_pod(kube, namespace)
-        phase(store, namespace, "nb", "Pending")
+        kubelet.unschedulable(namespace, pod, "0/3 nodes have enough nvidia.com/gpu")
+        said = "Unschedulable: 0/3 nodes have enough nvidia.com/gpu"
+        wait_for("why it waits", lambda: session(store, namespace, "nb").status.message == said)
+        assert session(store, namespace, "nb").status.phase == "Pending"
         ready(kubelet, namespace, pod, is_ready=False)
         assert phase(store, namespace, "nb", "Starting").status.readyAt is None
         ready(kubelet, namespace, pod)
@@ -147,6 +151,26 @@ def test_stop_deletes_the_pod_and_keeps_the_claim_and_a_start_mounts_it_again(
     volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
     assert volumes["workspace"]["persistentVolumeClaim"]["claimName"] == claim_name("nb")
     assert names(kube, namespace, "persistent_volume_claim") == [claim_name("nb")]
+
+
+def test_a_start_while_the_stopped_pod_terminates_waits_for_it(
+    kube: Cluster, namespace: str, store: KubeResources, kubelet: Kubelet
+) -> None:
+    """On a cluster a deleted pod lingers until its kubelet stopped it (played here with a finalizer)."""
+    core = client.CoreV1Api(kube.api_client)
+    with controller(kube, namespace):
+        apply(kube, namespace, "nb")
+        first = started(kube, store, kubelet, namespace, "nb")
+        core.patch_namespaced_pod(first, namespace, {"metadata": {"finalizers": ["test/kubelet"]}})
+        edit(store, namespace, "nb", stopped=True)
+        assert phase(store, namespace, "nb", "Stopping").status.reason == "Stopped"
+        edit(store, namespace, "nb", stopped=False)
+        wait_for("waiting", lambda: "previous pod" in (session(store, namespace, "nb").status.message or ""))
+        assert names(kube, namespace, "pod") == [first]
+        core.patch_namespaced_pod(first, namespace, {"metadata": {"finalizers": None}})
+        second = one_pod(kube, namespace, but=first)
+        wait_for("only the new pod", lambda: names(kube, namespace, "pod") == [second])
+        phase(store, namespace, "nb", "Pending")
 
 
 def test_a_failed_pod_fails_the_session_without_a_loop_until_a_start_is_asked(

@@ -277,6 +277,8 @@ class SessionController(Operator):
         mine = [p for p in self._cache("Pod", namespace).items() if _owned_by(p, session.uid)]
         st = session.status.model_copy(deep=True)
         current = next((p for p in mine if p["metadata"]["name"] == st.run), None)
+        if current is not None and current["metadata"].get("deletionTimestamp") and not session.spec.stopped:
+            current = None  # stopped, and started again while its pod terminates: a new pod once it is gone
         if current is None:  # made before its status said so (a write lost, a new leader): adopt it
             live = [p for p in mine if not ended(p) and not p["metadata"].get("deletionTimestamp")]
             current = max(live, key=lambda p: p["metadata"].get("creationTimestamp") or "", default=None)
