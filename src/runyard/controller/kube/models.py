@@ -237,21 +237,9 @@ class ModelController(Operator):
         return True
 
     def manifest(self, model: Model, version: ModelVersion, replicas: int) -> dict[str, Any]:
-        """The Deployment of `version` at `replicas`, stamped with a hash of itself."""
-        m = model.metadata
-        manifest = deployment_manifest(
-            launch_spec(_replica_run(model, version, self.settings), 1, self.server_url),
-            model=m.name,
-            version=version.version,
-            replicas=replicas,
-            image=self.image,
-            server_url=self.server_url,
-            namespace=m.project,
-            owner=_owner(model),
+        return model_deployment(
+            model, version, replicas, image=self.image, server_url=self.server_url, settings=self.settings
         )
-        digest = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()[:16]
-        manifest["metadata"]["annotations"][HASH_ANNOTATION] = digest
-        return manifest
 
     def _write_status(self, res: Any, status: Any) -> bool:
         m = res.metadata
@@ -268,6 +256,33 @@ class ModelController(Operator):
 
 
 # -- pure helpers
+
+
+def model_deployment(
+    model: Model,
+    version: ModelVersion,
+    replicas: int,
+    *,
+    image: str,
+    server_url: str,
+    settings: ServingSettings,
+) -> dict[str, Any]:
+    """The Deployment of `version` at `replicas`, owned by the Model, stamped with a hash of itself (what
+    the controller compares: the API server adds defaults to what it stores)."""
+    m = model.metadata
+    manifest = deployment_manifest(
+        launch_spec(_replica_run(model, version, settings), 1, server_url),
+        model=m.name,
+        version=version.version,
+        replicas=replicas,
+        image=image,
+        server_url=server_url,
+        namespace=m.project,
+        owner=_owner(model),
+    )
+    digest = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()[:16]
+    manifest["metadata"]["annotations"][HASH_ANNOTATION] = digest
+    return manifest
 
 
 def replicas_of(spec: ModelSpec) -> int:
