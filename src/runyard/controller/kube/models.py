@@ -103,7 +103,7 @@ class ModelController(Operator):
         self._pod_sources: list[PodSource] = []
         self._deferred: set[Work] = set()
         self._restarts = 0
-        self._made: set[str] = set()  # Models (uids) whose Deployment was made or seen
+        self._made: set[tuple[str, str]] = set()  # (kind, Model uid): its Deployment/Service made or seen
         self._threads = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -115,9 +115,8 @@ class ModelController(Operator):
             for plural, kind in (("deployments", "Deployment"), ("services", "Service")):
                 source = OwnedSource(api_client, scope, OWNED_SELECTOR, plural)
                 self._pod_sources.append(source)
-                handler = self._on_deployment if kind == "Deployment" else self._on_owned
                 self._informers[(kind, scope)] = Informer(
-                    f"{plural}/{scope}", source, pod_key, pod_version, handler
+                    f"{plural}/{scope}", source, pod_key, pod_version, self._owned_handler(kind)
                 )
 
     def resync(self) -> None:
@@ -129,18 +128,18 @@ class ModelController(Operator):
     def _on_model(self, type_: str, model: Model) -> None:
         self.queue.add(("Model", model.metadata.project, model.metadata.name))
 
-    def _on_owned(self, type_: str, obj: dict) -> None:
-        m = obj["metadata"]
-        model = (m.get("labels") or {}).get(MODEL_LABEL)
-        if model:
-            self.queue.add(("Model", m["namespace"], model))
+    def _owned_handler(self, kind: str) -> Any:
+        def on_change(type_: str, obj: dict) -> None:
+            """A Deployment or Service of a Model: seen (one gone later was deleted, see _deleted), and
+            its Model looked at again."""
+            m = obj["metadata"]
+            with self._lock:
+                self._made.update((kind, o["uid"]) for o in m.get("ownerReferences") or [])
+            model = (m.get("labels") or {}).get(MODEL_LABEL)
+            if model:
+                self.queue.add(("Model", m["namespace"], model))
 
-    def _on_deployment(self, type_: str, obj: dict) -> None:
-        """Its owner's Deployment was seen: one gone later was deleted (see _deleted)."""
-        owners = obj["metadata"].get("ownerReferences") or []
-        with self._lock:
-            self._made.update(o["uid"] for o in owners if o.get("kind") == "Model")
-        self._on_owned(type_, obj)
+        return on_change
 
     # -- reconcile
 
@@ -175,11 +174,11 @@ class ModelController(Operator):
         if current is not None and not _owned_by(current, model):
             self.queue.add_after(("Model", m.project, m.name), CONFLICT_RETRY)
             return None
-        if current is None and self._deleted(model):
+        if current is None and self._deleted(model, "Deployment"):
             return None
         if current is not None:
             with self._lock:
-                self._made.add(model.uid)
+                self._made.add(("Deployment", model.uid))
             if _annotation(current, HASH_ANNOTATION) == _annotation(wanted, HASH_ANNOTATION):
                 return current
         try:
@@ -201,18 +200,18 @@ class ModelController(Operator):
         obj = json.loads(resp.data)
         cache.put(obj)
         with self._lock:
-            self._made.add(model.uid)
+            self._made.add(("Deployment", model.uid))
         return obj
 
-    def _deleted(self, model: Model) -> bool:
-        """Its Deployment, made before, is gone: the Model was deleted and the garbage collector took it,
-        or someone deleted the Deployment. The Model's own DELETED event may not have come yet (another
-        watch): one read tells, and only in this case."""
+    def _deleted(self, model: Model, kind: str) -> bool:
+        """Its Deployment or Service, made before, is gone: the Model was deleted and the garbage
+        collector took it, or someone deleted that object. The Model's own DELETED event may not have come
+        yet (another watch): one read tells, and only in this case."""
         m = model.metadata
         with self._lock:
-            if model.uid not in self._made:
+            if (kind, model.uid) not in self._made:
                 return False
-            self._made.discard(model.uid)
+            self._made.discard((kind, model.uid))
         try:
             return self.resources.get("Model", m.project, m.name).metadata.uid != m.uid
         except NotFound:
@@ -226,6 +225,8 @@ class ModelController(Operator):
         current = cache.get((m.project, wanted["metadata"]["name"]))
         if current is not None:
             return _owned_by(current, model)
+        if self._deleted(model, "Service"):
+            return False
         try:
             resp = self.core.create_namespaced_service(m.project, wanted, _preload_content=False)
         except Exception as exc:
@@ -234,6 +235,8 @@ class ModelController(Operator):
             return True  # its watch event is on its way
         self._count_reconciled()
         cache.put(json.loads(resp.data))
+        with self._lock:
+            self._made.add(("Service", model.uid))
         return True
 
     def manifest(self, model: Model, version: ModelVersion, replicas: int) -> dict[str, Any]:
