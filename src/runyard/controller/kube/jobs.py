@@ -22,6 +22,7 @@ import hashlib
 import heapq
 import logging
 import threading
+from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -120,6 +121,7 @@ class JobController:
         self._informers: dict[tuple[str, str | None], Informer[Any]] = {}
         self._heap: list[tuple[datetime, Key]] = []
         self._due: dict[Key, datetime] = {}
+        self._owned: defaultdict[str, set[Key]] = defaultdict(set)  # job uid -> its Runs in the cache
         self._deferred: set[Key] = set()
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -197,9 +199,19 @@ class JobController:
         m = run.metadata
         for owner in m.ownerReferences:
             if owner.kind == "Job":
+                self._own(owner.uid, run, type_ != "DELETED")
                 self.queue.add((m.project, owner.name))
                 if run.status.phase == Phase.SUCCEEDED:
                     self._dependents_of(m.project, owner.name)
+
+    def _own(self, job_uid: str, run: Run, owned: bool) -> None:
+        with self._lock:
+            if owned:
+                self._owned[job_uid].add(_resource_key(run))
+            else:
+                self._owned[job_uid].discard(_resource_key(run))
+                if not self._owned[job_uid]:
+                    del self._owned[job_uid]
 
     def _dependents_of(self, namespace: str, name: str) -> None:
         for job in self._cache("Job", namespace).items():
@@ -292,8 +304,10 @@ class JobController:
 
     def _runs(self, job: Job) -> list[Run]:
         """The job's Runs, oldest first (as the local store lists them)."""
-        ns = job.metadata.project
-        runs = [r for r in self._cache("Run", ns).items() if r.metadata.project == ns and owned_by(r, job)]
+        with self._lock:
+            keys = list(self._owned.get(job.uid, ()))
+        cache = self._cache("Run", job.metadata.project)
+        runs = [r for r in map(cache.get, keys) if r is not None and owned_by(r, job)]
         return sorted(runs, key=lambda r: (r.metadata.creationTimestamp or EPOCH, r.metadata.name))
 
     def _fire_schedule(self, job: Job, st: JobStatus, current: datetime) -> None:
@@ -371,20 +385,23 @@ class JobController:
             msg = f"skipped: run {names} is still active (concurrencyPolicy Forbid)"
             self._event(job, Reason.FIRE_SKIPPED, msg)
             return False
+        if policy == "Replace":  # before the create: a failed stop is tried again with the whole fire
+            for run in active:
+                self._request_stop(run, f"replaced by a new run of job {job.metadata.name}")
         try:
             created = self.resources.create(new_run(fire, name))
         except Conflict:
             return False  # another controller (or an earlier life of this one) made it: its watch brings it
         runs.put(created)
+        self._own(job.uid, created, True)
         with self._lock:
             self.fired += 1
-        if policy == "Replace":
-            for run in active:
-                self._request_stop(run, f"replaced by a new run of job {job.metadata.name}")
         return True
 
     def _request_stop(self, run: Run, why: str) -> None:
         """As `runyard stop` does: spec.stopRequested, which the Operator acts on."""
+        if run.spec.stopRequested:
+            return
         stopped = run.model_copy(deep=True)
         stopped.spec.stopRequested = True
         try:
