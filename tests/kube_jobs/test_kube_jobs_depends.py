@@ -14,7 +14,7 @@ from tests.kube_operator.harness import wait_for
 
 from runyard.controller.jobs.decide import dependency_key
 from runyard.controller.kube.jobs import DEPENDENCY_ANNOTATION, dependency_run_name, new_run
-from runyard.core.resources import Run
+from runyard.core.resources import Job, Run
 from runyard.store.jobs import TRIGGER_ANNOTATION, Fire
 
 
@@ -63,3 +63,18 @@ def test_a_suspended_job_does_not_fire_on_its_dependencies(kube, namespace):
         run_of(view, "upstream", "upstream-1", "Succeeded", datetime.now(UTC) + timedelta(minutes=1))
         settle(ctl)
         assert view.runs("downstream") == []
+
+
+def test_dependencies_ready_says_which_job_is_missing_until_it_exists(kube, namespace):
+    view, clock = View(kube, namespace), Clock(datetime.now(UTC))
+    with controller(kube, namespace, clock):
+        view.apply_job("publish", dependsOn=["build"])
+
+        def ready(j: Job) -> str | None:
+            return next((c.status for c in j.status.conditions if c.type == "DependenciesReady"), None)
+
+        job = view.wait_status("publish", lambda j: ready(j) == "False")
+        assert "'build' not found" in job.status.conditions[0].message
+        assert view.events("DependenciesNotReady")
+        view.apply_job("build")
+        view.wait_status("publish", lambda j: ready(j) == "True")

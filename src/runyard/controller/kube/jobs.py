@@ -29,6 +29,8 @@ from typing import Any, cast
 
 from runyard.controller.jobs.decide import dependency_fire, due, on_cycle, schedule_fire
 from runyard.controller.jobs.reconcile import (
+    CONDITION,
+    DEPENDENCIES_FOUND,
     RUN_ACTIVE,
     _history,
     _last_run,
@@ -45,6 +47,7 @@ from runyard.controller.kube.operator import (
     _ResourceSource,
 )
 from runyard.controller.kube.workqueue import WorkQueue
+from runyard.controller.status import set_condition
 from runyard.core.clock import now
 from runyard.core.cron import next_fire
 from runyard.core.errors import Conflict, NotFound
@@ -192,8 +195,8 @@ class JobController:
     def _on_job(self, type_: str, job: Job) -> None:
         key = _resource_key(job)
         self.queue.add(key)
-        if type_ == "DELETED":
-            self._dependents_of(key[0], key[1])  # they stop waiting on it (nothing to fire)
+        if type_ != "MODIFIED":  # made or gone: the jobs depending on it show it (DependenciesReady)
+            self._dependents_of(key[0], key[1])
 
     def _on_run(self, type_: str, run: Run) -> None:
         m = run.metadata
@@ -429,6 +432,26 @@ class JobController:
             st.message = f"run {', '.join(st.active)} is active"
         else:
             st.phase, st.reason, st.message = "Scheduled", Reason.SCHEDULED, _waiting_text(job, st)
+        self._dependencies_ready(job, st)
+
+    def _dependencies_ready(self, job: Job, st: JobStatus) -> None:
+        """Condition DependenciesReady, as locally: whether every job named in dependsOn exists."""
+        m, deps = job.metadata, job.spec.dependsOn
+        if not deps:
+            st.conditions = [c for c in st.conditions if c.type != CONDITION]
+            return
+        jobs = self._cache("Job", m.project)
+        missing = [d for d in deps if jobs.get((m.project, d)) is None]
+        if missing:
+            names = ", ".join(repr(d) for d in missing)
+            msg = f"job {names} not found in project {m.project!r}: this job fires after them once they exist"
+            before = next((c for c in st.conditions if c.type == CONDITION), None)
+            if before is None or before.message != msg:
+                self._event(job, Reason.DEPENDENCIES_NOT_READY, msg)
+            set_condition(st.conditions, CONDITION, "False", Reason.DEPENDENCIES_NOT_READY, msg)
+            return
+        msg = f"its dependencies exist: {', '.join(deps)}; it fires once each has succeeded since it last did"
+        set_condition(st.conditions, CONDITION, "True", DEPENDENCIES_FOUND, msg)
 
     def _event(self, res: Any, reason: str, message: str) -> None:
         """A Kubernetes Event on the object, as the Operator records one (best effort)."""
