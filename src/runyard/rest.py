@@ -202,11 +202,16 @@ class Rest:
         return self.send("POST", f"{self._item('runs', run)}/stop").json()
 
     def wait(self, run: str, timeout: float | None = None) -> Document:
-        """Poll until the run reaches a terminal phase; raises TimeoutError after `timeout` seconds."""
+        """Poll until the run reaches a terminal phase (an Experiment's run too, before its controller has
+        made it); raises TimeoutError after `timeout` seconds."""
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = 0.05
         while True:
-            current = self.get("runs", run)
+            try:
+                current = self.get("runs", run)
+            except NotFound:  # an Experiment's run that its controller has not made yet: wait for it too
+                self.get("experiments", run)  # NotFound for a name that is neither
+                current = {}
             if (current.get("status") or {}).get("phase") in TERMINAL:
                 return current
             if deadline is not None and time.monotonic() + delay > deadline:
