@@ -58,17 +58,37 @@ def main(
         lease_ns,
         identity=identity or os.environ.get("POD_NAME") or default_identity(),
     )
+    scope = list(namespaces) or None
     operator = Operator(
         resources,
         runtime,
         elector,
         api_client=api_client,
-        namespaces=list(namespaces) or None,
+        namespaces=scope,
         server_url=server_url,
         project_objects=project_objects,
         calls=calls,
         tokens=tokens,
     )
+    from runyard.controller.kube.models import ModelController
+
+    controllers = [  # beside the Operator (Experiments and Runs), one per kind, all led by the one Lease
+        ModelController(
+            resources,
+            elector,
+            api_client=api_client,
+            namespaces=scope,
+            image=image,
+            server_url=server_url,
+            calls=calls,
+        ),
+    ]
+
+    def on_change(leads: bool) -> None:
+        operator.leading(leads)
+        for controller in controllers:
+            controller.leading(leads)
+
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -77,11 +97,15 @@ def main(
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    scope = ", ".join(namespaces) or "all namespaces"
-    log.info("operator %s: watching %s; lease %s/%s", elector.identity, scope, lease_ns, elector.name)
+    watched = ", ".join(namespaces) or "all namespaces"
+    log.info("operator %s: watching %s; lease %s/%s", elector.identity, watched, lease_ns, elector.name)
     operator.start()
+    for controller in controllers:
+        controller.start()
     try:
-        elector.run(stop, on_change=operator.leading)  # returns after releasing the Lease
+        elector.run(stop, on_change=on_change)  # returns after releasing the Lease
     finally:
+        for controller in controllers:
+            controller.stop()
         operator.stop()
         log.info("stopped; API calls by verb: %s", calls.counts())
