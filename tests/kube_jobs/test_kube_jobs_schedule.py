@@ -196,3 +196,20 @@ def test_only_the_leader_writes(kube, namespace):
         clock.t = at(10, 10, 1)
         ctl.wake()
         view.wait_runs("led", 1)
+
+
+def test_deleting_a_job_deletes_its_runs_and_stops_its_schedule(kube, namespace):
+    view, clock = View(kube, namespace), Clock(T0)
+    with controller(kube, namespace, clock) as ctl:
+        scheduled(view, "gone", schedule="*/5 * * * *")
+        clock.t = at(10, 5, 1)
+        ctl.wake()
+        view.wait_runs("gone", 1)
+        view.resources.delete("Job", namespace, "gone")
+        wait_for("the garbage collector", lambda: view.runs("gone") == [])
+        # Once its watch told the controller (a Run made before then would be collected too: its owner's
+        # uid is gone, which a real cluster's garbage collector acts on; the emulator's does not).
+        wait_for("the deletion seen", lambda: ctl._cache("Job", namespace).get((namespace, "gone")) is None)
+        clock.t = at(10, 10, 1)
+        settle(ctl)
+        assert view.runs("gone") == [] and ctl.fired == 1
