@@ -237,8 +237,11 @@ def test_deleting_the_session_deletes_what_it_owns(
         store.delete("Session", namespace, "nb")
 
         def gone() -> bool:
-            with pytest.raises(NotFound):
+            try:
                 store.get("Session", namespace, "nb")
+                return False
+            except NotFound:
+                pass
             plurals = ("pod", "service", "persistent_volume_claim")
             left = [n for p in plurals for n in names(kube, namespace, p)]
             return not left and secret_name("nb") not in names(kube, namespace, "secret")
@@ -258,3 +261,22 @@ def test_only_the_leader_writes(kube: Cluster, namespace: str, store: KubeResour
         ctl.controller.leading(True)
         one_pod(kube, namespace)
         phase(store, namespace, "nb", "Pending")
+
+
+def test_a_new_leader_takes_over_its_pod_and_token_rather_than_starting_again(
+    kube: Cluster, namespace: str, store: KubeResources, kubelet: Kubelet
+) -> None:
+    with controller(kube, namespace):
+        apply(kube, namespace, "nb")
+        pod = started(kube, store, kubelet, namespace, "nb")
+    (secret,) = [o for o in listed(kube, namespace, "secret") if o["metadata"]["name"] == secret_name("nb")]
+    # the status lost the pod (a write that never came): it is found by its owner
+    store.patch_status("Session", namespace, "nb", {"run": None, "runUid": None})
+    with controller(kube, namespace) as ctl:
+        wait_for("the pod taken over", lambda: session(store, namespace, "nb").status.run == pod)
+        ctl.controller.resync()
+        time.sleep(0.5)
+        assert names(kube, namespace, "pod") == [pod]
+        assert session(store, namespace, "nb").status.phase == "Running"
+    (kept,) = [o for o in listed(kube, namespace, "secret") if o["metadata"]["name"] == secret_name("nb")]
+    assert kept["data"] == secret["data"]  # the proxy's token still opens it

@@ -19,6 +19,7 @@ work kept aside while following): it is an Operator whose caches are Sessions an
 
 from __future__ import annotations
 
+import base64
 import logging
 import secrets
 import threading
@@ -35,7 +36,7 @@ from runyard.controller.kube.operator import (
     _ResourceSource,
 )
 from runyard.controller.sessions import RESTART_ANNOTATION, STOP_GRACE, base_url, next_look, reclaim
-from runyard.core.clock import now
+from runyard.core.clock import aware, now
 from runyard.core.errors import Conflict, NotFound
 from runyard.core.phases import Reason
 from runyard.core.resources import Session, SessionStatus
@@ -103,7 +104,7 @@ def token_secret_manifest(session: Session) -> dict[str, Any]:
         "kind": "Secret",
         "type": "Opaque",
         "metadata": _metadata(secret_name(session.metadata.name), session),
-        "stringData": {TOKEN_KEY: secrets.token_hex(32)},
+        "data": {TOKEN_KEY: base64.b64encode(secrets.token_hex(32).encode()).decode()},
     }
 
 
@@ -189,7 +190,10 @@ def start_wanted(session: Session, pod: dict[str, Any]) -> bool:
     """A new start after `pod` ended: the spec changed since, or a start was asked for after it was made."""
     if session.status.observedGeneration != session.metadata.generation:
         return True
-    asked = parse_time(session.metadata.annotations.get(RESTART_ANNOTATION))
+    try:  # ISO 8601 as `runyard session start` writes it, any offset
+        asked = aware(datetime.fromisoformat(session.metadata.annotations.get(RESTART_ANNOTATION) or ""))
+    except ValueError:
+        return False
     created = parse_time(pod["metadata"].get("creationTimestamp"))
     return bool(asked and created and asked > created)
 
@@ -301,9 +305,11 @@ class SessionController(Operator):
                     "Starting",
                     "waiting for the previous pod to stop",
                 )
-            else:
+            elif self._exists(session):
                 self._ensure_objects(session)
                 st = self._start(session, st)
+            else:
+                return  # deleted: its watch event is on its way
         elif ended(current):
             if st.phase != "Failed":
                 why = observed(current).message or (current.get("status") or {}).get("phase") or "ended"
@@ -422,6 +428,17 @@ class SessionController(Operator):
         self._count_reconciled()
         self._cache("Session", session.metadata.project).put(written)
         self.queue.add(("Session", session.metadata.project, session.metadata.name))
+
+    def _exists(self, session: Session) -> bool:
+        """Read before a start (a rare event): a pod gone because the garbage collector is deleting the
+        Session would otherwise be replaced by one whose owner is already gone, as the Session's own
+        deletion may reach the cache after its pod's."""
+        m = session.metadata
+        try:
+            fresh = self.resources.get("Session", m.project, m.name)
+        except NotFound:
+            return False
+        return fresh.uid == session.uid and fresh.metadata.deletionTimestamp is None
 
     def _ensure_objects(self, session: Session) -> None:
         """Its claim, Service and token Secret, made once (what exists already is kept: the claim's files,
