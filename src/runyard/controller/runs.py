@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import signal
+from dataclasses import replace
 from datetime import timedelta
 
 from runyard.controller import capacity
+from runyard.controller.attempts import attempt_env, attempt_spec
 from runyard.controller.context import Context
 from runyard.controller.environments import environment_directory, prepare_environment
 from runyard.controller.models.replicas import listen_fd
@@ -160,31 +162,12 @@ def _launch_spec(ctx: Context, run: Run, attempt: int) -> LaunchSpec:
     gpus = list((run.status.allocation or {}).get("gpus", []))
     token = issue_token(ctx.store, f"run {m.name} attempt {attempt}", "run", m.project, run.uid)
     env = {
-        **_mlflow_env(ctx, run, token),
-        **spec.env,
-        "PYTHONUNBUFFERED": spec.env.get("PYTHONUNBUFFERED", "1"),
-        "RUNYARD_RUN_ID": m.name,
-        "RUNYARD_RUN_UID": run.uid,
-        "RUNYARD_PROJECT": m.project,
-        "RUNYARD_ATTEMPT": str(attempt),
-        "RUNYARD_API_URL": ctx.api_url,
-        "RUNYARD_TOKEN": token,
+        **attempt_env(run, attempt, ctx.api_url, token, _mlflow_env(ctx, run, token)),
         **capacity.gpu_env(ctx.node, gpus),  # after the spec's: a run sees the GPUs it holds, and only those
     }
-    argv = ["/bin/sh", "-c", spec.command] if isinstance(spec.command, str) else list(spec.command or [])
-    launch = LaunchSpec(
-        run_uid=run.uid,
-        project=m.project,
-        name=m.name,
-        attempt=attempt,
-        argv=argv,
-        env=env,
-        snapshot=spec.snapshot,
-        cpu=spec.resources.cpu_cores,
-        memory=spec.resources.memory_bytes,
-        gpu=spec.resources.gpu,
+    launch = replace(
+        attempt_spec(run, attempt, env),
         gpus=gpus,
-        stop_grace=spec.stopGracePeriodSeconds,
         pids=spec.resources.pids or ctx.runtime_settings.default_pids,
         environment=environment_directory(ctx, run),
         listen_fd=listen_fd(ctx, run),  # a model's replica accepts on the model's listener

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from runyard.controller.attempts import attempt_env, attempt_spec
 from runyard.controller.status import set_condition, transition
 from runyard.core.phases import TERMINAL, Phase, Reason
 from runyard.core.resources import (
@@ -233,33 +234,7 @@ def _advance(run: Run, phase: Phase, reason: str, msg: str, at: datetime | None 
 def launch_spec(run: Run, attempt: int, server_url: str, token: str | None = None) -> LaunchSpec:
     """One attempt as the runtime starts it: what the local controller gives a run (its token when the
     operator can issue one), less a built environment's directory."""
-    spec, m = run.spec, run.metadata
     # MLflow's client logs to runyard unless the spec names its own server. Its token is not set here: the
     # runtime moves RUNYARD_TOKEN into a Secret and gives MLflow's client the same one from it.
-    mlflow = {} if "MLFLOW_TRACKING_URI" in spec.env else {"MLFLOW_TRACKING_URI": server_url}
-    env = {
-        **mlflow,
-        **spec.env,
-        "PYTHONUNBUFFERED": spec.env.get("PYTHONUNBUFFERED", "1"),
-        "RUNYARD_RUN_ID": m.name,
-        "RUNYARD_RUN_UID": run.uid,
-        "RUNYARD_PROJECT": m.project,
-        "RUNYARD_ATTEMPT": str(attempt),
-        "RUNYARD_API_URL": server_url,
-        **({"RUNYARD_TOKEN": token} if token is not None else {}),
-    }
-    argv = ["/bin/sh", "-c", spec.command] if isinstance(spec.command, str) else list(spec.command or [])
-    return LaunchSpec(
-        run_uid=run.uid,
-        project=m.project,
-        name=m.name,
-        attempt=attempt,
-        argv=argv,
-        env=env,
-        snapshot=spec.snapshot,
-        cpu=spec.resources.cpu_cores,
-        memory=spec.resources.memory_bytes,
-        gpu=spec.resources.gpu,
-        stop_grace=spec.stopGracePeriodSeconds,
-        pids=spec.resources.pids,
-    )
+    mlflow = {} if "MLFLOW_TRACKING_URI" in run.spec.env else {"MLFLOW_TRACKING_URI": server_url}
+    return attempt_spec(run, attempt, attempt_env(run, attempt, server_url, token, mlflow))
