@@ -301,7 +301,10 @@ class JobController:
             self._event(job, Reason.RUN_DELETED, _removed_text(job, removed))
         self._status(job, st, kept, runs, current)
         if st.model_dump(mode="json") != old.model_dump(mode="json"):
-            written = self.resources.patch_status("Job", namespace, name, st.model_dump(mode="json"))
+            try:
+                written = self.resources.patch_status("Job", namespace, name, st.model_dump(mode="json"))
+            except NotFound:
+                return  # deleted meanwhile: its watch event says so
             self._cache("Job", namespace).put(written)
         self._set_due((namespace, name), st.nextScheduleTime)
 
