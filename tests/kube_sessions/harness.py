@@ -70,6 +70,7 @@ def controller(kube: Cluster, namespace: str, leads: bool = True) -> Iterator[Ru
         public_url=PUBLIC_URL,
         calls=calls,
         clock=clock,
+        project_objects=False,  # tested with the Operator (tests/kube_operator)
     )
     ctrl.start()
     if leads:

@@ -77,10 +77,13 @@ def started(kube: Cluster, store: KubeResources, kubelet: Kubelet, namespace: st
 def test_a_session_gets_its_claim_service_secret_and_pod_owned_by_it(
     kube: Cluster, namespace: str, store: KubeResources
 ) -> None:
-    with controller(kube, namespace):
+    with controller(kube, namespace) as ctl:
         apply(kube, namespace, "nb", resources={"cpu": "2", "memory": "4Gi", "gpu": 1})
         pod_name = one_pod(kube, namespace)
         s = phase(store, namespace, "nb", "Pending")
+        calls = ctl.calls.counts()
+    # a start costs: the claim, Service, Secret and pod, the Secret's name noted, one read, one status
+    assert (calls.get("create"), calls.get("replace"), calls.get("get"), calls.get("patch")) == (4, 1, 1, 1)
     uid = s.uid
     (pod,) = listed(kube, namespace, "pod")
     (claim,) = listed(kube, namespace, "persistent_volume_claim")

@@ -221,14 +221,22 @@ class SessionController(Operator):
         locks: Callable[[Session], str | None] | None = None,
         env_cache: pods.EnvCache | None = None,
         clock: Callable[[], datetime] = now,
+        project_objects: bool = True,
     ):
         """`public_url`: what a browser reaches the server at (status.url starts with it; the server's own
         URL by default). `locks(session)`: the recorded lock of its environment (None: the image's
-        Python). `clock`: what idleness and lifetime are measured with."""
+        Python). `clock`: what idleness and lifetime are measured with. `project_objects`: a project's
+        namespace gets what it needs (quota, limits) before its first session starts, as the Operator does."""
         from kubernetes import client
 
         super().__init__(
-            resources, None, elector, api_client=api_client, namespaces=namespaces, server_url=server_url
+            resources,
+            None,
+            elector,
+            api_client=api_client,
+            namespaces=namespaces,
+            server_url=server_url,
+            project_objects=project_objects,
         )
         self.workers, self.calls = workers, calls
         if calls is not None:
@@ -306,6 +314,7 @@ class SessionController(Operator):
                     "waiting for the previous pod to stop",
                 )
             elif self._exists(session):
+                self._ensure_project(namespace)
                 self._ensure_objects(session)
                 st = self._start(session, st)
             else:
