@@ -26,10 +26,10 @@ from runyard.controller.kube.informer import Informer, PodSource, pod_key, pod_v
 from runyard.controller.kube.operator import Elector, Operator, Work, _resource_key, _resource_version
 from runyard.controller.kube.operator import _ResourceSource as ResourceSource
 from runyard.controller.kube.workqueue import WorkQueue
-from runyard.controller.models.replicas import COMMAND
+from runyard.controller.models.replicas import replica_spec
 from runyard.controller.models.versions import version_for
 from runyard.core.errors import Conflict, NotFound
-from runyard.core.resources import Model, ModelSpec, ModelStatus, ModelVersion, ObjectMeta, Run, RunSpec
+from runyard.core.resources import Model, ModelSpec, ModelStatus, ModelVersion, ObjectMeta, Run
 from runyard.kube.api import CallCounter
 from runyard.runtime.kubernetes.pods import (
     MODEL_LABEL,
@@ -37,7 +37,6 @@ from runyard.runtime.kubernetes.pods import (
     dns_name,
     model_service_manifest,
 )
-from runyard.serving import protocol
 from runyard.settings import ServingSettings
 
 OWNED_SELECTOR = "app.kubernetes.io/managed-by=runyard,runyard.dev/kind=Model"
@@ -367,30 +366,11 @@ def model_status(model: Model, st: ModelStatus, target: int, desired: int, deplo
 
 def _replica_run(model: Model, version: ModelVersion, settings: ServingSettings) -> Run:
     """One replica as a Run (never stored): what decide.launch_spec turns into the pod's command and
-    environment, the replica's settings as the local controller gives them (models/replicas.py)."""
-    m, spec = model.metadata, ModelSpec(**version.spec)
-    env = {
-        **spec.env,
-        protocol.ENV_LISTEN_FD: str(protocol.LISTEN_FD),
-        protocol.ENV_MODEL: m.name,
-        protocol.ENV_VERSION: str(version.version),
-        protocol.ENV_AUTH_CACHE: f"{settings.auth_cache_seconds:g}",
-        protocol.ENV_LOG_SAMPLE: f"{spec.requestLogging.sampleRate:g}",
-    }
-    if spec.handler:
-        env[protocol.ENV_HANDLER] = spec.handler
-    else:
-        env[protocol.ENV_SOURCE] = version.source or spec.modelUri or ""
+    environment, as the local controller gives a replica (models/replicas.replica_spec)."""
+    m = model.metadata
     return Run(
         metadata=ObjectMeta(name=m.name, project=m.project, uid=m.uid),
-        spec=RunSpec(
-            command=COMMAND,
-            env=env,
-            environment=spec.environment,
-            resources=spec.resources,
-            snapshot=version.snapshot,
-            stopGracePeriodSeconds=settings.drain_seconds,
-        ),
+        spec=replica_spec(model, version, settings),
     )
 
 

@@ -9,6 +9,7 @@ from runyard.controller.owned_runs import request_stop
 from runyard.core.phases import Reason
 from runyard.core.resources import Model, ModelSpec, ModelVersion, ObjectMeta, OwnerReference, Run, RunSpec
 from runyard.serving import protocol
+from runyard.settings import ServingSettings
 
 LISTENER_ANNOTATION = "runyard.dev/listener"  # the listener its server held when it was made
 COMMAND = ["python", "-m", "runyard.serving.replica"]
@@ -35,15 +36,14 @@ def listen_fd(ctx: Context, run: Run) -> int | None:
     return ctx.serving.listener(owner.uid, port).fileno()
 
 
-def create_replica(ctx: Context, model: Model, version: ModelVersion) -> Run:
-    serving = ctx.serving
-    assert serving is not None
-    m, settings = model.metadata, serving.settings
+def replica_spec(model: Model, version: ModelVersion, settings: ServingSettings) -> RunSpec:
+    """What a replica of `version` runs, whichever controller starts it: the replica's command, its
+    settings in its environment, the version's snapshot and environment."""
     spec = ModelSpec(**version.spec)
     env = {
         **spec.env,
         protocol.ENV_LISTEN_FD: str(protocol.LISTEN_FD),
-        protocol.ENV_MODEL: m.name,
+        protocol.ENV_MODEL: model.metadata.name,
         protocol.ENV_VERSION: str(version.version),
         protocol.ENV_AUTH_CACHE: f"{settings.auth_cache_seconds:g}",
         protocol.ENV_LOG_SAMPLE: f"{spec.requestLogging.sampleRate:g}",
@@ -52,6 +52,20 @@ def create_replica(ctx: Context, model: Model, version: ModelVersion) -> Run:
         env[protocol.ENV_HANDLER] = spec.handler
     else:
         env[protocol.ENV_SOURCE] = version.source or spec.modelUri or ""
+    return RunSpec(
+        command=COMMAND,
+        env=env,
+        environment=spec.environment,
+        resources=spec.resources,
+        snapshot=version.snapshot,
+        stopGracePeriodSeconds=settings.drain_seconds,
+    )
+
+
+def create_replica(ctx: Context, model: Model, version: ModelVersion) -> Run:
+    serving = ctx.serving
+    assert serving is not None
+    m, settings = model.metadata, serving.settings
     name = f"{m.name[:45].rstrip('-')}-v{version.version}-{secrets.token_hex(3)}"
     run = Run(
         metadata=ObjectMeta(
@@ -61,14 +75,7 @@ def create_replica(ctx: Context, model: Model, version: ModelVersion) -> Run:
             annotations={LISTENER_ANNOTATION: serving.listener_token(model.uid) or ""},
             ownerReferences=[OwnerReference(kind="Model", name=m.name, uid=m.uid)],
         ),
-        spec=RunSpec(
-            command=COMMAND,
-            env=env,
-            environment=spec.environment,
-            resources=spec.resources,
-            snapshot=version.snapshot,
-            stopGracePeriodSeconds=settings.drain_seconds,
-        ),
+        spec=replica_spec(model, version, settings),
     )
     created = ctx.store.create(
         run, events=[(Reason.CREATED, f"replica of Model {m.name} version {version.version}")]
