@@ -70,10 +70,20 @@ def main(
         calls=calls,
         tokens=tokens,
     )
+    from runyard.controller.kube.jobs import JobController
     from runyard.controller.kube.models import ModelController
 
     controllers = [  # beside the Operator (Experiments and Runs), one per kind, all led by the one Lease
         ModelController(
+            resources,
+            elector,
+            api_client=api_client,
+            namespaces=scope,
+            image=image,
+            server_url=server_url,
+            calls=calls,
+        ),
+        JobController(
             resources,
             elector,
             api_client=api_client,
