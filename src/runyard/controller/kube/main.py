@@ -10,10 +10,21 @@ import tempfile
 import threading
 from pathlib import Path
 from types import FrameType
+from typing import Protocol
 
 log = logging.getLogger(__name__)
 
 DEFAULT_LEASE_NAMESPACE = "runyard"
+
+
+class Controller(Protocol):
+    """A kind's controller: watches from start() to stop(), writing only while leading."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def leading(self, leads: bool) -> None: ...
 
 
 def main(
@@ -73,7 +84,9 @@ def main(
     from runyard.controller.kube.jobs import JobController
     from runyard.controller.kube.models import ModelController
 
-    controllers = [  # beside the Operator (Experiments and Runs), one per kind, all led by the one Lease
+    controllers: list[
+        Controller
+    ] = [  # beside the Operator (Experiments and Runs), one per kind, all led by the one Lease
         ModelController(
             resources,
             elector,
