@@ -84,9 +84,8 @@ def main(
     from runyard.controller.kube.jobs import JobController
     from runyard.controller.kube.models import ModelController
 
-    controllers: list[
-        Controller
-    ] = [  # beside the Operator (Experiments and Runs), one per kind, all led by the one Lease
+    # Beside the Operator (Experiments and Runs), one per kind, all led by the one Lease.
+    controllers: list[Controller] = [
         ModelController(
             resources,
             elector,
