@@ -249,3 +249,26 @@ def test_an_experiment_applied_with_the_cli_runs_as_a_pod_and_its_logs_come_thro
             wait_for("the experiment to succeed", lambda: phase() == "Succeeded")
     got = _objects(kube).get_namespaced_custom_object(GROUP, VERSION, "default", "experiments", "logged")
     assert got["status"]["phase"] == "Succeeded"
+
+
+def test_runyard_stop_through_the_server_cancels_the_runs_pod(server, kube, tmp_path):
+    """`runyard stop` on a cluster: the server sets the Run's stopRequested, the operator (in this process)
+    stops its pod (one on no node is deleted) and the Run and its Experiment end Cancelled. The kubelet is
+    played by the test (the emulator has none)."""
+    if kube.emulator is None:
+        pytest.skip("plays the kubelet")
+    from tests.kube_operator.harness import Kubelet, operator, wait_for
+
+    with operator(kube, "default", tmp_path / "operator"), server.api() as api:
+        assert api.put("/experiments/long", json=yaml.safe_load(experiment_yaml("long"))).status_code == 201
+        core = client.CoreV1Api(kube.api_client)
+        wait_for("the run's pod", lambda: core.list_namespaced_pod("default").items)
+        Kubelet(kube.api_client).running("default", "long-1")
+        phase = lambda kind: api.get(f"/{kind}/long").json().get("status", {}).get("phase")  # noqa: E731
+        wait_for("the run running", lambda: phase("runs") == "Running")
+        stopped = runyard_cli("stop", "long", env=server.env())
+        assert stopped.returncode == 0, stopped.stderr
+        wait_for("the experiment cancelled", lambda: phase("experiments") == "Cancelled")
+        assert api.get("/runs/long").json()["spec"]["stopRequested"] is True
+        assert api.get("/runs/long").json()["status"]["reason"] == "Stopped"
+        assert core.list_namespaced_pod("default").items == []

@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 from runyard.core.errors import Conflict, Gone, NotFound
-from runyard.core.resources import API_VERSION, Resource
+from runyard.core.resources import API_VERSION, Resource, Run
 from runyard.services.resources import (
     ApplyOutcome,
     apply_change,
@@ -115,3 +115,17 @@ def watch_lines(
         yield (json.dumps({"type": "ERROR", "object": error}) + "\n").encode()
     finally:
         stop.set()
+
+
+def request_stop(kube: KubeResources, project: str, name: str) -> Run:
+    """Set the run's spec.stopRequested (the operator stops its pod, and the Run ends Cancelled); read
+    again and retried when the operator wrote it meanwhile. A run that has ended is left as it is."""
+    while True:
+        run = cast(Run, kube.get(Run, project, name))
+        if run.status.phase.is_terminal() or run.spec.stopRequested:
+            return run
+        run.spec.stopRequested = True
+        try:
+            return cast(Run, kube.replace(run))
+        except Conflict:
+            continue

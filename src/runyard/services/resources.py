@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from runyard.core.errors import Conflict, FieldError, Gone, Invalid, NotFound
 from runyard.core.phases import Reason
@@ -32,6 +32,7 @@ from runyard.services.job_graph import check_no_cycle
 from runyard.services.notify import Notifier
 from runyard.services.snapshots import check_snapshot_owner
 from runyard.store import Store
+from runyard.store.kube.resources import KubeResources
 
 T = TypeVar("T")
 
@@ -254,9 +255,9 @@ def delete_resource(
     return marked
 
 
-def run_usage(store: Store, runtime: Runtime, project: str, name: str) -> dict:
+def run_usage(store: Store | KubeResources, runtime: Runtime, project: str, name: str) -> dict:
     """Resource usage of the run's current attempt, read through the runtime; empty once it has ended."""
-    run = store.get(Run, project, name)
+    run = cast(Run, store.get(Run, project, name))
     att = run.status.attempts[-1] if run.status.attempts else None
     usage = runtime.metrics(att.handle) if att and att.handle and not run.status.phase.is_terminal() else {}
     return {"name": name, "phase": run.status.phase.value, "attempt": att.attempt if att else None, **usage}

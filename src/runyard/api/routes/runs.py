@@ -8,6 +8,7 @@ from pydantic import AwareDatetime
 
 from runyard.api.deps import READ, STATE, WRITE, AppState
 from runyard.api.params import Name, Project
+from runyard.services import kube_resources as kube_svc
 from runyard.services import resources as svc
 from runyard.services.auth import Principal
 from runyard.services.logs import MAX_TAIL, LogQuery, find_run, stream_logs
@@ -17,15 +18,17 @@ router = APIRouter(tags=["runs"])
 
 @router.post("/projects/{project}/runs/{name}/stop")
 def stop(project: Project, name: Name, s: AppState = STATE, who: Principal = WRITE) -> dict:
-    return svc.request_stop(s.store, s.notifier, who, project, name).model_dump(
-        mode="json", exclude_none=True
-    )
+    if s.kube is not None:
+        stopped = kube_svc.request_stop(s.kube, project, name)
+    else:
+        stopped = svc.request_stop(s.store, s.notifier, who, project, name)
+    return stopped.model_dump(mode="json", exclude_none=True)
 
 
 @router.get("/projects/{project}/runs/{name}/usage")
 def usage(project: Project, name: Name, s: AppState = STATE, who: Principal = READ) -> dict:
     """cpu_percent and memory_bytes (RSS) of the run's processes now, where the runtime can tell."""
-    return svc.run_usage(s.store, s.runtime, project, name)
+    return svc.run_usage(s.kube or s.store, s.runtime, project, name)
 
 
 @router.get("/projects/{project}/runs/{name}/logs", response_class=StreamingResponse)
