@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 EventType = Literal["Normal", "Warning"]
 Item = TypeVar("Item", bound=tuple[str, ...])
+Work = tuple[str, str, str]  # (kind, namespace, name): most controllers' queue item
 
 
 class Elector(Protocol):

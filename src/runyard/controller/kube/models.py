@@ -10,22 +10,19 @@ names it (Pending, Updating, Ready, ScaledToZero, Failed).
 
 Not on a cluster: scale to zero and request-driven autoscaling (a Service holds no request while no replica
 runs): with autoscaling the Deployment keeps minReplicas, at least one. The Deployment and Service are owned
-by the Model (deleting it deletes them); everything is watch-driven and only the leader writes, as in the
-Operator, whose lifecycle (start, stop, leading, the leader-only work loop) this class shares.
+by the Model (deleting it deletes them); everything is watch-driven and only the leader writes: the
+lifecycle (start, stop, leading, the leader-only work loop) is base.KindController's, as the Operator's.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import threading
 from typing import Any
 
+from runyard.controller.kube.base import Elector, KindController, Work
 from runyard.controller.kube.decide import launch_spec
-from runyard.controller.kube.informer import Informer, PodSource, pod_key, pod_version
-from runyard.controller.kube.operator import Elector, Operator, Work, _resource_key, _resource_version
-from runyard.controller.kube.operator import _ResourceSource as ResourceSource
-from runyard.controller.kube.workqueue import WorkQueue
+from runyard.controller.kube.informer import PodSource
 from runyard.controller.models.replicas import replica_spec
 from runyard.controller.models.versions import version_for
 from runyard.core.errors import Conflict, NotFound
@@ -71,8 +68,11 @@ class OwnedSource(PodSource):
         return self._every(**args) if self.namespace is None else self._one(self.namespace, **args)
 
 
-class ModelController(Operator):
+class ModelController(KindController[Work]):
     """Watches Models and their Deployments and Services; reconciles from the caches, writes while leading."""
+
+    kinds = ("Model",)
+    thread_prefix = "models"
 
     def __init__(
         self,
@@ -88,41 +88,20 @@ class ModelController(Operator):
     ):
         from kubernetes import client
 
-        # What the Operator's lifecycle methods use (start, stop, leading, _work, _watch, relists).
-        self.resources, self.elector, self.api_client = resources, elector, api_client
-        self.image, self.server_url, self.calls, self.workers = image, server_url, calls, workers
+        super().__init__(
+            resources, elector, api_client=api_client, namespaces=namespaces, workers=workers, calls=calls
+        )
+        self.image, self.server_url = image, server_url
         self.settings = ServingSettings()
         if calls is not None:
             calls.instrument(api_client)  # every request counted, once however many share the client
         self.apps, self.core = client.AppsV1Api(api_client), client.CoreV1Api(api_client)
-        self.scopes: list[str | None] = list(namespaces) if namespaces else [None]
-        self.queue: WorkQueue[Work] = WorkQueue()
-        self.reconciled = 0
-        self._informers: dict[tuple[str, str | None], Informer[Any]] = {}
-        self._pod_sources: list[PodSource] = []
-        self._deferred: set[Work] = set()
-        self._restarts = 0
         self._made: set[tuple[str, str]] = set()  # (kind, Model uid): its Deployment/Service made or seen
-        self._threads = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
         for scope in self.scopes:
-            models = ResourceSource(resources, "Model", scope)
-            self._informers[("Model", scope)] = Informer(
-                f"models/{scope}", models, _resource_key, _resource_version, self._on_model
-            )
+            self._watch_resources(Model, scope, self._on_model)
             for plural, kind in (("deployments", "Deployment"), ("services", "Service")):
                 source = OwnedSource(api_client, scope, OWNED_SELECTOR, plural)
-                self._pod_sources.append(source)
-                self._informers[(kind, scope)] = Informer(
-                    f"{plural}/{scope}", source, pod_key, pod_version, self._owned_handler(kind)
-                )
-
-    def resync(self) -> None:
-        for (kind, _), informer in self._informers.items():
-            if kind == "Model":
-                for model in informer.items():
-                    self.queue.add(("Model", model.metadata.project, model.metadata.name))
+                self._watch_objects(kind, scope, plural, source, self._owned_handler(kind))
 
     def _on_model(self, type_: str, model: Model) -> None:
         self.queue.add(("Model", model.metadata.project, model.metadata.name))

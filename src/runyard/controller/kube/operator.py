@@ -17,6 +17,7 @@ from runyard.controller.kube.base import (
     KindController,
     ProjectObjects,
     ResourceSource,
+    Work,
     resource_key,
     resource_version,
 )
@@ -43,7 +44,6 @@ MANAGED_SELECTOR = "app.kubernetes.io/managed-by=runyard,runyard.dev/kind=Run"
 RUN_LABEL = "runyard.dev/run"
 LAUNCH_RECHECK = 30.0  # seconds: a launched pod not seen by then is launched again (idempotent)
 RUN_OWNERS = ("Experiment", "Job")  # Runs of these (or of nobody) are plain runs: a pod per attempt
-Work = tuple[str, str, str]  # (kind, namespace, name)
 
 
 class RunTokens(Protocol):
