@@ -38,15 +38,8 @@ from runyard.controller.jobs.reconcile import (
     _removed_text,
     _waiting_text,
 )
-from runyard.controller.kube.informer import Informer, Key
-from runyard.controller.kube.operator import (
-    Elector,
-    Operator,
-    _resource_key,
-    _resource_version,
-    _ResourceSource,
-)
-from runyard.controller.kube.workqueue import WorkQueue
+from runyard.controller.kube.base import Elector, EventType, KindController, record_event, resource_key
+from runyard.controller.kube.informer import Key
 from runyard.controller.status import set_condition
 from runyard.core.clock import now
 from runyard.core.cron import next_fire
@@ -100,7 +93,13 @@ def owned_by(run: Run, job: Job) -> bool:
     return any(o.kind == "Job" and o.uid == job.metadata.uid for o in run.metadata.ownerReferences)
 
 
-class JobController:
+class JobController(KindController[Key]):
+    """Fires Jobs' Runs when due (schedule or dependencies) and keeps their status; queue items are
+    (namespace, name) of Jobs."""
+
+    kinds = ("Job",)
+    thread_prefix = "jobs"
+
     def __init__(
         self,
         resources: Any,
@@ -114,86 +113,42 @@ class JobController:
         workers: int = 2,
         clock: Callable[[], datetime] = now,
     ):
-        self.resources, self.elector, self.api_client = resources, elector, api_client
-        self.image, self.server_url, self.calls = image, server_url, calls  # Runs' pods: the Operator's
+        super().__init__(
+            resources, elector, api_client=api_client, namespaces=namespaces, workers=workers, calls=calls
+        )
+        self.image, self.server_url = image, server_url  # Runs' pods: the Operator's
         self.clock = clock
-        self.workers = workers
-        self.scopes: list[str | None] = list(namespaces) if namespaces else [None]
-        self.queue: WorkQueue[Key] = WorkQueue()
         self.fired = 0  # Runs this controller created
-        self._informers: dict[tuple[str, str | None], Informer[Any]] = {}
         self._heap: list[tuple[datetime, Key]] = []
         self._due: dict[Key, datetime] = {}
         self._owned: defaultdict[str, set[Key]] = defaultdict(set)  # job uid -> its Runs in the cache
-        self._deferred: set[Key] = set()
-        self._lock = threading.Lock()
         self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
         for scope in self.scopes:
-            handlers: list[tuple[type[Resource], Any]] = [(Job, self._on_job), (Run, self._on_run)]
-            for cls, handler in handlers:
-                source = _ResourceSource(resources, cls.__name__, scope)
-                informer = Informer(
-                    f"{cls.plural}/{scope}", source, _resource_key, _resource_version, handler
-                )
-                self._informers[(cls.__name__, scope)] = informer
+            self._watch_resources(Job, scope, self._on_job)
+            self._watch_resources(Run, scope, self._on_run)
 
-    # -- lifecycle (as the Operator's)
+    # -- lifecycle: KindController's, and a timer
 
     def start(self) -> None:
-        for (kind, scope), informer in self._informers.items():
-            self._spawn(f"watch-{kind}-{scope or 'all'}", self._watch, informer)
-        for informer in self._informers.values():
-            if not informer.synced.wait(60):
-                raise TimeoutError(f"the {informer.name} watch did not list in time")
-        for i in range(self.workers):
-            self._spawn(f"reconcile-{i}", self._work)
+        super().start()
         self._spawn("timer", self._timer)
 
     def stop(self) -> None:
         self._stop.set()
-        self._wake.set()
-        self.queue.close()
-        for thread in self._threads:
-            thread.join(10)
+        self._wake.set()  # the timer sleeps on it
+        super().stop()
 
-    def leading(self, leads: bool) -> None:
-        if leads:
-            self.resync()
-
-    def resync(self) -> None:
-        for (kind, _), informer in self._informers.items():
-            if kind == "Job":
-                for job in informer.items():
-                    self.queue.add(_resource_key(job))
+    def _item(self, kind: str, obj: Resource) -> Key:
+        return resource_key(obj)
 
     def wake(self) -> None:
         """Look at the clock now (a test that moved its clock; the timer looks every MAX_WAIT anyway)."""
         self._wake.set()
 
-    def _spawn(self, name: str, target: Any, *args: Any) -> None:
-        thread = threading.Thread(target=target, args=args, name=f"jobs-{name}", daemon=True)
-        thread.start()
-        self._threads.append(thread)
-
-    def _watch(self, informer: Informer[Any]) -> None:
-        while not self._stop.is_set():
-            try:
-                informer.run(self._stop)
-            except Exception:
-                if self._stop.is_set():
-                    return
-                log.exception("%s watch failed; listing again", informer.name)
-                self._stop.wait(1)
-
     # -- caches and triggers
 
-    def _cache(self, kind: str, namespace: str) -> Informer[Any]:
-        return self._informers.get((kind, None)) or self._informers[(kind, namespace)]
-
     def _on_job(self, type_: str, job: Job) -> None:
-        key = _resource_key(job)
+        key = resource_key(job)
         self.queue.add(key)
         if type_ != "MODIFIED":  # made or gone: the jobs depending on it show it (DependenciesReady)
             self._dependents_of(key[0], key[1])
@@ -210,16 +165,16 @@ class JobController:
     def _own(self, job_uid: str, run: Run, owned: bool) -> None:
         with self._lock:
             if owned:
-                self._owned[job_uid].add(_resource_key(run))
+                self._owned[job_uid].add(resource_key(run))
             else:
-                self._owned[job_uid].discard(_resource_key(run))
+                self._owned[job_uid].discard(resource_key(run))
                 if not self._owned[job_uid]:
                     del self._owned[job_uid]
 
     def _dependents_of(self, namespace: str, name: str) -> None:
         for job in self._cache("Job", namespace).items():
             if job.metadata.project == namespace and name in job.spec.dependsOn:
-                self.queue.add(_resource_key(job))
+                self.queue.add(resource_key(job))
 
     def _timer(self) -> None:
         """Queue each job whose next instant is due by the clock; sleep until the earliest, at most
@@ -253,28 +208,8 @@ class JobController:
 
     # -- work
 
-    def _work(self) -> None:
-        while not self._stop.is_set():
-            item = self.queue.get(timeout=0.5)
-            leads = self.elector.is_leader()
-            if leads and self._deferred:
-                with self._lock:
-                    deferred, self._deferred = self._deferred, set()
-                for key in deferred:
-                    self.queue.add(key)
-            if item is None:
-                continue
-            try:
-                if leads:
-                    self.reconcile(*item)
-                else:
-                    with self._lock:
-                        self._deferred.add(item)
-            except Exception:
-                log.exception("reconciling job %s/%s; trying again", *item)
-                self.queue.add_after(item, 1.0)
-            finally:
-                self.queue.done(item)
+    def _reconcile(self, item: Key) -> None:
+        self.reconcile(*item)
 
     def reconcile(self, namespace: str, name: str) -> None:
         """Fire what is due, trim the history, and write the status if it changed."""
@@ -298,7 +233,7 @@ class JobController:
             with contextlib.suppress(NotFound):
                 self.resources.delete("Run", namespace, run.metadata.name)
         if removed:
-            self._event(job, Reason.RUN_DELETED, _removed_text(job, removed))
+            self._event(job, Reason.RUN_DELETED, _removed_text(job, removed), "Normal")  # as locally
         self._status(job, st, kept, runs, current)
         if st.model_dump(mode="json") != old.model_dump(mode="json"):
             try:
@@ -456,10 +391,10 @@ class JobController:
         msg = f"its dependencies exist: {', '.join(deps)}; it fires once each has succeeded since it last did"
         set_condition(st.conditions, CONDITION, "True", DEPENDENCIES_FOUND, msg)
 
-    def _event(self, res: Any, reason: str, message: str) -> None:
+    def _event(self, res: Any, reason: str, message: str, type_: EventType = "Warning") -> None:
         """A Kubernetes Event on the object, as the Operator records one (best effort)."""
         log.info("%s %s/%s: %s: %s", res.kind, res.metadata.project, res.metadata.name, reason, message)
-        Operator._warn(cast(Operator, self), res, reason, message)
+        record_event(self.api_client, res, reason, message, type_)
 
 
 def _active(run: Run) -> bool:
