@@ -10,21 +10,14 @@ import tempfile
 import threading
 from pathlib import Path
 from types import FrameType
-from typing import Protocol
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from runyard.controller.kube.base import KindController
 
 log = logging.getLogger(__name__)
 
 DEFAULT_LEASE_NAMESPACE = "runyard"
-
-
-class Controller(Protocol):
-    """A kind's controller: watches from start() to stop(), writing only while leading."""
-
-    def start(self) -> None: ...
-
-    def stop(self) -> None: ...
-
-    def leading(self, leads: bool) -> None: ...
 
 
 def main(
@@ -70,44 +63,23 @@ def main(
         identity=identity or os.environ.get("POD_NAME") or default_identity(),
     )
     scope = list(namespaces) or None
-    operator = Operator(
-        resources,
-        runtime,
-        elector,
-        api_client=api_client,
-        namespaces=scope,
-        server_url=server_url,
-        project_objects=project_objects,
-        calls=calls,
-        tokens=tokens,
-    )
     from runyard.controller.kube.jobs import JobController
     from runyard.controller.kube.models import ModelController
 
-    # Beside the Operator (Experiments and Runs), one per kind, all led by the one Lease.
-    controllers: list[Controller] = [
-        ModelController(
-            resources,
-            elector,
-            api_client=api_client,
-            namespaces=scope,
-            image=image,
-            server_url=server_url,
-            calls=calls,
-        ),
-        JobController(
-            resources,
-            elector,
-            api_client=api_client,
-            namespaces=scope,
-            image=image,
-            server_url=server_url,
-            calls=calls,
-        ),
+    # One per kind, all led by the one Lease: the Operator (Experiments and Runs) first, stopped last.
+    cluster: dict[str, Any] = {
+        "api_client": api_client,
+        "namespaces": scope,
+        "server_url": server_url,
+        "calls": calls,
+    }
+    controllers: list[KindController] = [
+        Operator(resources, runtime, elector, project_objects=project_objects, tokens=tokens, **cluster),
+        ModelController(resources, elector, image=image, **cluster),
+        JobController(resources, elector, image=image, **cluster),
     ]
 
     def on_change(leads: bool) -> None:
-        operator.leading(leads)
         for controller in controllers:
             controller.leading(leads)
 
@@ -121,13 +93,11 @@ def main(
     signal.signal(signal.SIGINT, on_signal)
     watched = ", ".join(namespaces) or "all namespaces"
     log.info("operator %s: watching %s; lease %s/%s", elector.identity, watched, lease_ns, elector.name)
-    operator.start()
     for controller in controllers:
         controller.start()
     try:
         elector.run(stop, on_change=on_change)  # returns after releasing the Lease
     finally:
-        for controller in controllers:
+        for controller in reversed(controllers):
             controller.stop()
-        operator.stop()
         log.info("stopped; API calls by verb: %s", calls.counts())
