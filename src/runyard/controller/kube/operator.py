@@ -55,7 +55,9 @@ class RunTokens(Protocol):
 class Operator(KindController[Work]):
     """Experiments and Runs, and the pods of Runs' attempts."""
 
-    kinds = ("Experiment", "Run")
+    # "Session": SessionController's, queued on leading while it subclasses the Operator (drop it once it
+    # subclasses KindController with kinds = ("Session",)).
+    kinds = ("Experiment", "Run", "Session")
     thread_prefix = "operator"
 
     def __init__(
