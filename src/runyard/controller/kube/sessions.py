@@ -13,8 +13,8 @@ The token is random, not derived from the server's session key as locally: the p
 Secret (never in the pod's spec), and the server's proxy reads the Secret named by TOKEN_SECRET_ANNOTATION
 (key TOKEN_KEY) to forward to the Service `service_name(session)` on `status.port`.
 
-It runs beside the Operator in `runyard operator` and shares its lifecycle (watches, workers, leadership,
-work kept aside while following): it is an Operator whose caches are Sessions and their pods.
+It runs beside the Operator in `runyard operator` and shares its lifecycle (base.KindController): its
+caches are Sessions and their pods.
 """
 
 from __future__ import annotations
@@ -22,19 +22,12 @@ from __future__ import annotations
 import base64
 import logging
 import secrets
-import threading
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from runyard.controller.kube.informer import Informer, PodSource, pod_key, pod_version
-from runyard.controller.kube.operator import (
-    Elector,
-    Operator,
-    _resource_key,
-    _resource_version,
-    _ResourceSource,
-)
+from runyard.controller.kube.base import Elector, KindController, ProjectObjects, Work
+from runyard.controller.kube.informer import PodSource
 from runyard.controller.sessions import RESTART_ANNOTATION, STOP_GRACE, base_url, next_look, reclaim
 from runyard.core.clock import aware, now
 from runyard.core.errors import Conflict, NotFound
@@ -53,7 +46,6 @@ LISTEN_FD = 5
 WORKDIR_SIZE = "10Gi"  # a session's claim (its spec names no size)
 TOKEN_KEY = "token"
 TOKEN_SECRET_ANNOTATION = "runyard.dev/session-token-secret"  # on the Session: where its Jupyter token is
-Work = tuple[str, str, str]
 
 
 def service_name(session: str) -> str:
@@ -205,7 +197,10 @@ def _changed(old: SessionStatus, new: SessionStatus) -> dict[str, Any]:
     return {k: v for k, v in after.items() if before.get(k) != v}
 
 
-class SessionController(Operator):
+class SessionController(KindController[Work]):
+    kinds = ("Session",)
+    thread_prefix = "sessions"
+
     def __init__(
         self,
         resources: Any,
@@ -230,32 +225,20 @@ class SessionController(Operator):
         from kubernetes import client
 
         super().__init__(
-            resources,
-            None,
-            elector,
-            api_client=api_client,
-            namespaces=namespaces,
-            server_url=server_url,
-            project_objects=project_objects,
+            resources, elector, api_client=api_client, namespaces=namespaces, workers=workers, calls=calls
         )
-        self.workers, self.calls = workers, calls
         if calls is not None:
             calls.instrument(api_client)
         self.core = client.CoreV1Api(api_client)
-        self.image, self.public_url = image, (public_url or server_url).rstrip("/")
+        self.image, self.server_url = image, server_url
+        self.public_url = (public_url or server_url).rstrip("/")
         self.locks, self.env_cache, self.clock = locks, env_cache, clock
+        self.projects = ProjectObjects(api_client, project_objects)
         self._made: set[str] = set()  # Sessions (uids) whose claim, Service and Secret exist
-        self._informers, self._pod_sources = {}, []
         for scope in self.scopes:
-            source = _ResourceSource(resources, "Session", scope)
-            self._informers[("Session", scope)] = Informer(
-                f"sessions/{scope}", source, _resource_key, _resource_version, self._on_session
-            )
-            pod_source = PodSource(api_client, scope, SELECTOR)
-            self._pod_sources.append(pod_source)
-            self._informers[("Pod", scope)] = Informer(
-                f"session-pods/{scope}", pod_source, pod_key, pod_version, self._on_session_pod
-            )
+            self._watch_resources(Session, scope, self._on_session)
+            source = PodSource(api_client, scope, SELECTOR)
+            self._watch_objects("Pod", scope, "session-pods", source, self._on_session_pod)
 
     def cached(self, namespace: str, name: str) -> Session | None:
         """The Session as this controller last saw it (its watch's copy)."""
@@ -273,11 +256,6 @@ class SessionController(Operator):
         session = (m.get("labels") or {}).get(pods.SESSION_LABEL)
         if session:
             self.queue.add(("Session", m["namespace"], session))
-
-    def _spawn(self, name: str, target: Any, *args: Any) -> None:
-        thread = threading.Thread(target=target, args=args, name=f"sessions-{name}", daemon=True)
-        thread.start()
-        self._threads.append(thread)
 
     # -- reconcile
 
@@ -314,8 +292,8 @@ class SessionController(Operator):
                     "waiting for the previous pod to stop",
                 )
             elif self._exists(session):
-                self._ensure_project(namespace)
-                self._ensure_objects(session)
+                self.projects.ensure(namespace)
+                session = self._ensure_objects(session)
                 st = self._start(session, st)
             else:
                 return  # deleted: its watch event is on its way
@@ -365,7 +343,7 @@ class SessionController(Operator):
         return SessionStatus(
             phase="Pending",
             reason="Starting",
-            message=f"starting pod {name}",
+            message=_unscheduled(name),
             url=url,
             run=name,
             runUid=(created or {}).get("metadata", {}).get("uid"),
@@ -387,7 +365,7 @@ class SessionController(Operator):
                 st.message = f"pod {pod['metadata']['name']} is fetching its files and environment"
             else:
                 st.phase, st.reason = "Pending", "Starting"
-                st.message = obs.message or f"pod {pod['metadata']['name']} is waiting for a node"
+                st.message = obs.message or _unscheduled(pod["metadata"]["name"])
             return None  # the pod's next change brings it back
         now_ = self.clock()
         if st.readyAt is None:
@@ -449,12 +427,12 @@ class SessionController(Operator):
             return False
         return fresh.uid == session.uid and fresh.metadata.deletionTimestamp is None
 
-    def _ensure_objects(self, session: Session) -> None:
+    def _ensure_objects(self, session: Session) -> Session:
         """Its claim, Service and token Secret, made once (what exists already is kept: the claim's files,
         the token), and the Secret's name recorded on the Session for the server's proxy."""
         with self._lock:
             if session.uid in self._made:
-                return
+                return session
         m = session.metadata
         self._create("persistent_volume_claim", m.project, claim_manifest(session))
         owner = {"kind": "Session", "name": m.name, "uid": session.uid}
@@ -466,10 +444,11 @@ class SessionController(Operator):
         if m.annotations.get(TOKEN_SECRET_ANNOTATION) != secret_name(m.name):
             named = session.model_copy(deep=True)
             named.metadata.annotations[TOKEN_SECRET_ANNOTATION] = secret_name(m.name)
-            written = self.resources.replace(named)  # a Conflict: this reconcile is tried again
-            self._cache("Session", m.project).put(written)
+            session = self.resources.replace(named)  # a Conflict: this reconcile is tried again
+            self._cache("Session", m.project).put(session)
         with self._lock:
             self._made.add(session.uid)
+        return session
 
     def _create(self, what: str, namespace: str, body: dict[str, Any]) -> dict[str, Any] | None:
         """Create it; one that exists already (made before) is kept: None then."""
@@ -500,6 +479,10 @@ class SessionController(Operator):
         except NotFound:
             pass
         self._count_reconciled()
+
+
+def _unscheduled(pod: str) -> str:
+    return f"pod {pod} is waiting for a node"
 
 
 def _owned_by(pod: dict[str, Any], uid: str) -> bool:
