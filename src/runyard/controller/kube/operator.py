@@ -12,15 +12,7 @@ import logging
 import time
 from typing import Any, Protocol
 
-from runyard.controller.kube.base import (
-    Elector,
-    KindController,
-    ProjectObjects,
-    ResourceSource,
-    Work,
-    resource_key,
-    resource_version,
-)
+from runyard.controller.kube.base import Elector, KindController, ProjectObjects, Work
 from runyard.controller.kube.decide import (
     current_attempt,
     experiment_status,
@@ -55,9 +47,7 @@ class RunTokens(Protocol):
 class Operator(KindController[Work]):
     """Experiments and Runs, and the pods of Runs' attempts."""
 
-    # "Session": SessionController's, queued on leading while it subclasses the Operator (drop it once it
-    # subclasses KindController with kinds = ("Session",)).
-    kinds = ("Experiment", "Run", "Session")
+    kinds = ("Experiment", "Run")
     thread_prefix = "operator"
 
     def __init__(
@@ -257,7 +247,3 @@ class Operator(KindController[Work]):
 
     def _observe(self, pod: dict) -> Observed:
         return observed(pod)
-
-
-# What sessions.py imports by these names, until it imports them from base (then remove).
-_ResourceSource, _resource_key, _resource_version = ResourceSource, resource_key, resource_version
