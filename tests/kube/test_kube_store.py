@@ -63,7 +63,9 @@ def test_create_get_list_replace_and_a_stale_write_conflicts(
         and int(version) >= created.metadata.resourceVersion
     )
     everywhere, _ = store.list(Experiment, None, {"team": ns})
-    assert sorted((r.metadata.project, r.metadata.name) for r in everywhere) == [(ns, "a"), (other, "c")]
+    assert sorted((r.metadata.project, r.metadata.name) for r in everywhere) == sorted(
+        [(ns, "a"), (other, "c")]
+    )
 
     changed = got.model_copy(deep=True)
     changed.spec.command = "echo changed"

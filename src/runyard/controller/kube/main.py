@@ -65,6 +65,7 @@ def main(
     scope = list(namespaces) or None
     from runyard.controller.kube.jobs import JobController
     from runyard.controller.kube.models import ModelController
+    from runyard.controller.kube.sessions import SessionController
 
     # One per kind, all led by the one Lease: the Operator (Experiments and Runs) first, stopped last.
     cluster: dict[str, Any] = {
@@ -77,6 +78,7 @@ def main(
         Operator(resources, runtime, elector, project_objects=project_objects, tokens=tokens, **cluster),
         ModelController(resources, elector, image=image, **cluster),
         JobController(resources, elector, image=image, **cluster),
+        SessionController(resources, elector, image=image, project_objects=project_objects, **cluster),
     ]
 
     def on_change(leads: bool) -> None:
