@@ -28,7 +28,7 @@ from runyard.services.environments import Environments
 from runyard.services.job_notifications import NotificationSender
 from runyard.services.node import Node
 from runyard.services.notify import Notifier
-from runyard.services.session_gateway import SessionGateway
+from runyard.services.session_gateway import ActivityFlusher, SessionGateway
 from runyard.services.session_secrets import load_key
 from runyard.services.snapshots import BlobStore, snapshot_files
 from runyard.services.tracking import Tracking
@@ -118,9 +118,11 @@ def build(
     ctx.serving = Serving(serving_settings or ServingSettings())
     ctx.workers.append(Prober(ctx.serving, notifier.touch))
     key = load_key(home)
-    gateway = SessionGateway(store, key)
-    ctx.sessions = SessionSupport(home / "sessions", key, api_url.rstrip("/"), activity=gateway.last_activity)
     kube = _kube(settings, api_url)
+    gateway = SessionGateway(store, key, cluster=kube[0] if kube else None)
+    if kube:  # the operator reclaims idle sessions from their status: the proxy's activity goes there
+        ctx.workers.append(ActivityFlusher(gateway))
+    ctx.sessions = SessionSupport(home / "sessions", key, api_url.rstrip("/"), activity=gateway.last_activity)
     state = AppState(
         store,
         kube[1] if kube else runtime,  # what the API reads runs' logs through

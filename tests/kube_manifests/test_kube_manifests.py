@@ -153,8 +153,11 @@ def test_the_api_server_touches_its_resources_only():
     rules = by_key(render())[("ClusterRole", "runyard-server")]["rules"]
     assert grants(rules, "runyard.dev", "experiments", "create")
     assert not grants(rules, "runyard.dev", "runs/status", "update")
+    assert grants(rules, "runyard.dev", "sessions/status", "patch")  # the proxy's activity, only
+    assert not grants(rules, "runyard.dev", "sessions/status", "update")
     assert grants(rules, "", "pods/log", "get") and not grants(rules, "", "pods", "create")
-    assert not grants(rules, "", "pods", "list") and not grants(rules, "", "secrets", "get")
+    assert not grants(rules, "", "pods", "list")
+    assert grants(rules, "", "secrets", "get") and not grants(rules, "", "secrets", "list")  # by name only
     assert grants(rules, "", "namespaces", "create") and not grants(rules, "", "namespaces", "delete")
     env = by_key(render())[("Deployment", "runyard-server")]["spec"]["template"]["spec"]["containers"][0][
         "env"

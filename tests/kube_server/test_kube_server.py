@@ -9,12 +9,14 @@ when KUBECONFIG names one (it then uses that cluster's CRDs and namespaces)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -272,3 +274,68 @@ def test_runyard_stop_through_the_server_cancels_the_runs_pod(server, kube, tmp_
         assert api.get("/runs/long").json()["spec"]["stopRequested"] is True
         assert api.get("/runs/long").json()["status"]["reason"] == "Stopped"
         assert core.list_namespaced_pod("default").items == []
+
+
+class _Jupyter(BaseHTTPRequestHandler):
+    """Stands in for a session's Jupyter server behind its Service: answers /api/status to its token only."""
+
+    token = ""
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        ok = self.headers.get("Authorization") == f"token {self.token}"
+        body = json.dumps({"started": "now", "path": self.path} if ok else {"message": "bad token"}).encode()
+        self.send_response(200 if ok else 403)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_cluster_session_is_reached_through_the_servers_proxy_and_its_use_reaches_its_status(server, kube):
+    """The proxy on a cluster: it forwards to the session's Service (its cluster IP) with the Jupyter token
+    from the Secret the operator named on the Session, and writes the session's last activity into its
+    status, where the operator reclaims idle sessions. The test plays the operator (the Secret, the Service,
+    the Session's status) and the session's Jupyter (a small HTTP server on loopback, the Service's
+    cluster IP here)."""
+    if kube.emulator is None:
+        pytest.skip("plays the operator and Jupyter on loopback")
+    jupyter = ThreadingHTTPServer(("127.0.0.1", 0), _Jupyter)
+    _Jupyter.token = "jupyter-secret"
+    threading.Thread(target=jupyter.serve_forever, daemon=True).start()
+    core = client.CoreV1Api(kube.api_client)
+    try:
+        with server.api() as api:
+            session = {"apiVersion": "runyard.dev/v1", "kind": "Session", "metadata": {"name": "nb"}}
+            assert api.put("/sessions/nb", json={**session, "spec": {}}).status_code == 201
+            before = api.get("/sessions/nb")
+            assert before.json()["status"].get("lastActivity") is None
+        token = base64.b64encode(b"jupyter-secret").decode()
+        core.create_namespaced_secret(
+            "default", {"metadata": {"name": "nb-jupyter"}, "data": {"token": token}}
+        )
+        service = {"metadata": {"name": "nb"}, "spec": {"clusterIP": "127.0.0.1", "ports": [{"port": 8888}]}}
+        core.create_namespaced_service("default", service)
+        objects = _objects(kube)
+        annotation = {"metadata": {"annotations": {"runyard.dev/session-token-secret": "nb-jupyter"}}}
+        objects.patch_namespaced_custom_object(GROUP, VERSION, "default", "sessions", "nb", annotation)
+        status = {"status": {"phase": "Running", "port": jupyter.server_address[1], "run": "nb-abc"}}
+        objects.patch_namespaced_custom_object_status(GROUP, VERSION, "default", "sessions", "nb", status)
+
+        url = f"{server.url}/sessions/default/nb/api/status"
+        answer = httpx.get(url, headers={"Authorization": f"Bearer {server.token}"}, timeout=30)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["path"] == "/sessions/default/nb/api/status"
+        assert (
+            httpx.get(url, timeout=30).status_code == 401
+        )  # no token: the proxy refuses, Jupyter is never asked
+
+        def activity() -> str | None:
+            got = objects.get_namespaced_custom_object(GROUP, VERSION, "default", "sessions", "nb")
+            return got["status"].get("lastActivity")
+
+        until(activity, "the proxy wrote the session's last activity into its status", timeout=20)
+    finally:
+        jupyter.shutdown()

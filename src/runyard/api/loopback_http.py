@@ -1,5 +1,5 @@
-"""A lean HTTP/1.1 client for the session proxy's upstreams, Jupyter servers on this host's loopback:
-h11 over asyncio streams, connections kept alive per port.
+"""A lean HTTP/1.1 client for the session proxy's upstreams, Jupyter servers on this host's loopback (or,
+on a cluster, behind a session's Service): h11 over asyncio streams, connections kept alive per address.
 
 Why not httpx: on the proxy's path every request pays the client's own cost twice over (once for the
 browser's wait, once for the event loop the websockets share), and httpx's layers (its models, anyio,
@@ -19,9 +19,13 @@ READ_SIZE = 1 << 16
 CONNECT_TIMEOUT = 10.0
 
 
+Address = tuple[str, int]  # (host, port)
+LOOPBACK = "127.0.0.1"
+
+
 class Connection:
-    def __init__(self, port: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
-        self.port, self.reader, self.writer = port, reader, writer
+    def __init__(self, address: Address, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self.address, self.reader, self.writer = address, reader, writer
         self.h11 = h11.Connection(h11.CLIENT)
 
     def usable(self) -> bool:
@@ -65,19 +69,25 @@ class Reply:
 
 
 class LoopbackPool:
-    def __init__(self, max_idle_per_port: int = 32):
-        self.max_idle = max_idle_per_port
-        self._idle: dict[int, list[Connection]] = {}
+    def __init__(self, max_idle_per_address: int = 32):
+        self.max_idle = max_idle_per_address
+        self._idle: dict[Address, list[Connection]] = {}
 
     async def request(
-        self, port: int, method: str, target: bytes, headers: Headers, body: AsyncIterator[bytes] | None
+        self,
+        address: Address,
+        method: str,
+        target: bytes,
+        headers: Headers,
+        body: AsyncIterator[bytes] | None,
     ) -> Reply:
         """Send a request (its body streamed, when given: `headers` must then say its framing) and
         read the response's head. A kept-alive connection found closed on a request without a body
-        is retried once on a new one; OSError when the port does not answer."""
-        headers = [(b"host", f"127.0.0.1:{port}".encode()), *headers]
+        is retried once on a new one; OSError when the address does not answer."""
+        host, port = address
+        headers = [(b"host", f"{host}:{port}".encode()), *headers]
         for attempt in range(2):
-            conn, reused = await self._connection(port)
+            conn, reused = await self._connection(address)
             try:
                 await self._send(conn, method, target, headers, body)
                 while True:
@@ -90,19 +100,19 @@ class LoopbackPool:
                 conn.close()
                 if reused and body is None and attempt == 0:
                     continue
-                raise ConnectionError(f"upstream on port {port} failed: {err}") from err
+                raise ConnectionError(f"upstream {host}:{port} failed: {err}") from err
         raise AssertionError("unreachable")
 
-    async def _connection(self, port: int) -> tuple[Connection, bool]:
-        idle = self._idle.get(port)
+    async def _connection(self, address: Address) -> tuple[Connection, bool]:
+        idle = self._idle.get(address)
         while idle:
             conn = idle.pop()
             if conn.usable():
                 return conn, True
             conn.close()
         async with asyncio.timeout(CONNECT_TIMEOUT):
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        return Connection(port, reader, writer), False
+            reader, writer = await asyncio.open_connection(*address)
+        return Connection(address, reader, writer), False
 
     @staticmethod
     async def _send(
@@ -122,7 +132,7 @@ class LoopbackPool:
         h = conn.h11
         if reusable and h.our_state is h11.DONE and h.their_state is h11.DONE:
             h.start_next_cycle()
-            idle = self._idle.setdefault(conn.port, [])
+            idle = self._idle.setdefault(conn.address, [])
             if len(idle) < self.max_idle and conn.usable():
                 idle.append(conn)
                 return

@@ -258,7 +258,8 @@ def operator_objects(v: Values) -> list[dict[str, Any]]:
 
 def server_objects(v: Values) -> list[dict[str, Any]]:
     """The API reads and writes the custom resources (runyard apply, the REST API), makes a new project's
-    namespace and reads runs' pod logs; their status and everything else are the operator's."""
+    namespace, reads runs' pod logs and reaches sessions (their Service, their token, their activity);
+    the rest of their status and everything else are the operator's."""
     ns, port = v.namespace, v.server.port
     listen = 8765
     probe = {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10}
@@ -287,12 +288,14 @@ def server_objects(v: Values) -> list[dict[str, Any]]:
             "runyard-server",
             "server",
             # A project's first object makes its namespace (services/kube_resources.ensure_namespace);
-            # `runyard logs` reads a run's pod and its log.
+            # `runyard logs` reads a run's pod and its log; the session proxy reads a session's Service and
+            # its token's Secret (by name: never listed) and writes its last activity into its status.
             _rules_for(
                 [
                     ([API_GROUP], PLURALS, [*READ, *WRITE]),
+                    ([API_GROUP], ["sessions/status"], ["patch"]),
                     ([""], ["namespaces"], ["create"]),
-                    ([""], ["pods", "pods/log"], ["get"]),
+                    ([""], ["pods", "pods/log", "services", "secrets"], ["get"]),
                 ]
             ),
         ),

@@ -163,12 +163,12 @@ async def forward(request: Request) -> Response:
     target += b"?" + query.encode() if query else b""
     try:
         reply = await _pool(request).request(
-            up.port, request.method, target, headers, request.stream() if has_body else None
+            (up.host, up.port), request.method, target, headers, request.stream() if has_body else None
         )
     except OSError as err:
         raise unreachable(gw, project, name) from err
     out = StreamingResponse(reply.body(), status_code=reply.status)
-    origin = f"http://127.0.0.1:{up.port}".encode()
+    origin = f"http://{up.host}:{up.port}".encode()
     out.raw_headers = [
         (k, v.removeprefix(origin) if k == b"location" else v) for k, v in reply.headers if k not in HOP
     ]
@@ -226,7 +226,7 @@ class SessionSocket:
     ) -> ClientConnection:
         query = forwarded_query(ws, source)
         raw_path = (ws.scope.get("raw_path") or ws.url.path.encode()).decode("latin-1")
-        uri = f"ws://127.0.0.1:{up.port}{raw_path}" + (f"?{query}" if query else "")
+        uri = f"ws://{up.host}:{up.port}{raw_path}" + (f"?{query}" if query else "")
         offered = [Subprotocol(s) for s in ws.scope.get("subprotocols", [])]
         try:
             return await connect(

@@ -41,11 +41,11 @@ log = logging.getLogger(__name__)
 
 SELECTOR = "app.kubernetes.io/managed-by=runyard,runyard.dev/kind=Session"
 COMMAND = ["python", "-m", "runyard.sessions.jupyter"]  # the image's Python, where JupyterLab is installed
-PORT = 8888  # Jupyter's, in the pod and on the Service
+PORT = pods.SESSION_PORT
 LISTEN_FD = 5
 WORKDIR_SIZE = "10Gi"  # a session's claim (its spec names no size)
-TOKEN_KEY = "token"
-TOKEN_SECRET_ANNOTATION = "runyard.dev/session-token-secret"  # on the Session: where its Jupyter token is
+TOKEN_KEY = pods.TOKEN_KEY
+TOKEN_SECRET_ANNOTATION = pods.SESSION_TOKEN_ANNOTATION
 
 
 def service_name(session: str) -> str:

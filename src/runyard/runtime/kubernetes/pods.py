@@ -36,7 +36,10 @@ SDK_HOME = "/runyard"  # init.environment links the installed runyard package in
 SDK = f"{SDK_HOME}/sdk"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 INIT = ["python", "-m", "runyard.runtime.kubernetes.init"]
-TOKEN_KEY = "token"  # the key of the run token in run_token_secret
+TOKEN_KEY = "token"  # the key of the run token in run_token_secret (and of a session's Jupyter token)
+# On a Session: the Secret its Jupyter token is in (the operator makes it; the server's proxy reads it).
+SESSION_TOKEN_ANNOTATION = "runyard.dev/session-token-secret"
+SESSION_PORT = 8888  # Jupyter's, in a session's pod and on its Service
 HTTP_PORT_NAME = "http"
 # Set by the controller for a host's GPUs; in a pod the device plugin says which GPUs it has.
 HOST_GPU_ENV = ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES")
