@@ -13,14 +13,14 @@ from tests.kube_jobs.harness import Clock, View, controller, settle
 from tests.kube_operator.harness import wait_for
 
 from runyard.controller.jobs.decide import dependency_key
-from runyard.controller.kube.jobs import DEPENDENCY_ANNOTATION, dependency_run_name, new_run
+from runyard.controller.kube.jobs import DEPENDENCY_ANNOTATION, dependency_run_name
 from runyard.core.resources import Job, Run
-from runyard.store.jobs import TRIGGER_ANNOTATION, Fire
+from runyard.store.jobs import TRIGGER_ANNOTATION, Fire, fire_run
 
 
 def run_of(view: View, job: str, name: str, phase: str, finished: datetime) -> Run:
     """A Run of `job` (as a manual trigger makes it) that ended as `phase`."""
-    run = view.resources.create(new_run(Fire(view.job(job), "manual", f"manual:{name}"), name))
+    run = view.resources.create(fire_run(Fire(view.job(job), "manual", f"manual:{name}"), name))
     view.finish(name, phase, finished)
     assert isinstance(run, Run)
     return run

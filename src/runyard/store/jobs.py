@@ -84,6 +84,27 @@ class JobState:
     dependency_key: str | None
 
 
+def fire_run(fire: Fire, name: str) -> Run:
+    """The Run of a fire, whichever store keeps it: the job's template with the fire's parameters in its
+    environment, the job's labels plus the job label, the trigger annotated, owned by the job."""
+    job, m = fire.job, fire.job.metadata
+    annotations: dict[str, str] = {TRIGGER_ANNOTATION: fire.trigger}
+    if fire.scheduled_at is not None:
+        annotations[SCHEDULED_ANNOTATION] = fire.scheduled_at.isoformat()
+    template = job.spec.template.model_dump()
+    template["env"] = {**template["env"], **fire.params}
+    return Run(
+        metadata=ObjectMeta(
+            name=name,
+            project=m.project,
+            labels={**m.labels, JOB_LABEL: m.name},
+            annotations=annotations,
+            ownerReferences=[OwnerReference(kind="Job", name=m.name, uid=job.uid)],
+        ),
+        spec=RunSpec(**template),
+    )
+
+
 def run_name(job_name: str, seq: int) -> str:
     suffix = f"-{seq}"
     return job_name[: 63 - len(suffix)].rstrip("-") + suffix
@@ -226,28 +247,14 @@ class JobStore(ResourceStore):
         self._record(conn, uid, run, MODIFIED)
 
     def _new_run(self, conn: Connection, fire: Fire, seq: int, careful: bool) -> Run:
-        job, m = fire.job, fire.job.metadata
+        m = fire.job.metadata
         name = run_name(m.name, seq)
         taken = select(RESOURCES.c.uid).where(
             RESOURCES.c.kind == "Run", RESOURCES.c.project == m.project, RESOURCES.c.name == name
         )
         if careful and conn.execute(taken).first() is not None:  # e.g. an Experiment named like it
             name = run_name(m.name, seq)[: 63 - 5] + "-" + secrets.token_hex(2)
-        annotations: dict[str, str] = {TRIGGER_ANNOTATION: fire.trigger}
-        if fire.scheduled_at is not None:
-            annotations[SCHEDULED_ANNOTATION] = fire.scheduled_at.isoformat()
-        template = job.spec.template.model_dump()
-        template["env"] = {**template["env"], **fire.params}
-        return Run(
-            metadata=ObjectMeta(
-                name=name,
-                project=m.project,
-                labels={**m.labels, JOB_LABEL: m.name},
-                annotations=annotations,
-                ownerReferences=[OwnerReference(kind="Job", name=m.name, uid=job.uid)],
-            ),
-            spec=RunSpec(**template),
-        )
+        return fire_run(fire, name)
 
     def _record_fire(
         self,

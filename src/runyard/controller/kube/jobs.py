@@ -45,8 +45,8 @@ from runyard.core.clock import now
 from runyard.core.cron import next_fire
 from runyard.core.errors import Conflict, NotFound
 from runyard.core.phases import Phase, Reason
-from runyard.core.resources import Job, JobStatus, ObjectMeta, OwnerReference, Resource, Run, RunSpec
-from runyard.store.jobs import JOB_LABEL, SCHEDULED_ANNOTATION, TRIGGER_ANNOTATION, Fire, run_name
+from runyard.core.resources import Job, JobStatus, Resource, Run
+from runyard.store.jobs import Fire, fire_run, run_name
 
 log = logging.getLogger(__name__)
 
@@ -66,27 +66,6 @@ def dependency_run_name(job: str, key: str) -> str:
     """The Run a dependency fire makes, named by the upstream runs it follows (decide.dependency_key)."""
     suffix = "-d" + hashlib.sha256(key.encode()).hexdigest()[:10]
     return job[: 63 - len(suffix)].rstrip("-") + suffix
-
-
-def new_run(fire: Fire, name: str) -> Run:
-    """The Run of a fire, as the local store makes it: the job's template, its labels plus the job label,
-    the trigger annotated, owned by the job."""
-    job, m = fire.job, fire.job.metadata
-    annotations: dict[str, str] = {TRIGGER_ANNOTATION: fire.trigger}
-    if fire.scheduled_at is not None:
-        annotations[SCHEDULED_ANNOTATION] = fire.scheduled_at.isoformat()
-    template = job.spec.template.model_dump()
-    template["env"] = {**template["env"], **fire.params}
-    return Run(
-        metadata=ObjectMeta(
-            name=name,
-            project=m.project,
-            labels={**m.labels, JOB_LABEL: m.name},
-            annotations=annotations,
-            ownerReferences=[OwnerReference(kind="Job", name=m.name, uid=job.uid)],
-        ),
-        spec=RunSpec(**template),
-    )
 
 
 def owned_by(run: Run, job: Job) -> bool:
@@ -330,7 +309,7 @@ class JobController(KindController[Key]):
             for run in active:
                 self._request_stop(run, f"replaced by a new run of job {job.metadata.name}")
         try:
-            created = self.resources.create(new_run(fire, name))
+            created = self.resources.create(fire_run(fire, name))
         except Conflict:
             return False  # another controller (or an earlier life of this one) made it: its watch brings it
         runs.put(created)
