@@ -339,3 +339,32 @@ def test_a_cluster_session_is_reached_through_the_servers_proxy_and_its_use_reac
         until(activity, "the proxy wrote the session's last activity into its status", timeout=20)
     finally:
         jupyter.shutdown()
+
+
+def test_runyard_jobs_trigger_on_a_cluster_makes_one_run_per_request_key(server, kube):
+    """`runyard jobs trigger` (the API's trigger) on a cluster: the Run is made in the cluster with the
+    parameters in its environment, owned by the Job; the same request key gives back that run; Forbid with
+    a run still active refuses, naming it."""
+    job = {
+        "apiVersion": "runyard.dev/v1",
+        "kind": "Job",
+        "metadata": {"name": "nightly"},
+        "spec": {"concurrencyPolicy": "Forbid", "template": {"command": "python etl.py"}},
+    }
+    with server.api() as api:
+        assert api.put("/jobs/nightly", json=job).status_code == 201
+        key = {"Idempotency-Key": "k-1"}
+        first = api.post("/jobs/nightly/trigger", json={"params": {"DAY": "2026-12-01"}}, headers=key)
+        assert first.status_code == 201, first.text
+        again = api.post("/jobs/nightly/trigger", json={"params": {"DAY": "2026-12-01"}}, headers=key)
+        assert again.status_code == 200 and again.json()["metadata"]["uid"] == first.json()["metadata"]["uid"]
+        refused = api.post("/jobs/nightly/trigger", headers={"Idempotency-Key": "k-2"})
+        assert refused.status_code == 409
+        assert first.json()["metadata"]["name"] in refused.json()["error"]["message"]
+    name = first.json()["metadata"]["name"]
+    run = _objects(kube).get_namespaced_custom_object(GROUP, VERSION, "default", "runs", name)
+    assert run["spec"]["env"] == {"DAY": "2026-12-01"}
+    assert run["metadata"]["labels"]["runyard.dev/job"] == "nightly"
+    assert [o["kind"] for o in run["metadata"]["ownerReferences"]] == ["Job"]
+    runs = _objects(kube).list_namespaced_custom_object(GROUP, VERSION, "default", "runs")["items"]
+    assert len(runs) == 1

@@ -7,13 +7,17 @@ which keeps tokens, snapshots and tracking."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
+import uuid
 from collections.abc import Iterator
 from typing import Any, cast
 
 from runyard.core.errors import Conflict, Gone, NotFound
-from runyard.core.resources import API_VERSION, Resource, Run
+from runyard.core.resources import API_VERSION, Job, Resource, Run
+from runyard.services.auth import Principal
+from runyard.services.jobs import Triggered, check_params
 from runyard.services.resources import (
     ApplyOutcome,
     apply_change,
@@ -22,7 +26,12 @@ from runyard.services.resources import (
     retry_apply,
 )
 from runyard.store import Store
+from runyard.store.jobs import JOB_LABEL, Fire, fire_run
 from runyard.store.kube.resources import KubeResources
+
+TRIGGERED_BY_ANNOTATION = (
+    "runyard.dev/triggered-by"  # who fired a job by hand (the store keeps it in an event)
+)
 
 MANAGED = {"app.kubernetes.io/managed-by": "runyard"}
 
@@ -129,3 +138,40 @@ def request_stop(kube: KubeResources, project: str, name: str) -> Run:
             return cast(Run, kube.replace(run))
         except Conflict:
             continue
+
+
+def trigger_job(
+    kube: KubeResources, who: Principal, project: str, name: str, params: Any, key: str | None
+) -> Triggered:
+    """Fire the job now on a cluster, as services/jobs.trigger does in the store: even when suspended, with
+    `params` in the run's environment. The run's name comes from the request key, so a repeated request
+    gets the run the first one made (AlreadyExists) and none is made twice; concurrencyPolicy Forbid
+    with a run still active is a Conflict naming it, Replace asks the active ones to stop first."""
+    job = cast(Job, kube.get(Job, project, name))
+    if job.metadata.deletionTimestamp is not None:
+        raise Conflict(f"job {name!r} is being deleted; it fires no more")
+    checked = check_params(job, params)
+    key = key or str(uuid.uuid4())
+    run_name = f"{name[:48].rstrip('-')}-m{hashlib.sha256(key.encode()).hexdigest()[:10]}"
+    try:
+        earlier = cast(Run, kube.get(Run, project, run_name))
+        return Triggered(earlier, created=False)
+    except NotFound:
+        pass
+    runs, _ = kube.list(Run, project, {JOB_LABEL: name})
+    active = [r for r in runs if not cast(Run, r).status.phase.is_terminal()]
+    if active and job.spec.concurrencyPolicy == "Forbid":
+        names = ", ".join(r.metadata.name for r in active)
+        raise Conflict(
+            f"job {name!r} not triggered: its concurrencyPolicy is Forbid and {names} is still active; "
+            f"`runyard stop {active[0].metadata.name}` first, or wait for it"
+        )
+    if job.spec.concurrencyPolicy == "Replace":
+        for run in active:
+            request_stop(kube, project, run.metadata.name)
+    run = fire_run(Fire(job, "manual", f"manual:{key}", params=checked), run_name)
+    run.metadata.annotations[TRIGGERED_BY_ANNOTATION] = who.name
+    try:
+        return Triggered(cast(Run, kube.create(run)), created=True)
+    except Conflict:  # the same key, at the same moment
+        return Triggered(cast(Run, kube.get(Run, project, run_name)), created=False)

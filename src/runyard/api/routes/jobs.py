@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from runyard.api.deps import ADMIN, READ, STATE, WRITE, AppState
 from runyard.api.params import IdempotencyKey, Name, Project
 from runyard.services import jobs as svc
+from runyard.services import kube_resources as kube_svc
 from runyard.services.auth import Principal
 
 router = APIRouter(tags=["jobs"])
@@ -42,7 +43,10 @@ def trigger(
     """Run the job now (also when suspended), with `params` as environment variables: 201 and the run; 409
     when its concurrencyPolicy Forbid finds a run still active."""
     params = body.params if body is not None else {}
-    done = svc.trigger(s.store, s.notifier, who, project, name, params, idempotency_key)
+    if s.kube is not None:
+        done = kube_svc.trigger_job(s.kube, who, project, name, params, idempotency_key)
+    else:
+        done = svc.trigger(s.store, s.notifier, who, project, name, params, idempotency_key)
     if not done.created:
         response.status_code = 200
     return done.run.model_dump(mode="json", exclude_none=True)
