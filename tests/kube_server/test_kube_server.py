@@ -368,3 +368,28 @@ def test_runyard_jobs_trigger_on_a_cluster_makes_one_run_per_request_key(server,
     assert [o["kind"] for o in run["metadata"]["ownerReferences"]] == ["Job"]
     runs = _objects(kube).list_namespaced_custom_object(GROUP, VERSION, "default", "runs")["items"]
     assert len(runs) == 1
+
+
+def test_runyard_models_rollback_on_a_cluster_sets_the_models_spec_there(server, kube):
+    """`runyard models rollback` on a cluster: the Model's spec in the cluster becomes the one the version was
+    made from (its controller then rolls the Deployment back); a version it never had is a 409 naming those
+    it has. The test writes the versions into the status as the models controller records them."""
+    model = {"apiVersion": "runyard.dev/v1", "kind": "Model", "metadata": {"name": "clf"}}
+    with server.api() as api:
+        created = api.put("/models/clf", json={**model, "spec": {"handler": "predict:v2", "replicas": 3}})
+        assert created.status_code == 201, created.text
+        at = "2026-12-02T08:00:00Z"
+        versions = [
+            {"version": n, "specHash": f"h{n}", "spec": {"handler": f"predict:v{n}"}, "createdAt": at}
+            for n in (1, 2)
+        ]
+        _objects(kube).patch_namespaced_custom_object_status(
+            GROUP, VERSION, "default", "models", "clf", {"status": {"versions": versions}}
+        )
+        rolled = api.post("/models/clf/rollback", json={"version": 1})
+        assert rolled.status_code == 200, rolled.text
+        missing = api.post("/models/clf/rollback", json={"version": 9})
+        assert missing.status_code == 409 and "its versions: 1, 2" in missing.json()["error"]["message"]
+    stored = _objects(kube).get_namespaced_custom_object(GROUP, VERSION, "default", "models", "clf")
+    assert stored["spec"]["handler"] == "predict:v1"
+    assert stored["spec"]["replicas"] == 3  # the scaling stays as it is

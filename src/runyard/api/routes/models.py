@@ -14,6 +14,7 @@ from runyard.services import model_keys as keys
 from runyard.services.auth import Access, Principal
 from runyard.services.model_metrics import ModelCollector, model_metrics
 from runyard.services.model_rollback import rollback as roll_back
+from runyard.services.model_rollback import rollback_on_cluster
 
 router = APIRouter(tags=["models"])
 prometheus = APIRouter(tags=["models"])  # mounted at the server's root: GET /metrics
@@ -104,7 +105,10 @@ def rollback(
 ) -> dict:
     """Set the model's spec to the one version `version` was made from; the controller rolls that version
     out again as it would any change. 409, naming the versions there are, for a version it never had."""
-    model: Model = roll_back(s.store, s.notifier, who, project, name, body.version)
+    if s.kube is not None:
+        model: Model = rollback_on_cluster(s.kube, project, name, body.version)
+    else:
+        model = roll_back(s.store, s.notifier, who, project, name, body.version)
     return model.model_dump(mode="json", exclude_none=True)
 
 
