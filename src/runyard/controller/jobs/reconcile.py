@@ -66,11 +66,11 @@ def _refresh(ctx: Context, job: Job, runs: list[Run]) -> None:
     spec, old = job.spec, job.status
     st = old.model_copy(deep=True)
     events: list[EventSpec] = []
-    kept, removed = _history(job, runs)
+    kept, removed = history(job, runs)
     for run in removed:
         _remove(ctx, job, run)
     if removed:
-        events.append((Reason.RUN_DELETED, _removed_text(job, removed)))
+        events.append((Reason.RUN_DELETED, removed_text(job, removed)))
 
     observed = f"{spec.schedule}|{spec.timeZone}|{spec.suspend}"
     schedule_changed = old.observedSchedule != observed
@@ -82,17 +82,10 @@ def _refresh(ctx: Context, job: Job, runs: list[Run]) -> None:
     st.nextScheduleTime = _next_fire(ctx, job, st)
     st.runs = [r.metadata.name for r in kept]
     st.active = [r.metadata.name for r in kept if not r.status.phase.is_terminal()]
-    st.lastRun = _last_run(runs, old.lastRun)
-    st.lastSuccessfulTime = _last_success(runs, old.lastSuccessfulTime)
+    st.lastRun = last_run(runs, old.lastRun)
+    st.lastSuccessfulTime = last_success(runs, old.lastSuccessfulTime)
     events.extend(_dependencies(ctx, job, st))
-    if spec.suspend:
-        st.phase, st.reason = "Suspended", Reason.SUSPENDED
-        st.message = "suspended: neither its schedule nor its dependencies fire it; a manual trigger does"
-    elif st.active:
-        st.phase, st.reason = "Active", RUN_ACTIVE
-        st.message = f"run {', '.join(st.active)} is active"
-    else:
-        st.phase, st.reason, st.message = "Scheduled", Reason.SCHEDULED, _waiting_text(job, st)
+    set_phase(job, st)
     if schedule_changed:
         events.append(_schedule_event(job, old, st))
     if st.model_dump(mode="json") == old.model_dump(mode="json"):
@@ -109,7 +102,20 @@ def _refresh(ctx: Context, job: Job, runs: list[Run]) -> None:
         ctx.scheduler.job_succeeded(saved)
 
 
-def _history(job: Job, runs: list[Run]) -> tuple[list[Run], list[Run]]:
+def set_phase(job: Job, st: JobStatus) -> None:
+    """A job's phase, reason and message from its suspension, its active runs and what fires it next:
+    the same rule here and on a cluster (controller.kube.jobs)."""
+    if job.spec.suspend:
+        st.phase, st.reason = "Suspended", Reason.SUSPENDED
+        st.message = "suspended: neither its schedule nor its dependencies fire it; a manual trigger does"
+    elif st.active:
+        st.phase, st.reason = "Active", RUN_ACTIVE
+        st.message = f"run {', '.join(st.active)} is active"
+    else:
+        st.phase, st.reason, st.message = "Scheduled", Reason.SCHEDULED, waiting_text(job, st)
+
+
+def history(job: Job, runs: list[Run]) -> tuple[list[Run], list[Run]]:
     """The runs kept (oldest first) and those past the history limits: the newest
     successfulRunsHistoryLimit succeeded and failedRunsHistoryLimit failed or cancelled runs stay."""
     live = [r for r in runs if r.metadata.deletionTimestamp is None]
@@ -133,7 +139,7 @@ def _remove(ctx: Context, job: Job, run: Run) -> None:
     ctx.notifier.touch(run.uid)
 
 
-def _removed_text(job: Job, removed: list[Run]) -> str:
+def removed_text(job: Job, removed: list[Run]) -> str:
     s = job.spec
     limits = f"successfulRunsHistoryLimit={s.successfulRunsHistoryLimit}, "
     limits += f"failedRunsHistoryLimit={s.failedRunsHistoryLimit}"
@@ -149,7 +155,7 @@ def _next_fire(ctx: Context, job: Job, st: JobStatus) -> datetime | None:
     return next_fire(spec.schedule, spec.timeZone, after)
 
 
-def _last_run(runs: list[Run], old: dict | None) -> dict | None:
+def last_run(runs: list[Run], old: dict | None) -> dict | None:
     """The run that finished last (it may have been removed since: then the one recorded stays)."""
     ended = [r for r in runs if r.status.phase.is_terminal() and r.status.finishedAt is not None]
     if not ended:
@@ -167,7 +173,7 @@ def _last_run(runs: list[Run], old: dict | None) -> dict | None:
     }
 
 
-def _last_success(runs: list[Run], old: datetime | None) -> datetime | None:
+def last_success(runs: list[Run], old: datetime | None) -> datetime | None:
     times = [
         r.status.finishedAt
         for r in runs
@@ -205,7 +211,7 @@ def _exists(ctx: Context, project: str, name: str) -> bool:
         return False
 
 
-def _waiting_text(job: Job, st: JobStatus) -> str:
+def waiting_text(job: Job, st: JobStatus) -> str:
     spec = job.spec
     parts = []
     if st.nextScheduleTime is not None:

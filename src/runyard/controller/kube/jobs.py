@@ -31,12 +31,11 @@ from runyard.controller.jobs.decide import dependency_fire, due, on_cycle, sched
 from runyard.controller.jobs.reconcile import (
     CONDITION,
     DEPENDENCIES_FOUND,
-    RUN_ACTIVE,
-    _history,
-    _last_run,
-    _last_success,
-    _removed_text,
-    _waiting_text,
+    history,
+    last_run,
+    last_success,
+    removed_text,
+    set_phase,
 )
 from runyard.controller.kube.base import Elector, EventType, KindController, record_event, resource_key
 from runyard.controller.kube.informer import Key
@@ -207,12 +206,12 @@ class JobController(KindController[Key]):
         if spec.dependsOn and not spec.suspend:
             self._fire_dependencies(job)
         runs = self._runs(job)
-        kept, removed = _history(job, runs)
+        kept, removed = history(job, runs)
         for run in removed:
             with contextlib.suppress(NotFound):
                 self.resources.delete("Run", namespace, run.metadata.name)
         if removed:
-            self._event(job, Reason.RUN_DELETED, _removed_text(job, removed), "Normal")  # as locally
+            self._event(job, Reason.RUN_DELETED, removed_text(job, removed), "Normal")  # as locally
         self._status(job, st, kept, runs, current)
         if st.model_dump(mode="json") != old.model_dump(mode="json"):
             try:
@@ -335,20 +334,13 @@ class JobController(KindController[Key]):
         st.observedGeneration = job.metadata.generation
         st.runs = [r.metadata.name for r in kept]
         st.active = [r.metadata.name for r in kept if not r.status.phase.is_terminal()]
-        st.lastRun = _last_run(runs, st.lastRun)
-        st.lastSuccessfulTime = _last_success(runs, st.lastSuccessfulTime)
+        st.lastRun = last_run(runs, st.lastRun)
+        st.lastSuccessfulTime = last_success(runs, st.lastSuccessfulTime)
         st.nextScheduleTime = None
         if spec.schedule and not spec.suspend:
             marks = [t for t in (st.lastScheduleTime, st.scheduleFrom) if t is not None]
             st.nextScheduleTime = next_fire(spec.schedule, spec.timeZone, max([*marks, current]))
-        if spec.suspend:
-            st.phase, st.reason = "Suspended", Reason.SUSPENDED
-            st.message = "suspended: neither its schedule nor its dependencies fire it; a manual trigger does"
-        elif st.active:
-            st.phase, st.reason = "Active", RUN_ACTIVE
-            st.message = f"run {', '.join(st.active)} is active"
-        else:
-            st.phase, st.reason, st.message = "Scheduled", Reason.SCHEDULED, _waiting_text(job, st)
+        set_phase(job, st)
         self._dependencies_ready(job, st)
 
     def _dependencies_ready(self, job: Job, st: JobStatus) -> None:
