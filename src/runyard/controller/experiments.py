@@ -73,9 +73,10 @@ def _run_gone(ctx: Context, exp: Experiment) -> None:
         ctx.save(exp, (Reason.RUN_DELETED, exp.status.message, "Warning"))
 
 
-def _mirror(ctx: Context, exp: Experiment, run: Run) -> None:
+def mirrored_status(exp: Experiment, run: Run) -> WorkloadStatus:
+    """The Experiment's status as its Run's: the same here and on a cluster (controller.kube.decide)."""
     rs = run.status
-    status = WorkloadStatus(
+    return WorkloadStatus(
         phase=rs.phase.value,
         reason=rs.reason,
         message=rs.message,
@@ -83,6 +84,10 @@ def _mirror(ctx: Context, exp: Experiment, run: Run) -> None:
         observedGeneration=exp.metadata.generation,
         runs=[run.metadata.name],
     )
+
+
+def _mirror(ctx: Context, exp: Experiment, run: Run) -> None:
+    status = mirrored_status(exp, run)
     if status != exp.status:
         first = not exp.status.runs  # the first mirror of a run says it was created
         exp.status = status

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from runyard.controller.attempts import attempt_env, attempt_spec
+from runyard.controller.experiments import mirrored_status
 from runyard.controller.status import set_condition, transition
 from runyard.core.phases import TERMINAL, Phase, Reason
 from runyard.core.resources import (
@@ -65,17 +66,9 @@ def experiment_status(exp: Experiment, run: Run | None, had_run: bool = False) -
             update = {"phase": phase, "reason": Reason.RUN_DELETED, "message": msg, "runs": runs}
             return st.model_copy(update=update)
         return None
-    rs = run.status
-    if not rs.phase.is_terminal():
+    if not run.status.phase.is_terminal():
         return None
-    status = WorkloadStatus(
-        phase=rs.phase.value,
-        reason=rs.reason,
-        message=rs.message,
-        conditions=rs.conditions,
-        observedGeneration=exp.metadata.generation,
-        runs=[run.metadata.name],
-    )
+    status = mirrored_status(exp, run)
     return None if status == st else status
 
 
