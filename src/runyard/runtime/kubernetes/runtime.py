@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,7 +36,7 @@ from runyard.runtime.base import (
     Runtime,
 )
 from runyard.runtime.kubernetes import pods
-from runyard.runtime.local.runtime import parse_log_line
+from runyard.runtime.local.runtime import read_log_chunk
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -231,20 +230,7 @@ class KubernetesRuntime(Runtime):
         log, done = self._log_paths(handle)
         if not done.exists():
             self._sync_log(handle, log, done)
-        complete = done.exists()
-        try:
-            with open(log, "rb") as f:
-                size = os.fstat(f.fileno()).st_size
-                f.seek(offset)
-                data = f.read(max_bytes)
-                if b"\n" not in data and len(data) == max_bytes:  # one line longer than max_bytes
-                    data += f.readline()
-        except FileNotFoundError:
-            return LogChunk(entries=[], offset=offset, complete=complete)
-        data = data[: data.rfind(b"\n") + 1]
-        entries = [e for line in data.splitlines() if (e := parse_log_line(line)) is not None]
-        new_offset = offset + len(data)
-        return LogChunk(entries=entries, offset=new_offset, complete=complete and new_offset >= size)
+        return read_log_chunk(log, offset, max_bytes, done.exists())
 
     def _sync_log(self, handle: Handle, log: Path, done: Path) -> None:
         """Append to the kept log the lines the main container wrote since the last look; mark it complete

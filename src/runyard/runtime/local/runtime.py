@@ -95,6 +95,25 @@ def parse_log_line(line: bytes) -> LogEntry | None:
         return None
 
 
+def read_log_chunk(path: Path, offset: int, max_bytes: int, final: bool) -> LogChunk:
+    """The complete lines of a kept log (output.log's format) from `offset`, at most `max_bytes` unless one
+    line is longer. `final`: the log will grow no more, so the chunk is complete once it reaches the end.
+    The local runtime's and the cluster's (its copy of a pod's log) read their logs the same way."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            f.seek(offset)
+            data = f.read(max_bytes)
+            if b"\n" not in data and len(data) == max_bytes:  # one line longer than max_bytes
+                data += f.readline()
+    except FileNotFoundError:
+        return LogChunk(entries=[], offset=offset, complete=final)
+    data = data[: data.rfind(b"\n") + 1]  # complete lines only
+    entries = [e for line in data.splitlines() if (e := parse_log_line(line)) is not None]
+    new_offset = offset + len(data)
+    return LogChunk(entries=entries, offset=new_offset, complete=final and new_offset >= size)
+
+
 def run_base_env() -> dict[str, str]:
     """The environment runs start from: the server's, less its own settings. RUNYARD_* may hold the admin
     token or a database URL with its password; a run gets only the RUNYARD_* variables of its own."""
@@ -362,19 +381,7 @@ class LocalRuntime(Runtime):
     def read_logs(self, handle: Handle, offset: int = 0, max_bytes: int = 1 << 20) -> LogChunk:
         adir = Path(handle["dir"])
         exited = (adir / "exit.json").exists()  # looked at first: output.log is final once it exists
-        try:
-            with open(adir / "output.log", "rb") as f:
-                size = os.fstat(f.fileno()).st_size
-                f.seek(offset)
-                data = f.read(max_bytes)
-                if b"\n" not in data and len(data) == max_bytes:  # one line longer than max_bytes
-                    data += f.readline()
-        except FileNotFoundError:
-            return LogChunk(entries=[], offset=offset, complete=exited)
-        data = data[: data.rfind(b"\n") + 1]  # complete lines only
-        entries = [e for line in data.splitlines() if (e := parse_log_line(line)) is not None]
-        new_offset = offset + len(data)
-        return LogChunk(entries=entries, offset=new_offset, complete=exited and new_offset >= size)
+        return read_log_chunk(adir / "output.log", offset, max_bytes, exited)
 
     def enter(self, handle: Handle, argv: list[str]) -> Entry:
         return enter.entry(Path(handle["dir"]), argv)
