@@ -11,7 +11,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any, Generic, Literal, Protocol, TypeVar
+from typing import Any, Generic, Literal, Protocol, Required, TypedDict, TypeVar
 
 from runyard.controller.kube.informer import Informer, Key, pod_key, pod_version
 from runyard.controller.kube.workqueue import WorkQueue
@@ -27,6 +27,15 @@ Work = tuple[str, str, str]  # (kind, namespace, name): most controllers' queue 
 
 class Elector(Protocol):
     def is_leader(self) -> bool: ...
+
+
+class Cluster(TypedDict, total=False):
+    """KindController's keywords that a subclass passes on unchanged (as `**cluster`)."""
+
+    api_client: Required[Any]
+    namespaces: list[str] | None
+    workers: int
+    calls: Any
 
 
 class KindController(Generic[Item]):
@@ -47,9 +56,13 @@ class KindController(Generic[Item]):
         namespaces: list[str] | None = None,
         workers: int = 2,
         calls: Any = None,
+        image: str = "",
+        server_url: str = "",
     ):
+        """`image`, `server_url`: what the pods a controller makes run and reach the server at."""
         self.resources, self.elector, self.api_client = resources, elector, api_client
         self.workers, self.calls = workers, calls
+        self.image, self.server_url = image, server_url
         self.scopes: list[str | None] = list(namespaces) if namespaces else [None]
         self.queue: WorkQueue[Item] = WorkQueue()
         self.reconciled = 0  # reconciles that wrote or launched something

@@ -25,7 +25,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, Unpack, cast
 
 from runyard.controller.jobs.decide import dependency_fire, due, on_cycle, schedule_fire
 from runyard.controller.jobs.reconcile import (
@@ -37,7 +37,14 @@ from runyard.controller.jobs.reconcile import (
     removed_text,
     set_phase,
 )
-from runyard.controller.kube.base import Elector, EventType, KindController, record_event, resource_key
+from runyard.controller.kube.base import (
+    Cluster,
+    Elector,
+    EventType,
+    KindController,
+    record_event,
+    resource_key,
+)
 from runyard.controller.kube.informer import Key
 from runyard.controller.status import set_condition
 from runyard.core.clock import now
@@ -83,18 +90,12 @@ class JobController(KindController[Key]):
         resources: Any,
         elector: Elector,
         *,
-        api_client: Any,
-        namespaces: list[str] | None = None,
         image: str = "",
         server_url: str = "",
-        calls: Any = None,
-        workers: int = 2,
         clock: Callable[[], datetime] = now,
+        **cluster: Unpack[Cluster],
     ):
-        super().__init__(
-            resources, elector, api_client=api_client, namespaces=namespaces, workers=workers, calls=calls
-        )
-        self.image, self.server_url = image, server_url  # Runs' pods: the Operator's
+        super().__init__(resources, elector, image=image, server_url=server_url, **cluster)  # Runs' pods
         self.clock = clock
         self.fired = 0  # Runs this controller created
         self._heap: list[tuple[datetime, Key]] = []

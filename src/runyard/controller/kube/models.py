@@ -18,16 +18,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import Any, Unpack
 
-from runyard.controller.kube.base import Elector, KindController, Work
+from runyard.controller.kube.base import Cluster, Elector, KindController, Work
 from runyard.controller.kube.decide import launch_spec
 from runyard.controller.kube.informer import PodSource
 from runyard.controller.models.replicas import replica_spec
 from runyard.controller.models.versions import version_for
 from runyard.core.errors import Conflict, NotFound
 from runyard.core.resources import Model, ModelSpec, ModelStatus, ModelVersion, ObjectMeta, Run
-from runyard.kube.api import CallCounter
 from runyard.runtime.kubernetes.pods import (
     MODEL_LABEL,
     deployment_manifest,
@@ -79,19 +78,14 @@ class ModelController(KindController[Work]):
         resources: Any,
         elector: Elector,
         *,
-        api_client: Any,
-        namespaces: list[str] | None = None,
         image: str,
         server_url: str,
-        calls: CallCounter | None = None,
-        workers: int = 2,
+        **cluster: Unpack[Cluster],
     ):
         from kubernetes import client
 
-        super().__init__(
-            resources, elector, api_client=api_client, namespaces=namespaces, workers=workers, calls=calls
-        )
-        self.image, self.server_url = image, server_url
+        super().__init__(resources, elector, image=image, server_url=server_url, **cluster)
+        api_client, calls = self.api_client, self.calls
         self.settings = ServingSettings()
         if calls is not None:
             calls.instrument(api_client)  # every request counted, once however many share the client

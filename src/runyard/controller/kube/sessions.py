@@ -24,9 +24,9 @@ import logging
 import secrets
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, Unpack
 
-from runyard.controller.kube.base import Elector, KindController, ProjectObjects, Work
+from runyard.controller.kube.base import Cluster, Elector, KindController, ProjectObjects, Work
 from runyard.controller.kube.informer import PodSource
 from runyard.controller.sessions import RESTART_ANNOTATION, STOP_GRACE, base_url, next_look, reclaim
 from runyard.core.clock import aware, now
@@ -206,17 +206,14 @@ class SessionController(KindController[Work]):
         resources: Any,
         elector: Elector,
         *,
-        api_client: Any,
-        namespaces: list[str] | None = None,
         image: str,
         server_url: str,
         public_url: str | None = None,
-        calls: Any = None,
-        workers: int = 2,
         locks: Callable[[Session], str | None] | None = None,
         env_cache: pods.EnvCache | None = None,
         clock: Callable[[], datetime] = now,
         project_objects: bool = True,
+        **cluster: Unpack[Cluster],
     ):
         """`public_url`: what a browser reaches the server at (status.url starts with it; the server's own
         URL by default). `locks(session)`: the recorded lock of its environment (None: the image's
@@ -224,13 +221,11 @@ class SessionController(KindController[Work]):
         namespace gets what it needs (quota, limits) before its first session starts, as the Operator does."""
         from kubernetes import client
 
-        super().__init__(
-            resources, elector, api_client=api_client, namespaces=namespaces, workers=workers, calls=calls
-        )
+        super().__init__(resources, elector, image=image, server_url=server_url, **cluster)
+        api_client, calls = self.api_client, self.calls
         if calls is not None:
             calls.instrument(api_client)
         self.core = client.CoreV1Api(api_client)
-        self.image, self.server_url = image, server_url
         self.public_url = (public_url or server_url).rstrip("/")
         self.locks, self.env_cache, self.clock = locks, env_cache, clock
         self.projects = ProjectObjects(api_client, project_objects)
