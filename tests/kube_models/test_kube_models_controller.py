@@ -13,17 +13,15 @@ would never get ready.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from kubernetes import client
 from tests.kube.cluster import Cluster
-from tests.kube_operator.harness import SERVER_URL, WRITES, new_client, wait_for
+from tests.kube_operator.harness import SERVER_URL, Running, leading, new_client, wait_for
 
 from runyard.controller.kube.leader import LeaseElector
 from runyard.controller.kube.models import ModelController
@@ -35,26 +33,8 @@ from runyard.store.kube.resources import KubeResources
 IMAGE = "runyard:test"
 
 
-@dataclass
-class Running:
-    controller: ModelController
-    elector: LeaseElector
-    calls: CallCounter
-    stop: threading.Event
-    thread: threading.Thread
-
-    def writes(self) -> int:
-        counts = self.calls.counts()
-        return sum(counts.get(v, 0) for v in WRITES)
-
-    def shutdown(self) -> None:
-        self.stop.set()
-        self.thread.join(15)
-        self.controller.stop()
-
-
 @contextmanager
-def controller(kube: Cluster, namespace: str, identity: str = "mc-1") -> Iterator[Running]:
+def controller(kube: Cluster, namespace: str, identity: str = "mc-1") -> Iterator[Running[ModelController]]:
     """A ModelController watching `namespace`, campaigning for its Lease there from a thread."""
     api, lease_api = new_client(kube), new_client(kube)
     calls = CallCounter()
@@ -68,17 +48,8 @@ def controller(kube: Cluster, namespace: str, identity: str = "mc-1") -> Iterato
         server_url=SERVER_URL,
         calls=calls,
     )
-    mc.start()
-    stop = threading.Event()
-    thread = threading.Thread(target=elector.run, args=(stop, mc.leading), daemon=True)
-    thread.start()
-    running = Running(mc, elector, calls, stop, thread)
-    try:
+    with leading(mc, elector, calls, api, lease_api) as running:
         yield running
-    finally:
-        running.shutdown()
-        api.close()
-        lease_api.close()
 
 
 class DeploymentController:

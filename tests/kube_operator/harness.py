@@ -14,11 +14,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from kubernetes import client, config
 from tests.kube.cluster import Cluster, emulator_client
 
+from runyard.controller.kube.base import KindController
 from runyard.controller.kube.leader import LeaseElector
 from runyard.controller.kube.operator import Operator
 from runyard.kube.api import CallCounter
@@ -35,13 +36,22 @@ def new_client(kube: Cluster) -> client.ApiClient:
     return config.new_client_from_config() if os.environ.get("KUBECONFIG") else emulator_client(kube.url)
 
 
+C = TypeVar("C", bound=KindController)
+
+
 @dataclass
-class Running:
-    operator: Operator
+class Running(Generic[C]):
+    """A controller started, with its elector campaigning from a thread (see `leading`)."""
+
+    controller: C
     elector: LeaseElector
     calls: CallCounter
     stop: threading.Event
     thread: threading.Thread
+
+    @property
+    def operator(self) -> C:
+        return self.controller
 
     def writes(self) -> int:
         counts = self.calls.counts()
@@ -50,13 +60,31 @@ class Running:
     def shutdown(self) -> None:
         self.stop.set()
         self.thread.join(15)
-        self.operator.stop()
+        self.controller.stop()
+
+
+@contextmanager
+def leading(
+    controller: C, elector: LeaseElector, calls: CallCounter, *clients: client.ApiClient
+) -> Iterator[Running[C]]:
+    """Start `controller` and campaign for its Lease from a thread; at the end stop both, close `clients`."""
+    controller.start()
+    stop = threading.Event()
+    thread = threading.Thread(target=elector.run, args=(stop, controller.leading), daemon=True)
+    thread.start()
+    running = Running(controller, elector, calls, stop, thread)
+    try:
+        yield running
+    finally:
+        running.shutdown()
+        for api_client in clients:
+            api_client.close()
 
 
 @contextmanager
 def operator(
     kube: Cluster, namespace: str, tmp_path: Path, identity: str = "op-1", **options: Any
-) -> Iterator[Running]:
+) -> Iterator[Running[Operator]]:
     """An operator watching `namespace`, its Lease there, campaigning from a thread (renewing often, so a
     takeover after a release takes a fraction of a second)."""
     op_client, lease_client = new_client(kube), new_client(kube)
@@ -77,17 +105,8 @@ def operator(
         server_url=SERVER_URL,
         **{"namespaces": [namespace], **options},
     )
-    op.start()
-    stop = threading.Event()
-    thread = threading.Thread(target=elector.run, args=(stop, op.leading), daemon=True)
-    thread.start()
-    running = Running(op, elector, calls, stop, thread)
-    try:
+    with leading(op, elector, calls, op_client, lease_client) as running:
         yield running
-    finally:
-        running.shutdown()
-        op_client.close()
-        lease_client.close()
 
 
 def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 15.0) -> T:
