@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Required, TypedDict, Unpack
 
 from runyard.core.kinds import API_VERSION
 from runyard.runtime.base import LaunchSpec
@@ -200,6 +200,33 @@ def listen_command(argv: list[str], port: int, fd: int) -> list[str]:
     return [*INIT, "listen", "--port", str(port), "--fd", str(fd), "--", *argv]
 
 
+class PodArgs(TypedDict, total=False):
+    """pod_spec's keywords that every manifest of a pod (a Run's, a Session's, a Model's template) passes on
+    unchanged (as `**pod`)."""
+
+    image: Required[str]
+    server_url: Required[str]
+    run_token_secret: str | None
+    env_lock: str | None
+    env_cache: EnvCache | None
+
+
+def _metadata(
+    name: str,
+    namespace: str,
+    labels: dict[str, str],
+    owner: dict[str, Any] | None,
+    annotations: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """An owned object's metadata: owned by `owner` ({kind, name, uid}) when given."""
+    metadata: dict[str, Any] = {"name": name, "namespace": namespace, "labels": labels}
+    if annotations is not None:
+        metadata["annotations"] = annotations
+    if owner:
+        metadata["ownerReferences"] = [owner_reference(owner)]
+    return metadata
+
+
 def pod_spec(
     spec: LaunchSpec,
     *,
@@ -267,28 +294,16 @@ def pod_spec(
 def pod_manifest(
     spec: LaunchSpec,
     *,
-    image: str,
-    server_url: str,
     namespace: str,
     owner: dict[str, Any] | None = None,
-    run_token_secret: str | None = None,
-    env_lock: str | None = None,
-    env_cache: EnvCache | None = None,
     timeout: float | None = None,
     labels: dict[str, str] | None = None,
     service_account: str | None = None,
+    **pod: Unpack[PodArgs],
 ) -> dict[str, Any]:
     """The Pod of one attempt of a Run: `<run>-<attempt>`, owned by the Run (`owner`: {kind, name, uid}),
     never restarted (a retry is the next attempt), stopped by Kubernetes after `timeout` seconds."""
-    body = pod_spec(
-        spec,
-        image=image,
-        server_url=server_url,
-        run_token_secret=run_token_secret,
-        env_lock=env_lock,
-        env_cache=env_cache,
-        service_account=service_account,
-    )
+    body = pod_spec(spec, service_account=service_account, **pod)
     if timeout:
         body["activeDeadlineSeconds"] = max(1, math.ceil(timeout))
     return _pod(spec, namespace, owner, body, labels or {})
@@ -301,14 +316,8 @@ def _pod(
     body: dict[str, Any],
     labels: dict[str, str],
 ) -> dict[str, Any]:
-    metadata: dict[str, Any] = {
-        "name": pod_name(spec.name, spec.attempt),
-        "namespace": namespace,
-        "labels": {**labels, **run_labels(spec)},
-        "annotations": {"runyard.dev/run-uid": spec.run_uid},
-    }
-    if owner:
-        metadata["ownerReferences"] = [owner_reference(owner)]
+    name, annotations = pod_name(spec.name, spec.attempt), {"runyard.dev/run-uid": spec.run_uid}
+    metadata = _metadata(name, namespace, {**labels, **run_labels(spec)}, owner, annotations)
     return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": body}
 
 
@@ -338,14 +347,10 @@ def deployment_manifest(
     model: str,
     version: int,
     replicas: int,
-    image: str,
-    server_url: str,
     namespace: str,
     owner: dict[str, Any] | None = None,
-    run_token_secret: str | None = None,
-    env_lock: str | None = None,
-    env_cache: EnvCache | None = None,
     port: int = 8080,
+    **pod: Unpack[PodArgs],
 ) -> dict[str, Any]:
     """A Model's replicas: `spec` is one replica's launch (`python -m runyard.serving.replica` and its
     environment). A new version rolls out with no replica down before its successor is ready
@@ -354,25 +359,15 @@ def deployment_manifest(
     labels = _model_labels(spec.project, model)
     body = pod_spec(
         spec,
-        image=image,
-        server_url=server_url,
-        run_token_secret=run_token_secret,
-        env_lock=env_lock,
-        env_cache=env_cache,
         restart_policy="Always",
         port=port,
         listen_fd=int(spec.env.get(protocol.ENV_LISTEN_FD) or protocol.LISTEN_FD),
         probes=http_probes(HTTP_PORT_NAME, "/health"),
+        **pod,
     )
-    metadata: dict[str, Any] = {
-        "name": dns_name(model),
-        "namespace": namespace,
-        "labels": labels,
-        "annotations": {"runyard.dev/model-version": str(version)},
-    }
-    if owner:
-        metadata["ownerReferences"] = [owner_reference(owner)]
-    template_labels = {**labels, "runyard.dev/model-version": str(version)}
+    marked = {"runyard.dev/model-version": str(version)}
+    metadata = _metadata(dns_name(model), namespace, labels, owner, marked)
+    template_labels = {**labels, **marked}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -397,9 +392,7 @@ def service_manifest(
     owner: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A ClusterIP Service: the stable address of a Model's replicas or a Session's pod."""
-    metadata: dict[str, Any] = {"name": dns_name(name), "namespace": namespace, "labels": labels}
-    if owner:
-        metadata["ownerReferences"] = [owner_reference(owner)]
+    metadata = _metadata(dns_name(name), namespace, labels, owner)
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -428,15 +421,11 @@ def session_pod_manifest(
     spec: LaunchSpec,
     *,
     session: str,
-    image: str,
-    server_url: str,
     namespace: str,
     owner: dict[str, Any] | None = None,
-    run_token_secret: str | None = None,
-    env_lock: str | None = None,
-    env_cache: EnvCache | None = None,
     workspace_claim: str | None = None,
     port: int = 8888,
+    **pod: Unpack[PodArgs],
 ) -> dict[str, Any]:
     """A Session's pod: the run's pod, its Jupyter server accepting on `port` (the fd of
     RUNYARD_SESSION_LISTEN_FD), ready once Jupyter answers under the session's base URL; its work
@@ -445,15 +434,11 @@ def session_pod_manifest(
     base = spec.env.get("RUNYARD_SESSION_BASE_URL", "/").rstrip("/")
     body = pod_spec(
         spec,
-        image=image,
-        server_url=server_url,
-        run_token_secret=run_token_secret,
-        env_lock=env_lock,
-        env_cache=env_cache,
         port=port,
         listen_fd=fd,
         workspace_claim=workspace_claim,
         probes={"readinessProbe": http_probes(HTTP_PORT_NAME, f"{base}/api")["readinessProbe"]},
+        **pod,
     )
     return _pod(spec, namespace, owner, body, {SESSION_LABEL: session})
 
