@@ -32,6 +32,9 @@ SAMPLES = {  # field: (value as the environment gives it, value parsed)
     "max_blob_bytes": ("1048576", 1 << 20),
     "artifact_root": ("s3://bucket/runyard", "s3://bucket/runyard"),
     "max_artifact_bytes": ("2097152", 2 << 20),
+    "kubernetes": ("true", True),
+    "kubeconfig": ("/etc/runyard/kubeconfig", "/etc/runyard/kubeconfig"),
+    "kube_context": ("prod", "prod"),
     "tick_seconds": ("0.25", 0.25),
     "max_running_runs": ("7", 7),
     "launch_timeout_seconds": ("40", 40.0),
@@ -110,7 +113,14 @@ def test_a_value_given_as_an_argument_wins_over_the_environment(clean_env, name)
     """What `runyard server` does with the flags it was given (the process tests below show it end to end)."""
     raw, _ = SAMPLES[name]
     clean_env.setenv(env_name(ServerSettings, name), raw)
-    given = {"port": 1, "home": Path("/flag"), "max_blob_bytes": 5, "max_artifact_bytes": 5}.get(name, "flag")
+    flags = {
+        "port": 1,
+        "home": Path("/flag"),
+        "max_blob_bytes": 5,
+        "max_artifact_bytes": 5,
+        "kubernetes": False,
+    }
+    given = flags.get(name, "flag")
     assert getattr(ServerSettings(**{name: given}), name) == given
 
 
