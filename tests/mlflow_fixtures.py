@@ -3,6 +3,7 @@ tests/registry): each conftest imports the ones it uses."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -37,6 +38,10 @@ def use_server(monkeypatch) -> Iterator[Callable[..., None]]:
     yield point
     while mlflow.active_run():
         mlflow.end_run()
+    # mlflow.set_experiment and start_run write these into os.environ themselves, where monkeypatch (which
+    # saw them absent) would leave them for the next test of this worker and its children.
+    for name in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_NAME"):
+        os.environ.pop(name, None)
 
 
 @pytest.fixture

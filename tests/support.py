@@ -106,7 +106,10 @@ class ServerProcess:
         return httpx.Client(base_url=self.url + API + "/projects/default", headers=headers, timeout=30)
 
     def env(self) -> dict[str, str]:
-        return {**os.environ, "RUNYARD_API_URL": self.url, "RUNYARD_TOKEN": self.token}
+        """This process's environment for a client of this server; no MLFLOW_* variable another test of
+        this worker left (an MLFLOW_EXPERIMENT_ID of another server failed a child's log_model once)."""
+        kept = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+        return {**kept, "RUNYARD_API_URL": self.url, "RUNYARD_TOKEN": self.token}
 
 
 def kill_run_processes(state: dict) -> None:
