@@ -17,15 +17,10 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from runyard.core.errors import (
-    Conflict,
+    HTTP_STATUS,
     FieldError,
-    Forbidden,
-    Gone,
     Invalid,
-    NotFound,
     RunyardError,
-    TooLarge,
-    Unauthorized,
     Unavailable,
 )
 
@@ -52,15 +47,10 @@ def connect(kubeconfig: str | None = None, context: str | None = None) -> ApiCli
         raise Unavailable(f"cannot connect to Kubernetes: {exc}") from exc
 
 
+# core.errors.HTTP_STATUS read the other way, plus what the API server says that runyard does not.
 _BY_STATUS: dict[int, type[RunyardError]] = {
+    **{status: cls for cls, status in HTTP_STATUS.items() if status < 500},  # 5xx: all Unavailable
     400: Invalid,
-    401: Unauthorized,
-    403: Forbidden,
-    404: NotFound,
-    409: Conflict,
-    410: Gone,
-    413: TooLarge,
-    422: Invalid,
     429: Unavailable,
 }
 
