@@ -17,7 +17,8 @@ from runyard.cli.project_files import size_text
 from runyard.core.errors import NotFound, RunyardError
 
 if TYPE_CHECKING:
-    from rich.status import Status
+    from rich.live import Live
+    from rich.spinner import Spinner
 
     from runyard.rest import Rest
 
@@ -145,34 +146,42 @@ def finished(record: Doc, built_now: bool = True, out: bool = False) -> int:
 
 
 class BuildProgress:
-    """A build's progress on stderr: a rich status line (spinner, title, the log's latest line) on a
-    terminal; without one, the title and then each log line, dimmed."""
+    """A build's progress on stderr: a spinner, the title and the log's latest line on a terminal (repainted
+    as each line comes, not on a timer, so a build that ends within one tick still shows its lines);
+    without one, the title and then each log line, dimmed."""
 
     def __init__(self, title: str):
         self.title = title
-        self._status: Status | None = None
+        self._live: Live | None = None
+        self._spinner: Spinner | None = None
 
     def __enter__(self) -> BuildProgress:
         if sys.stderr.isatty():
             from rich.console import Console
+            from rich.live import Live
+            from rich.spinner import Spinner
 
-            self._status = Console(stderr=True).status(self.title)
-            self._status.start()
+            self._spinner = Spinner("dots", text=self.title, style="status.spinner")
+            self._live = Live(
+                self._spinner, console=Console(stderr=True), transient=True, refresh_per_second=12.5
+            )
+            self._live.start()
         else:
             note(self.title)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._status is not None:
-            self._status.stop()
+        if self._live is not None:
+            self._live.stop()
 
     def line(self, text: str) -> None:
         if not text.strip():
             return
-        if self._status is not None:
+        if self._live is not None and self._spinner is not None:
             from rich.markup import escape
 
-            self._status.update(f"{escape(self.title)} [bright_black]{escape(text.strip()[:100])}[/]")
+            self._spinner.update(text=f"{escape(self.title)} [bright_black]{escape(text.strip()[:100])}[/]")
+            self._live.refresh()
         else:
             echo(paint(text, "bright_black"), err=True)
 
