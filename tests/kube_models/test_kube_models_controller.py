@@ -16,25 +16,31 @@ import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client
 from tests.kube.cluster import Cluster
-from tests.kube_operator.harness import SERVER_URL, Running, leading, new_client, wait_for
+from tests.kube_operator.harness import SERVER_URL, Running, leading, new_client, secret_token, wait_for
 
 from runyard.controller.kube.leader import LeaseElector
 from runyard.controller.kube.models import ModelController
+from runyard.controller.kube.tokens import StoreTokens, Tokens
 from runyard.core.errors import NotFound
 from runyard.core.resources import Model
 from runyard.kube.api import CallCounter
+from runyard.services.auth import hash_secret
+from runyard.store import Store
 from runyard.store.kube.resources import KubeResources
 
 IMAGE = "runyard:test"
 
 
 @contextmanager
-def controller(kube: Cluster, namespace: str, identity: str = "mc-1") -> Iterator[Running[ModelController]]:
+def controller(
+    kube: Cluster, namespace: str, identity: str = "mc-1", tokens: Tokens | None = None
+) -> Iterator[Running[ModelController]]:
     """A ModelController watching `namespace`, campaigning for its Lease there from a thread."""
     api, lease_api = new_client(kube), new_client(kube)
     calls = CallCounter()
@@ -47,6 +53,7 @@ def controller(kube: Cluster, namespace: str, identity: str = "mc-1") -> Iterato
         image=IMAGE,
         server_url=SERVER_URL,
         calls=calls,
+        tokens=tokens,
     )
     with leading(mc, elector, calls, api, lease_api) as running:
         yield running
@@ -272,6 +279,42 @@ def test_deleting_the_model_deletes_its_deployment_and_service(kube: Cluster, na
         time.sleep(1.5)  # the Deployment's DELETED event may come before the Model's: nothing is made again
         assert deployment(kube.api_client, namespace, "iris") is None
         assert service(kube.api_client, namespace, "iris") is None
+
+
+def test_its_replicas_get_a_runyard_token_in_a_secret_revoked_when_the_model_is_deleted(
+    kube: Cluster, namespace: str, tmp_path: Path
+) -> None:
+    """The replicas' init container fetches the handler's snapshot with it, and each replica reports with it;
+    one token per Model, kept across versions."""
+    db = Store(f"sqlite:///{tmp_path / 'runyard.db'}")
+    snapshot = "sha256:" + "ef" * 32
+    with controller(kube, namespace, tokens=StoreTokens(db)) as mc:
+        wait_for("leadership", mc.elector.is_leader)
+        apply(kube, namespace, model("iris", snapshot=snapshot))
+        dep = wait_for("deployment", lambda: deployment(kube.api_client, namespace, "iris"))
+        pod = dep["spec"]["template"]["spec"]
+        fetch, main = pod["initContainers"][0], pod["containers"][0]
+        assert fetch["name"] == "snapshot" and snapshot in fetch["command"]
+        token = secret_token(kube, namespace, fetch["env"])
+        assert secret_token(kube, namespace, main["env"]) == token
+        uid = store_uid(kube, namespace, "iris")
+        row = db.token_by_hash(hash_secret(token))
+        assert row is not None and (row.role, row.project, row.run_uid) == ("run", namespace, uid)
+
+        edit(kube, namespace, "iris", {"env": {"THREADS": "4"}})  # version 2: the same Secret
+        wait_for(
+            "version 2", lambda: version_of(deployment(kube.api_client, namespace, "iris") or dep) == "2"
+        )
+        assert [t.run_uid for t in db.tokens() if not t.revoked].count(uid) == 1
+
+        objects(kube).delete_namespaced_custom_object("runyard.dev", "v1", namespace, "models", "iris")
+        wait_for("revoked", lambda: db.token_by_hash(hash_secret(token)) is None)
+
+
+def store_uid(kube: Cluster, namespace: str, name: str) -> str:
+    uid = KubeResources(kube.api_client).get("Model", namespace, name).metadata.uid
+    assert uid is not None
+    return uid
 
 
 def test_only_the_leader_writes_and_a_follower_takes_over(kube: Cluster, namespace: str) -> None:

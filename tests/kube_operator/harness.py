@@ -120,6 +120,19 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 15.0) ->
         time.sleep(0.02)
 
 
+def secret_token(kube: Cluster, namespace: str, env: list[dict[str, Any]]) -> str:
+    """The runyard token a container's RUNYARD_TOKEN names: read from its Secret (it is never a value in
+    the pod's spec)."""
+    import base64
+
+    (var,) = [e for e in env if e["name"] == "RUNYARD_TOKEN"]
+    assert "value" not in var, "a token in the pod's spec"
+    ref = var["valueFrom"]["secretKeyRef"]
+    secret = client.CoreV1Api(kube.api_client).read_namespaced_secret(ref["name"], namespace)
+    data = secret.string_data or {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
+    return data[ref["key"]]
+
+
 def experiment(name: str, command: str = "python train.py", **spec: Any) -> dict[str, Any]:
     """As `kubectl apply -f` sends it."""
     return {

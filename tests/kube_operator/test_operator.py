@@ -9,7 +9,6 @@ kube-apiserver can run here; this module runs unchanged against a real cluster w
 
 from __future__ import annotations
 
-import base64
 import json
 import threading
 import time
@@ -20,7 +19,7 @@ from kubernetes import client
 from tests.kube.cluster import Cluster
 from tests.kube.emulator import Route, error
 from tests.kube_operator.conftest import make_namespace
-from tests.kube_operator.harness import Kubelet, experiment, operator, wait_for
+from tests.kube_operator.harness import Kubelet, experiment, operator, secret_token, wait_for
 
 from runyard.controller.kube.tokens import StoreTokens
 from runyard.core.errors import NotFound
@@ -322,10 +321,7 @@ def test_a_pod_gets_a_run_token_in_a_secret_revoked_when_the_run_ends(
         pod = wait_for("its pod", lambda: pod_of(kube, namespace, "tokened-1"))
         fetch = pod["spec"]["initContainers"][0]
         assert fetch["name"] == "snapshot" and snapshot in fetch["command"]
-        ref = next(e for e in fetch["env"] if e["name"] == "RUNYARD_TOKEN")["valueFrom"]["secretKeyRef"]
-        secret = client.CoreV1Api(kube.api_client).read_namespaced_secret(ref["name"], namespace)
-        data = secret.string_data or {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
-        token = data[ref["key"]]
+        token = secret_token(kube, namespace, fetch["env"])
         row = db.token_by_hash(hash_secret(token))
         assert row is not None and (row.role, row.project) == ("run", namespace)
         assert all(e.get("value") != token for e in pod["spec"]["containers"][0]["env"])  # not in the spec

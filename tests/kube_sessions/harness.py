@@ -18,6 +18,7 @@ from tests.kube.cluster import Cluster
 from tests.kube_operator.harness import SERVER_URL, Kubelet, new_client
 
 from runyard.controller.kube.sessions import SessionController
+from runyard.controller.kube.tokens import Tokens
 from runyard.kube.api import CallCounter
 from runyard.store.kube.resources import KubeResources
 
@@ -56,7 +57,9 @@ class Running:
 
 
 @contextmanager
-def controller(kube: Cluster, namespace: str, leads: bool = True) -> Iterator[Running]:
+def controller(
+    kube: Cluster, namespace: str, leads: bool = True, tokens: Tokens | None = None
+) -> Iterator[Running]:
     api = new_client(kube)
     calls = CallCounter()
     elector, clock = Elector(leads), Clock()
@@ -71,6 +74,7 @@ def controller(kube: Cluster, namespace: str, leads: bool = True) -> Iterator[Ru
         calls=calls,
         clock=clock,
         project_objects=False,  # tested with the Operator (tests/kube_operator)
+        tokens=tokens,
     )
     ctrl.start()
     if leads:

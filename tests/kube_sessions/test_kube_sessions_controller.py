@@ -11,17 +11,21 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from kubernetes import client
 from tests.kube.cluster import Cluster
-from tests.kube_operator.harness import Kubelet, wait_for
+from tests.kube_operator.harness import Kubelet, secret_token, wait_for
 from tests.kube_sessions.harness import PUBLIC_URL, apply, controller, listed, names, ready
 
 from runyard.controller.kube.sessions import TOKEN_KEY, TOKEN_SECRET_ANNOTATION, claim_name, secret_name
+from runyard.controller.kube.tokens import StoreTokens
 from runyard.controller.sessions import RESTART_ANNOTATION
 from runyard.core.errors import NotFound
 from runyard.core.resources import Session
+from runyard.services.auth import hash_secret
+from runyard.store import Store
 from runyard.store.kube.resources import KubeResources
 
 
@@ -250,6 +254,31 @@ def test_deleting_the_session_deletes_what_it_owns(
             return not left and secret_name("nb") not in names(kube, namespace, "secret")
 
         wait_for("its objects collected", gone)
+
+
+def test_its_pod_gets_a_runyard_token_in_a_secret_revoked_when_the_session_is_deleted(
+    kube: Cluster, namespace: str, store: KubeResources, tmp_path: Path
+) -> None:
+    """The init container fetches the snapshot, and the notebook reports to tracking, with it."""
+    db = Store(f"sqlite:///{tmp_path / 'runyard.db'}")
+    snapshot = "sha256:" + "cd" * 32
+    with controller(kube, namespace, tokens=StoreTokens(db)):
+        apply(kube, namespace, "nb", snapshot=snapshot)
+        name = one_pod(kube, namespace)
+        pod = next(o for o in listed(kube, namespace, "pod") if o["metadata"]["name"] == name)
+        fetch, main = pod["spec"]["initContainers"][0], pod["spec"]["containers"][0]
+        assert fetch["name"] == "snapshot" and snapshot in fetch["command"]
+        token = secret_token(kube, namespace, fetch["env"])
+        assert secret_token(kube, namespace, main["env"]) == token
+        row = db.token_by_hash(hash_secret(token))
+        assert row is not None and (row.role, row.project, row.run_uid) == ("run", namespace, pod_owner(pod))
+        store.delete("Session", namespace, "nb")
+        wait_for("revoked", lambda: db.token_by_hash(hash_secret(token)) is None)
+
+
+def pod_owner(pod: dict) -> str:
+    (owner,) = pod["metadata"]["ownerReferences"]
+    return owner["uid"]
 
 
 def test_only_the_leader_writes(kube: Cluster, namespace: str, store: KubeResources) -> None:

@@ -33,8 +33,8 @@ def main(
 ) -> None:
     """Run until SIGTERM or SIGINT. The Lease lives in `lease_namespace`: the operator's own (POD_NAMESPACE,
     set by its Deployment), else the first watched namespace, else 'runyard'. Its identity is the pod's
-    name (POD_NAME) when set. With `store_url` (the platform's database) each pod gets a run token, in a
-    Secret owned by its Run; without, pods get none (and cannot fetch a snapshot)."""
+    name (POD_NAME) when set. With `store_url` (the platform's database) each pod gets a runyard token, in a
+    Secret owned by its Run, Model or Session; without, pods get none (and cannot fetch a snapshot)."""
     from runyard.controller.kube.leader import LeaseElector, default_identity
     from runyard.controller.kube.operator import Operator
     from runyard.kube.api import CallCounter, connect
@@ -76,9 +76,11 @@ def main(
     }
     controllers: list[KindController] = [
         Operator(resources, runtime, elector, project_objects=project_objects, tokens=tokens, **cluster),
-        ModelController(resources, elector, image=image, **cluster),
+        ModelController(resources, elector, image=image, tokens=tokens, **cluster),
         JobController(resources, elector, image=image, **cluster),
-        SessionController(resources, elector, image=image, project_objects=project_objects, **cluster),
+        SessionController(
+            resources, elector, image=image, project_objects=project_objects, tokens=tokens, **cluster
+        ),
     ]
 
     def on_change(leads: bool) -> None:

@@ -23,6 +23,7 @@ from typing import Any, Unpack
 from runyard.controller.kube.base import Cluster, Elector, KindController, Work
 from runyard.controller.kube.decide import launch_spec
 from runyard.controller.kube.informer import PodSource
+from runyard.controller.kube.tokens import Tokens, ensure_token_secret, secret_name
 from runyard.controller.models.replicas import replica_spec
 from runyard.controller.models.versions import version_for
 from runyard.core.errors import Conflict, NotFound
@@ -31,6 +32,7 @@ from runyard.runtime.kubernetes.pods import (
     MODEL_LABEL,
     deployment_manifest,
     dns_name,
+    model_labels,
     model_service_manifest,
 )
 from runyard.settings import ServingSettings
@@ -80,17 +82,22 @@ class ModelController(KindController[Work]):
         *,
         image: str,
         server_url: str,
+        tokens: Tokens | None = None,
         **cluster: Unpack[Cluster],
     ):
+        """`tokens`: where a Model's runyard token is issued (its replicas fetch its snapshot and report
+        with it); None: replicas get none."""
         from kubernetes import client
 
         super().__init__(resources, elector, image=image, server_url=server_url, **cluster)
         api_client, calls = self.api_client, self.calls
+        self.tokens = tokens
         self.settings = ServingSettings()
         if calls is not None:
             calls.instrument(api_client)  # every request counted, once however many share the client
         self.apps, self.core = client.AppsV1Api(api_client), client.CoreV1Api(api_client)
         self._made: set[tuple[str, str]] = set()  # (kind, Model uid): its Deployment/Service made or seen
+        self._tokened: set[str] = set()  # Models (uids) whose token Secret exists
         for scope in self.scopes:
             self._watch_resources(Model, scope, self._on_model)
             for plural, kind in (("deployments", "Deployment"), ("services", "Service")):
@@ -98,6 +105,12 @@ class ModelController(KindController[Work]):
                 self._watch_objects(kind, scope, plural, source, self._owned_handler(kind))
 
     def _on_model(self, type_: str, model: Model) -> None:
+        if type_ == "DELETED":
+            with self._lock:
+                self._tokened.discard(model.uid)
+            if self.tokens is not None:  # its Secret goes with it; the token must not outlive it
+                self.tokens.revoke(model)
+            return
         self.queue.add(("Model", model.metadata.project, model.metadata.name))
 
     def _owned_handler(self, kind: str) -> Any:
@@ -125,6 +138,8 @@ class ModelController(KindController[Work]):
         # MLflow client resolves it when it loads; a version is made per spec all the same.
         version, _ = version_for(st, model.spec, model.spec.modelUri)
         desired = replicas_of(model.spec)
+        if not self._token_secret(model):
+            return
         deployment = self._deployment(model, version, desired)
         if deployment is None:
             return
@@ -189,6 +204,23 @@ class ModelController(KindController[Work]):
         except NotFound:
             return True
 
+    def _token_secret(self, model: Model) -> bool:
+        """Its token Secret, made before its first Deployment (the replicas read it); False while the name
+        is held by an earlier Model's, looked at again later."""
+        if self.tokens is None:
+            return True
+        with self._lock:
+            if model.uid in self._tokened:
+                return True
+        m = model.metadata
+        if not ensure_token_secret(self.core, model, self.tokens, model_labels(m.project, m.name)):
+            self.queue.add_after(("Model", m.project, m.name), CONFLICT_RETRY)
+            return False
+        self._count_reconciled()
+        with self._lock:
+            self._tokened.add(model.uid)
+        return True
+
     def _service(self, model: Model) -> bool:
         """Its Service, made once (its selector never changes); False while the name is another's."""
         m = model.metadata
@@ -212,8 +244,15 @@ class ModelController(KindController[Work]):
         return True
 
     def manifest(self, model: Model, version: ModelVersion, replicas: int) -> dict[str, Any]:
+        token = secret_name(model.metadata.name) if self.tokens is not None else None
         return model_deployment(
-            model, version, replicas, image=self.image, server_url=self.server_url, settings=self.settings
+            model,
+            version,
+            replicas,
+            image=self.image,
+            server_url=self.server_url,
+            settings=self.settings,
+            run_token_secret=token,
         )
 
     def _write_status(self, res: Any, status: Any) -> bool:
@@ -241,9 +280,11 @@ def model_deployment(
     image: str,
     server_url: str,
     settings: ServingSettings,
+    run_token_secret: str | None = None,
 ) -> dict[str, Any]:
     """The Deployment of `version` at `replicas`, owned by the Model, stamped with a hash of itself (what
-    the controller compares: the API server adds defaults to what it stores)."""
+    the controller compares: the API server adds defaults to what it stores). `run_token_secret`: the
+    Secret of the Model's runyard token, which its replicas get."""
     m = model.metadata
     manifest = deployment_manifest(
         launch_spec(_replica_run(model, version, settings), 1, server_url),
@@ -254,6 +295,7 @@ def model_deployment(
         server_url=server_url,
         namespace=m.project,
         owner=_owner(model),
+        run_token_secret=run_token_secret,
     )
     digest = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()[:16]
     manifest["metadata"]["annotations"][HASH_ANNOTATION] = digest

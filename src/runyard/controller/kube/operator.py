@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Protocol
+from typing import Any
 
 from runyard.controller.kube.base import Elector, KindController, ProjectObjects, Work
 from runyard.controller.kube.decide import (
@@ -22,6 +22,7 @@ from runyard.controller.kube.decide import (
     step_run,
 )
 from runyard.controller.kube.informer import PodSource
+from runyard.controller.kube.tokens import Tokens
 from runyard.core.clock import now
 from runyard.core.errors import Conflict, NotFound, Unavailable
 from runyard.core.phases import Phase, Reason
@@ -36,12 +37,6 @@ MANAGED_SELECTOR = "app.kubernetes.io/managed-by=runyard,runyard.dev/kind=Run"
 RUN_LABEL = "runyard.dev/run"
 LAUNCH_RECHECK = 30.0  # seconds: a launched pod not seen by then is launched again (idempotent)
 RUN_OWNERS = ("Experiment", "Job")  # Runs of these (or of nobody) are plain runs: a pod per attempt
-
-
-class RunTokens(Protocol):
-    def issue(self, run: Run, attempt: int) -> str: ...
-
-    def revoke(self, run: Run) -> None: ...
 
 
 class Operator(KindController[Work]):
@@ -62,7 +57,7 @@ class Operator(KindController[Work]):
         project_objects: bool = True,
         workers: int = 4,
         calls: Any = None,
-        tokens: RunTokens | None = None,
+        tokens: Tokens | None = None,
     ):
         super().__init__(
             resources, elector, api_client=api_client, namespaces=namespaces, workers=workers, calls=calls

@@ -28,6 +28,8 @@ from typing import Any, Unpack
 
 from runyard.controller.kube.base import Cluster, Elector, KindController, ProjectObjects, Work
 from runyard.controller.kube.informer import PodSource
+from runyard.controller.kube.tokens import Tokens, ensure_token_secret
+from runyard.controller.kube.tokens import secret_name as runyard_token_secret
 from runyard.controller.sessions import RESTART_ANNOTATION, STOP_GRACE, base_url, next_look, reclaim
 from runyard.core.clock import aware, now
 from runyard.core.errors import Conflict, NotFound
@@ -108,9 +110,11 @@ def session_pod(
     server_url: str,
     env_lock: str | None = None,
     env_cache: pods.EnvCache | None = None,
+    run_token_secret: str | None = None,
 ) -> dict[str, Any]:
     """The pod of one start: session_pod_manifest, named `pod`, labelled as a Session's (not a Run's: the
-    Operator's pod watch leaves it alone), its token from the Session's Secret."""
+    Operator's pod watch leaves it alone), its Jupyter token from the Session's Secret and its runyard token
+    (to fetch the snapshot and report to tracking) from `run_token_secret`."""
     m, spec = session.metadata, session.spec
     env = {
         "RUNYARD_SESSION_BASE_URL": base_url(m.project, m.name),
@@ -148,6 +152,7 @@ def session_pod(
         owner=owner,
         env_lock=env_lock,
         env_cache=env_cache,
+        run_token_secret=run_token_secret,
         workspace_claim=claim_name(m.name),
         port=PORT,
     )
@@ -213,12 +218,14 @@ class SessionController(KindController[Work]):
         env_cache: pods.EnvCache | None = None,
         clock: Callable[[], datetime] = now,
         project_objects: bool = True,
+        tokens: Tokens | None = None,
         **cluster: Unpack[Cluster],
     ):
         """`public_url`: what a browser reaches the server at (status.url starts with it; the server's own
         URL by default). `locks(session)`: the recorded lock of its environment (None: the image's
         Python). `clock`: what idleness and lifetime are measured with. `project_objects`: a project's
-        namespace gets what it needs (quota, limits) before its first session starts, as the Operator does."""
+        namespace gets what it needs (quota, limits) before its first session starts, as the Operator does.
+        `tokens`: where a Session's runyard token is issued (None: its pod gets none)."""
         from kubernetes import client
 
         super().__init__(resources, elector, image=image, server_url=server_url, **cluster)
@@ -227,7 +234,7 @@ class SessionController(KindController[Work]):
             calls.instrument(api_client)
         self.core = client.CoreV1Api(api_client)
         self.public_url = (public_url or server_url).rstrip("/")
-        self.locks, self.env_cache, self.clock = locks, env_cache, clock
+        self.locks, self.env_cache, self.clock, self.tokens = locks, env_cache, clock, tokens
         self.projects = ProjectObjects(api_client, project_objects)
         self._made: set[str] = set()  # Sessions (uids) whose claim, Service and Secret exist
         for scope in self.scopes:
@@ -243,6 +250,8 @@ class SessionController(KindController[Work]):
         if type_ == "DELETED":
             with self._lock:
                 self._made.discard(session.uid)
+            if self.tokens is not None:  # its Secret goes with it; the token must not outlive it
+                self.tokens.revoke(session)
             return
         self.queue.add(("Session", session.metadata.project, session.metadata.name))
 
@@ -330,6 +339,7 @@ class SessionController(KindController[Work]):
             server_url=self.server_url,
             env_lock=lock,
             env_cache=self.env_cache,
+            run_token_secret=runyard_token_secret(m.name) if self.tokens is not None else None,
         )
         created = self._create("pod", m.project, manifest)
         if created is not None:
@@ -423,8 +433,9 @@ class SessionController(KindController[Work]):
         return fresh.uid == session.uid and fresh.metadata.deletionTimestamp is None
 
     def _ensure_objects(self, session: Session) -> Session:
-        """Its claim, Service and token Secret, made once (what exists already is kept: the claim's files,
-        the token), and the Secret's name recorded on the Session for the server's proxy."""
+        """Its claim, Service and token Secrets (Jupyter's, and runyard's with `tokens`), made once (what
+        exists already is kept: the claim's files, the tokens), and the Jupyter Secret's name recorded on the
+        Session for the server's proxy."""
         with self._lock:
             if session.uid in self._made:
                 return session
@@ -436,6 +447,12 @@ class SessionController(KindController[Work]):
         )
         self._create("service", m.project, service)
         self._create("secret", m.project, token_secret_manifest(session))
+        if self.tokens is not None and not ensure_token_secret(
+            self.core, session, self.tokens, _labels(m.project, m.name)
+        ):
+            raise Conflict(
+                f"secret {runyard_token_secret(m.name)} is an earlier Session's, not yet collected"
+            )
         if m.annotations.get(TOKEN_SECRET_ANNOTATION) != secret_name(m.name):
             named = session.model_copy(deep=True)
             named.metadata.annotations[TOKEN_SECRET_ANNOTATION] = secret_name(m.name)

@@ -1,22 +1,66 @@
-"""Run tokens on a cluster: issued in the platform's database (tokens stay in PostgreSQL, as on one machine)
-when a pod is launched, revoked when the Run ends. A pod's init container fetches the run's snapshot with
-it, and the run reports its tracking data with it."""
+"""Runyard tokens on a cluster: issued in the platform's database (tokens stay in PostgreSQL, as on one
+machine) and handed to pods through Secrets, never in a pod's spec. A Run's pod gets one per attempt,
+revoked when the Run ends; a Model's replicas and a Session's pod share one per object, made with its first
+pod and revoked when the object is deleted. A pod's init container fetches the snapshot with it, and the
+process reports its tracking data with it."""
 
 from __future__ import annotations
 
-from runyard.core.resources import Run
-from runyard.services.auth import issue_token
-from runyard.store import Store
+import json
+from typing import TYPE_CHECKING, Any, Protocol
+
+from runyard.core.errors import Conflict
+from runyard.core.resources import Resource
+from runyard.runtime.kubernetes import pods
+
+if TYPE_CHECKING:
+    from runyard.store import Store
+
+
+class Tokens(Protocol):
+    def issue(self, res: Resource, attempt: int | None = None) -> str: ...
+
+    def revoke(self, res: Resource) -> None: ...
 
 
 class StoreTokens:
     def __init__(self, store: Store):
         self.store = store
 
-    def issue(self, run: Run, attempt: int) -> str:
-        m = run.metadata
-        return issue_token(self.store, f"run {m.name} attempt {attempt}", "run", m.project, run.uid)
+    def issue(self, res: Resource, attempt: int | None = None) -> str:
+        """A token with a run's rights in the object's project, tied to the object's uid."""
+        from runyard.services.auth import issue_token
 
-    def revoke(self, run: Run) -> None:
-        """Every token of the run: its process has ended, nothing of it calls the API any more."""
-        self.store.revoke_run_tokens(run.uid)
+        m = res.metadata
+        name = f"{res.kind.lower()} {m.name}" + (f" attempt {attempt}" if attempt is not None else "")
+        return issue_token(self.store, name, "run", m.project, res.uid)
+
+    def revoke(self, res: Resource) -> None:
+        """Every token of the object: nothing of it calls the API any more."""
+        self.store.revoke_run_tokens(res.uid)
+
+
+def secret_name(name: str) -> str:
+    """The Secret of a Model's or a Session's token (a Run's attempts have their own, runtime's)."""
+    return pods.dns_name(name, "-runyard-token")
+
+
+def ensure_token_secret(core: Any, res: Resource, tokens: Tokens, labels: dict[str, str]) -> bool:
+    """Make the object's token Secret unless it exists: True once it is this object's; False while the name
+    is held by another (an earlier object of that name, not yet collected). A token issued for a create that
+    finds the Secret there is never seen by anyone and goes with the object's other tokens."""
+    from runyard.kube.api import translated
+
+    m = res.metadata
+    owner = pods.owner_reference({"kind": res.kind, "name": m.name, "uid": res.uid})
+    body = pods.token_secret_manifest(secret_name(m.name), m.project, labels, [owner], tokens.issue(res))
+    try:
+        with translated():
+            core.create_namespaced_secret(m.project, body, _preload_content=False)
+        return True
+    except Conflict:
+        with translated():
+            found = json.loads(
+                core.read_namespaced_secret(secret_name(m.name), m.project, _preload_content=False).data
+            )
+        return any(o.get("uid") == res.uid for o in found["metadata"].get("ownerReferences") or [])

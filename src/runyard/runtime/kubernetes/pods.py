@@ -211,6 +211,17 @@ class PodArgs(TypedDict, total=False):
     env_cache: EnvCache | None
 
 
+def token_secret_manifest(
+    name: str, namespace: str, labels: dict[str, str], owners: list[dict[str, Any]] | None, token: str
+) -> dict[str, Any]:
+    """The Secret a pod's runyard token is in (as `run_token_secret`: key TOKEN_KEY), owned like the pod,
+    so the token is never in a pod's spec and goes when its owner does."""
+    metadata: dict[str, Any] = {"name": name, "namespace": namespace, "labels": labels}
+    if owners:
+        metadata["ownerReferences"] = owners
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": metadata, "stringData": {TOKEN_KEY: token}}
+
+
 def _metadata(
     name: str,
     namespace: str,
@@ -337,7 +348,7 @@ def http_probes(port: str | int, path: str, start_seconds: int = 600) -> dict[st
     }
 
 
-def _model_labels(project: str, model: str) -> dict[str, str]:
+def model_labels(project: str, model: str) -> dict[str, str]:
     return {PROJECT_LABEL: project, KIND_LABEL: "Model", MODEL_LABEL: model, **MANAGED_BY}
 
 
@@ -356,7 +367,7 @@ def deployment_manifest(
     environment). A new version rolls out with no replica down before its successor is ready
     (maxUnavailable 0); readiness is the replica's /health on the model's port, which answers only once
     the model is loaded and the replica accepts."""
-    labels = _model_labels(spec.project, model)
+    labels = model_labels(spec.project, model)
     body = pod_spec(
         spec,
         restart_policy="Always",
@@ -412,7 +423,7 @@ def model_service_manifest(
         model,
         namespace=namespace,
         selector={MODEL_LABEL: model, PROJECT_LABEL: project},
-        labels=_model_labels(project, model),
+        labels=model_labels(project, model),
         owner=owner,
     )
 

@@ -135,15 +135,7 @@ class KubernetesRuntime(Runtime):
         token = spec.env.get("RUNYARD_TOKEN")
         if token is None:
             raise LaunchError("token_secrets is set, but the launch has no RUNYARD_TOKEN")
-        metadata: dict[str, Any] = {"name": self._secret_name(spec), "labels": pods.run_labels(spec)}
-        if owners:
-            metadata["ownerReferences"] = owners
-        secret = {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": metadata,
-            "stringData": {pods.TOKEN_KEY: token},
-        }
+        secret = pods.token_secret_manifest(self._secret_name(spec), ns, pods.run_labels(spec), owners, token)
         with contextlib.suppress(Conflict), translated():
             self.core.create_namespaced_secret(ns, secret, _preload_content=False)
 
