@@ -29,6 +29,7 @@ from tests.support import ServerProcess, until
 
 from runyard.core.errors import Gone
 from runyard.rest import Rest
+from runyard.runtime.kubernetes.pods import session_service_name
 
 GROUP, VERSION = "runyard.dev", "v1"
 
@@ -316,7 +317,11 @@ def test_a_cluster_session_is_reached_through_the_servers_proxy_and_its_use_reac
         core.create_namespaced_secret(
             "default", {"metadata": {"name": "nb-jupyter"}, "data": {"token": token}}
         )
-        service = {"metadata": {"name": "nb"}, "spec": {"clusterIP": "127.0.0.1", "ports": [{"port": 8888}]}}
+        # A Model named nb holds the Service "nb" (its URL): a Session's is another, and must be its own.
+        service = {
+            "metadata": {"name": session_service_name("nb")},
+            "spec": {"clusterIP": "127.0.0.1", "ports": [{"port": 8888}]},
+        }
         core.create_namespaced_service("default", service)
         objects = _objects(kube)
         annotation = {"metadata": {"annotations": {"runyard.dev/session-token-secret": "nb-jupyter"}}}
@@ -325,7 +330,19 @@ def test_a_cluster_session_is_reached_through_the_servers_proxy_and_its_use_reac
         objects.patch_namespaced_custom_object_status(GROUP, VERSION, "default", "sessions", "nb", status)
 
         url = f"{server.url}/sessions/default/nb/api/status"
-        answer = httpx.get(url, headers={"Authorization": f"Bearer {server.token}"}, timeout=30)
+        bearer = {"Authorization": f"Bearer {server.token}"}
+        unowned = httpx.get(url, headers=bearer, timeout=30)
+        assert unowned.status_code == 409 and "earlier session" in unowned.text, unowned.text
+        owner = {
+            "apiVersion": "runyard.dev/v1",
+            "kind": "Session",
+            "name": "nb",
+            "uid": before.json()["metadata"]["uid"],
+        }
+        core.patch_namespaced_service(
+            session_service_name("nb"), "default", {"metadata": {"ownerReferences": [owner]}}
+        )
+        answer = httpx.get(url, headers=bearer, timeout=30)
         assert answer.status_code == 200, answer.text
         assert answer.json()["path"] == "/sessions/default/nb/api/status"
         assert (

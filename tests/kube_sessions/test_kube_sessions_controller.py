@@ -24,6 +24,7 @@ from runyard.controller.kube.tokens import StoreTokens
 from runyard.controller.sessions import RESTART_ANNOTATION
 from runyard.core.errors import NotFound
 from runyard.core.resources import Session
+from runyard.runtime.kubernetes.pods import session_service_name
 from runyard.services.auth import hash_secret
 from runyard.store import Store
 from runyard.store.kube.resources import KubeResources
@@ -118,6 +119,23 @@ def test_a_session_gets_its_claim_service_secret_and_pod_owned_by_it(
     assert pod["metadata"]["labels"]["runyard.dev/session"] == "nb"
     assert s.status.run == pod_name and s.status.url == f"{PUBLIC_URL}/sessions/{namespace}/nb/"
     assert s.status.port == 8888 and s.status.startedAt is not None
+
+
+def test_a_session_named_as_a_model_gets_its_own_service(kube: Cluster, namespace: str) -> None:
+    """A Model's Service is its bare name (its stable URL); a Session of that name must not share it."""
+    model_service = {
+        "metadata": {"name": "iris"},
+        "spec": {"selector": {"runyard.dev/model": "iris"}, "ports": [{"port": 80}]},
+    }
+    client.CoreV1Api(kube.api_client).create_namespaced_service(namespace, model_service)
+    with controller(kube, namespace):
+        apply(kube, namespace, "iris")
+        one_pod(kube, namespace)
+        services = {o["metadata"]["name"]: o for o in listed(kube, namespace, "service")}
+    assert sorted(services) == sorted(["iris", session_service_name("iris")])
+    mine = services[session_service_name("iris")]
+    assert mine["metadata"]["ownerReferences"][0]["kind"] == "Session"
+    assert mine["spec"]["selector"] == {"runyard.dev/session": "iris", "runyard.dev/project": namespace}
 
 
 def test_unschedulable_is_pending_running_is_starting_and_ready_is_running(

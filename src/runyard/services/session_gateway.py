@@ -16,7 +16,7 @@ from typing import cast
 
 from runyard.core.errors import Conflict, RunyardError
 from runyard.core.resources import Session
-from runyard.runtime.kubernetes.pods import SESSION_TOKEN_ANNOTATION, TOKEN_KEY, dns_name
+from runyard.runtime.kubernetes.pods import SESSION_TOKEN_ANNOTATION, TOKEN_KEY, session_service_name
 from runyard.services.session_secrets import jupyter_token
 from runyard.store import Store
 from runyard.store.kube.resources import KubeResources
@@ -149,7 +149,11 @@ def cluster_upstream(cluster: KubeResources, session: Session) -> Upstream:
     core = CoreV1Api(cluster.api_client)
     with translated():
         secret = core.read_namespaced_secret(secret_name, m.project)
-        service = core.read_namespaced_service(dns_name(m.name), m.project)
+        service = core.read_namespaced_service(session_service_name(m.name), m.project)
+    if not any(o.uid == session.uid for o in service.metadata.owner_references or []):
+        raise Conflict(
+            f"session {m.name!r} is starting: its Service is an earlier session's, not yet deleted"
+        )
     token = base64.b64decode((secret.data or {})[TOKEN_KEY]).decode()
     ip = service.spec.cluster_ip
     host = ip if ip and ip != "None" else f"{service.metadata.name}.{m.project}.svc"

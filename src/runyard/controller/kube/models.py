@@ -244,7 +244,7 @@ class ModelController(KindController[Work]):
         return True
 
     def manifest(self, model: Model, version: ModelVersion, replicas: int) -> dict[str, Any]:
-        token = secret_name(model.metadata.name) if self.tokens is not None else None
+        token = secret_name("Model", model.metadata.name) if self.tokens is not None else None
         return model_deployment(
             model,
             version,

@@ -339,7 +339,7 @@ class SessionController(KindController[Work]):
             server_url=self.server_url,
             env_lock=lock,
             env_cache=self.env_cache,
-            run_token_secret=runyard_token_secret(m.name) if self.tokens is not None else None,
+            run_token_secret=runyard_token_secret("Session", m.name) if self.tokens is not None else None,
         )
         created = self._create("pod", m.project, manifest)
         if created is not None:
@@ -451,7 +451,7 @@ class SessionController(KindController[Work]):
             self.core, session, self.tokens, _labels(m.project, m.name)
         ):
             raise Conflict(
-                f"secret {runyard_token_secret(m.name)} is an earlier Session's, not yet collected"
+                f"secret {runyard_token_secret('Session', m.name)} is an earlier Session's, not yet collected"
             )
         if m.annotations.get(TOKEN_SECRET_ANNOTATION) != secret_name(m.name):
             named = session.model_copy(deep=True)

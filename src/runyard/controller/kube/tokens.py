@@ -40,9 +40,10 @@ class StoreTokens:
         self.store.revoke_run_tokens(res.uid)
 
 
-def secret_name(name: str) -> str:
-    """The Secret of a Model's or a Session's token (a Run's attempts have their own, runtime's)."""
-    return pods.dns_name(name, "-runyard-token")
+def secret_name(kind: str, name: str) -> str:
+    """The Secret of a Model's or a Session's token, named for the kind too: a Model and a Session may
+    share a name in a project (a Run's attempts have their own, the runtime's)."""
+    return pods.dns_name(name, f"-{kind.lower()}-token")
 
 
 def ensure_token_secret(core: Any, res: Resource, tokens: Tokens, labels: dict[str, str]) -> bool:
@@ -53,7 +54,9 @@ def ensure_token_secret(core: Any, res: Resource, tokens: Tokens, labels: dict[s
 
     m = res.metadata
     owner = pods.owner_reference({"kind": res.kind, "name": m.name, "uid": res.uid})
-    body = pods.token_secret_manifest(secret_name(m.name), m.project, labels, [owner], tokens.issue(res))
+    body = pods.token_secret_manifest(
+        secret_name(res.kind, m.name), m.project, labels, [owner], tokens.issue(res)
+    )
     try:
         with translated():
             core.create_namespaced_secret(m.project, body, _preload_content=False)
@@ -61,6 +64,8 @@ def ensure_token_secret(core: Any, res: Resource, tokens: Tokens, labels: dict[s
     except Conflict:
         with translated():
             found = json.loads(
-                core.read_namespaced_secret(secret_name(m.name), m.project, _preload_content=False).data
+                core.read_namespaced_secret(
+                    secret_name(res.kind, m.name), m.project, _preload_content=False
+                ).data
             )
         return any(o.get("uid") == res.uid for o in found["metadata"].get("ownerReferences") or [])

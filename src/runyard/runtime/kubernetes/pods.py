@@ -454,12 +454,17 @@ def session_pod_manifest(
     return _pod(spec, namespace, owner, body, {SESSION_LABEL: session})
 
 
+def session_service_name(session: str) -> str:
+    """A Session's Service: not the bare name, which a Model of the same name holds (its stable URL)."""
+    return dns_name(session, "-session")
+
+
 def session_service_manifest(
     session: str, *, project: str, namespace: str, owner: dict[str, Any] | None = None, port: int = 8888
 ) -> dict[str, Any]:
     labels = {PROJECT_LABEL: project, KIND_LABEL: "Session", SESSION_LABEL: session, **MANAGED_BY}
     return service_manifest(
-        session,
+        session_service_name(session),
         namespace=namespace,
         selector={SESSION_LABEL: session, PROJECT_LABEL: project},
         labels=labels,
