@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import ValidationError
 
@@ -21,6 +21,9 @@ from runyard.services.notify import Notifier
 from runyard.store import Store
 from runyard.store.jobs import Fire
 
+if TYPE_CHECKING:
+    from runyard.store.kube.resources import KubeResources
+
 RESERVED_PREFIX = "RUNYARD_"  # the platform's own variables (its URL, the run's token…) cannot be overridden
 MAX_PARAMS = 256
 LIST_HINT = "`runyard jobs list` lists the project's jobs"
@@ -32,10 +35,11 @@ class Triggered:
     created: bool  # False: the request key had triggered it before, and this is that run
 
 
-def find_job(store: Store, project: str, name: str) -> Job:
-    """The job, or a NotFound that names it and says how to see the jobs there are."""
+def find_job(source: Store | KubeResources, project: str, name: str) -> Job:
+    """The job, from the store or the cluster (`--kubernetes`), or a NotFound that names it and says how
+    to see the jobs there are."""
     try:
-        return store.get(Job, project, name)
+        return cast(Job, source.get(Job, project, name))
     except NotFound:
         raise NotFound(f"job {name!r} not found in project {project!r}; {LIST_HINT}") from None
 
@@ -135,11 +139,18 @@ def history(store: Store, project: str, name: str, limit: int = 50) -> list[dict
 
 
 def schedule(store: Store, project: str, name: str, count: int = 5, at: datetime | None = None) -> dict:
-    """The next `count` instants the job's schedule fires at, in UTC and in the job's zone, counted from
-    the latest of now, status.scheduleFrom (when it was made, changed or resumed) and the last fire claimed;
-    none, with the reason, when it is suspended or has no schedule."""
+    """The job's next fire times (see next_fires_of), with the last fire claimed from its state row."""
     job = find_job(store, project, name)
-    spec = job.spec
+    state = store.job_state(job.uid) if job.spec.schedule else None
+    return next_fires_of(job, state.last_schedule_at if state else None, count, at)
+
+
+def next_fires_of(job: Job, claimed: datetime | None, count: int = 5, at: datetime | None = None) -> dict:
+    """The next `count` instants the job's schedule fires at, in UTC and in the job's zone, counted from
+    the latest of now (`at`), status.scheduleFrom (when it was made, changed or resumed) and `claimed`, the
+    last fire claimed (kept in the store's job state, or on a cluster in status.lastScheduleTime); none,
+    with the reason, when it is suspended or has no schedule."""
+    spec, name = job.spec, job.metadata.name
     doc: dict[str, Any] = {
         "job": name,
         "schedule": spec.schedule,
@@ -155,8 +166,7 @@ def schedule(store: Store, project: str, name: str, count: int = 5, at: datetime
     if spec.suspend:
         doc["reason"] = f"job {name!r} is suspended: `runyard jobs resume {name}` schedules it again"
         return doc
-    state = store.job_state(job.uid)
-    marks = [at or now(), job.status.scheduleFrom, state.last_schedule_at if state else None]
+    marks = [at or now(), job.status.scheduleFrom, claimed]
     start = max(m for m in marks if m is not None)
     tz = zone(spec.timeZone)
     doc["from"] = start

@@ -12,12 +12,13 @@ import json
 import threading
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from runyard.core.errors import Conflict, Gone, NotFound
 from runyard.core.resources import API_VERSION, Job, Resource, Run
 from runyard.services.auth import Principal
-from runyard.services.jobs import Triggered, check_params
+from runyard.services.jobs import Triggered, check_params, find_job, next_fires_of
 from runyard.services.resources import (
     ApplyOutcome,
     apply_change,
@@ -26,7 +27,7 @@ from runyard.services.resources import (
     retry_apply,
 )
 from runyard.store import Store
-from runyard.store.jobs import JOB_LABEL, Fire, fire_run
+from runyard.store.jobs import JOB_LABEL, SCHEDULED_ANNOTATION, TRIGGER_ANNOTATION, Fire, fire_run
 from runyard.store.kube.resources import KubeResources
 
 TRIGGERED_BY_ANNOTATION = (
@@ -34,6 +35,7 @@ TRIGGERED_BY_ANNOTATION = (
 )
 
 MANAGED = {"app.kubernetes.io/managed-by": "runyard"}
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # orders a Run the API server has not stamped (none does) first
 
 
 def _dump(res: Resource) -> dict[str, Any]:
@@ -175,3 +177,47 @@ def trigger_job(
         return Triggered(cast(Run, kube.create(run)), created=True)
     except Conflict:  # the same key, at the same moment
         return Triggered(cast(Run, kube.get(Run, project, run_name)), created=False)
+
+
+def job_history(kube: KubeResources, project: str, name: str, limit: int = 50) -> list[dict[str, Any]]:
+    """The job's fires on a cluster, in services/jobs.history's shape, newest first: its Runs (labelled
+    with its name and owned by its uid, so not an earlier job of that name's), each fire being the Run's
+    creation (see controller/kube/jobs.py). Only fires that made a Run are here: a Skipped or Missed fire is
+    kept nowhere but as a Warning event on the Job (`runyard describe job NAME`, `kubectl describe`), and a
+    Run removed by the history limits is gone with its fire."""
+    job = find_job(kube, project, name)
+    listed, _ = kube.list(Run, project, {JOB_LABEL: name})
+    runs = [cast(Run, r) for r in listed if any(o.uid == job.uid for o in r.metadata.ownerReferences)]
+    runs.sort(key=lambda r: (r.metadata.creationTimestamp or EPOCH, r.metadata.name), reverse=True)
+    return [_fire_item(r) for r in runs[:limit]]
+
+
+def _fire_item(run: Run) -> dict[str, Any]:
+    m = run.metadata
+    return {
+        "trigger": m.annotations.get(TRIGGER_ANNOTATION),
+        "scheduledAt": _instant(m.annotations.get(SCHEDULED_ANNOTATION)),
+        "firedAt": m.creationTimestamp,
+        "outcome": "Created",
+        "run": m.name,
+        "runUid": run.uid,
+        "phase": run.status.phase,
+        "message": "",
+    }
+
+
+def _instant(text: str | None) -> datetime | None:
+    """An annotation's ISO instant; None when absent or not one (annotations are anyone's to write)."""
+    try:
+        return datetime.fromisoformat(text) if text else None
+    except ValueError:
+        return None
+
+
+def job_schedule(
+    kube: KubeResources, project: str, name: str, count: int = 5, at: datetime | None = None
+) -> dict[str, Any]:
+    """The job's next fire times on a cluster: there is no job state row there, the last fire claimed is
+    the controller's status.lastScheduleTime."""
+    job = find_job(kube, project, name)
+    return next_fires_of(job, job.status.lastScheduleTime, count, at)

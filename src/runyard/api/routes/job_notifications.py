@@ -6,8 +6,8 @@ from fastapi import APIRouter
 
 from runyard.api.deps import STATE, WRITE, AppState
 from runyard.api.params import Name, Project
-from runyard.core.resources import Job
 from runyard.services.auth import Principal
+from runyard.services.jobs import find_job
 
 router = APIRouter(tags=["jobs"])
 
@@ -15,6 +15,8 @@ router = APIRouter(tags=["jobs"])
 @router.get("/projects/{project}/jobs/{name}/webhook-secret")
 def webhook_secret(project: Project, name: Name, who: Principal = WRITE, s: AppState = STATE) -> dict:
     """The secret the job's webhook notifications are signed with (X-Runyard-Signature: an HMAC-SHA256 of
-    '<t>.<body>'), for the receiver to check them. Write access: whoever holds it can forge them."""
-    job = s.store.get(Job, project, name)
+    '<t>.<body>'), for the receiver to check them. Write access: whoever holds it can forge them. On a
+    cluster the Job is read there; its secret is still the database's, keyed by the Job's uid, which the
+    operator signs its notifications with."""
+    job = find_job(s.kube if s.kube is not None else s.store, project, name)
     return {"secret": s.store.webhook_secret(job)}

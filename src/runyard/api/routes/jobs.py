@@ -61,7 +61,10 @@ def history(
     who: Principal = READ,
 ) -> dict:
     """The job's fires, newest first: trigger (schedule, dependency, manual), scheduledAt, firedAt, outcome
-    (Created, Skipped, Missed), run, phase (null: the run was removed since), message."""
+    (Created, Skipped, Missed), run, phase (null: the run was removed since), message. On a cluster: its
+    Runs (Skipped and Missed fires are Warning events on the Job there)."""
+    if s.kube is not None:
+        return {"items": kube_svc.job_history(s.kube, project, name, limit)}
     return {"items": svc.history(s.store, project, name, limit)}
 
 
@@ -76,7 +79,10 @@ def schedule(
     """The next fire times: {fires: [{utc, local}], timeZone, ...}; none, and `reason`, when the job is
     suspended or has no schedule."""
     clock = getattr(s.scheduler, "clock", None)  # the time jobs fire by (tests warp it), as the status uses
-    return svc.schedule(s.store, project, name, count, clock() if callable(clock) else None)
+    at = clock() if callable(clock) else None
+    if s.kube is not None:
+        return kube_svc.job_schedule(s.kube, project, name, count, at)
+    return svc.schedule(s.store, project, name, count, at)
 
 
 @router.get("/scheduler")
