@@ -99,11 +99,13 @@ def test_a_jobs_history_on_a_cluster_is_its_runs_newest_first(server, kube):  # 
     assert "schedule" in lines[-1] and "Created" in lines[-1] and "lookalike" not in shown.stdout
 
 
-def test_a_jobs_next_fires_on_a_cluster_count_from_the_last_fire_its_status_claimed(server, kube):  # noqa: F811
+def test_a_jobs_next_fires_and_webhook_secret_on_a_cluster_come_from_the_job_there(server, kube):  # noqa: F811
     """There is no job state row on a cluster: the last fire the controller claimed is the Job's
     status.lastScheduleTime, so fires are counted from it when it is later than now (here, written as the
-    controller writes it). A job without a schedule, or suspended, has none and says why. `runyard describe
-    job` shows the same fires."""
+    controller writes it); `runyard describe job` shows the same fires. A job without a schedule, or
+    suspended, has none and says why. The webhook secret is the database's for the cluster Job's uid: stable
+    while it lives, printed by `runyard jobs secret`, a new one for a Job made again under the same name.
+    An unknown job is a 404 on both routes."""
     objects = client.CustomObjectsApi(kube.api_client)
     with server.api() as api:
         nightly = _job("nightly", schedule="0 3 * * *", timeZone="Europe/Paris")
@@ -138,26 +140,18 @@ def test_a_jobs_next_fires_on_a_cluster_count_from_the_last_fire_its_status_clai
         assert suspended["fires"] == [] and "runyard jobs resume nightly" in suspended["reason"]
         assert api.get("/jobs/absent/schedule").status_code == 404
 
-
-def test_a_jobs_webhook_secret_on_a_cluster_is_kept_for_its_uid(server, kube):  # noqa: F811
-    """The secret of a Job read from the cluster: stable while it lives, printed by `runyard jobs secret`;
-    a Job made again under the same name (a new uid) has a new one; an unknown job is a 404."""
-    objects = client.CustomObjectsApi(kube.api_client)
-    with server.api() as api:
-        assert api.put("/jobs/nightly", json=_job("nightly")).status_code == 201
-        first = api.get("/jobs/nightly/webhook-secret")
+        first = api.get("/jobs/by-hand/webhook-secret")
         assert first.status_code == 200, first.text
         secret = first.json()["secret"]
         assert len(secret) >= 32
-        assert api.get("/jobs/nightly/webhook-secret").json()["secret"] == secret
-
-        printed = runyard_cli("jobs", "secret", "nightly", env=server.env())
+        assert api.get("/jobs/by-hand/webhook-secret").json()["secret"] == secret
+        assert api.get("/jobs/nightly/webhook-secret").json()["secret"] != secret
+        printed = runyard_cli("jobs", "secret", "by-hand", env=server.env())
         assert printed.returncode == 0, printed.stderr
         assert printed.stdout.strip() == secret
 
-        objects.delete_namespaced_custom_object(GROUP, VERSION, "default", "jobs", "nightly")
-        until(lambda: api.put("/jobs/nightly", json=_job("nightly")).status_code == 201, "the Job made again")
-        assert api.get("/jobs/nightly/webhook-secret").json()["secret"] != secret
-
+        objects.delete_namespaced_custom_object(GROUP, VERSION, "default", "jobs", "by-hand")
+        until(lambda: api.put("/jobs/by-hand", json=_job("by-hand")).status_code == 201, "the Job made again")
+        assert api.get("/jobs/by-hand/webhook-secret").json()["secret"] != secret
         missing = api.get("/jobs/absent/webhook-secret")
         assert missing.status_code == 404 and "runyard jobs list" in missing.json()["error"]["message"]
