@@ -183,8 +183,8 @@ def job_history(kube: KubeResources, project: str, name: str, limit: int = 50) -
     """The job's fires on a cluster, in services/jobs.history's shape, newest first: its Runs (labelled
     with its name and owned by its uid, so not an earlier job of that name's), each fire being the Run's
     creation (see controller/kube/jobs.py). Only fires that made a Run are here: a Skipped or Missed fire is
-    kept nowhere but as a Warning event on the Job (`runyard describe job NAME`, `kubectl describe`), and a
-    Run removed by the history limits is gone with its fire."""
+    kept nowhere but as a Warning event on the Job (`kubectl describe job NAME -n PROJECT`), and a Run
+    removed by the history limits is gone with its fire."""
     job = find_job(kube, project, name)
     listed, _ = kube.list(Run, project, {JOB_LABEL: name})
     runs = [cast(Run, r) for r in listed if any(o.uid == job.uid for o in r.metadata.ownerReferences)]
