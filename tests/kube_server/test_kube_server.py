@@ -386,6 +386,19 @@ def test_runyard_jobs_trigger_on_a_cluster_makes_one_run_per_request_key(server,
     runs = _objects(kube).list_namespaced_custom_object(GROUP, VERSION, "default", "runs")["items"]
     assert len(runs) == 1
 
+    # A Run that only carries a job's label (not owned by it) is none of its: Forbid does not count it.
+    stray = {
+        "apiVersion": "runyard.dev/v1",
+        "kind": "Run",
+        "metadata": {"name": "stray", "labels": {"runyard.dev/job": "lonely"}},
+        "spec": {"command": "sleep 60"},
+    }
+    _objects(kube).create_namespaced_custom_object(GROUP, VERSION, "default", "runs", stray)
+    with server.api() as api:
+        assert api.put("/jobs/lonely", json={**job, "metadata": {"name": "lonely"}}).status_code == 201
+        triggered = api.post("/jobs/lonely/trigger", headers={"Idempotency-Key": "k-3"})
+        assert triggered.status_code == 201, triggered.text
+
 
 def test_runyard_models_rollback_on_a_cluster_sets_the_models_spec_there(server, kube):
     """`runyard models rollback` on a cluster: the Model's spec in the cluster becomes the one the version was

@@ -160,8 +160,7 @@ def trigger_job(
         return Triggered(earlier, created=False)
     except NotFound:
         pass
-    runs, _ = kube.list(Run, project, {JOB_LABEL: name})
-    active = [r for r in runs if not cast(Run, r).status.phase.is_terminal()]
+    active = [r for r in job_runs(kube, job) if not r.status.phase.is_terminal()]
     if active and job.spec.concurrencyPolicy == "Forbid":
         names = ", ".join(r.metadata.name for r in active)
         raise Conflict(
@@ -179,6 +178,13 @@ def trigger_job(
         return Triggered(cast(Run, kube.get(Run, project, run_name)), created=False)
 
 
+def job_runs(kube: KubeResources, job: Job) -> list[Run]:
+    """The job's Runs: labelled with its name and owned by its uid (a Run that only carries the label, or
+    an earlier job of that name's, is not its own)."""
+    listed, _ = kube.list(Run, job.metadata.project, {JOB_LABEL: job.metadata.name})
+    return [cast(Run, r) for r in listed if any(o.uid == job.uid for o in r.metadata.ownerReferences)]
+
+
 def job_history(kube: KubeResources, project: str, name: str, limit: int = 50) -> list[dict[str, Any]]:
     """The job's fires on a cluster, in services/jobs.history's shape, newest first: its Runs (labelled
     with its name and owned by its uid, so not an earlier job of that name's), each fire being the Run's
@@ -186,8 +192,7 @@ def job_history(kube: KubeResources, project: str, name: str, limit: int = 50) -
     kept nowhere but as a Warning event on the Job (`kubectl describe job NAME -n PROJECT`), and a Run
     removed by the history limits is gone with its fire."""
     job = find_job(kube, project, name)
-    listed, _ = kube.list(Run, project, {JOB_LABEL: name})
-    runs = [cast(Run, r) for r in listed if any(o.uid == job.uid for o in r.metadata.ownerReferences)]
+    runs = job_runs(kube, job)
     runs.sort(key=lambda r: (r.metadata.creationTimestamp or EPOCH, r.metadata.name), reverse=True)
     return [_fire_item(r) for r in runs[:limit]]
 
