@@ -43,11 +43,20 @@ class Elector:
 
 
 @contextmanager
-def controller(kube: Cluster, namespace: str, clock: Clock, leads: bool = True) -> Iterator[JobController]:
+def controller(
+    kube: Cluster, namespace: str, clock: Clock, leads: bool = True, **notify: Any
+) -> Iterator[JobController]:
+    """`notify`: JobController's `outbox` (a Store) and `notify` (NotifySettings), for notifications."""
     api = new_client(kube)
     elector = Elector(leads)
     ctl = JobController(
-        KubeResources(api), elector, api_client=api, namespaces=[namespace], image="runyard:test", clock=clock
+        KubeResources(api),
+        elector,
+        api_client=api,
+        namespaces=[namespace],
+        image="runyard:test",
+        clock=clock,
+        **notify,
     )
     ctl.start()
     ctl.leading(leads)

@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
+from typing import Protocol
 
 import httpx
 
@@ -52,13 +53,29 @@ def signature(secret: str, body: bytes, at: int) -> str:
     return f"t={at},v1={mac}"
 
 
-class NotificationSender:
-    """A controller worker (it runs only where the controller lock is held): one thread polling the outbox."""
+class Jobs(Protocol):
+    """Where the jobs are, for a sender whose jobs are not in its store (a cluster's custom resources)."""
 
-    def __init__(self, store: Store, settings: NotifySettings, clock: Callable[[], datetime] = now):
+    def job(self, uid: str) -> Job | None: ...
+
+    def warn(self, job: Job, reason: str, message: str) -> None: ...
+
+
+class NotificationSender:
+    """A controller worker (it runs only where the controller lock is held, or the operator leads): one
+    thread polling the outbox. `jobs`: where the jobs are when not in `store`."""
+
+    def __init__(
+        self,
+        store: Store,
+        settings: NotifySettings,
+        clock: Callable[[], datetime] = now,
+        jobs: Jobs | None = None,
+    ):
         self.store = store
         self.settings = settings
         self.clock = clock
+        self.jobs = jobs
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
@@ -115,7 +132,7 @@ class NotificationSender:
         """One attempt. What the store says (the job, its secret) is read first: a store outage is no
         failed attempt, it ends the pass and the row stays due."""
         attempts = row.attempts + 1
-        job = self.store.get_uid(row.job_uid)
+        job = self.jobs.job(row.job_uid) if self.jobs is not None else self.store.get_uid(row.job_uid)
         if not isinstance(job, Job) or job.metadata.deletionTimestamp is not None:
             self._give_up(row, attempts, f"job {row.job_name!r} was deleted before its notification was sent")
             return
@@ -150,6 +167,11 @@ class NotificationSender:
         what = "webhook" if row.channel == "webhook" else "e-mail"
         message = f"{what} notification of run {run} ({row.event}) failed {tries}: {error}"
         log.warning("job %s/%s: %s", row.project, row.job_name, message)
+        if self.jobs is not None:  # the event goes where the job is, after the row
+            self.store.notification_failed(row.id, attempts, error)
+            if job is not None:
+                self.jobs.warn(job, Reason.NOTIFICATION_FAILED, message)
+            return
         warning = (job, (Reason.NOTIFICATION_FAILED, message, "Warning")) if job is not None else None
         self.store.notification_failed(row.id, attempts, error, warning)
 

@@ -11,6 +11,7 @@ from typing import Any, cast
 
 from pydantic import ValidationError
 from sqlalchemy import Connection, Table, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from runyard.core.clock import aware, now
 from runyard.core.phases import Phase
@@ -52,34 +53,51 @@ class Notification:
 class JobNotificationStore(StoreBase):
     def _job_run_ended(self, conn: Connection, run: Resource) -> None:
         """Called by update_status, in its transaction, when a run owned by a Job has just ended: queue the
-        notifications its job asks for, one row per channel. A Cancelled run notifies nobody (a user, a
-        Replace policy or the job's deletion stopped it: nothing to alert on). Idempotent: a second
-        terminal write of the run adds nothing."""
-        event = EVENTS_BY_PHASE.get(str(getattr(run.status, "phase", None) or ""))
+        notifications its job (read in the same transaction) asks for."""
         owner = next((o for o in run.metadata.ownerReferences if o.kind == "Job"), None)
-        if event is None or owner is None:
+        if owner is None or EVENTS_BY_PHASE.get(str(getattr(run.status, "phase", None) or "")) is None:
             return
         job = conn.execute(
             select(_RESOURCES.c.project, _RESOURCES.c.name, _RESOURCES.c.spec).where(
                 _RESOURCES.c.uid == owner.uid
             )
         ).first()
-        raw = (job.spec or {}).get("notifications") if job is not None else None
-        if job is None or raw is None:
-            return
+        if job is not None:
+            self._queue(conn, run, owner.uid, job.project, job.name, (job.spec or {}).get("notifications"))
+
+    def queue_job_notifications(self, run: Resource, job: Resource) -> int:
+        """For a job kept elsewhere (a cluster's custom resources): queue what `job` asks for now that its
+        `run` has ended; how many rows were added (none the second time)."""
+        spec = getattr(job, "spec", None)
+        raw = spec.model_dump(mode="json").get("notifications") if spec is not None else None
+        try:
+            with self.connect(write=True) as conn:
+                return self._queue(conn, run, job.uid, job.metadata.project, job.metadata.name, raw)
+        except IntegrityError:  # queued at the same moment by another controller (a leader handing over)
+            return 0
+
+    def _queue(
+        self, conn: Connection, run: Resource, job_uid: str, project: str, job_name: str, raw: Any
+    ) -> int:
+        """One row per channel the job's notifications name for this run's end. A Cancelled run notifies
+        nobody (a user, a Replace policy or the job's deletion stopped it: nothing to alert on).
+        Idempotent: a second terminal write of the run adds nothing."""
+        event = EVENTS_BY_PHASE.get(str(getattr(run.status, "phase", None) or ""))
+        if event is None or raw is None:
+            return 0
         try:
             wanted = JobNotifications.model_validate(raw)
         except ValidationError:  # stored by an older version that accepted it: never fail the run's write
-            return
+            return 0
         if not (wanted.onFailure if event == "run.failed" else wanted.onSuccess):
-            return
+            return 0
         channels: dict[str, str | list[str]] = {}
         if wanted.webhook:
             channels["webhook"] = wanted.webhook
         if wanted.email:
             channels["email"] = list(wanted.email)
-        payload = self._payload(event, job.project, job.name, run)
-        at = now()
+        payload = self._payload(event, project, job_name, run)
+        at, added = now(), 0
         for channel, to in channels.items():
             queued = conn.execute(
                 select(NOTIFICATIONS.c.id).where(
@@ -91,9 +109,9 @@ class JobNotificationStore(StoreBase):
             conn.execute(
                 insert(NOTIFICATIONS),
                 {
-                    "job_uid": owner.uid,
-                    "project": job.project,
-                    "job_name": job.name,
+                    "job_uid": job_uid,
+                    "project": project,
+                    "job_name": job_name,
                     "run_uid": run.uid,
                     "channel": channel,
                     "event": event,
@@ -104,6 +122,8 @@ class JobNotificationStore(StoreBase):
                     "created_at": at,
                 },
             )
+            added += 1
+        return added
 
     @staticmethod
     def _payload(event: str, project: str, job_name: str, run: Resource) -> dict[str, Any]:

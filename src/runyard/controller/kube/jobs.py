@@ -10,6 +10,11 @@ follows), so a second controller, or an earlier life of this one, that made it g
 from the API server: a fire is made once. The Run is owned by the Job (deleting the Job deletes its Runs)
 and the Operator runs it as any other Run.
 
+Notifications: with the platform's database (`outbox`), a Run of a job that ends Succeeded or Failed is
+queued in the same outbox as locally (store/job_notifications.py, deduped by run and channel) before the
+history limits may remove it, and the leader's NotificationSender delivers it, signed with the job's secret
+from the database; a delivery given up is a Warning event on the Job.
+
 Watch-driven: Jobs and Runs are cached by informers; a Job is reconciled when it or one of its Runs (or a
 Run of a job it depends on) changes, and when its next instant is due (a heap, woken by each reconcile).
 Only the leader writes; a follower keeps its caches and acts when it leads.
@@ -52,6 +57,10 @@ from runyard.core.cron import next_fire
 from runyard.core.errors import Conflict, NotFound
 from runyard.core.phases import Phase, Reason
 from runyard.core.resources import Job, JobStatus, Resource, Run
+from runyard.services.job_notifications import NotificationSender
+from runyard.settings import NotifySettings
+from runyard.store import Store
+from runyard.store.job_notifications import RETENTION
 from runyard.store.jobs import Fire, fire_run, run_name
 
 log = logging.getLogger(__name__)
@@ -61,6 +70,7 @@ log = logging.getLogger(__name__)
 DEPENDENCY_ANNOTATION = "runyard.dev/dependencies-fired-at"
 MAX_WAIT = 1.0  # real seconds between two looks at the clock (an injected clock may run faster)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+OUTBOX_RETRY = 5.0  # seconds: a job whose notifications the database did not take is looked at again
 
 
 def scheduled_run_name(job: str, at: datetime) -> str:
@@ -93,10 +103,21 @@ class JobController(KindController[Key]):
         image: str = "",
         server_url: str = "",
         clock: Callable[[], datetime] = now,
+        outbox: Store | None = None,
+        notify: NotifySettings | None = None,
         **cluster: Unpack[Cluster],
     ):
+        """`outbox`: the platform's database, where the notifications of ended Runs are queued and sent
+        from while this process leads (None: no notifications); `notify`: how they are sent."""
         super().__init__(resources, elector, image=image, server_url=server_url, **cluster)  # Runs' pods
         self.clock = clock
+        self.outbox = outbox
+        self.sender = (
+            NotificationSender(outbox, notify or NotifySettings(), jobs=_ClusterJobs(self))
+            if outbox is not None
+            else None
+        )
+        self._queued: set[str] = set()  # Runs (uids) whose notifications are in the outbox
         self.fired = 0  # Runs this controller created
         self._heap: list[tuple[datetime, Key]] = []
         self._due: dict[Key, datetime] = {}
@@ -116,6 +137,17 @@ class JobController(KindController[Key]):
         self._stop.set()
         self._wake.set()  # the timer sleeps on it
         super().stop()
+        if self.sender is not None:
+            self.sender.stop()
+
+    def leading(self, leads: bool) -> None:
+        """Only the leader sends notifications (two senders would send each twice)."""
+        super().leading(leads)
+        if self.sender is not None:
+            if leads:
+                self.sender.start()
+            else:
+                self.sender.stop()
 
     def _item(self, kind: str, obj: Resource) -> Key:
         return resource_key(obj)
@@ -137,6 +169,9 @@ class JobController(KindController[Key]):
         for owner in m.ownerReferences:
             if owner.kind == "Job":
                 self._own(owner.uid, run, type_ != "DELETED")
+                if type_ == "DELETED":
+                    with self._lock:
+                        self._queued.discard(run.uid)
                 self.queue.add((m.project, owner.name))
                 if run.status.phase == Phase.SUCCEEDED:
                     self._dependents_of(m.project, owner.name)
@@ -208,6 +243,9 @@ class JobController(KindController[Key]):
             self._fire_dependencies(job)
         runs = self._runs(job)
         kept, removed = history(job, runs)
+        if not self._notify(job, runs):  # a run is removed only once its notifications are queued
+            removed = []
+            self.queue.add_after((namespace, name), OUTBOX_RETRY)
         for run in removed:
             with contextlib.suppress(NotFound):
                 self.resources.delete("Run", namespace, run.metadata.name)
@@ -221,6 +259,41 @@ class JobController(KindController[Key]):
                 return  # deleted meanwhile: its watch event says so
             self._cache("Job", namespace).put(written)
         self._set_due((namespace, name), st.nextScheduleTime)
+
+    def _notify(self, job: Job, runs: list[Run]) -> bool:
+        """Queue the notifications of the job's ended runs (the outbox adds a run's once however often this
+        asks); False when the database did not answer. A run that ended before the outbox's retention
+        (whose rows may have been pruned) is never queued again."""
+        if self.outbox is None or job.spec.notifications is None:
+            return True
+        since = now() - RETENTION / 2
+        with self._lock:
+            ended = [
+                r
+                for r in runs
+                if r.status.phase in (Phase.SUCCEEDED, Phase.FAILED)
+                and r.uid not in self._queued
+                and (r.status.finishedAt or EPOCH) >= since
+            ]
+        for run in ended:
+            try:
+                self.outbox.queue_job_notifications(run, job)
+            except Exception as exc:
+                log.warning(
+                    "job %s: cannot queue its notifications (%s); trying again", resource_key(job), exc
+                )
+                return False
+            with self._lock:
+                self._queued.add(run.uid)
+        return True
+
+    def job_by_uid(self, uid: str) -> Job | None:
+        for (kind, _), informer in self._informers.items():
+            if kind == "Job":
+                found = next((j for j in informer.items() if j.uid == uid), None)
+                if found is not None:
+                    return cast(Job, found)
+        return None
 
     def _runs(self, job: Job) -> list[Run]:
         """The job's Runs, oldest first (as the local store lists them)."""
@@ -367,6 +440,19 @@ class JobController(KindController[Key]):
         """A Kubernetes Event on the object, as the Operator records one (best effort)."""
         log.info("%s %s/%s: %s: %s", res.kind, res.metadata.project, res.metadata.name, reason, message)
         record_event(self.api_client, res, reason, message, type_)
+
+
+class _ClusterJobs:
+    """The NotificationSender's jobs: this controller's cache, and its events."""
+
+    def __init__(self, controller: JobController):
+        self.controller = controller
+
+    def job(self, uid: str) -> Job | None:
+        return self.controller.job_by_uid(uid)
+
+    def warn(self, job: Job, reason: str, message: str) -> None:
+        self.controller._event(job, reason, message)
 
 
 def _active(run: Run) -> bool:

@@ -34,7 +34,8 @@ def main(
     """Run until SIGTERM or SIGINT. The Lease lives in `lease_namespace`: the operator's own (POD_NAMESPACE,
     set by its Deployment), else the first watched namespace, else 'runyard'. Its identity is the pod's
     name (POD_NAME) when set. With `store_url` (the platform's database) each pod gets a runyard token, in a
-    Secret owned by its Run, Model or Session; without, pods get none (and cannot fetch a snapshot)."""
+    Secret owned by its Run, Model or Session, and jobs send their notifications (queued there); without,
+    pods get none (and cannot fetch a snapshot) and jobs notify nobody."""
     from runyard.controller.kube.leader import LeaseElector, default_identity
     from runyard.controller.kube.operator import Operator
     from runyard.kube.api import CallCounter, connect
@@ -46,12 +47,13 @@ def main(
     calls = CallCounter()
     resources = KubeResources(api_client, calls)
     logs = Path(tempfile.mkdtemp(prefix="runyard-operator-logs-"))  # the operator reads no logs itself
-    tokens = None
+    tokens, store = None, None
     if store_url:
         from runyard.controller.kube.tokens import StoreTokens
         from runyard.store import Store
 
-        tokens = StoreTokens(Store(store_url))
+        store = Store(store_url)
+        tokens = StoreTokens(store)
     options = RuntimeOptions(image=image, server_url=server_url, token_secrets=tokens is not None)
     runtime = KubernetesRuntime(api_client, options, logs, calls=calls)
     lease_ns = (
@@ -77,7 +79,7 @@ def main(
     controllers: list[KindController] = [
         Operator(resources, runtime, elector, project_objects=project_objects, tokens=tokens, **cluster),
         ModelController(resources, elector, image=image, tokens=tokens, **cluster),
-        JobController(resources, elector, image=image, **cluster),
+        JobController(resources, elector, image=image, outbox=store, **cluster),
         SessionController(
             resources, elector, image=image, project_objects=project_objects, tokens=tokens, **cluster
         ),
