@@ -163,13 +163,15 @@ def selector_matches(selector: str, labels: dict[str, str]) -> bool:
 
 
 def fields_match(selector: str, obj: Obj) -> bool:
-    """Field selectors on metadata.name and metadata.namespace (what clients use to watch one object)."""
-    meta = obj.get("metadata", {})
+    """Field selectors on a dotted path: metadata.name and metadata.namespace (what clients use to watch one
+    object), and the others the real server allows on some kinds (an Event's involvedObject.uid)."""
     for term in filter(None, (t.strip() for t in selector.split(","))):
         negate = "!=" in term
         key, value = re.split(r"!=|==?", term, maxsplit=1)
-        actual = meta.get(key.strip().removeprefix("metadata."), "")
-        if (actual == value.strip()) == negate:
+        actual: Any = obj
+        for part in key.strip().split("."):
+            actual = actual.get(part, "") if isinstance(actual, dict) else ""
+        if (str(actual) == value.strip()) == negate:
             return False
     return True
 

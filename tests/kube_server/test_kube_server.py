@@ -27,7 +27,9 @@ from tests.cli.helpers import experiment_yaml, runyard_cli
 from tests.kube.cluster import Cluster, cluster, install_crds
 from tests.support import ServerProcess, until
 
+from runyard.controller.kube.base import record_event
 from runyard.core.errors import Gone
+from runyard.core.resources import Experiment
 from runyard.rest import Rest
 from runyard.runtime.kubernetes.pods import session_service_name
 
@@ -423,3 +425,34 @@ def test_runyard_models_rollback_on_a_cluster_sets_the_models_spec_there(server,
     stored = _objects(kube).get_namespaced_custom_object(GROUP, VERSION, "default", "models", "clf")
     assert stored["spec"]["handler"] == "predict:v1"
     assert stored["spec"]["replicas"] == 3  # the scaling stays as it is
+
+
+def test_an_objects_events_on_a_cluster_are_its_kubernetes_events(server, kube):
+    """`runyard describe` and GET …/events on a cluster list the Events the operator recorded on the object
+    (kubectl describe's), oldest first; an earlier object of that name's are not its."""
+    experiment = {"apiVersion": "runyard.dev/v1", "kind": "Experiment", "metadata": {"name": "evented"}}
+    with server.api() as api:
+        assert (
+            api.put("/experiments/evented", json={**experiment, "spec": {"command": "true"}}).status_code
+            == 201
+        )
+        res = Experiment.model_validate(api.get("/experiments/evented").json())
+        earlier = res.model_copy(
+            update={"metadata": res.metadata.model_copy(update={"uid": "an-earlier-uid"})}
+        )
+        record_event(kube.api_client, earlier, "Stale", "of the experiment deleted before", "Normal")
+        record_event(kube.api_client, res, "RunCreated", "run evented-1 created", "Normal")
+        record_event(kube.api_client, res, "QuotaExceeded", "waiting for the project's quota", "Warning")
+        listed = api.get("/experiments/evented/events")
+        assert listed.status_code == 200, listed.text
+        items = listed.json()["items"]
+        assert [(e["type"], e["reason"]) for e in items] == [
+            ("Normal", "RunCreated"),
+            ("Warning", "QuotaExceeded"),
+        ]
+        assert {(e["kind"], e["name"]) for e in items} == {("Experiment", "evented")}
+        assert api.get("/experiments/nothing/events").status_code == 404
+    described = runyard_cli("describe", "experiment", "evented", env=server.env())
+    assert described.returncode == 0, described.stderr
+    assert "QuotaExceeded" in described.stdout and "waiting for the project's quota" in described.stdout
+    assert "Stale" not in described.stdout

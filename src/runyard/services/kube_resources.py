@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from runyard.core.errors import Conflict, Gone, NotFound
-from runyard.core.resources import API_VERSION, Job, Resource, Run
+from runyard.core.resources import API_VERSION, Event, Job, Resource, Run
 from runyard.services.auth import Principal
 from runyard.services.jobs import Triggered, check_params, find_job, next_fires_of
 from runyard.services.resources import (
@@ -126,6 +126,53 @@ def watch_lines(
         yield (json.dumps({"type": "ERROR", "object": error}) + "\n").encode()
     finally:
         stop.set()
+
+
+def events(kube: KubeResources, kind: type[Resource], project: str, name: str) -> list[Event]:
+    """The object's Kubernetes Events (what `kubectl describe` lists: the operator records its own there),
+    oldest first, in the store path's shape. Those of an earlier object of that name are not its."""
+    from kubernetes.client import CoreV1Api
+
+    from runyard.kube.api import translated
+
+    res = kube.get(kind, project, name)
+    with translated():
+        reply = CoreV1Api(kube.api_client).list_namespaced_event(
+            project, field_selector=f"involvedObject.uid={res.uid}", _preload_content=False
+        )
+    items = [
+        e for e in json.loads(reply.data)["items"] if (e.get("involvedObject") or {}).get("uid") == res.uid
+    ]
+    items.sort(key=_event_order)
+    return [
+        Event(
+            type="Warning" if e.get("type") == "Warning" else "Normal",
+            reason=e.get("reason") or "",
+            message=e.get("message") or "",
+            time=_event_time(e),
+            kind=kind.__name__,
+            name=name,
+        )
+        for e in items
+    ]
+
+
+def _event_order(event: dict[str, Any]) -> tuple[datetime, int]:
+    """Its time, then its resourceVersion: Events are stamped to the second, and several come in one."""
+    version = str(event.get("metadata", {}).get("resourceVersion") or "")
+    return _event_time(event), int(version) if version.isdigit() else 0
+
+
+def _event_time(event: dict[str, Any]) -> datetime:
+    """When it last happened: lastTimestamp (core/v1), eventTime (events.k8s.io), else when it was made."""
+    for raw in (
+        event.get("lastTimestamp"),
+        event.get("eventTime"),
+        event.get("metadata", {}).get("creationTimestamp"),
+    ):
+        if raw:
+            return datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
+    return EPOCH
 
 
 def request_stop(kube: KubeResources, project: str, name: str) -> Run:

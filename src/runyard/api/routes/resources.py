@@ -119,9 +119,8 @@ def delete(project: Project, plural: Plural, name: Name, s: AppState = STATE, wh
 
 def events(project: Project, plural: Plural, name: Name, s: AppState = STATE, who: Principal = READ) -> dict:
     kind = svc.kind_of_plural(plural)
-    if s.kube is not None:  # the object's Kubernetes Events are `kubectl describe`'s
-        s.kube.get(kind, project, name)
-        return {"items": []}
+    if s.kube is not None:  # the object's Kubernetes Events, as `kubectl describe` lists them
+        return {"items": [e.model_dump(mode="json") for e in kube_svc.events(s.kube, kind, project, name)]}
     res = s.store.get(kind, project, name)
     return {"items": [e.model_dump(mode="json") for e in s.store.events(res.uid)]}
 
