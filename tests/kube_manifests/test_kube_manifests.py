@@ -159,6 +159,7 @@ def test_the_api_server_touches_its_resources_only():
     assert not grants(rules, "", "pods", "list")
     assert grants(rules, "", "secrets", "get") and not grants(rules, "", "secrets", "list")  # by name only
     assert grants(rules, "", "namespaces", "create") and not grants(rules, "", "namespaces", "delete")
+    assert grants(rules, "", "events", "list") and not grants(rules, "", "events", "create")  # describe's
     env = by_key(render())[("Deployment", "runyard-server")]["spec"]["template"]["spec"]["containers"][0][
         "env"
     ]

@@ -289,13 +289,15 @@ def server_objects(v: Values) -> list[dict[str, Any]]:
             "server",
             # A project's first object makes its namespace (services/kube_resources.ensure_namespace);
             # `runyard logs` reads a run's pod and its log; the session proxy reads a session's Service and
-            # its token's Secret (by name: never listed) and writes its last activity into its status.
+            # its token's Secret (by name: never listed) and writes its last activity into its status;
+            # `runyard describe` lists an object's Events.
             _rules_for(
                 [
                     ([API_GROUP], PLURALS, [*READ, *WRITE]),
                     ([API_GROUP], ["sessions/status"], ["patch"]),
                     ([""], ["namespaces"], ["create"]),
                     ([""], ["pods", "pods/log", "services", "secrets"], ["get"]),
+                    ([""], ["events"], ["list"]),
                 ]
             ),
         ),
