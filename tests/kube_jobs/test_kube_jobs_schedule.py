@@ -7,12 +7,13 @@ The controller's clock is the test's: schedules fire as the test moves it, witho
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from tests.kube_jobs.harness import Clock, View, controller, set_leading, settle
 from tests.kube_operator.harness import wait_for
 
 from runyard.controller.kube.jobs import scheduled_run_name
+from runyard.services.kube_resources import FORBID_CLAIM, FORBID_CLAIM_SECONDS
 from runyard.store.jobs import JOB_LABEL, SCHEDULED_ANNOTATION, TRIGGER_ANNOTATION
 
 T0 = datetime(2026, 3, 2, 10, 2, tzinfo=UTC)
@@ -139,6 +140,44 @@ def test_forbid_skips_a_fire_while_a_run_is_active_and_replace_stops_it(kube, na
         clock.t = at(10, 15, 1)
         ctl.wake()
         assert view.wait_runs("forbid", 2)[-1].metadata.name == scheduled_run_name("forbid", at(10, 15))
+
+
+def test_forbid_skips_a_fire_while_another_fire_has_claimed_the_job(kube, namespace):
+    """A trigger through the API claims the Job (FORBID_CLAIM) before its Run exists: a scheduled fire in
+    that moment is skipped; a claim whose Run never came is free after FORBID_CLAIM_SECONDS."""
+    view, clock = View(kube, namespace), Clock(T0)
+    with controller(kube, namespace, clock) as ctl:
+        scheduled(view, "nightly", schedule="*/5 * * * *")  # Forbid: the default
+        fresh = datetime.now(UTC)
+        claim(view, "nightly", "nightly-mtriggered", fresh)
+        wait_for("the controller to see it", lambda: seen_claim(ctl, namespace, "nightly", fresh))
+        clock.t = at(10, 5, 1)
+        ctl.wake()
+        view.wait_status("nightly", lambda j: j.status.lastScheduleTime == at(10, 5))
+        settle(ctl)
+        assert view.runs("nightly") == []
+        assert any("nightly-mtriggered" in m for m in view.events("FireSkipped"))
+
+        stale = datetime.now(UTC) - timedelta(seconds=FORBID_CLAIM_SECONDS + 1)
+        claim(view, "nightly", "nightly-mtriggered", stale)  # its writer died before making the Run
+        wait_for("the controller to see it", lambda: seen_claim(ctl, namespace, "nightly", stale))
+        clock.t = at(10, 10, 1)
+        ctl.wake()
+        (run,) = view.wait_runs("nightly", 1)
+        assert run.metadata.name == scheduled_run_name("nightly", at(10, 10))
+        assert view.job("nightly").metadata.annotations[FORBID_CLAIM].startswith(run.metadata.name + "@")
+
+
+def seen_claim(ctl, namespace: str, job: str, at: datetime) -> bool:
+    cached = ctl._cache("Job", namespace).get((namespace, job))
+    return cached is not None and cached.metadata.annotations.get(FORBID_CLAIM, "").endswith(at.isoformat())
+
+
+def claim(view: View, job: str, run: str, at: datetime) -> None:
+    """As a trigger's claim writes it (services/kube_resources.claim_forbid)."""
+    got = view.job(job)
+    got.metadata.annotations[FORBID_CLAIM] = f"{run}@{at.isoformat()}"
+    view.resources.replace(got)
 
 
 def test_a_suspended_job_does_not_fire_and_does_not_catch_up(kube, namespace):

@@ -9,9 +9,12 @@ real cluster when KUBECONFIG names one. The `server` and `kube` fixtures are tes
 
 from __future__ import annotations
 
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
+import httpx
 from kubernetes import client
 from tests.cli.helpers import runyard_cli
 from tests.kube_server.test_kube_server import kube, server  # noqa: F401 (the fixtures)
@@ -155,3 +158,27 @@ def test_a_jobs_next_fires_and_webhook_secret_on_a_cluster_come_from_the_job_the
         assert api.get("/jobs/by-hand/webhook-secret").json()["secret"] != secret
         missing = api.get("/jobs/absent/webhook-secret")
         assert missing.status_code == 404 and "runyard jobs list" in missing.json()["error"]["message"]
+
+
+def test_triggers_of_a_forbid_job_at_the_same_moment_make_one_run(server, kube):  # noqa: F811
+    """Four triggers with different request keys at once, three times: one run each time, the others a 409
+    naming it. Without a store transaction, each could see no active run and make one; the claim written on
+    the Job, conditional on its resourceVersion, lets one through (services/kube_resources.FORBID_CLAIM)."""
+    with server.api() as api:
+        for round_ in range(3):
+            name = f"single-{round_}"
+            assert api.put(f"/jobs/{name}", json=_job(name)).status_code == 201  # Forbid: the default
+            start = threading.Barrier(4)
+
+            def trigger(i: int, name: str = name, start: threading.Barrier = start) -> httpx.Response:
+                start.wait()
+                return api.post(f"/jobs/{name}/trigger", headers={"Idempotency-Key": f"{name}-{i}"})
+
+            with ThreadPoolExecutor(4) as pool:
+                answers = list(pool.map(trigger, range(4)))
+            codes = sorted(a.status_code for a in answers)
+            assert codes == [201, 409, 409, 409], [a.text for a in answers]
+            made = next(a for a in answers if a.status_code == 201).json()["metadata"]["name"]
+            assert all(made in a.json()["error"]["message"] for a in answers if a.status_code == 409)
+            runs = KubeResources(kube.api_client).list("Run", "default", {"runyard.dev/job": name})[0]
+            assert [r.metadata.name for r in runs] == [made]

@@ -195,34 +195,75 @@ def trigger_job(
     """Fire the job now on a cluster, as services/jobs.trigger does in the store: even when suspended, with
     `params` in the run's environment. The run's name comes from the request key, so a repeated request
     gets the run the first one made (AlreadyExists) and none is made twice; concurrencyPolicy Forbid
-    with a run still active is a Conflict naming it, Replace asks the active ones to stop first."""
-    job = cast(Job, kube.get(Job, project, name))
-    if job.metadata.deletionTimestamp is not None:
-        raise Conflict(f"job {name!r} is being deleted; it fires no more")
-    checked = check_params(job, params)
+    with a run still active (or claimed, see FORBID_CLAIM) is a Conflict naming it, Replace asks the active
+    ones to stop first."""
     key = key or str(uuid.uuid4())
     run_name = f"{name[:48].rstrip('-')}-m{hashlib.sha256(key.encode()).hexdigest()[:10]}"
+    for _ in range(CLAIM_TRIES):
+        job = cast(Job, kube.get(Job, project, name))
+        if job.metadata.deletionTimestamp is not None:
+            raise Conflict(f"job {name!r} is being deleted; it fires no more")
+        checked = check_params(job, params)
+        try:
+            return Triggered(cast(Run, kube.get(Run, project, run_name)), created=False)
+        except NotFound:
+            pass
+        runs = job_runs(kube, job)
+        active = [r for r in runs if not r.status.phase.is_terminal()]
+        if job.spec.concurrencyPolicy == "Forbid":
+            busy = forbid_busy(job, active, {r.metadata.name for r in runs}, run_name)
+            if busy is not None:
+                raise Conflict(
+                    f"job {name!r} not triggered: its concurrencyPolicy is Forbid and {busy} is still "
+                    f"active; `runyard stop {busy.split(', ')[0]}` first, or wait for it"
+                )
+            try:
+                claim_forbid(kube, job, run_name)
+            except Conflict:
+                continue  # the job changed since it was read (another fire's claim?): decide again
+        if job.spec.concurrencyPolicy == "Replace":
+            for run in active:
+                request_stop(kube, project, run.metadata.name)
+        run = fire_run(Fire(job, "manual", f"manual:{key}", params=checked), run_name)
+        run.metadata.annotations[TRIGGERED_BY_ANNOTATION] = who.name
+        try:
+            return Triggered(cast(Run, kube.create(run)), created=True)
+        except Conflict:  # the same key, at the same moment
+            return Triggered(cast(Run, kube.get(Run, project, run_name)), created=False)
+    raise Conflict(f"job {name!r} changed {CLAIM_TRIES} times while being triggered; try again")
+
+
+# Forbid on a cluster: there is no store transaction to check "no run active" and create one in. A fire
+# first writes the run's name into this annotation of its Job, conditional on the Job's resourceVersion,
+# and only then creates the Run: of two fires at once (a trigger and a schedule, two server replicas) one
+# write wins and the other is refused, and the loser then sees the claim. A claim whose Run never came (its
+# writer died between the two steps) is free again after FORBID_CLAIM_SECONDS.
+FORBID_CLAIM = "runyard.dev/forbid-claim"
+FORBID_CLAIM_SECONDS = 30.0
+CLAIM_TRIES = 5  # a trigger reads the job again this often when its claim loses to another write
+
+
+def forbid_busy(job: Job, active: list[Run], known: set[str], mine: str) -> str | None:
+    """The run a Forbid job is busy with: an active one, or one claimed lately whose Run is not seen yet
+    (`known`: the names of the job's Runs the caller sees; `mine`: the run the caller would make, whose
+    own claim does not stop it)."""
+    if active:
+        return ", ".join(r.metadata.name for r in active)
+    name, _, stamp = (job.metadata.annotations.get(FORBID_CLAIM) or "").partition("@")
+    if not name or name in known or name == mine:
+        return None
     try:
-        earlier = cast(Run, kube.get(Run, project, run_name))
-        return Triggered(earlier, created=False)
-    except NotFound:
-        pass
-    active = [r for r in job_runs(kube, job) if not r.status.phase.is_terminal()]
-    if active and job.spec.concurrencyPolicy == "Forbid":
-        names = ", ".join(r.metadata.name for r in active)
-        raise Conflict(
-            f"job {name!r} not triggered: its concurrencyPolicy is Forbid and {names} is still active; "
-            f"`runyard stop {active[0].metadata.name}` first, or wait for it"
-        )
-    if job.spec.concurrencyPolicy == "Replace":
-        for run in active:
-            request_stop(kube, project, run.metadata.name)
-    run = fire_run(Fire(job, "manual", f"manual:{key}", params=checked), run_name)
-    run.metadata.annotations[TRIGGERED_BY_ANNOTATION] = who.name
-    try:
-        return Triggered(cast(Run, kube.create(run)), created=True)
-    except Conflict:  # the same key, at the same moment
-        return Triggered(cast(Run, kube.get(Run, project, run_name)), created=False)
+        age = (datetime.now(UTC) - datetime.fromisoformat(stamp)).total_seconds()
+    except ValueError:
+        return None
+    return name if abs(age) < FORBID_CLAIM_SECONDS else None  # a claim from the future: a skewed clock
+
+
+def claim_forbid(kube: KubeResources, job: Job, run_name: str) -> Job:
+    """Write the claim, conditional on the job's resourceVersion: Conflict when it changed since read."""
+    claimed = job.model_copy(deep=True)
+    claimed.metadata.annotations[FORBID_CLAIM] = f"{run_name}@{datetime.now(UTC).isoformat()}"
+    return cast(Job, kube.replace(claimed))
 
 
 def job_runs(kube: KubeResources, job: Job) -> list[Run]:

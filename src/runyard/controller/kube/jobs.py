@@ -58,6 +58,7 @@ from runyard.core.errors import Conflict, NotFound
 from runyard.core.phases import Phase, Reason
 from runyard.core.resources import Job, JobStatus, Resource, Run
 from runyard.services.job_notifications import NotificationSender
+from runyard.services.kube_resources import claim_forbid, forbid_busy
 from runyard.settings import NotifySettings
 from runyard.store import Store
 from runyard.store.job_notifications import RETENTION
@@ -346,7 +347,8 @@ class JobController(KindController[Key]):
         # controller's clock): a replace carrying its resourceVersion, Conflict if it moved meanwhile (the
         # next look finds the Run made, by name).
         followed = max(v[1] for v in upstream.values() if v is not None)
-        annotated = job.model_copy(deep=True)
+        latest = jobs.get((ns, job.metadata.name)) or job  # a Forbid fire's claim wrote the Job just now
+        annotated = latest.model_copy(deep=True)
         annotated.metadata.annotations[DEPENDENCY_ANNOTATION] = followed.isoformat()
         self._cache("Job", ns).put(self.resources.replace(annotated))
 
@@ -371,13 +373,17 @@ class JobController(KindController[Key]):
             if not owned_by(existing, job):
                 self._event(job, Reason.FIRE_SKIPPED, f"a run named {name!r} exists and is not this job's")
             return False
-        active = [r for r in self._runs(job) if _active(r)]
+        mine = self._runs(job)
+        active = [r for r in mine if _active(r)]
         policy = job.spec.concurrencyPolicy
-        if active and policy == "Forbid":
-            names = ", ".join(r.metadata.name for r in active)
-            msg = f"skipped: run {names} is still active (concurrencyPolicy Forbid)"
-            self._event(job, Reason.FIRE_SKIPPED, msg)
-            return False
+        if policy == "Forbid":  # claimed on the Job first, as a trigger does (services/kube_resources)
+            busy = forbid_busy(job, active, {r.metadata.name for r in mine}, name)
+            if busy is not None:
+                msg = f"skipped: run {busy} is still active (concurrencyPolicy Forbid)"
+                self._event(job, Reason.FIRE_SKIPPED, msg)
+                return False
+            claimed = claim_forbid(self.resources, job, name)  # Conflict: reconciled again, with the news
+            self._cache("Job", ns).put(claimed)
         if policy == "Replace":  # before the create: a failed stop is tried again with the whole fire
             for run in active:
                 self._request_stop(run, f"replaced by a new run of job {job.metadata.name}")
