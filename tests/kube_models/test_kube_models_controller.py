@@ -33,13 +33,14 @@ from runyard.kube.api import CallCounter
 from runyard.services.auth import hash_secret
 from runyard.store import Store
 from runyard.store.kube.resources import KubeResources
+from runyard.store.registry import ModelVersionRow, RegisteredModelRow
 
 IMAGE = "runyard:test"
 
 
 @contextmanager
 def controller(
-    kube: Cluster, namespace: str, identity: str = "mc-1", tokens: Tokens | None = None
+    kube: Cluster, namespace: str, identity: str = "mc-1", tokens: Tokens | None = None, **extra: Any
 ) -> Iterator[Running[ModelController]]:
     """A ModelController watching `namespace`, campaigning for its Lease there from a thread."""
     api, lease_api = new_client(kube), new_client(kube)
@@ -54,6 +55,7 @@ def controller(
         server_url=SERVER_URL,
         calls=calls,
         tokens=tokens,
+        **extra,
     )
     with leading(mc, elector, calls, api, lease_api) as running:
         yield running
@@ -309,6 +311,81 @@ def test_its_replicas_get_a_runyard_token_in_a_secret_revoked_when_the_model_is_
 
         objects(kube).delete_namespaced_custom_object("runyard.dev", "v1", namespace, "models", "iris")
         wait_for("revoked", lambda: db.token_by_hash(hash_secret(token)) is None)
+
+
+def test_a_model_following_an_alias_serves_its_version_and_rolls_when_it_moves(
+    kube: Cluster, namespace: str, tmp_path: Path
+) -> None:
+    """With the platform's database, models:/NAME@alias is pinned to the version the registry names
+    (the replicas load that one through MLflow's client); moving the alias makes a new version, which rolls
+    out; an alias the registry does not have fails the Model, naming it. The registry rows are written as
+    the MLflow registry API writes them, to a real SQLite database."""
+    db = Store(f"sqlite:///{tmp_path / 'runyard.db'}")
+    register(db, namespace, "lines", versions=2, champion=1)
+    rollout = DeploymentController(kube)
+    store = KubeResources(kube.api_client)
+    with controller(kube, namespace, registry=db, alias_poll=0.2) as mc:
+        wait_for("leadership", mc.elector.is_leader)
+        apply(kube, namespace, following("lines", "models:/lines@champion"))
+        dep = wait_for("deployment", lambda: deployment(kube.api_client, namespace, "lines"))
+        assert source_of(dep) == "models:/lines/1" and version_of(dep) == "1"
+        rollout.roll(namespace, "lines")
+        until(store, namespace, "lines", phase="Ready")
+
+        db.change_registered_model(namespace, "lines", lambda row: setattr(row, "aliases", {"champion": 2}))
+        moved = lambda: (lambda d: d if d and source_of(d) == "models:/lines/2" else None)(  # noqa: E731
+            deployment(kube.api_client, namespace, "lines")
+        )
+        assert version_of(wait_for("the roll to version 2", moved)) == "2"
+        st = until(store, namespace, "lines", phase="Updating")
+        assert [v.source for v in st.versions] == ["models:/lines/1", "models:/lines/2"]
+
+        apply(kube, namespace, following("ghost", "models:/lines@nobody"))
+        failed = until(store, namespace, "ghost", phase="Failed")
+        assert failed.reason == "ModelNotFound" and "nobody" in (failed.message or "")
+        assert deployment(kube.api_client, namespace, "ghost") is None
+
+
+def following(name: str, uri: str) -> dict[str, Any]:
+    body = model(name, modelUri=uri)
+    del body["spec"]["handler"]
+    return body
+
+
+def register(db: Store, project: str, name: str, versions: int, champion: int) -> None:
+    """A registered model with `versions` versions and the alias champion, as the registry API stores it."""
+    row = RegisteredModelRow(
+        project=project,
+        name=name,
+        description=None,
+        tags={},
+        aliases={"champion": champion},
+        last_version=0,
+        creation_timestamp_ms=0,
+        last_updated_timestamp_ms=0,
+    )
+    db.add_registered_model(row)
+
+    def version(m: RegisteredModelRow, n: int) -> ModelVersionRow:
+        return ModelVersionRow(
+            registered_model_id=m.id,
+            version=n,
+            source=f"runs:/r{n}/model",
+            storage_location=f"mlflow-artifacts:/r{n}/model",
+            current_stage="None",
+            status="READY",
+            tags={},
+            creation_timestamp_ms=n,
+            last_updated_timestamp_ms=n,
+        )
+
+    for _ in range(versions):
+        db.add_model_version(project, name, version)
+
+
+def source_of(dep: dict[str, Any]) -> str | None:
+    (main,) = dep["spec"]["template"]["spec"]["containers"]
+    return next((e.get("value") for e in main["env"] if e["name"] == "RUNYARD_MODEL_SOURCE"), None)
 
 
 def store_uid(kube: Cluster, namespace: str, name: str) -> str:

@@ -183,15 +183,29 @@ def pick_version(store: Store, model: RegisteredModelRow, ref: str) -> ModelVers
 def resolve_model_uri(store: Store, project: str, uri: str) -> str:
     """Where the files of the version a models:/NAME/VERSION (or /latest, /<stage>, @alias) URI names are,
     in the project's registry; any other URI as it is. Invalid or NotFound naming what is wrong."""
+    found = _named_version(store, project, uri)
+    return found[1].storage_location if found is not None else uri
+
+
+def pin_model_uri(store: Store, project: str, uri: str) -> str:
+    """A models:/NAME@alias (or /latest, /<stage>) URI as the models:/NAME/VERSION it names now, for a
+    replica that loads through MLflow's client (on a cluster: it cannot read the server's files); any
+    other URI as it is. Invalid or NotFound naming what is wrong."""
+    found = _named_version(store, project, uri)
+    return f"models:/{found[0]}/{found[1].version}" if found is not None else uri
+
+
+def _named_version(store: Store, project: str, uri: str) -> tuple[str, ModelVersionRow] | None:
+    """(registered model name, the version) a models:/ URI names; None for any other URI."""
     parsed = parse_models_uri(uri)
     if parsed is None:
-        return uri
+        return None
     name, ref = parsed
     model = store.registered_model(project, name)
     if model is None:
         raise NotFound(f"{uri}: registered model {name!r} not found in project {project!r}")
     try:
-        return pick_version(store, model, ref).storage_location
+        return name, pick_version(store, model, ref)
     except NotFound as exc:
         raise NotFound(f"{uri}: {exc.message}") from None
 

@@ -34,8 +34,9 @@ def main(
     """Run until SIGTERM or SIGINT. The Lease lives in `lease_namespace`: the operator's own (POD_NAMESPACE,
     set by its Deployment), else the first watched namespace, else 'runyard'. Its identity is the pod's
     name (POD_NAME) when set. With `store_url` (the platform's database) each pod gets a runyard token, in a
-    Secret owned by its Run, Model or Session, and jobs send their notifications (queued there); without,
-    pods get none (and cannot fetch a snapshot) and jobs notify nobody."""
+    Secret owned by its Run, Model or Session, jobs send their notifications (queued there), and a Model
+    following a registry alias rolls when it moves; without, pods get none (and cannot fetch a snapshot),
+    jobs notify nobody and aliases are resolved by the replicas as they load."""
     from runyard.controller.kube.leader import LeaseElector, default_identity
     from runyard.controller.kube.operator import Operator
     from runyard.kube.api import CallCounter, connect
@@ -78,7 +79,7 @@ def main(
     }
     controllers: list[KindController] = [
         Operator(resources, runtime, elector, project_objects=project_objects, tokens=tokens, **cluster),
-        ModelController(resources, elector, image=image, tokens=tokens, **cluster),
+        ModelController(resources, elector, image=image, tokens=tokens, registry=store, **cluster),
         JobController(resources, elector, image=image, outbox=store, **cluster),
         SessionController(
             resources, elector, image=image, project_objects=project_objects, tokens=tokens, **cluster

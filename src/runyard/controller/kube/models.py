@@ -8,6 +8,10 @@ replicas scales, never rolls) and the Model's status: which version serves (curr
 its rollout finished), which is rolling out, how many replicas are ready, the phase as the local controller
 names it (Pending, Updating, Ready, ScaledToZero, Failed).
 
+With the platform's database, a models:/NAME@alias (or /latest, /<stage>) is pinned to the version the
+registry names (models:/NAME/N, which the replicas load through MLflow's client), looked at again every
+ALIAS_POLL seconds: moving the alias makes a new version, which rolls out as any other.
+
 Not on a cluster: scale to zero and request-driven autoscaling (a Service holds no request while no replica
 runs): with autoscaling the Deployment keeps minReplicas, at least one. The Deployment and Service are owned
 by the Model (deleting it deletes them); everything is watch-driven and only the leader writes: the
@@ -26,7 +30,7 @@ from runyard.controller.kube.informer import PodSource
 from runyard.controller.kube.tokens import Tokens, ensure_token_secret, secret_name
 from runyard.controller.models.replicas import replica_spec
 from runyard.controller.models.versions import version_for
-from runyard.core.errors import Conflict, NotFound
+from runyard.core.errors import Conflict, Invalid, NotFound
 from runyard.core.resources import Model, ModelSpec, ModelStatus, ModelVersion, ObjectMeta, Run
 from runyard.runtime.kubernetes.pods import (
     MODEL_LABEL,
@@ -35,12 +39,15 @@ from runyard.runtime.kubernetes.pods import (
     model_labels,
     model_service_manifest,
 )
+from runyard.services.registry import parse_models_uri, pin_model_uri
 from runyard.settings import ServingSettings
+from runyard.store import Store
 
 OWNED_SELECTOR = "app.kubernetes.io/managed-by=runyard,runyard.dev/kind=Model"
 VERSION_ANNOTATION = "runyard.dev/model-version"  # deployment_manifest sets it: the version it runs
 HASH_ANNOTATION = "runyard.dev/manifest-hash"  # of what we asked for: the API server adds defaults
 SERVICE_PORT = 80  # model_service_manifest's
+ALIAS_POLL = 10.0  # seconds between looks at the registry for a Model that follows an alias or a stage
 CONFLICT_RETRY = 1.0  # seconds: a write refused as stale is tried again once the watch brings the new copy
 
 
@@ -83,15 +90,19 @@ class ModelController(KindController[Work]):
         image: str,
         server_url: str,
         tokens: Tokens | None = None,
+        registry: Store | None = None,
+        alias_poll: float = ALIAS_POLL,
         **cluster: Unpack[Cluster],
     ):
         """`tokens`: where a Model's runyard token is issued (its replicas fetch its snapshot and report
-        with it); None: replicas get none."""
+        with it); None: replicas get none. `registry`: the platform's database, whose model registry pins
+        a models:/NAME@alias to the version it names (looked at again every `alias_poll` seconds, so a
+        moved alias rolls the Model); None: the replicas resolve it when they load, and never roll."""
         from kubernetes import client
 
         super().__init__(resources, elector, image=image, server_url=server_url, **cluster)
         api_client, calls = self.api_client, self.calls
-        self.tokens = tokens
+        self.tokens, self.registry, self.alias_poll = tokens, registry, alias_poll
         self.settings = ServingSettings()
         if calls is not None:
             calls.instrument(api_client)  # every request counted, once however many share the client
@@ -134,9 +145,9 @@ class ModelController(KindController[Work]):
         if model is None or model.metadata.deletionTimestamp is not None or model.metadata.uid is None:
             return  # the garbage collector deletes its Deployment and Service
         st = model.status.model_copy(deep=True)
-        # A models:/NAME@alias is not resolved here (that needs the platform's database): the replica's
-        # MLflow client resolves it when it loads; a version is made per spec all the same.
-        version, _ = version_for(st, model.spec, model.spec.modelUri)
+        version = self._version(model, st)
+        if version is None:
+            return
         desired = replicas_of(model.spec)
         if not self._token_secret(model):
             return
@@ -150,6 +161,28 @@ class ModelController(KindController[Work]):
             stalls = status.reason == "RolloutStalled" and model.status.reason != "RolloutStalled"
             if self._write_status(model, status) and stalls:
                 self._warn(model, "RolloutStalled", status.message or "")
+
+    def _version(self, model: Model, st: ModelStatus) -> ModelVersion | None:
+        """The version the spec asks for, in `st`: its models:/ URI pinned to the registry's version now
+        (a moved alias makes a new version, which rolls out); the one serving when the registry cannot
+        say, or None (the Model Failed, ModelNotFound) when none ever served."""
+        m, uri = model.metadata, model.spec.modelUri
+        source = uri
+        if self.registry is not None and uri is not None:
+            if is_registry_uri(uri):  # the registry may move it: looked at again
+                self.queue.add_after(("Model", m.project, m.name), self.alias_poll)
+            try:
+                source = pin_model_uri(self.registry, m.project, uri)
+            except (Invalid, NotFound) as exc:
+                serving = next((v for v in st.versions if v.version == st.currentVersion), None)
+                if serving is not None:
+                    return serving
+                if (model.status.phase, model.status.message) != ("Failed", str(exc)):
+                    st.phase, st.reason, st.message = "Failed", "ModelNotFound", str(exc)
+                    if self._write_status(model, st):
+                        self._warn(model, "ModelNotFound", str(exc))
+                return None
+        return version_for(st, model.spec, source)[0]
 
     def _deployment(self, model: Model, version: ModelVersion, desired: int) -> dict | None:
         """The Deployment as the spec asks, created or replaced when what we asked for changed; None when
@@ -300,6 +333,15 @@ def model_deployment(
     digest = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()[:16]
     manifest["metadata"]["annotations"][HASH_ANNOTATION] = digest
     return manifest
+
+
+def is_registry_uri(uri: str) -> bool:
+    """models:/NAME@alias, /latest or /<stage>: what the registry may point elsewhere later."""
+    try:
+        parsed = parse_models_uri(uri)
+    except Invalid:
+        return False
+    return parsed is not None and not parsed[1].isdigit()
 
 
 def replicas_of(spec: ModelSpec) -> int:
