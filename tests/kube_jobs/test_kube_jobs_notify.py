@@ -14,9 +14,10 @@ from pathlib import Path
 
 from tests.kube_jobs.harness import Clock, View, controller, set_leading, settle
 from tests.kube_operator.harness import wait_for
-from tests.notifications.notify_support import receiver
+from tests.notifications.notify_support import Receiver, receiver
 
 from runyard.controller.kube.jobs import scheduled_run_name
+from runyard.core.resources import Job
 from runyard.settings import NotifySettings
 from runyard.store import Store
 
@@ -33,14 +34,20 @@ def fired(view: View, ctl, clock: Clock, job: str) -> str:
     return name
 
 
+def hooked(view: View, outbox: Store, rec: Receiver, name: str) -> Job:
+    """A job firing every minute, notifying `rec` on failure; `rec` checks what GET …/webhook-secret says."""
+    job = view.apply_job(name, schedule="* * * * *", notifications={"webhook": rec.url})
+    view.wait_status(name, lambda j: j.status.scheduleFrom is not None)
+    rec.secret = outbox.webhook_secret(job)
+    return job
+
+
 def test_a_failed_run_is_posted_once_signed_with_the_jobs_secret(kube, namespace, tmp_path: Path):
     view, clock = View(kube, namespace), Clock(T0)
     outbox = Store(f"sqlite:///{tmp_path / 'runyard.db'}")
     with receiver(fail_first=1) as rec:
         with controller(kube, namespace, clock, outbox=outbox, notify=FAST) as ctl:
-            job = view.apply_job("nightly", schedule="* * * * *", notifications={"webhook": rec.url})
-            view.wait_status("nightly", lambda j: j.status.scheduleFrom is not None)
-            rec.secret = outbox.webhook_secret(job)  # what GET .../webhook-secret answers
+            job = hooked(view, outbox, rec, "nightly")
             run = fired(view, ctl, clock, "nightly")
             view.finish(run, "Failed", datetime.now(UTC))
             wait_for("the delivery taken", lambda: len(rec.deliveries) == 2)  # the first got a 500
@@ -91,9 +98,7 @@ def test_a_delivery_given_up_is_a_warning_event_on_the_job(kube, namespace, tmp_
     outbox = Store(f"sqlite:///{tmp_path / 'runyard.db'}")
     with receiver(status=503) as rec:
         with controller(kube, namespace, clock, outbox=outbox, notify=FAST) as ctl:
-            job = view.apply_job("flaky", schedule="* * * * *", notifications={"webhook": rec.url})
-            view.wait_status("flaky", lambda j: j.status.scheduleFrom is not None)
-            rec.secret = outbox.webhook_secret(job)
+            job = hooked(view, outbox, rec, "flaky")
             run = fired(view, ctl, clock, "flaky")
             view.finish(run, "Failed", datetime.now(UTC))
             (message,) = wait_for("the warning", lambda: view.events("NotificationFailed"))

@@ -27,7 +27,7 @@ from typing import Any, Unpack
 from runyard.controller.kube.base import Cluster, Elector, KindController, Work
 from runyard.controller.kube.decide import launch_spec
 from runyard.controller.kube.informer import PodSource
-from runyard.controller.kube.tokens import Tokens, ensure_token_secret, secret_name
+from runyard.controller.kube.tokens import Tokens, ensure_token_secret, revoke_deleted, secret_name
 from runyard.controller.models.replicas import replica_spec
 from runyard.controller.models.versions import version_for
 from runyard.core.errors import Conflict, Invalid, NotFound
@@ -119,8 +119,7 @@ class ModelController(KindController[Work]):
         if type_ == "DELETED":
             with self._lock:
                 self._tokened.discard(model.uid)
-            if self.tokens is not None:  # its Secret goes with it; the token must not outlive it
-                self.tokens.revoke(model)
+            revoke_deleted(self.tokens, model)
             return
         self.queue.add(("Model", model.metadata.project, model.metadata.name))
 

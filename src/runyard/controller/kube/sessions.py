@@ -28,7 +28,7 @@ from typing import Any, Unpack
 
 from runyard.controller.kube.base import Cluster, Elector, KindController, ProjectObjects, Work
 from runyard.controller.kube.informer import PodSource
-from runyard.controller.kube.tokens import Tokens, ensure_token_secret
+from runyard.controller.kube.tokens import Tokens, ensure_token_secret, revoke_deleted
 from runyard.controller.kube.tokens import secret_name as runyard_token_secret
 from runyard.controller.sessions import RESTART_ANNOTATION, STOP_GRACE, base_url, next_look, reclaim
 from runyard.core.clock import aware, now
@@ -250,8 +250,7 @@ class SessionController(KindController[Work]):
         if type_ == "DELETED":
             with self._lock:
                 self._made.discard(session.uid)
-            if self.tokens is not None:  # its Secret goes with it; the token must not outlive it
-                self.tokens.revoke(session)
+            revoke_deleted(self.tokens, session)
             return
         self.queue.add(("Session", session.metadata.project, session.metadata.name))
 

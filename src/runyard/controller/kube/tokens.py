@@ -69,3 +69,9 @@ def ensure_token_secret(core: Any, res: Resource, tokens: Tokens, labels: dict[s
                 ).data
             )
         return any(o.get("uid") == res.uid for o in found["metadata"].get("ownerReferences") or [])
+
+
+def revoke_deleted(tokens: Tokens | None, res: Resource) -> None:
+    """A deleted Model's or Session's token: its Secret goes with it, and the token must not outlive it."""
+    if tokens is not None:
+        tokens.revoke(res)
