@@ -456,3 +456,38 @@ def test_an_objects_events_on_a_cluster_are_its_kubernetes_events(server, kube):
     assert described.returncode == 0, described.stderr
     assert "QuotaExceeded" in described.stdout and "waiting for the project's quota" in described.stdout
     assert "Stale" not in described.stdout
+
+
+def test_model_keys_on_a_cluster_open_their_model_and_not_one_made_again_under_its_name(server, kube):
+    """A key is made, listed and revoked for a Model in the cluster, and the access check a replica asks
+    (GET …/access with the caller's credential) lets it in. Deleting the Model deletes none of its keys
+    there (kubectl may delete it), so a Model made again under the name must refuse them: its uid differs."""
+    model = {"apiVersion": "runyard.dev/v1", "kind": "Model", "metadata": {"name": "scorer"}}
+    body = {**model, "spec": {"handler": "predict:predict"}}
+
+    def access(api: httpx.Client, credential: str) -> int:
+        return api.get("/models/scorer/access", headers={"Authorization": f"Bearer {credential}"}).status_code
+
+    with server.api() as api:
+        assert api.put("/models/scorer", json=body).status_code == 201
+        made = api.post("/models/scorer/keys", json={"description": "the shop"})
+        assert made.status_code == 201, made.text
+        key, key_id = made.json()["key"], made.json()["id"]
+        assert [k["id"] for k in api.get("/models/scorer/keys").json()["items"]] == [key_id]
+        assert access(api, key) == 204 and access(api, server.token) == 204
+        assert access(api, "rym_" + "x" * 43) == 401
+        other = api.post("/models/scorer/keys", json={"description": "to revoke"}).json()
+        assert api.delete(f"/models/scorer/keys/{other['id']}").status_code == 204
+        assert access(api, other["key"]) == 401
+
+        _objects(kube).delete_namespaced_custom_object(GROUP, VERSION, "default", "models", "scorer")
+        until(lambda: api.get("/models/scorer").status_code == 404, "the model deleted", timeout=20)
+        assert api.put("/models/scorer", json=body).status_code == 201
+        assert access(api, key) == 401  # a key of the Model deleted, not of this one
+        assert api.get("/models/scorer/keys").json()["items"] == []
+    assert access_of_missing(server) == 404
+
+
+def access_of_missing(server: ServerProcess) -> int:
+    with server.api() as api:
+        return api.post("/models/nothing/keys", json={}).status_code

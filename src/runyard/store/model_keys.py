@@ -75,6 +75,12 @@ class ModelKeyStore(StoreBase):
             row = conn.execute(query).first()
         return None if row is None else KeyOwner(row.id, row.project, row.name, row.last_used_at)
 
+    def model_key(self, key_hash: str) -> ModelKeyRow | None:
+        """The key's row, whether its model exists or not (a cluster keeps Models elsewhere: the caller
+        checks that the model named there still has the key's uid)."""
+        with self.read() as s:
+            return s.scalars(select(ModelKeyRow).where(ModelKeyRow.key_hash == key_hash)).first()
+
     def touch_model_key(self, key_id: str, when: datetime) -> None:
         with self.connect(write=True) as conn:
             conn.execute(update(KEYS).where(KEYS.c.id == key_id).values(last_used_at=when))

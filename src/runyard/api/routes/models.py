@@ -33,7 +33,8 @@ class ModelAccess(Guard):
     ) -> str:
         credential = creds.credentials if creds else request.headers.get("x-runyard-key")
         params = request.path_params
-        return keys.check_access(state(request).store, credential, params["project"], params["name"])
+        s = state(request)
+        return keys.check_access(s.store, credential, params["project"], params["name"], s.kube)
 
 
 class KeyIn(BaseModel):
@@ -68,14 +69,14 @@ def create_key(
     project: Project, name: Name, body: KeyIn | None = Body(None), s: AppState = STATE, who: Principal = WRITE
 ) -> dict:
     """A new access key for this model only; `key` in the answer is shown this once, stored only hashed."""
-    return keys.create_key(s.store, who, project, name, body.description if body else "")
+    return keys.create_key(s.store, who, project, name, body.description if body else "", s.kube)
 
 
 @router.get(MODEL + "/keys")
 def list_keys(project: Project, name: Name, s: AppState = STATE, who: Principal = WRITE) -> dict:
     """The model's keys: id, prefix (the key's first characters), description, createdAt, lastUsedAt
     (to the minute); never the keys themselves."""
-    return {"items": keys.list_keys(s.store, project, name)}
+    return {"items": keys.list_keys(s.store, project, name, s.kube)}
 
 
 @router.delete(MODEL + "/keys/{key_id}", status_code=204, response_class=Response)
@@ -88,7 +89,7 @@ def revoke_key(
 ) -> Response:
     """Revoke a key: the server refuses it at once; a replica that accepted it a moment ago trusts it for
     at most RUNYARD_SERVING_AUTH_CACHE_SECONDS more."""
-    keys.revoke_key(s.store, project, name, key_id)
+    keys.revoke_key(s.store, project, name, key_id, s.kube)
     return Response(status_code=204)
 
 
