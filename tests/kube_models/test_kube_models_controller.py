@@ -313,6 +313,32 @@ def test_its_replicas_get_a_runyard_token_in_a_secret_revoked_when_the_model_is_
         wait_for("revoked", lambda: db.token_by_hash(hash_secret(token)) is None)
 
 
+def test_a_new_leader_revokes_the_tokens_of_models_deleted_while_none_watched(
+    kube: Cluster, namespace: str, tmp_path: Path
+) -> None:
+    """A Model deleted while no operator ran never sends its DELETED event to anyone: the token of its
+    replicas would stay valid. On becoming leader the controller revokes the tokens of Models that are not
+    in its caches, in the namespaces it watches only."""
+    db = Store(f"sqlite:///{tmp_path / 'runyard.db'}")
+    tokens = StoreTokens(db)
+
+    def issued(name: str, uid: str, project: str = namespace) -> str:
+        meta = {"name": name, "project": project, "uid": uid}
+        gone = Model.model_validate({"metadata": meta, "spec": {"handler": "serve:predict"}})
+        return tokens.issue(gone)
+
+    ghost, elsewhere = issued("ghost", "uid-of-a-deleted-model"), issued("there", "uid-2", "another-team")
+    with controller(kube, namespace, tokens=tokens) as mc:
+        wait_for("leadership", mc.elector.is_leader)
+        apply(kube, namespace, model("iris", snapshot="sha256:" + "ab" * 32))
+        dep = wait_for("deployment", lambda: deployment(kube.api_client, namespace, "iris"))
+        live = secret_token(kube, namespace, dep["spec"]["template"]["spec"]["containers"][0]["env"])
+        wait_for("the ghost's token revoked", lambda: db.token_by_hash(hash_secret(ghost)) is None)
+        assert mc.controller.sweep_tokens() == 0  # once is enough: nothing left to revoke
+    assert db.token_by_hash(hash_secret(elsewhere)) is not None  # a namespace it does not watch
+    assert db.token_by_hash(hash_secret(live)) is not None
+
+
 def test_a_model_following_an_alias_serves_its_version_and_rolls_when_it_moves(
     kube: Cluster, namespace: str, tmp_path: Path
 ) -> None:

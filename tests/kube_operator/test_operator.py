@@ -329,3 +329,22 @@ def test_a_pod_gets_a_run_token_in_a_secret_revoked_when_the_run_ends(
         kubelet.exited(namespace, "tokened-1", 0)
         done(store, Run, namespace, "tokened", "Succeeded")
         wait_for("revoked", lambda: db.token_by_hash(hash_secret(token)) is None)
+
+
+def test_a_new_leader_revokes_the_tokens_of_runs_deleted_while_none_watched(
+    kube: Cluster, namespace: str, tmp_path: Path
+) -> None:
+    """A Run deleted (with its Experiment) while no operator ran keeps an unrevoked token, since it never
+    ended; the next leader revokes it, and leaves the tokens of the Runs it has."""
+    db = Store(f"sqlite:///{tmp_path / 'runyard.db'}")
+    tokens = StoreTokens(db)
+    meta = {"name": "lost", "project": namespace, "uid": "uid-of-a-deleted-run"}
+    lost = tokens.issue(Run.model_validate({"metadata": meta, "spec": {"command": "true"}}), 1)
+    with operator(kube, namespace, tmp_path, project_objects=False, tokens=tokens) as op:
+        wait_for("leadership", op.elector.is_leader)
+        wait_for("the lost run's token revoked", lambda: db.token_by_hash(hash_secret(lost)) is None)
+        apply(kube, namespace, experiment("kept", snapshot="sha256:" + "ab" * 32))
+        pod = wait_for("its pod", lambda: pod_of(kube, namespace, "kept-1"))
+        token = secret_token(kube, namespace, pod["spec"]["initContainers"][0]["env"])
+        assert op.operator.sweep_tokens() == 0
+        assert db.token_by_hash(hash_secret(token)) is not None

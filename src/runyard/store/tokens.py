@@ -32,6 +32,14 @@ class TokenStore(StoreBase):
         with self.write() as s:
             s.execute(update(TokenRow).where(TokenRow.run_uid == run_uid).values(revoked=True))
 
+    def live_run_tokens(self, name_prefix: str) -> list[TokenRow]:
+        """The unrevoked run tokens whose name starts with `name_prefix` (an operator's "model ", ...)."""
+        query = select(TokenRow).where(
+            TokenRow.role == "run", TokenRow.revoked.is_(False), TokenRow.name.startswith(name_prefix)
+        )
+        with self.read() as s:
+            return list(s.scalars(query))
+
     def tokens(self) -> list[TokenRow]:
         """Every token, oldest first (run tokens included: they show which run acted)."""
         with self.read() as s:

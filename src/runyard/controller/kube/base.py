@@ -102,9 +102,31 @@ class KindController(Generic[Item]):
             thread.join(10)
 
     def leading(self, leads: bool) -> None:
-        """The elector's on_change: on becoming leader, look at everything once."""
+        """The elector's on_change: on becoming leader, look at everything once, and revoke the tokens of
+        objects deleted while no leader watched (their DELETED events are gone)."""
         if leads:
             self.resync()
+            self.sweep_tokens()
+
+    def sweep_tokens(self) -> int:
+        """For a controller that issues tokens (`self.tokens`): revoke those of its kinds' objects that are
+        not in its caches any more; best effort (a database down now is tried at the next leadership)."""
+        tokens = getattr(self, "tokens", None)
+        if tokens is None:
+            return 0
+        scoped = [s for s in self.scopes if s is not None] or None
+        swept = 0
+        for kind in self.kinds:
+            try:
+                swept += tokens.sweep(kind, lambda kind=kind: self._uids(kind), scoped)
+            except Exception as exc:
+                log.warning("revoking the tokens of deleted %ss: %s", kind, exc)
+        return swept
+
+    def _uids(self, kind: str) -> set[str]:
+        """The uids of the cached objects of `kind`."""
+        informers = [i for (k, _), i in self._informers.items() if k == kind]
+        return {o.uid for informer in informers for o in informer.items()}
 
     def resync(self) -> None:
         for (kind, _), informer in self._informers.items():

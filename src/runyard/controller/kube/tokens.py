@@ -7,6 +7,7 @@ process reports its tracking data with it."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from runyard.core.errors import Conflict
@@ -21,6 +22,8 @@ class Tokens(Protocol):
     def issue(self, res: Resource, attempt: int | None = None) -> str: ...
 
     def revoke(self, res: Resource) -> None: ...
+
+    def sweep(self, kind: str, live: Callable[[], set[str]], projects: list[str] | None) -> int: ...
 
 
 class StoreTokens:
@@ -38,6 +41,23 @@ class StoreTokens:
     def revoke(self, res: Resource) -> None:
         """Every token of the object: nothing of it calls the API any more."""
         self.store.revoke_run_tokens(res.uid)
+
+    def sweep(self, kind: str, live: Callable[[], set[str]], projects: list[str] | None) -> int:
+        """Revoke the tokens of `kind`'s objects that are gone (deleted while no operator watched), in
+        `projects` (None: all); `live()`: the uids of those there are, asked after the tokens are read (a
+        token is issued for an object already cached, so one issued meanwhile is never taken for an
+        orphan). The database is the cluster's: a local server's run would look deleted. How many objects'
+        tokens went."""
+        found = self.store.live_run_tokens(f"{kind.lower()} ")
+        there = live()
+        gone = {
+            t.run_uid
+            for t in found
+            if t.run_uid and t.run_uid not in there and (projects is None or t.project in projects)
+        }
+        for uid in gone:
+            self.store.revoke_run_tokens(uid)
+        return len(gone)
 
 
 def secret_name(kind: str, name: str) -> str:
