@@ -8,7 +8,6 @@ The webhook receiver is a real HTTP server on loopback, and the outbox a real SQ
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -61,8 +60,8 @@ def test_a_failed_run_is_posted_once_signed_with_the_jobs_secret(kube, namespace
         assert row.state == "sent"
 
         with controller(kube, namespace, clock, outbox=outbox, notify=FAST) as ctl:  # a restart
-            settle(ctl)
-            time.sleep(0.6)  # more than one poll of the outbox: nothing is queued or sent again
+            settle(ctl)  # every job looked at again: nothing is queued again
+            assert ctl.sender is not None and ctl.sender.deliver_due() == 0  # one pass now: nothing is due
         assert len(rec.deliveries) == 2 and len(outbox.job_notifications(job.uid)) == 1
 
 
@@ -81,16 +80,23 @@ def test_only_the_leader_sends_and_a_success_needs_on_success(kube, namespace, t
             set_leading(ctl, False)
             for run in runs:
                 view.finish(run, "Succeeded", datetime.now(UTC))
+            wait_for("the follower to see both ends", lambda: ended_in_cache(ctl, namespace, runs))
             settle(ctl)
-            time.sleep(0.6)
-            assert rec.deliveries == []  # a follower sends nothing
+            assert (
+                rec.deliveries == [] and outbox.job_notifications(loud.uid) == []
+            )  # a follower sends nothing
             set_leading(ctl, True)
             wait_for("the success posted", lambda: len(rec.deliveries) == 1)
             settle(ctl)
-            time.sleep(0.6)
+            assert ctl.sender is not None and ctl.sender.deliver_due() == 0  # nothing else is due
         (only,) = rec.deliveries
         assert only.signed and only.json["event"] == "run.succeeded" and only.json["job"]["name"] == "loud"
         assert outbox.job_notifications(quiet.uid) == []
+
+
+def ended_in_cache(ctl, namespace: str, runs: list[str]) -> bool:
+    cached = [ctl._cache("Run", namespace).get((namespace, name)) for name in runs]
+    return all(r is not None and r.status.phase == "Succeeded" for r in cached)
 
 
 def test_a_delivery_given_up_is_a_warning_event_on_the_job(kube, namespace, tmp_path: Path):
