@@ -12,7 +12,7 @@ from runyard.core.errors import Forbidden, NotFound, Unauthorized
 from runyard.core.resources import Model
 from runyard.services.auth import Access, Principal, authenticate, hash_secret, iso
 from runyard.store import Store
-from runyard.store.model_keys import KeyOwner, ModelKeyRow
+from runyard.store.model_keys import ModelKeyRow
 
 KEY_PREFIX = "rym_"
 SHOWN_PREFIX = len(KEY_PREFIX) + 6  # characters of a key kept in plain text, to tell keys apart in a list
@@ -84,13 +84,13 @@ def check_access(store: Store, credential: str | None, project: str, name: str, 
         who = authenticate(store, f"Bearer {credential}")
         who.authorize(Access.READ, project)
         return who.name
-    owner = (
-        store.key_owner(hash_secret(credential)) if models is None else _key_owner(store, credential, models)
-    )
+    owner = _key_owner(store, credential, models or store)
     if owner is None:
         raise Unauthorized("unknown or revoked model key")
-    if (owner.project, owner.model) != (project, name):
-        raise Forbidden(f"this key is for model {owner.model!r} of project {owner.project!r}, not {name!r}")
+    if (owner.project, owner.model_name) != (project, name):
+        raise Forbidden(
+            f"this key is for model {owner.model_name!r} of project {owner.project!r}, not {name!r}"
+        )
     when = now()
     last = aware(owner.last_used_at)
     if last is None or when - last >= TOUCH_EVERY:
@@ -98,9 +98,9 @@ def check_access(store: Store, credential: str | None, project: str, name: str, 
     return f"key {owner.id}"
 
 
-def _key_owner(store: Store, credential: str, models: Any) -> KeyOwner | None:
-    """On a cluster: the key's row, if the Model it names still exists with the key's uid (deleting a Model
-    there deletes none of its keys; one made again under the name gets none of them)."""
+def _key_owner(store: Store, credential: str, models: Any) -> ModelKeyRow | None:
+    """The key's row, while the Model it names still exists with the key's uid: a Model deleted and made
+    again under its name gets none of the old keys (on a cluster nothing deletes a deleted Model's keys)."""
     row = store.model_key(hash_secret(credential))
     if row is None:
         return None
@@ -108,8 +108,4 @@ def _key_owner(store: Store, credential: str, models: Any) -> KeyOwner | None:
         model = models.get(Model, row.project, row.model_name)
     except NotFound:
         return None
-    return (
-        KeyOwner(row.id, row.project, row.model_name, row.last_used_at)
-        if model.uid == row.model_uid
-        else None
-    )
+    return row if model.uid == row.model_uid else None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
 
@@ -10,7 +9,7 @@ from sqlalchemy import DateTime, Index, String, Table, delete, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from runyard.store.base import StoreBase
-from runyard.store.tables import Base, ResourceRow
+from runyard.store.tables import Base
 
 
 class ModelKeyRow(Base):
@@ -33,17 +32,6 @@ class ModelKeyRow(Base):
 
 
 KEYS = cast(Table, ModelKeyRow.__table__)
-_RESOURCES = cast(Table, ResourceRow.__table__)
-
-
-@dataclass(frozen=True)
-class KeyOwner:
-    """What a key opens: one model, as it exists now."""
-
-    id: str
-    project: str
-    model: str
-    last_used_at: datetime | None
 
 
 class ModelKeyStore(StoreBase):
@@ -63,21 +51,9 @@ class ModelKeyStore(StoreBase):
         with self.connect(write=True) as conn:
             return bool(conn.execute(query).rowcount)
 
-    def key_owner(self, key_hash: str) -> KeyOwner | None:
-        """The model the key opens, when the key is known and its model (that very one) still exists:
-        one indexed read, on the replicas' cache-miss path."""
-        query = (
-            select(KEYS.c.id, _RESOURCES.c.project, _RESOURCES.c.name, KEYS.c.last_used_at)
-            .join(_RESOURCES, _RESOURCES.c.uid == KEYS.c.model_uid)
-            .where(KEYS.c.key_hash == key_hash)
-        )
-        with self.connect() as conn:
-            row = conn.execute(query).first()
-        return None if row is None else KeyOwner(row.id, row.project, row.name, row.last_used_at)
-
     def model_key(self, key_hash: str) -> ModelKeyRow | None:
-        """The key's row, whether its model exists or not (a cluster keeps Models elsewhere: the caller
-        checks that the model named there still has the key's uid)."""
+        """The key's row, whether its model exists or not (the caller checks that the model named there
+        still has the key's uid: on a cluster Models live elsewhere)."""
         with self.read() as s:
             return s.scalars(select(ModelKeyRow).where(ModelKeyRow.key_hash == key_hash)).first()
 
