@@ -26,10 +26,11 @@ from tests.kube_operator.harness import SERVER_URL, Running, leading, new_client
 
 from runyard.controller.kube.leader import LeaseElector
 from runyard.controller.kube.models import ModelController
-from runyard.controller.kube.tokens import StoreTokens, Tokens
+from runyard.controller.kube.tokens import StoreTokens, Tokens, ensure_token_secret
 from runyard.core.errors import NotFound
 from runyard.core.resources import Model
 from runyard.kube.api import CallCounter
+from runyard.runtime.kubernetes.pods import model_labels
 from runyard.services.auth import hash_secret
 from runyard.store import Store
 from runyard.store.kube.resources import KubeResources
@@ -307,6 +308,11 @@ def test_its_replicas_get_a_runyard_token_in_a_secret_revoked_when_the_model_is_
         wait_for(
             "version 2", lambda: version_of(deployment(kube.api_client, namespace, "iris") or dep) == "2"
         )
+        assert [t.run_uid for t in db.tokens() if not t.revoked].count(uid) == 1
+        # As a restarted operator does: the Secret is there, and the token issued for it is revoked at once.
+        model_now = KubeResources(kube.api_client).get("Model", namespace, "iris")
+        core = client.CoreV1Api(kube.api_client)
+        assert ensure_token_secret(core, model_now, StoreTokens(db), model_labels(namespace, "iris"))
         assert [t.run_uid for t in db.tokens() if not t.revoked].count(uid) == 1
 
         objects(kube).delete_namespaced_custom_object("runyard.dev", "v1", namespace, "models", "iris")

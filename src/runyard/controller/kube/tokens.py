@@ -23,6 +23,8 @@ class Tokens(Protocol):
 
     def revoke(self, res: Resource) -> None: ...
 
+    def discard(self, secret: str) -> None: ...
+
     def sweep(self, kind: str, live: Callable[[], set[str]], projects: list[str] | None) -> int: ...
 
 
@@ -41,6 +43,14 @@ class StoreTokens:
     def revoke(self, res: Resource) -> None:
         """Every token of the object: nothing of it calls the API any more."""
         self.store.revoke_run_tokens(res.uid)
+
+    def discard(self, secret: str) -> None:
+        """Revoke one token that was issued and never handed out."""
+        from runyard.services.auth import hash_secret
+
+        row = self.store.token_by_hash(hash_secret(secret))
+        if row is not None:
+            self.store.revoke_token(row.id)
 
     def sweep(self, kind: str, live: Callable[[], set[str]], projects: list[str] | None) -> int:
         """Revoke the tokens of `kind`'s objects that are gone (deleted while no operator watched), in
@@ -68,26 +78,25 @@ def secret_name(kind: str, name: str) -> str:
 
 def ensure_token_secret(core: Any, res: Resource, tokens: Tokens, labels: dict[str, str]) -> bool:
     """Make the object's token Secret unless it exists: True once it is this object's; False while the name
-    is held by another (an earlier object of that name, not yet collected). A token issued for a create that
-    finds the Secret there is never seen by anyone and goes with the object's other tokens."""
+    is held by another (an earlier object of that name, not yet collected). The token issued for a create
+    that finds the Secret there (an operator restarted) was never handed out: it is revoked at once."""
     from runyard.kube.api import translated
 
-    m = res.metadata
+    m, name = res.metadata, secret_name(res.kind, res.metadata.name)
     owner = pods.owner_reference({"kind": res.kind, "name": m.name, "uid": res.uid})
-    body = pods.token_secret_manifest(
-        secret_name(res.kind, m.name), m.project, labels, [owner], tokens.issue(res)
-    )
+    token = tokens.issue(res)
     try:
         with translated():
-            core.create_namespaced_secret(m.project, body, _preload_content=False)
+            core.create_namespaced_secret(
+                m.project,
+                pods.token_secret_manifest(name, m.project, labels, [owner], token),
+                _preload_content=False,
+            )
         return True
     except Conflict:
+        tokens.discard(token)
         with translated():
-            found = json.loads(
-                core.read_namespaced_secret(
-                    secret_name(res.kind, m.name), m.project, _preload_content=False
-                ).data
-            )
+            found = json.loads(core.read_namespaced_secret(name, m.project, _preload_content=False).data)
         return any(o.get("uid") == res.uid for o in found["metadata"].get("ownerReferences") or [])
 
 
